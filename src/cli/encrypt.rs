@@ -1,0 +1,107 @@
+//! `git seal encrypt`: seal one file outside the filter.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
+use crate::envelope::{self, WrapTarget};
+use crate::error::{CommandError, CommandResult};
+use crate::keys::{env::EnvKeys, file::FileKeys, KeyProvider};
+use crate::kid::Kid;
+use crate::project::Project;
+
+/// Seal one file into an envelope, outside the Git filter.
+///
+/// Inside a git-seal repository the envelope is wrapped to the repository's
+/// active KEK (or the policy's recipients for that path). Outside one, say
+/// who to seal to with --to.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// File to seal, or `-` for standard input.
+    pub file: String,
+    /// Write the envelope here instead of standard output (`-`: stdout).
+    #[arg(long, short)]
+    pub out: Option<String>,
+    /// Bind this UTF-8 context into the envelope (it must match to open).
+    #[arg(long)]
+    pub aad: Option<String>,
+    /// Seal to this KEK: a kid (`k_…`) known here, or a base64 X25519 public
+    /// key. Repeat for several recipients.
+    #[arg(long = "to", value_name = "KID|PUBLIC_KEY")]
+    pub to: Vec<String>,
+}
+
+pub fn run(args: Args) -> CommandResult<u8> {
+    let project = Project::open(&std::env::current_dir()?).ok();
+    let targets = if args.to.is_empty() {
+        let project = project.ok_or_else(|| {
+            CommandError::usage("not inside a git-seal repository, so there is no KEK to seal to")
+                .with_hint("pass --to KID or --to PUBLIC_KEY (base64 X25519), or run inside a repository set up with `git seal init`")
+        })?;
+        let path = repo_relative(&project, &args.file);
+        project.targets_for(path.as_deref())?
+    } else {
+        args.to
+            .iter()
+            .map(|to| resolve_target(project.as_ref(), to))
+            .collect::<CommandResult<Vec<_>>>()?
+    };
+    let plaintext = super::io::read_input(&args.file)?;
+    let text = envelope::seal_bytes(plaintext, args.aad, &targets)
+        .map_err(|e| CommandError::user(format!("cannot seal {}: {e}", args.file)))?;
+    super::io::write_output(args.out.as_deref(), &text)?;
+    Ok(0)
+}
+
+/// The path of `file` inside the project's work tree, if it is there.
+fn repo_relative(project: &Project, file: &str) -> Option<String> {
+    if file == "-" {
+        return None;
+    }
+    let abs = std::fs::canonicalize(file).ok()?;
+    let root = std::fs::canonicalize(&project.root).ok()?;
+    Some(abs.strip_prefix(root).ok()?.to_str()?.to_owned())
+}
+
+fn resolve_target(project: Option<&Project>, to: &str) -> CommandResult<WrapTarget> {
+    if let Ok(kid) = Kid::parse(to) {
+        if let Some(target) = project
+            .and_then(|p| p.record(&kid))
+            .and_then(|r| r.wrap_target())
+        {
+            return Ok(target);
+        }
+        // A kid whose private key is here also gives us its public key.
+        let file_key = FileKeys::open_default()
+            .ok()
+            .and_then(|k| k.load(&kid))
+            .and_then(Result::ok);
+        let env_key = EnvKeys::from_env().ok().and_then(|e| {
+            e.secrets()
+                .find(|(k, _)| **k == kid)
+                .map(|(_, s)| s.clone())
+        });
+        if let Some(secret) = file_key.or(env_key) {
+            return Ok(WrapTarget::x25519(secret.public()));
+        }
+        return Err(CommandError::user(format!(
+            "--to {kid}: no public key for this kid here (not in .seal/keys/, no key file, not in GIT_SEAL_KEK)"
+        ))
+        .with_hint("pass the base64 X25519 public key instead"));
+    }
+    let public: [u8; 32] = B64
+        .decode(to)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| CommandError::usage(format!("--to {to:?} is neither a kid (k_ + 16 hex digits) nor a base64 32-byte X25519 public key")))?;
+    Ok(WrapTarget::x25519(public))
+}
+
+/// Keys usable outside any repository: key files, then GIT_SEAL_KEK.
+pub fn ambient_keys() -> CommandResult<crate::keys::Chain> {
+    let mut providers: Vec<Box<dyn KeyProvider>> = Vec::new();
+    if let Ok(files) = FileKeys::open_default() {
+        providers.push(Box::new(files));
+    }
+    providers.push(Box::new(EnvKeys::from_env()?));
+    Ok(crate::keys::Chain(providers))
+}

@@ -1,0 +1,176 @@
+//! `git seal init`: set up (or repair) a repository or a fresh clone.
+
+use std::path::Path;
+
+use crate::error::{CommandError, CommandResult};
+use crate::keys::{env::EnvKeys, file::FileKeys, ProviderKind};
+use crate::meta::{self, KekRecord, Status};
+use crate::policy;
+use crate::project::{self, PROVIDER_KEY};
+use crate::repo::Repo;
+use crate::secret::KekSecret;
+use crate::setup;
+
+/// Set up git-seal in the current repository, or repair its configuration.
+///
+/// Creates a KEK (or adopts the one `.seal/keys/` names, as in a fresh clone),
+/// writes `.seal/`, adds `PATTERN filter=seal diff=seal merge=seal` lines to
+/// `.gitattributes`, records each PATTERN as required-sealed in
+/// `.seal/policy.json`, and configures the filter, diff and merge drivers.
+/// Running it again changes nothing that is already right and never replaces
+/// an existing KEK.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where the KEK's private half lives: `file` (a key file in your user
+    /// data directory; the default) or `env` (GIT_SEAL_KEK, for CI).
+    #[arg(long, value_enum)]
+    pub provider: Option<ProviderKind>,
+    /// Paths to seal, as `.gitattributes` patterns (e.g. 'secrets/**', '*.env').
+    #[arg(value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+}
+
+pub fn run(args: Args) -> CommandResult<u8> {
+    let repo = Repo::discover(&std::env::current_dir()?)?;
+    let root = repo.workdir("git seal init")?.to_owned();
+    for pattern in &args.patterns {
+        if pattern.is_empty()
+            || pattern.chars().any(char::is_whitespace)
+            || pattern.starts_with('#')
+            || pattern.starts_with('!')
+        {
+            return Err(CommandError::usage(format!(
+                "pattern {pattern:?} cannot be written to .gitattributes (no whitespace, no leading `#` or `!`)"
+            )));
+        }
+    }
+    let provider = match args.provider {
+        Some(p) => p,
+        None => match repo.config_get(PROVIDER_KEY) {
+            Some(name) => ProviderKind::from_name(&name)?,
+            None => ProviderKind::File,
+        },
+    };
+
+    let mut keks = meta::load_all(&root)?;
+    match keks
+        .iter()
+        .filter(|k| k.status == Status::Active)
+        .max_by_key(|k| k.version)
+    {
+        Some(active) => adopt(active, provider)?,
+        None => {
+            let version = keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
+            let record = create(provider, version)?;
+            meta::store(&root, &record)?;
+            keks.push(record);
+        }
+    }
+
+    let mut policy = project::load_policy(&root, &keks)?;
+    let mut policy_changed = !root.join(policy::PATH).exists();
+    for pattern in &args.patterns {
+        policy_changed |= policy.add_sealed(pattern)?;
+    }
+    if policy_changed {
+        crate::cli::io::write_file_atomic(&root.join(policy::PATH), policy.to_text().as_bytes())?;
+        println!(
+            "git-seal: wrote {} (sealed: {})",
+            policy::PATH,
+            policy.file.sealed.join(", ")
+        );
+    }
+
+    let attributes = root.join(".gitattributes");
+    let existing = read_optional(&attributes)?;
+    // Every required-sealed glob also gets the filter, so policy and
+    // .gitattributes agree.
+    if let Some(text) = setup::gitattributes_with(&existing, &policy.file.sealed) {
+        crate::cli::io::write_file_atomic(&attributes, text.as_bytes())?;
+        println!("git-seal: updated .gitattributes");
+    }
+
+    repo.config_set(PROVIDER_KEY, provider.name())?;
+    let fixed = setup::configure_drivers(&repo)?;
+    if !fixed.is_empty() {
+        println!("git-seal: configured {}", fixed.join(", "));
+    }
+    if policy_changed || existing.is_empty() {
+        println!("next: git add .gitattributes .seal && git commit -m 'Set up git-seal'");
+    }
+    Ok(0)
+}
+
+fn read_optional(path: &Path) -> CommandResult<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(CommandError::user(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The repository already has an active KEK: use it, never replace it.
+fn adopt(active: &KekRecord, provider: ProviderKind) -> CommandResult {
+    if active.custody != provider.custody() {
+        return Err(CommandError::user(format!(
+            "the active KEK {} has {} custody, which the {} provider cannot serve",
+            active.kid,
+            active.custody,
+            provider.name()
+        )));
+    }
+    let keys = provider.open()?;
+    if keys.has(&active.kid) {
+        println!(
+            "git-seal: using KEK {} ({} provider)",
+            active.kid,
+            provider.name()
+        );
+    } else {
+        let place = match provider {
+            ProviderKind::File => format!(
+                "the key file {}",
+                FileKeys::open_default()?.path_of(&active.kid).display()
+            ),
+            ProviderKind::Env => "GIT_SEAL_KEK".to_owned(),
+        };
+        eprintln!(
+            "git-seal: warning: the private key of KEK {} is not available here; sealed files stay locked until it is in {place} (then run `git seal unlock`)",
+            active.kid
+        );
+    }
+    Ok(())
+}
+
+/// No KEK yet: make one (file) or take the one in GIT_SEAL_KEK (env).
+fn create(provider: ProviderKind, version: u32) -> CommandResult<KekRecord> {
+    match provider {
+        ProviderKind::File => {
+            let secret = KekSecret::generate();
+            let path = FileKeys::open_default()?.store(&secret)?;
+            let record = KekRecord::new_x25519(&secret.public(), version);
+            println!(
+                "git-seal: created KEK {} (private key: {})",
+                record.kid,
+                path.display()
+            );
+            println!("git-seal: back that file up; without it nobody can open this repository's sealed files");
+            Ok(record)
+        }
+        ProviderKind::Env => {
+            let keys = EnvKeys::from_env()?;
+            let (kid, secret) = keys.secrets().next().ok_or_else(|| {
+                CommandError::user("the env provider needs a KEK in GIT_SEAL_KEK, and it is empty")
+                    .with_hint(
+                        "make one with `openssl rand -hex 32` and keep it in your secret store",
+                    )
+            })?;
+            let record = KekRecord::new_x25519(&secret.public(), version);
+            println!("git-seal: adopted KEK {kid} from GIT_SEAL_KEK");
+            Ok(record)
+        }
+    }
+}

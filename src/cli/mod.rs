@@ -1,0 +1,51 @@
+//! Command-line interface: one file per subcommand, each an `Args` struct
+//! whose doc comments are the help text and one `run` function.
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CommandResult;
+
+pub mod decrypt;
+pub mod encrypt;
+pub mod init;
+pub mod io;
+pub mod status;
+
+/// Customer-managed-key encryption for Git repositories.
+///
+/// Files that the repository's policy marks as sensitive are stored in Git
+/// only as sealed JSON envelopes, encrypted under a key-encryption key (KEK)
+/// whose private half you hold. A Git filter seals on `git add` and unseals on
+/// checkout, so you keep using Git as usual.
+///
+/// Start with `git seal init 'secrets/**'` in a repository.
+#[derive(Parser, Debug)]
+#[command(
+    name = "git-seal",
+    bin_name = "git seal",
+    version,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Init(init::Args),
+    Status(status::Args),
+    Encrypt(encrypt::Args),
+    Decrypt(decrypt::Args),
+}
+
+/// Run a parsed command; the `u8` is the exit code on success paths that
+/// still report findings.
+pub fn run(cli: Cli) -> CommandResult<u8> {
+    match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Encrypt(args) => encrypt::run(args),
+        Command::Decrypt(args) => decrypt::run(args),
+    }
+}

@@ -1,0 +1,186 @@
+//! `git seal status`: what this clone has and whether it is healthy.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::envelope;
+use crate::error::CommandResult;
+use crate::project::Project;
+use crate::setup;
+
+/// Show KEKs, sealed files, lock state, drivers, hooks and the audit chain.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+pub struct Status {
+    pub root: String,
+    pub provider: String,
+    pub keks: Vec<KekStatus>,
+    pub active_kid: String,
+    /// Sealed paths in HEAD, counted per recipient kid.
+    pub sealed_in_head: BTreeMap<String, usize>,
+    pub sealed_files: usize,
+    /// Paths the policy or `.gitattributes` seals that HEAD stores in plaintext.
+    pub plaintext_in_head: Vec<String>,
+    /// Sealed paths whose work-tree file is still an envelope.
+    pub locked: Vec<String>,
+    pub drivers_missing: Vec<String>,
+    pub hooks_installed: Vec<String>,
+    pub audit: AuditStatus,
+}
+
+#[derive(Serialize)]
+pub struct KekStatus {
+    pub kid: String,
+    pub version: u32,
+    pub status: String,
+    pub custody: String,
+    pub algorithm: String,
+    pub created_at: String,
+    pub usable_here: bool,
+}
+
+#[derive(Serialize)]
+pub struct AuditStatus {
+    pub tip: Option<String>,
+}
+
+pub fn run(args: Args) -> CommandResult<u8> {
+    let project = Project::open(&std::env::current_dir()?)?;
+    let status = collect(&project)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print_text(&status);
+    }
+    Ok(0)
+}
+
+pub fn collect(project: &Project) -> CommandResult<Status> {
+    let keks = project
+        .keks
+        .iter()
+        .map(|k| KekStatus {
+            kid: k.kid.to_string(),
+            version: k.version,
+            status: format!("{:?}", k.status).to_lowercase(),
+            custody: k.custody.clone(),
+            algorithm: k.wrap.clone(),
+            created_at: k.created_at.clone(),
+            usable_here: project.keys().has(&k.kid),
+        })
+        .collect();
+    let mut sealed_in_head = BTreeMap::new();
+    let mut sealed_files = 0;
+    let mut plaintext_in_head = Vec::new();
+    let mut locked = Vec::new();
+    for (path, id) in project.repo.head_files()? {
+        if !(project.policy.must_seal(&path) || project.repo.has_seal_filter(&path)?) {
+            continue;
+        }
+        match envelope::parse(&project.repo.blob(id)?) {
+            Ok(env) => {
+                sealed_files += 1;
+                for r in &env.recipients {
+                    *sealed_in_head.entry(r.kid.to_string()).or_insert(0) += 1;
+                }
+                let on_disk = std::fs::read(project.root.join(&path)).unwrap_or_default();
+                if envelope::is_envelope(&on_disk) {
+                    locked.push(path);
+                }
+            }
+            Err(_) => plaintext_in_head.push(path),
+        }
+    }
+    let hooks_dir = crate::setup::hooks_dir(&project.repo);
+    let hooks_installed = crate::setup::HOOK_NAMES
+        .iter()
+        .filter(|name| {
+            std::fs::read_to_string(hooks_dir.join(name)).is_ok_and(|t| t.contains("git-seal hook"))
+        })
+        .map(|n| n.to_string())
+        .collect();
+    Ok(Status {
+        root: project.root.display().to_string(),
+        provider: project.provider.name().to_owned(),
+        keks,
+        active_kid: project.active()?.kid.to_string(),
+        sealed_in_head,
+        sealed_files,
+        plaintext_in_head,
+        locked,
+        drivers_missing: setup::missing_drivers(&project.repo)
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        hooks_installed,
+        audit: AuditStatus {
+            tip: project
+                .repo
+                .ref_target("refs/seal/audit")
+                .map(|o| o.to_string()),
+        },
+    })
+}
+
+fn print_text(s: &Status) {
+    println!("repository: {}", s.root);
+    println!("provider:   {}", s.provider);
+    println!("KEKs:");
+    for k in &s.keks {
+        let active = if k.kid == s.active_kid {
+            " (active)"
+        } else {
+            ""
+        };
+        println!(
+            "  {} v{} {}{} custody={} alg={} created={} usable here: {}",
+            k.kid,
+            k.version,
+            k.status,
+            active,
+            k.custody,
+            k.algorithm,
+            k.created_at,
+            if k.usable_here { "yes" } else { "no" }
+        );
+    }
+    println!("sealed files in HEAD: {}", s.sealed_files);
+    for (kid, n) in &s.sealed_in_head {
+        println!("  {kid}: {n}");
+    }
+    for path in &s.plaintext_in_head {
+        println!("  PLAINTEXT in HEAD (must be sealed): {path}");
+    }
+    if s.locked.is_empty() {
+        println!("work tree: unlocked");
+    } else {
+        println!("work tree: locked ({} of {} sealed files are envelopes); run `git seal unlock` once the key is here", s.locked.len(), s.sealed_files);
+        for path in &s.locked {
+            println!("  locked: {path}");
+        }
+    }
+    if s.drivers_missing.is_empty() {
+        println!("drivers: filter, diff and merge configured");
+    } else {
+        println!(
+            "drivers: missing or wrong: {} (run `git seal init`)",
+            s.drivers_missing.join(", ")
+        );
+    }
+    if s.hooks_installed.is_empty() {
+        println!("hooks: none installed");
+    } else {
+        println!("hooks: {}", s.hooks_installed.join(", "));
+    }
+    match &s.audit.tip {
+        Some(tip) => println!("audit chain: refs/seal/audit at {tip}"),
+        None => println!("audit chain: none (refs/seal/audit does not exist)"),
+    }
+}

@@ -1,0 +1,279 @@
+//! Sealing and opening: AES-256-GCM content encryption under a random DEK, and
+//! the `x25519-hkdf-sha256` wrap of that DEK to each recipient KEK.
+//!
+//! Which private keys exist is not this module's business: opening asks a
+//! [`KeyProvider`] to unwrap, and sealing is given public wrap targets.
+
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hkdf::Hkdf;
+use rand_core::{OsRng, RngCore};
+use sha2::Sha256;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroize;
+
+use super::format::{Envelope, FormatError, Recipient, Wrap, NONCE_LEN};
+use crate::keys::{KeyError, KeyProvider};
+use crate::kid::Kid;
+use crate::secret::{Dek, KekSecret};
+
+pub const HKDF_INFO: &[u8] = b"git-seal/v1/x25519";
+
+/// A public key that new envelopes are wrapped to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WrapTarget {
+    X25519 { kid: Kid, public: [u8; 32] },
+}
+
+impl WrapTarget {
+    pub fn x25519(public: [u8; 32]) -> WrapTarget {
+        WrapTarget::X25519 {
+            kid: Kid::of_x25519(&public),
+            public,
+        }
+    }
+
+    pub fn kid(&self) -> &Kid {
+        match self {
+            WrapTarget::X25519 { kid, .. } => kid,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("no usable key: the envelope is wrapped to {}; keys available here: {}", list(wrapped_to), if available.is_empty() { "none".to_owned() } else { list(available) })]
+    NoUsableKey {
+        wrapped_to: Vec<Kid>,
+        available: Vec<Kid>,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("authentication failed: the ciphertext, nonce, tag or aad was altered (DEK unwrapped with {kid})")]
+    Content { kid: Kid },
+}
+
+fn list(kids: &[Kid]) -> String {
+    kids.iter().map(Kid::as_str).collect::<Vec<_>>().join(", ")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("no recipients to seal to")]
+    NoRecipients,
+    #[error("refusing to wrap to {kid}: its public key is a low-order point")]
+    LowOrder { kid: Kid },
+}
+
+/// Seal `plaintext` (encrypted in place, so no second copy of a large file)
+/// to every target.
+pub fn seal(
+    mut plaintext: Vec<u8>,
+    aad: Option<String>,
+    targets: &[WrapTarget],
+) -> Result<Envelope, SealError> {
+    if targets.is_empty() {
+        return Err(SealError::NoRecipients);
+    }
+    let dek = Dek::random();
+    let recipients = targets
+        .iter()
+        .map(|t| match t {
+            WrapTarget::X25519 { kid, public } => wrap_x25519(kid, public, &dek),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    let cipher = Aes256Gcm::new(dek.expose().into());
+    let tag = cipher
+        .encrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            aad.as_deref().unwrap_or("").as_bytes(),
+            &mut plaintext,
+        )
+        .expect("AES-GCM encryption only fails past 64 GiB");
+    Ok(Envelope {
+        recipients,
+        nonce,
+        ciphertext: plaintext,
+        tag: tag.into(),
+        aad,
+    })
+}
+
+/// Open an envelope with the first recipient whose kid `keys` can use.
+/// On any failure no plaintext is returned and the buffer is wiped.
+pub fn open(env: Envelope, keys: &dyn KeyProvider) -> Result<Vec<u8>, OpenError> {
+    let (kid, dek) = unwrap_dek(&env, keys)?;
+    let Envelope {
+        nonce,
+        mut ciphertext,
+        tag,
+        aad,
+        ..
+    } = env;
+    let cipher = Aes256Gcm::new(dek.expose().into());
+    let result = cipher.decrypt_in_place_detached(
+        Nonce::from_slice(&nonce),
+        aad.as_deref().unwrap_or("").as_bytes(),
+        &mut ciphertext,
+        (&tag).into(),
+    );
+    match result {
+        Ok(()) => Ok(ciphertext),
+        Err(_) => {
+            // aes-gcm may have applied the keystream before comparing tags.
+            ciphertext.zeroize();
+            Err(OpenError::Content { kid })
+        }
+    }
+}
+
+/// Find the first recipient `keys` can serve and unwrap its DEK.
+pub fn unwrap_dek(env: &Envelope, keys: &dyn KeyProvider) -> Result<(Kid, Dek), OpenError> {
+    for r in &env.recipients {
+        if let Some(result) = keys.unwrap(r) {
+            return Ok((r.kid.clone(), result?));
+        }
+    }
+    Err(OpenError::NoUsableKey {
+        wrapped_to: env.recipients.iter().map(|r| r.kid.clone()).collect(),
+        available: keys.available(),
+    })
+}
+
+/// Wrap a DEK to an X25519 KEK (SPEC §2).
+pub fn wrap_x25519(kid: &Kid, kek_public: &[u8; 32], dek: &Dek) -> Result<Recipient, SealError> {
+    let ephemeral = StaticSecret::random_from_rng(OsRng);
+    let ephemeral_pub = PublicKey::from(&ephemeral).to_bytes();
+    let shared = ephemeral.diffie_hellman(&PublicKey::from(*kek_public));
+    if !shared.was_contributory() {
+        return Err(SealError::LowOrder { kid: kid.clone() });
+    }
+    let cipher = wrap_cipher(shared.as_bytes(), &ephemeral_pub, kek_public);
+    let wrapped = cipher
+        .encrypt(
+            Nonce::from_slice(&[0u8; 12]),
+            Payload {
+                msg: dek.expose(),
+                aad: kid.as_str().as_bytes(),
+            },
+        )
+        .expect("AES-GCM encryption of 32 bytes cannot fail");
+    Ok(Recipient {
+        kid: kid.clone(),
+        wrap: Wrap::X25519 { ephemeral_pub },
+        wrapped_dek: wrapped.try_into().expect("32-byte DEK + 16-byte tag"),
+    })
+}
+
+/// Unwrap an `x25519-hkdf-sha256` recipient with a private KEK.
+pub fn unwrap_x25519(secret: &KekSecret, r: &Recipient) -> Result<Dek, KeyError> {
+    let Wrap::X25519 { ephemeral_pub } = &r.wrap else {
+        return Err(KeyError::WrongWrap {
+            kid: r.kid.clone(),
+            wrap: r.wrap.name(),
+        });
+    };
+    let kek = StaticSecret::from(*secret.expose());
+    let kek_public = PublicKey::from(&kek).to_bytes();
+    let shared = kek.diffie_hellman(&PublicKey::from(*ephemeral_pub));
+    if !shared.was_contributory() {
+        return Err(KeyError::Unwrap { kid: r.kid.clone() });
+    }
+    let cipher = wrap_cipher(shared.as_bytes(), ephemeral_pub, &kek_public);
+    let mut dek = cipher
+        .decrypt(
+            Nonce::from_slice(&[0u8; 12]),
+            Payload {
+                msg: &r.wrapped_dek,
+                aad: r.kid.as_str().as_bytes(),
+            },
+        )
+        .map_err(|_| KeyError::Unwrap { kid: r.kid.clone() })?;
+    let bytes: [u8; 32] = dek
+        .as_slice()
+        .try_into()
+        .expect("48-byte wrap opens to 32 bytes");
+    dek.zeroize();
+    Ok(Dek::from_bytes(bytes))
+}
+
+fn wrap_cipher(shared: &[u8; 32], ephemeral_pub: &[u8; 32], kek_public: &[u8; 32]) -> Aes256Gcm {
+    let mut salt = [0u8; 64];
+    salt[..32].copy_from_slice(ephemeral_pub);
+    salt[32..].copy_from_slice(kek_public);
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(Some(&salt), shared)
+        .expand(HKDF_INFO, key.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA-256 output length");
+    Aes256Gcm::new(key.as_ref().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::format;
+    use crate::keys::software::SoftwareKeys;
+    use proptest::prelude::*;
+
+    fn keyring(n: usize) -> (Vec<KekSecret>, Vec<WrapTarget>) {
+        let secrets: Vec<_> = (0..n).map(|_| KekSecret::generate()).collect();
+        let targets = secrets
+            .iter()
+            .map(|s| WrapTarget::x25519(s.public()))
+            .collect();
+        (secrets, targets)
+    }
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trip(plain in proptest::collection::vec(any::<u8>(), 0..4096),
+                                aad in proptest::option::of(".*"),
+                                n in 1usize..4, which in 0usize..4) {
+            let (secrets, targets) = keyring(n);
+            let env = seal(plain.clone(), aad.clone(), &targets).unwrap();
+            let text = format::write(&env);
+            let parsed = format::parse(&text).unwrap();
+            prop_assert_eq!(&parsed, &env);
+            let holder = SoftwareKeys::new("test", vec![secrets[which % n].clone()]);
+            prop_assert_eq!(open(parsed, &holder).unwrap(), plain);
+        }
+
+        #[test]
+        fn any_flipped_bit_is_refused(plain in proptest::collection::vec(any::<u8>(), 1..256), bit in any::<u16>()) {
+            let (secrets, targets) = keyring(1);
+            let env = seal(plain, Some("ctx".into()), &targets).unwrap();
+            // Flip a bit inside one of the base64 values after decoding and re-encoding.
+            let mut tampered = env.clone();
+            let fields: [&mut [u8]; 4] = [&mut tampered.ciphertext, &mut tampered.nonce, &mut tampered.tag, &mut tampered.recipients[0].wrapped_dek];
+            let field = (bit as usize) % 4;
+            let f = fields.into_iter().nth(field).unwrap();
+            let idx = (bit as usize / 4) % (f.len() * 8);
+            f[idx / 8] ^= 1 << (idx % 8);
+            let holder = SoftwareKeys::new("test", secrets);
+            prop_assert!(open(tampered, &holder).is_err());
+        }
+    }
+
+    #[test]
+    fn wrong_key_names_both_sides() {
+        let (_, targets) = keyring(1);
+        let env = seal(b"x".to_vec(), None, &targets).unwrap();
+        let other = SoftwareKeys::new("test", vec![KekSecret::generate()]);
+        let err = open(env, &other).unwrap_err().to_string();
+        assert!(err.contains(targets[0].kid().as_str()), "{err}");
+        assert!(err.contains("keys available here: k_"), "{err}");
+    }
+
+    #[test]
+    fn low_order_public_key_is_refused() {
+        let kid = Kid::parse("k_0000000000000000").unwrap();
+        assert!(matches!(
+            wrap_x25519(&kid, &[0u8; 32], &Dek::random()),
+            Err(SealError::LowOrder { .. })
+        ));
+    }
+}

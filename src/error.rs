@@ -1,0 +1,82 @@
+//! The binary's error type: an error, an exit code, and an optional hint
+//! saying what to do. Library modules have their own `thiserror` enums; they
+//! convert into this at the command boundary.
+
+use std::fmt;
+
+pub struct CommandError {
+    pub code: u8,
+    pub error: anyhow::Error,
+    pub hint: Option<String>,
+}
+
+pub type CommandResult<T = ()> = Result<T, CommandError>;
+
+impl CommandError {
+    /// A failure the user must act on (exit 1).
+    pub fn user(message: impl fmt::Display) -> CommandError {
+        CommandError {
+            code: 1,
+            error: anyhow::anyhow!("{message}"),
+            hint: None,
+        }
+    }
+
+    /// Bad usage (exit 2).
+    pub fn usage(message: impl fmt::Display) -> CommandError {
+        CommandError {
+            code: 2,
+            ..CommandError::user(message)
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> CommandError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn context(mut self, context: impl fmt::Display + Send + Sync + 'static) -> CommandError {
+        self.error = self.error.context(context);
+        self
+    }
+
+    /// Is this a closed stdout pipe (which counts as success)?
+    pub fn is_broken_pipe(&self) -> bool {
+        self.error.chain().any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        })
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for CommandError {
+    fn from(error: E) -> Self {
+        CommandError {
+            code: 1,
+            error: error.into(),
+            hint: None,
+        }
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {:#}", self.error)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Add a context line (usually a path) to any error on the way up.
+pub trait ResultExt<T> {
+    fn context_path(self, path: impl fmt::Display) -> CommandResult<T>;
+}
+
+impl<T, E: Into<CommandError>> ResultExt<T> for Result<T, E> {
+    fn context_path(self, path: impl fmt::Display) -> CommandResult<T> {
+        let path = path.to_string();
+        self.map_err(|e| e.into().context(path))
+    }
+}

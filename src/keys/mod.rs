@@ -1,0 +1,142 @@
+//! Key-encryption-key providers: where the private half of a KEK lives.
+//!
+//! Each provider is one small [`KeyProvider`] in its own file, chosen by name
+//! (`file`, `env`). Wrapping to an X25519 KEK needs only its public key (see
+//! `envelope::crypto`), so providers only unwrap.
+
+pub mod env;
+pub mod file;
+pub mod software;
+
+use std::path::PathBuf;
+
+use crate::envelope::Recipient;
+use crate::kid::Kid;
+use crate::secret::{Dek, SecretParseError};
+
+/// A source of private KEKs.
+pub trait KeyProvider {
+    /// The provider's name, as in `--provider NAME` and `seal.provider`.
+    fn name(&self) -> &'static str;
+    /// Kids whose private half is usable here.
+    fn available(&self) -> Vec<Kid>;
+    /// Unwrap a recipient's DEK: `None` when the kid is not this provider's,
+    /// `Some(Err)` when it is but unwrapping fails (wrong key, bad key file).
+    fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>>;
+    /// Can this provider unwrap for `kid` here? Errors (e.g. a key file with
+    /// loose permissions) count as no, and surface when unwrapping.
+    fn has(&self, kid: &Kid) -> bool {
+        self.available().contains(kid)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key file {} for {kid} is readable by group or others (mode {mode:o}); run `chmod 600 {}`", path.display(), path.display())]
+    Permissions { kid: Kid, path: PathBuf, mode: u32 },
+    #[error("key directory {} is accessible by group or others (mode {mode:o}); run `chmod 700 {}`", path.display(), path.display())]
+    DirPermissions { path: PathBuf, mode: u32 },
+    #[error("cannot read key file {} for {kid}: {source}", path.display())]
+    Read {
+        kid: Kid,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key file {} for {kid} is not a KEK: {source}", path.display())]
+    Malformed {
+        kid: Kid,
+        path: PathBuf,
+        #[source]
+        source: SecretParseError,
+    },
+    #[error("key file {} is named {kid} but holds the key of {actual}; rename it to {actual}.key", path.display())]
+    KidMismatch {
+        kid: Kid,
+        actual: Kid,
+        path: PathBuf,
+    },
+    #[error("GIT_SEAL_KEK item {index} is not a KEK ({source}); it must hold 64-hex-digit private keys separated by commas or whitespace")]
+    Env {
+        index: usize,
+        #[source]
+        source: SecretParseError,
+    },
+    #[error("cannot unwrap the DEK for {kid}: authentication failed (the envelope's recipient entry was altered, or it names a key it was not wrapped to)")]
+    Unwrap { kid: Kid },
+    #[error("recipient {kid} uses wrap {wrap:?}, which this provider does not serve")]
+    WrongWrap { kid: Kid, wrap: &'static str },
+    #[error("cannot find a user data directory for key files; set GIT_SEAL_KEY_DIR")]
+    NoKeyDir,
+    #[error("cannot write key file {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown provider {0:?} (known: file, env)")]
+    UnknownProvider(String),
+}
+
+/// The providers this build knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// A key file in the user data directory (default).
+    File,
+    /// Private keys in the GIT_SEAL_KEK environment variable (for CI).
+    Env,
+}
+
+impl ProviderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::File => "file",
+            ProviderKind::Env => "env",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<ProviderKind, KeyError> {
+        match name {
+            "file" => Ok(ProviderKind::File),
+            "env" => Ok(ProviderKind::Env),
+            other => Err(KeyError::UnknownProvider(other.to_owned())),
+        }
+    }
+
+    /// The custody this provider can serve (SPEC §3).
+    pub fn custody(self) -> &'static str {
+        "software"
+    }
+
+    pub fn open(self) -> Result<Box<dyn KeyProvider>, KeyError> {
+        Ok(match self {
+            ProviderKind::File => Box::new(file::FileKeys::open_default()?),
+            ProviderKind::Env => Box::new(env::EnvKeys::from_env()?),
+        })
+    }
+}
+
+/// Several providers asked in order (used outside a repository, where no
+/// install lock says which one to use).
+pub struct Chain(pub Vec<Box<dyn KeyProvider>>);
+
+impl KeyProvider for Chain {
+    fn name(&self) -> &'static str {
+        "any"
+    }
+
+    fn available(&self) -> Vec<Kid> {
+        let mut kids: Vec<Kid> = self.0.iter().flat_map(|p| p.available()).collect();
+        kids.sort();
+        kids.dedup();
+        kids
+    }
+
+    fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {
+        self.0.iter().find_map(|p| p.unwrap(recipient))
+    }
+
+    fn has(&self, kid: &Kid) -> bool {
+        self.0.iter().any(|p| p.has(kid))
+    }
+}

@@ -1,0 +1,46 @@
+//! X25519 KEKs held in memory, shared by the `file` and `env` providers: both
+//! serve `software` custody, so a laptop's key file and CI's environment
+//! secret are the same KEK.
+
+use crate::envelope::crypto::unwrap_x25519;
+use crate::envelope::{Recipient, Wrap};
+use crate::keys::{KeyError, KeyProvider};
+use crate::kid::Kid;
+use crate::secret::{Dek, KekSecret};
+
+pub struct SoftwareKeys {
+    name: &'static str,
+    keys: Vec<(Kid, KekSecret)>,
+}
+
+impl SoftwareKeys {
+    pub fn new(name: &'static str, secrets: Vec<KekSecret>) -> SoftwareKeys {
+        let keys = secrets
+            .into_iter()
+            .map(|s| (Kid::of_x25519(&s.public()), s))
+            .collect();
+        SoftwareKeys { name, keys }
+    }
+
+    pub fn secrets(&self) -> impl Iterator<Item = (&Kid, &KekSecret)> {
+        self.keys.iter().map(|(k, s)| (k, s))
+    }
+}
+
+impl KeyProvider for SoftwareKeys {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn available(&self) -> Vec<Kid> {
+        self.keys.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    fn unwrap(&self, r: &Recipient) -> Option<Result<Dek, KeyError>> {
+        if !matches!(r.wrap, Wrap::X25519 { .. }) {
+            return None;
+        }
+        let (_, secret) = self.keys.iter().find(|(k, _)| *k == r.kid)?;
+        Some(unwrap_x25519(secret, r))
+    }
+}

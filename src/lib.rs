@@ -1,0 +1,25 @@
+//! git-seal: customer-managed-key encryption for Git repositories.
+//!
+//! Sensitive files are stored in Git only as sealed JSON envelopes
+//! (X25519 + HKDF-SHA-256 + AES-256-GCM) under a key-encryption key whose
+//! private half the customer holds. This library holds everything; the
+//! `git-seal` binary only parses arguments and maps errors to exit codes.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod envelope;
+pub mod error;
+pub mod keys;
+pub mod kid;
+pub mod meta;
+pub mod policy;
+pub mod project;
+pub mod repo;
+pub mod secret;
+pub mod setup;
+
+/// The current time as RFC 3339 UTC with seconds (`2026-11-23T09:30:00Z`).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,189 @@
+//! Committed public KEK metadata: `.seal/keys/<kid>.json`. Every clone reads
+//! it to know which KEKs exist and which is active. No secret is ever here.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::WrapTarget;
+use crate::kid::Kid;
+
+pub const KEYS_DIR: &str = ".seal/keys";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Retired,
+    Removed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KekRecord {
+    pub kid: Kid,
+    pub wrap: String,
+    /// Base64 X25519 public key (absent for HSM keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// `software` (file and env providers) or `hsm` (pkcs11).
+    pub custody: String,
+    pub version: u32,
+    pub created_at: String,
+    pub status: Status,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: {problem}", path.display())]
+    Invalid { path: PathBuf, problem: String },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl KekRecord {
+    pub fn new_x25519(public: &[u8; 32], version: u32) -> KekRecord {
+        KekRecord {
+            kid: Kid::of_x25519(public),
+            wrap: crate::envelope::format::WRAP_X25519.to_owned(),
+            public_key: Some(B64.encode(public)),
+            custody: "software".to_owned(),
+            version,
+            created_at: crate::now_rfc3339(),
+            status: Status::Active,
+        }
+    }
+
+    pub fn public_bytes(&self) -> Option<[u8; 32]> {
+        let bytes = B64.decode(self.public_key.as_deref()?).ok()?;
+        bytes.try_into().ok()
+    }
+
+    pub fn wrap_target(&self) -> Option<WrapTarget> {
+        self.public_bytes().map(WrapTarget::x25519)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), MetaError> {
+        let invalid = |problem: String| MetaError::Invalid {
+            path: path.to_owned(),
+            problem,
+        };
+        if self.wrap == crate::envelope::format::WRAP_X25519 {
+            let public = self
+                .public_bytes()
+                .ok_or_else(|| invalid("public_key is not a base64 32-byte X25519 key".into()))?;
+            if Kid::of_x25519(&public) != self.kid {
+                return Err(invalid(format!(
+                    "kid {} does not match its public key",
+                    self.kid
+                )));
+            }
+        }
+        if path.file_stem().and_then(|s| s.to_str()) != Some(self.kid.as_str()) {
+            return Err(invalid(format!(
+                "file name does not match kid {}",
+                self.kid
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("record serializes");
+        text.push('\n');
+        text
+    }
+}
+
+/// Read every `.seal/keys/*.json` under `root`, sorted by version then kid.
+pub fn load_all(root: &Path) -> Result<Vec<KekRecord>, MetaError> {
+    let dir = root.join(KEYS_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(MetaError::Read { path: dir, source }),
+    };
+    let mut records = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|source| MetaError::Read {
+                path: dir.clone(),
+                source,
+            })?
+            .path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let text = fs::read(&path).map_err(|source| MetaError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let record: KekRecord =
+            serde_json::from_slice(&text).map_err(|source| MetaError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+        record.validate(&path)?;
+        records.push(record);
+    }
+    records.sort_by(|a, b| (a.version, &a.kid).cmp(&(b.version, &b.kid)));
+    Ok(records)
+}
+
+/// Write a record to `.seal/keys/<kid>.json`.
+pub fn store(root: &Path, record: &KekRecord) -> Result<PathBuf, MetaError> {
+    let dir = root.join(KEYS_DIR);
+    fs::create_dir_all(&dir).map_err(|source| MetaError::Write {
+        path: dir.clone(),
+        source,
+    })?;
+    let path = dir.join(format!("{}.json", record.kid));
+    fs::write(&path, record.to_text()).map_err(|source| MetaError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_validation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = crate::secret::KekSecret::generate();
+        let record = KekRecord::new_x25519(&secret.public(), 1);
+        let path = store(tmp.path(), &record).unwrap();
+        assert_eq!(load_all(tmp.path()).unwrap(), vec![record.clone()]);
+        let other = KekRecord::new_x25519(&crate::secret::KekSecret::generate().public(), 2);
+        let forged = KekRecord {
+            public_key: other.public_key,
+            ..record
+        };
+        fs::write(&path, forged.to_text()).unwrap();
+        assert!(load_all(tmp.path())
+            .unwrap_err()
+            .to_string()
+            .contains("does not match"));
+    }
+}

@@ -1,0 +1,243 @@
+//! `.seal/policy.json`: which paths must be sealed, which must never be
+//! committed, who new envelopes are wrapped to, and whether `aad` binds the
+//! path. Pure: parses text and answers questions; does no I/O.
+//!
+//! Globs use globset syntax with `/` as a literal separator. As in
+//! `.gitattributes`, a pattern with no `/` matches at any depth (`*.env` is
+//! read as `**/*.env`).
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::kid::Kid;
+
+pub const PATH: &str = ".seal/policy.json";
+pub const SCHEMA: &str = "git-seal.policy/v1";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub schema: String,
+    /// Paths that must be stored sealed.
+    #[serde(default)]
+    pub sealed: Vec<String>,
+    /// Paths that must never be committed at all (e.g. private key files).
+    #[serde(default)]
+    pub never_commit: Vec<String>,
+    /// Recipients per path scope; the first scope whose globs match wins.
+    /// Paths outside every scope go to the active KEK.
+    #[serde(default)]
+    pub recipients: Vec<Scope>,
+    /// Bind the path into each envelope's `aad`, so an envelope moved to
+    /// another path no longer opens there.
+    #[serde(default)]
+    pub bind_path_aad: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    pub paths: Vec<String>,
+    pub kids: Vec<Kid>,
+}
+
+impl Default for PolicyFile {
+    fn default() -> Self {
+        PolicyFile {
+            schema: SCHEMA.to_owned(),
+            sealed: Vec::new(),
+            never_commit: Vec::new(),
+            recipients: Vec::new(),
+            bind_path_aad: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("{PATH}:{line}: {message}")]
+    Syntax { line: usize, message: String },
+    #[error("{PATH}:{line}: unknown schema {schema:?} (expected {SCHEMA:?})")]
+    Schema { line: usize, schema: String },
+    #[error("{PATH}:{line}: bad glob {glob:?}: {message}")]
+    Glob {
+        line: usize,
+        glob: String,
+        message: String,
+    },
+    #[error(
+        "{PATH}:{line}: recipient {kid} is not a KEK listed in .seal/keys/ (or it is removed)"
+    )]
+    UnknownKid { line: usize, kid: Kid },
+}
+
+/// A loaded, compiled policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub file: PolicyFile,
+    sealed: GlobSet,
+    never: GlobSet,
+    scopes: Vec<(GlobSet, Vec<Kid>)>,
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    let quoted = serde_json::to_string(needle).unwrap_or_default();
+    text.find(&quoted)
+        .map(|at| text[..at].lines().count().max(1))
+        .unwrap_or(1)
+}
+
+fn compile(text: &str, globs: &[String]) -> Result<GlobSet, PolicyError> {
+    let mut set = GlobSetBuilder::new();
+    for glob in globs {
+        set.add(glob_for(glob).map_err(|e| PolicyError::Glob {
+            line: line_of(text, glob),
+            glob: glob.clone(),
+            message: e.kind().to_string(),
+        })?);
+    }
+    set.build().map_err(|e| PolicyError::Glob {
+        line: 1,
+        glob: String::new(),
+        message: e.to_string(),
+    })
+}
+
+fn glob_for(pattern: &str) -> Result<Glob, globset::Error> {
+    let trimmed = pattern.strip_prefix('/').unwrap_or(pattern);
+    let anchored = pattern.starts_with('/') || trimmed.contains('/');
+    let full = if anchored {
+        trimmed.to_owned()
+    } else {
+        format!("**/{trimmed}")
+    };
+    GlobBuilder::new(&full).literal_separator(true).build()
+}
+
+impl Policy {
+    /// Parse policy text. `known` lists the kids in `.seal/keys/` that are not
+    /// removed; a recipient outside it is an error naming its line.
+    pub fn parse(text: &str, known: &[Kid]) -> Result<Policy, PolicyError> {
+        let file: PolicyFile = serde_json::from_str(text).map_err(|e| PolicyError::Syntax {
+            line: e.line(),
+            message: e.to_string(),
+        })?;
+        Policy::from_file(file, text, known)
+    }
+
+    pub fn from_file(file: PolicyFile, text: &str, known: &[Kid]) -> Result<Policy, PolicyError> {
+        if file.schema != SCHEMA {
+            return Err(PolicyError::Schema {
+                line: line_of(text, &file.schema),
+                schema: file.schema,
+            });
+        }
+        let sealed = compile(text, &file.sealed)?;
+        let never = compile(text, &file.never_commit)?;
+        let mut scopes = Vec::new();
+        for scope in &file.recipients {
+            if let Some(kid) = scope.kids.iter().find(|k| !known.contains(k)) {
+                return Err(PolicyError::UnknownKid {
+                    line: line_of(text, kid.as_str()),
+                    kid: kid.clone(),
+                });
+            }
+            scopes.push((compile(text, &scope.paths)?, scope.kids.clone()));
+        }
+        Ok(Policy {
+            file,
+            sealed,
+            never,
+            scopes,
+        })
+    }
+
+    pub fn empty() -> Policy {
+        Policy::from_file(PolicyFile::default(), "", &[]).expect("the default policy is valid")
+    }
+
+    pub fn must_seal(&self, path: &str) -> bool {
+        self.sealed.is_match(path)
+    }
+
+    pub fn never_commit(&self, path: &str) -> bool {
+        self.never.is_match(path)
+    }
+
+    /// Recipients for `path`, or `None` for the default (the active KEK).
+    pub fn recipients_for(&self, path: &str) -> Option<&[Kid]> {
+        self.scopes
+            .iter()
+            .find(|(set, _)| set.is_match(path))
+            .map(|(_, kids)| kids.as_slice())
+    }
+
+    /// The `aad` new envelopes for `path` carry.
+    pub fn aad_for(&self, path: &str) -> Option<String> {
+        self.file.bind_path_aad.then(|| format!("path:{path}"))
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut text = serde_json::to_string_pretty(&self.file).expect("policy serializes");
+        text.push('\n');
+        text
+    }
+
+    /// Add a required-sealed glob (no-op if already there).
+    pub fn add_sealed(&mut self, glob: &str) -> Result<bool, PolicyError> {
+        if self.file.sealed.iter().any(|g| g == glob) {
+            return Ok(false);
+        }
+        let mut file = self.file.clone();
+        file.sealed.push(glob.to_owned());
+        let known: Vec<Kid> = self.scopes.iter().flat_map(|(_, k)| k.clone()).collect();
+        *self = Policy::from_file(file, "", &known)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_follow_gitattributes_depth_rules() {
+        let text =
+            r#"{"schema": "git-seal.policy/v1", "sealed": ["secrets/**", "*.env", "/top.txt"]}"#;
+        let p = Policy::parse(text, &[]).unwrap();
+        assert!(p.must_seal("secrets/a"));
+        assert!(p.must_seal("secrets/a/b.json"));
+        assert!(!p.must_seal("other/secrets/a"));
+        assert!(p.must_seal("prod.env") && p.must_seal("deep/dir/prod.env"));
+        assert!(p.must_seal("top.txt") && !p.must_seal("x/top.txt"));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text =
+            "{\n  \"schema\": \"git-seal.policy/v1\",\n  \"sealed\": [\n    \"a[\"\n  ]\n}\n";
+        let err = Policy::parse(text, &[]).unwrap_err();
+        assert!(matches!(err, PolicyError::Glob { line: 4, .. }), "{err:?}");
+        let text = "{\n  \"schema\": \"git-seal.policy/v1\",\n  \"recipients\": [{\"paths\": [\"**\"],\n \"kids\": [\"k_0000000000000000\"]}]\n}";
+        let err = Policy::parse(text, &[]).unwrap_err();
+        assert!(
+            matches!(err, PolicyError::UnknownKid { line: 4, .. }),
+            "{err:?}"
+        );
+        assert!(Policy::parse("{\"schema\": \"x\"}", &[]).is_err());
+        assert!(matches!(
+            Policy::parse("{\n\"schema\": \"git-seal.policy/v1\",\n\"bogus\": 1}", &[]),
+            Err(PolicyError::Syntax { line: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn scopes_and_aad() {
+        let kid = Kid::parse("k_0000000000000001").unwrap();
+        let text = r#"{"schema": "git-seal.policy/v1", "recipients": [{"paths": ["prod/**"], "kids": ["k_0000000000000001"]}], "bind_path_aad": true}"#;
+        let p = Policy::parse(text, &[kid.clone()]).unwrap();
+        assert_eq!(p.recipients_for("prod/db.env"), Some(&[kid][..]));
+        assert_eq!(p.recipients_for("dev/db.env"), None);
+        assert_eq!(p.aad_for("a/b").as_deref(), Some("path:a/b"));
+    }
+}

@@ -1,0 +1,157 @@
+//! A repository set up for git-seal: its work tree, committed KEK metadata,
+//! policy, and the key provider this clone was installed with.
+
+use std::path::{Path, PathBuf};
+
+use crate::envelope::WrapTarget;
+use crate::keys::{KeyError, KeyProvider, ProviderKind};
+use crate::kid::Kid;
+use crate::meta::{self, KekRecord, MetaError, Status};
+use crate::policy::{self, Policy, PolicyError};
+use crate::repo::{Repo, RepoError};
+
+/// Local git config key recording the provider a clone was set up with.
+pub const PROVIDER_KEY: &str = "seal.provider";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("{} is not set up for git-seal (no .seal/keys/); run `git seal init`", root.display())]
+    NotInitialized { root: PathBuf },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("cannot read {path}: {source}")]
+    ReadPolicy {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("this clone is set up for the {provider} provider, which cannot serve {kid} ({custody} custody); git-seal will not fall back to another provider. Run `git seal init --provider {hint}` to set this clone up again")]
+    InstallLock {
+        provider: &'static str,
+        kid: Kid,
+        custody: String,
+        hint: &'static str,
+    },
+    #[error("no active KEK in .seal/keys/; run `git seal init` (or `git seal kek add`)")]
+    NoActiveKek,
+    #[error("{kid} is named as a recipient but .seal/keys/{kid}.json has no usable public key")]
+    NoPublicKey { kid: Kid },
+}
+
+pub struct Project {
+    pub repo: Repo,
+    pub root: PathBuf,
+    pub keks: Vec<KekRecord>,
+    pub policy: Policy,
+    pub provider: ProviderKind,
+    keys: Box<dyn KeyProvider>,
+}
+
+impl Project {
+    /// Open the project around `start`, failing if it is not set up.
+    pub fn open(start: &Path) -> Result<Project, ProjectError> {
+        Project::from_repo(Repo::discover(start)?)
+    }
+
+    pub fn from_repo(repo: Repo) -> Result<Project, ProjectError> {
+        let root = repo.workdir("git-seal")?.to_owned();
+        let keks = meta::load_all(&root)?;
+        if keks.is_empty() {
+            return Err(ProjectError::NotInitialized { root });
+        }
+        let policy = load_policy(&root, &keks)?;
+        let provider = match repo.config_get(PROVIDER_KEY) {
+            Some(name) => ProviderKind::from_name(&name)?,
+            None => ProviderKind::File,
+        };
+        let project = Project {
+            keys: provider.open()?,
+            repo,
+            root,
+            keks,
+            policy,
+            provider,
+        };
+        project.check_install_lock()?;
+        Ok(project)
+    }
+
+    fn check_install_lock(&self) -> Result<(), ProjectError> {
+        let active = self.active()?;
+        if active.custody != self.provider.custody() {
+            return Err(ProjectError::InstallLock {
+                provider: self.provider.name(),
+                kid: active.kid.clone(),
+                custody: active.custody.clone(),
+                hint: if active.custody == "hsm" {
+                    "pkcs11"
+                } else {
+                    "file"
+                },
+            });
+        }
+        Ok(())
+    }
+
+    pub fn keys(&self) -> &dyn KeyProvider {
+        self.keys.as_ref()
+    }
+
+    /// The active KEK: the highest version whose status is `active`.
+    pub fn active(&self) -> Result<&KekRecord, ProjectError> {
+        self.keks
+            .iter()
+            .filter(|k| k.status == Status::Active)
+            .max_by_key(|k| k.version)
+            .ok_or(ProjectError::NoActiveKek)
+    }
+
+    /// Kids that envelopes may be wrapped to (not removed).
+    pub fn known_kids(&self) -> Vec<Kid> {
+        known_kids(&self.keks)
+    }
+
+    pub fn record(&self, kid: &Kid) -> Option<&KekRecord> {
+        self.keks.iter().find(|k| &k.kid == kid)
+    }
+
+    /// Who a new envelope for `path` is wrapped to.
+    pub fn targets_for(&self, path: Option<&str>) -> Result<Vec<WrapTarget>, ProjectError> {
+        let kids: Vec<Kid> = match path.and_then(|p| self.policy.recipients_for(p)) {
+            Some(kids) => kids.to_vec(),
+            None => vec![self.active()?.kid.clone()],
+        };
+        kids.into_iter()
+            .map(|kid| {
+                self.record(&kid)
+                    .and_then(KekRecord::wrap_target)
+                    .ok_or(ProjectError::NoPublicKey { kid })
+            })
+            .collect()
+    }
+}
+
+pub fn known_kids(keks: &[KekRecord]) -> Vec<Kid> {
+    keks.iter()
+        .filter(|k| k.status != Status::Removed)
+        .map(|k| k.kid.clone())
+        .collect()
+}
+
+/// Load `.seal/policy.json` (an absent file is the empty policy).
+pub fn load_policy(root: &Path, keks: &[KekRecord]) -> Result<Policy, ProjectError> {
+    match std::fs::read_to_string(root.join(policy::PATH)) {
+        Ok(text) => Ok(Policy::parse(&text, &known_kids(keks))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::empty()),
+        Err(source) => Err(ProjectError::ReadPolicy {
+            path: policy::PATH.to_owned(),
+            source,
+        }),
+    }
+}

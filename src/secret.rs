@@ -1,0 +1,105 @@
+//! Types for secret bytes. They zeroize on drop and their `Debug` prints no
+//! bytes. `expose()` is the one accessor, so a search finds every use.
+
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// A data-encryption key: 32 random bytes, one per envelope.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Dek([u8; 32]);
+
+impl Dek {
+    pub fn random() -> Dek {
+        let mut bytes = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        Dek(bytes)
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Dek {
+        Dek(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Dek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dek").finish_non_exhaustive()
+    }
+}
+
+/// Private X25519 KEK material (32 bytes). Parsed from 64 hex digits.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct KekSecret([u8; 32]);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretParseError {
+    #[error("expected 64 hex digits, found {0} characters")]
+    Length(usize),
+    #[error("contains a character that is not a hex digit")]
+    NotHex,
+}
+
+impl KekSecret {
+    pub fn generate() -> KekSecret {
+        let mut bytes = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        KekSecret(bytes)
+    }
+
+    /// Parse 64 hex digits (surrounding whitespace ignored). Errors never
+    /// contain the input.
+    pub fn from_hex(text: &str) -> Result<KekSecret, SecretParseError> {
+        let text = text.trim();
+        if text.len() != 64 {
+            return Err(SecretParseError::Length(text.chars().count()));
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).map_err(|_| SecretParseError::NotHex)?;
+        Ok(KekSecret(bytes))
+    }
+
+    /// Lowercase hex, in a zeroizing string, for writing a key file.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(self.0))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        let secret = x25519_dalek::StaticSecret::from(self.0);
+        x25519_dalek::PublicKey::from(&secret).to_bytes()
+    }
+}
+
+impl std::fmt::Debug for KekSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KekSecret").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_prints_no_bytes() {
+        let k = KekSecret::from_hex(&"ab".repeat(32)).unwrap();
+        assert!(!format!("{k:?}").contains("ab"));
+        let d = Dek::from_bytes([0xcd; 32]);
+        assert!(!format!("{d:?}").to_lowercase().contains("cd"));
+        assert!(!format!("{d:?}").contains("205"));
+    }
+
+    #[test]
+    fn from_hex_refuses_without_echo() {
+        let e = KekSecret::from_hex("zz").unwrap_err();
+        assert_eq!(e, SecretParseError::Length(2));
+        let e = KekSecret::from_hex(&"Zq".repeat(32)).unwrap_err();
+        assert!(!e.to_string().contains("Zq"));
+        assert!(KekSecret::from_hex(&format!("{}\n", "0a".repeat(32))).is_ok());
+    }
+}

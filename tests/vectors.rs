@@ -1,0 +1,133 @@
+//! Conformance: every vector in shared/vectors/envelope-v1/, made by an
+//! independent implementation. Valid ones open to the exact bytes with only
+//! the listed keys and re-write byte-identical; invalid ones are refused.
+
+use std::fs;
+use std::path::PathBuf;
+
+use git_seal::envelope::{self, OpenError};
+use git_seal::keys::software::SoftwareKeys;
+use git_seal::kid::Kid;
+use git_seal::secret::KekSecret;
+
+fn vectors_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/envelope-v1");
+    assert!(
+        dir.is_dir(),
+        "conformance vectors missing at {}",
+        dir.display()
+    );
+    dir
+}
+
+fn all_keys() -> Vec<(Kid, KekSecret)> {
+    let text = fs::read_to_string(vectors_dir().join("keys.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let secret = KekSecret::from_hex(k["private_hex"].as_str().unwrap()).unwrap();
+            let kid = Kid::parse(k["kid"].as_str().unwrap()).unwrap();
+            assert_eq!(Kid::of_x25519(&secret.public()), kid, "kid derivation");
+            (kid, secret)
+        })
+        .collect()
+}
+
+fn names(sub: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(vectors_dir().join(sub))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".envelope").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn valid_vectors_open_with_listed_keys_only_and_rewrite_identically() {
+    let keys = all_keys();
+    let names = names("valid");
+    assert!(
+        names.len() >= 10,
+        "expected the valid vectors, found {names:?}"
+    );
+    for name in names {
+        let dir = vectors_dir().join("valid");
+        let text = fs::read(dir.join(format!("{name}.envelope"))).unwrap();
+        let plain = fs::read(dir.join(format!("{name}.plain"))).unwrap();
+        let listed: Vec<Kid> = fs::read_to_string(dir.join(format!("{name}.keys")))
+            .unwrap()
+            .split_whitespace()
+            .map(|k| Kid::parse(k).unwrap())
+            .collect();
+        let holder = SoftwareKeys::new(
+            "test",
+            keys.iter()
+                .filter(|(k, _)| listed.contains(k))
+                .map(|(_, s)| s.clone())
+                .collect(),
+        );
+        let parsed = envelope::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            envelope::write(&parsed),
+            text,
+            "{name}: not re-written byte-identical"
+        );
+        let opened = envelope::open(parsed, &holder).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(opened, plain, "{name}: wrong plaintext");
+        // Keys that are not listed must not open it.
+        let others = SoftwareKeys::new(
+            "test",
+            keys.iter()
+                .filter(|(k, _)| !listed.contains(k))
+                .map(|(_, s)| s.clone())
+                .collect(),
+        );
+        let env = envelope::parse(&text).unwrap();
+        let wrapped_to: Vec<Kid> = env.recipients.iter().map(|r| r.kid.clone()).collect();
+        if !keys
+            .iter()
+            .any(|(k, _)| wrapped_to.contains(k) && !listed.contains(k))
+        {
+            assert!(
+                envelope::open(env, &others).is_err(),
+                "{name}: opened without a listed key"
+            );
+        }
+    }
+}
+
+#[test]
+fn invalid_vectors_are_refused_by_the_first_key() {
+    let keys = all_keys();
+    let holder = SoftwareKeys::new("test", vec![keys[0].1.clone()]);
+    let names = names("invalid");
+    assert!(
+        names.len() >= 15,
+        "expected the invalid vectors, found {names:?}"
+    );
+    for name in names {
+        let text = fs::read(
+            vectors_dir()
+                .join("invalid")
+                .join(format!("{name}.envelope")),
+        )
+        .unwrap();
+        let result: Result<Vec<u8>, OpenError> = envelope::open_bytes(&text, &holder);
+        assert!(result.is_err(), "{name}: was accepted");
+    }
+}
+
+#[test]
+fn our_envelopes_rewrite_identically_after_parse() {
+    let keys = all_keys();
+    let target = envelope::WrapTarget::x25519(keys[1].1.public());
+    let text =
+        envelope::seal_bytes(b"abc\r\n\x00\xff".to_vec(), Some("ctx ✓".into()), &[target]).unwrap();
+    assert_eq!(envelope::write(&envelope::parse(&text).unwrap()), text);
+}
