@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod envelope;
 pub mod error;
+pub mod filter;
 pub mod keys;
 pub mod kid;
 pub mod meta;

@@ -155,3 +155,18 @@ pub fn load_policy(root: &Path, keks: &[KekRecord]) -> Result<Policy, ProjectErr
         }),
     }
 }
+
+impl Project {
+    /// Index paths that are sealed (by policy or `.gitattributes`), with
+    /// their blob ids, sorted by path.
+    pub fn sealed_index_paths(&self) -> Result<Vec<(String, crate::repo::Oid)>, ProjectError> {
+        let mut paths = Vec::new();
+        for (path, id) in self.repo.index_entries()? {
+            if self.policy.must_seal(&path) || self.repo.has_seal_filter(&path)? {
+                paths.push((path, id));
+            }
+        }
+        paths.sort();
+        Ok(paths)
+    }
+}

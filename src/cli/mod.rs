@@ -7,9 +7,15 @@ use crate::error::CommandResult;
 
 pub mod decrypt;
 pub mod encrypt;
+pub mod filter_process;
+pub mod git;
 pub mod init;
 pub mod io;
+pub mod lock;
+pub mod merge;
 pub mod status;
+pub mod textconv;
+pub mod unlock;
 
 /// Customer-managed-key encryption for Git repositories.
 ///
@@ -37,6 +43,18 @@ pub enum Command {
     Status(status::Args),
     Encrypt(encrypt::Args),
     Decrypt(decrypt::Args),
+    Lock(lock::Args),
+    Unlock(unlock::Args),
+    #[command(name = "filter-process", hide = true)]
+    FilterProcess(filter_process::ProcessArgs),
+    #[command(hide = true)]
+    Clean(filter_process::CleanArgs),
+    #[command(hide = true)]
+    Smudge(filter_process::SmudgeArgs),
+    #[command(hide = true)]
+    Textconv(textconv::Args),
+    #[command(hide = true)]
+    Merge(merge::Args),
 }
 
 /// Run a parsed command; the `u8` is the exit code on success paths that
@@ -47,5 +65,12 @@ pub fn run(cli: Cli) -> CommandResult<u8> {
         Command::Status(args) => status::run(args),
         Command::Encrypt(args) => encrypt::run(args),
         Command::Decrypt(args) => decrypt::run(args),
+        Command::Lock(args) => lock::run(args),
+        Command::Unlock(args) => unlock::run(args),
+        Command::FilterProcess(args) => filter_process::run_process(args),
+        Command::Clean(args) => filter_process::run_clean(args),
+        Command::Smudge(args) => filter_process::run_smudge(args),
+        Command::Textconv(args) => textconv::run(args),
+        Command::Merge(args) => merge::run(args),
     }
 }

@@ -107,6 +107,11 @@ pub fn seal(
 /// On any failure no plaintext is returned and the buffer is wiped.
 pub fn open(env: Envelope, keys: &dyn KeyProvider) -> Result<Vec<u8>, OpenError> {
     let (kid, dek) = unwrap_dek(&env, keys)?;
+    decrypt(env, &kid, &dek)
+}
+
+/// Decrypt an envelope's content with a DEK already unwrapped for `kid`.
+pub fn decrypt(env: Envelope, kid: &Kid, dek: &Dek) -> Result<Vec<u8>, OpenError> {
     let Envelope {
         nonce,
         mut ciphertext,
@@ -126,7 +131,7 @@ pub fn open(env: Envelope, keys: &dyn KeyProvider) -> Result<Vec<u8>, OpenError>
         Err(_) => {
             // aes-gcm may have applied the keystream before comparing tags.
             ciphertext.zeroize();
-            Err(OpenError::Content { kid })
+            Err(OpenError::Content { kid: kid.clone() })
         }
     }
 }

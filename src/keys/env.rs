@@ -50,6 +50,10 @@ impl KeyProvider for EnvKeys {
     fn unwrap(&self, r: &Recipient) -> Option<Result<Dek, KeyError>> {
         self.0.unwrap(r)
     }
+
+    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.0.local_key(kid, purpose)
+    }
 }
 
 #[cfg(test)]

@@ -181,6 +181,11 @@ impl KeyProvider for FileKeys {
     fn has(&self, kid: &Kid) -> bool {
         matches!(self.load(kid), Some(Ok(_)))
     }
+
+    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        let secret = self.load(kid)?.ok()?;
+        Some(crate::keys::derive_local_key(&secret, purpose))
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 
 use crate::envelope::Recipient;
 use crate::kid::Kid;
-use crate::secret::{Dek, SecretParseError};
+use zeroize::Zeroizing;
+
+use crate::secret::{Dek, KekSecret, SecretParseError};
 
 /// A source of private KEKs.
 pub trait KeyProvider {
@@ -28,6 +30,18 @@ pub trait KeyProvider {
     fn has(&self, kid: &Kid) -> bool {
         self.available().contains(kid)
     }
+    /// A 32-byte key for local, never-committed use (`purpose` separates
+    /// uses), derived from the KEK's private half; `None` if not held here.
+    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
+        let _ = (kid, purpose);
+        None
+    }
+}
+
+/// Derive a local key from private KEK material.
+pub fn derive_local_key(secret: &KekSecret, purpose: &str) -> Zeroizing<[u8; 32]> {
+    let context = format!("git-seal/v1/local/{purpose}");
+    Zeroizing::new(blake3::derive_key(&context, secret.expose()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,5 +152,9 @@ impl KeyProvider for Chain {
 
     fn has(&self, kid: &Kid) -> bool {
         self.0.iter().any(|p| p.has(kid))
+    }
+
+    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
+        self.0.iter().find_map(|p| p.local_key(kid, purpose))
     }
 }

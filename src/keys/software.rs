@@ -43,4 +43,9 @@ impl KeyProvider for SoftwareKeys {
         let (_, secret) = self.keys.iter().find(|(k, _)| *k == r.kid)?;
         Some(unwrap_x25519(secret, r))
     }
+
+    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        let (_, secret) = self.keys.iter().find(|(k, _)| k == kid)?;
+        Some(crate::keys::derive_local_key(secret, purpose))
+    }
 }

@@ -1,0 +1,72 @@
+//! `git seal filter-process`, `git seal clean`, `git seal smudge`: the
+//! plumbing Git calls (configured by `git seal init`).
+
+use std::io::{Read, Write};
+
+use crate::error::{CommandError, CommandResult};
+use crate::filter::{process, Filter};
+
+/// Git's long-running filter process (`filter.seal.process`). Plumbing.
+#[derive(clap::Args, Debug)]
+pub struct ProcessArgs {}
+
+/// Seal standard input for PATH (`filter.seal.clean`). Plumbing.
+#[derive(clap::Args, Debug)]
+pub struct CleanArgs {
+    /// The path Git is adding (as `%f`).
+    pub path: String,
+}
+
+/// Open standard input for PATH (`filter.seal.smudge`). Plumbing.
+#[derive(clap::Args, Debug)]
+pub struct SmudgeArgs {
+    /// The path Git is checking out (as `%f`).
+    pub path: String,
+}
+
+pub fn run_process(_: ProcessArgs) -> CommandResult<u8> {
+    let mut filter = Filter::from_env();
+    process::serve(
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+        &mut filter,
+    )
+    .map_err(|e| CommandError::user(format!("filter-process: {e}")))?;
+    Ok(0)
+}
+
+fn stdin_bytes() -> CommandResult<Vec<u8>> {
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input)?;
+    Ok(input)
+}
+
+fn write_stdout(bytes: &[u8]) -> CommandResult {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+pub fn run_clean(args: CleanArgs) -> CommandResult<u8> {
+    let mut filter = Filter::from_env();
+    let sealed = filter
+        .clean(&args.path, stdin_bytes()?)
+        .map_err(CommandError::user)?;
+    write_stdout(&sealed)?;
+    filter.finish();
+    Ok(0)
+}
+
+pub fn run_smudge(args: SmudgeArgs) -> CommandResult<u8> {
+    let mut filter = Filter::from_env();
+    let smudged = filter.smudge(&args.path, stdin_bytes()?, None);
+    if let Some(error) = &smudged.error {
+        eprintln!("git-seal: error: {error}");
+    }
+    write_stdout(&smudged.bytes)?;
+    if let Some(summary) = filter.finish() {
+        eprintln!("{summary}");
+    }
+    Ok(0)
+}

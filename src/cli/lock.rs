@@ -1,0 +1,88 @@
+//! `git seal lock`: replace work-tree plaintext by envelopes.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::envelope;
+use crate::error::{CommandError, CommandResult};
+use crate::filter::lock_marker;
+use crate::project::Project;
+
+/// Replace the plaintext of every sealed file in this work tree by its
+/// envelope, keeping nothing decrypted on disk, and keep them sealed on later
+/// checkouts until `git seal unlock`.
+///
+/// Refuses when a sealed file has changes not yet staged (they would be
+/// lost) unless --force.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Discard unstaged changes to sealed files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: Args) -> CommandResult<u8> {
+    let project = Project::open(&std::env::current_dir()?)?;
+    let sealed = project.sealed_index_paths()?;
+    let paths: Vec<String> = sealed.iter().map(|(p, _)| p.clone()).collect();
+    if !args.force {
+        let changed = unstaged_changes(&project, &paths)?;
+        if !changed.is_empty() {
+            return Err(CommandError::user(format!(
+                "sealed files have unstaged changes that locking would discard: {}",
+                changed.join(", ")
+            ))
+            .with_hint("stage or commit them (`git add`), stash them, or run `git seal lock --force` to discard them"));
+        }
+    }
+    // Mark first: a checkout racing with us must not unseal again.
+    std::fs::write(lock_marker(&project.repo), b"locked by `git seal lock`\n")?;
+    let mut locked = 0;
+    for (path, id) in &sealed {
+        let file = project.root.join(path);
+        let Ok(current) = std::fs::read(&file) else {
+            continue;
+        };
+        if envelope::is_envelope(&current) {
+            continue;
+        }
+        let text = project.repo.blob(*id)?;
+        if !envelope::is_envelope(&text) {
+            eprintln!("git-seal: warning: {path} is stored in plaintext in the index; `git seal check` will report it");
+            continue;
+        }
+        let mode = std::fs::metadata(&file)?.permissions().mode();
+        super::io::write_file_atomic(&file, &text)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))?;
+        locked += 1;
+    }
+    refresh_index()?;
+    println!(
+        "git-seal: locked {locked} file(s); this work tree stays locked until `git seal unlock`"
+    );
+    Ok(0)
+}
+
+/// Sealed paths whose work-tree content differs from the index.
+pub fn unstaged_changes(project: &Project, paths: &[String]) -> CommandResult<Vec<String>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let _ = project;
+    let mut args = vec![
+        "diff",
+        "--name-only",
+        "-z",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--",
+    ];
+    args.extend(paths.iter().map(String::as_str));
+    let out = super::git::run(&args, None, &[0])?;
+    Ok(super::git::parse_nul_list(&out.stdout))
+}
+
+/// Let Git re-read stat information, so `git status` stays quiet.
+pub fn refresh_index() -> CommandResult {
+    super::git::run(&["update-index", "-q", "--refresh"], None, &[0, 1])?;
+    Ok(())
+}

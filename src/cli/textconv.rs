@@ -1,0 +1,48 @@
+//! `git seal textconv`: what `git diff`, `git log -p` and `git show` display
+//! for sealed files (`diff.seal.textconv`).
+
+use crate::envelope;
+use crate::error::CommandResult;
+use crate::keys::KeyProvider;
+use crate::project::Project;
+
+/// Print a sealed file for diffing: plaintext to key holders, the canonical
+/// envelope JSON to everyone else. Plumbing, called by `git diff`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The file Git wants converted.
+    pub file: String,
+}
+
+pub fn run(args: Args) -> CommandResult<u8> {
+    let text = super::io::read_input(&args.file)?;
+    let env = match envelope::parse(&text) {
+        Ok(env) => env,
+        // Plaintext (e.g. a work-tree file Git hands over directly) as it is.
+        Err(_) => {
+            super::io::write_output(None, &text)?;
+            return Ok(0);
+        }
+    };
+    let canonical = envelope::write(&env);
+    let project = Project::open(&std::env::current_dir()?);
+    let ambient;
+    let keys: &dyn KeyProvider = match &project {
+        Ok(p) => p.keys(),
+        Err(_) => {
+            ambient = super::encrypt::ambient_keys()?;
+            &ambient
+        }
+    };
+    match envelope::open(env, keys) {
+        Ok(plaintext) => super::io::write_output(None, &plaintext)?,
+        Err(envelope::OpenError::NoUsableKey { .. }) => super::io::write_output(None, &canonical)?,
+        Err(e) => {
+            eprintln!(
+                "git-seal: warning: cannot open a sealed blob for diff: {e}; showing the envelope"
+            );
+            super::io::write_output(None, &canonical)?;
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,313 @@
+//! The filter: what `clean` (work tree → repository) and `smudge`
+//! (repository → work tree) do to one file, with the repository state and
+//! keys loaded once per Git command. `process` speaks Git's long-running
+//! protocol around it; `git seal clean|smudge` run it once.
+//!
+//! Rules (SPEC §4): clean never stores plaintext (no KEK → error), passes
+//! envelopes through, and returns the existing envelope when the plaintext is
+//! unchanged. Smudge never fails a checkout and never writes partial
+//! plaintext: without a key, or with a damaged envelope, the envelope stays.
+
+pub mod cache;
+pub mod pktline;
+pub mod process;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use crate::envelope::{self, crypto, Envelope, OpenError};
+use crate::keys::{KeyProvider, ProviderKind};
+use crate::kid::Kid;
+use crate::project::{Project, PROVIDER_KEY};
+use crate::repo::{Oid, Repo};
+use cache::CleanCache;
+
+/// File in a work tree's git dir that marks it locked by `git seal lock`:
+/// smudge then leaves envelopes as they are until `git seal unlock`.
+pub const LOCK_MARKER: &str = "seal-locked";
+
+pub struct Filter {
+    project: Result<Project, String>,
+    /// Keys for smudge when the project could not be loaded (e.g. `.seal/`
+    /// not checked out yet): smudge needs only keys, never the metadata.
+    fallback_keys: Option<Box<dyn KeyProvider>>,
+    user_locked: bool,
+    index: Option<HashMap<String, Oid>>,
+    cache: Option<Option<CleanCache>>,
+    locked: Vec<String>,
+    locked_kids: BTreeSet<Kid>,
+    errors: usize,
+}
+
+/// What smudge produced for one file.
+pub struct Smudged {
+    pub bytes: Vec<u8>,
+    /// A message naming the path, when the envelope was left as it is
+    /// because it is damaged (never for a missing key: see [`Filter::finish`]).
+    pub error: Option<String>,
+}
+
+impl Filter {
+    /// Load the repository Git runs us in. Never fails: problems surface as
+    /// per-file errors (clean) or pass-through (smudge).
+    pub fn from_env() -> Filter {
+        let repo = Repo::from_env();
+        let user_locked = repo
+            .as_ref()
+            .is_ok_and(|r| r.git_dir().join(LOCK_MARKER).exists());
+        let provider_name = repo.as_ref().ok().and_then(|r| r.config_get(PROVIDER_KEY));
+        let project = repo
+            .map_err(|e| e.to_string())
+            .and_then(|r| Project::from_repo(r).map_err(|e| e.to_string()));
+        let fallback_keys = match &project {
+            Ok(_) => None,
+            Err(_) => ProviderKind::from_name(provider_name.as_deref().unwrap_or("file"))
+                .and_then(ProviderKind::open)
+                .ok(),
+        };
+        Filter {
+            project,
+            fallback_keys,
+            user_locked,
+            index: None,
+            cache: None,
+            locked: Vec::new(),
+            locked_kids: BTreeSet::new(),
+            errors: 0,
+        }
+    }
+
+    fn keys(&self) -> Option<&dyn KeyProvider> {
+        match &self.project {
+            Ok(p) => Some(p.keys()),
+            Err(_) => self.fallback_keys.as_deref(),
+        }
+    }
+
+    /// Seal `plaintext` for `path`. An error means nothing may be stored.
+    pub fn clean(&mut self, path: &str, plaintext: Vec<u8>) -> Result<Vec<u8>, String> {
+        if envelope::might_be_envelope(&plaintext) && envelope::is_envelope(&plaintext) {
+            return Ok(plaintext);
+        }
+        let project = self
+            .project
+            .as_ref()
+            .map_err(|e| format!("{path}: cannot seal, so refusing to store plaintext: {e}"))?;
+        let aad = project.policy.aad_for(path);
+        let prior = self.prior_blob(path).map_err(|e| format!("{path}: {e}"))?;
+        let mac = self.cache().map(|c| c.mac(&plaintext));
+        let project = self.project.as_ref().expect("checked above");
+        let cache = self.cache.as_mut().and_then(Option::as_mut);
+        if let Some(blob) = prior {
+            if let Some(same) = reuse(
+                project,
+                cache,
+                blob,
+                &plaintext,
+                mac.as_ref(),
+                aad.as_deref(),
+            ) {
+                return Ok(same);
+            }
+        }
+        let targets = project
+            .targets_for(Some(path))
+            .map_err(|e| format!("{path}: cannot seal, so refusing to store plaintext: {e}"))?;
+        let text = envelope::seal_bytes(plaintext, aad, &targets)
+            .map_err(|e| format!("{path}: cannot seal: {e}"))?;
+        if let (Some(mac), Ok(blob)) = (mac, Oid::hash_object(git2::ObjectType::Blob, &text)) {
+            if let Some(cache) = self.cache_mut() {
+                cache.record(blob, mac);
+            }
+        }
+        Ok(text)
+    }
+
+    fn prior_blob(&mut self, path: &str) -> Result<Option<Oid>, String> {
+        let project = self.project.as_ref().map_err(Clone::clone)?;
+        if self.index.is_none() {
+            self.index = Some(project.repo.index_entries().map_err(|e| e.to_string())?);
+        }
+        if let Some(id) = self.index.as_ref().and_then(|i| i.get(path)) {
+            return Ok(Some(*id));
+        }
+        project.repo.head_blob_id(path).map_err(|e| e.to_string())
+    }
+
+    fn cache(&mut self) -> Option<&CleanCache> {
+        self.cache_mut().map(|c| &*c)
+    }
+
+    fn cache_mut(&mut self) -> Option<&mut CleanCache> {
+        if self.cache.is_none() {
+            let loaded = self.project.as_ref().ok().and_then(|p| {
+                let kid = p.active().ok()?.kid.clone();
+                let key = p.keys().local_key(&kid, "clean-cache")?;
+                Some(CleanCache::open(p.repo.common_dir(), &kid, key))
+            });
+            self.cache = Some(loaded);
+        }
+        self.cache.as_mut().and_then(Option::as_mut)
+    }
+
+    /// Open `text` for `path`; `blob` is its id when Git says it.
+    pub fn smudge(&mut self, path: &str, text: Vec<u8>, blob: Option<Oid>) -> Smudged {
+        let keep = |bytes, error| Smudged { bytes, error };
+        if !envelope::might_be_envelope(&text) {
+            return keep(text, None);
+        }
+        let env = match envelope::parse(&text) {
+            Ok(env) => env,
+            Err(e) => {
+                self.errors += 1;
+                return keep(
+                    text,
+                    Some(format!(
+                        "{path}: malformed envelope ({e}); left it sealed in the work tree"
+                    )),
+                );
+            }
+        };
+        if self.user_locked {
+            self.locked.push(path.to_owned());
+            return keep(text, None);
+        }
+        if let Some(message) = self.aad_problem(path, &env) {
+            self.errors += 1;
+            return keep(text, Some(message));
+        }
+        let Some(keys) = self.keys() else {
+            self.note_locked(path, &env, &[]);
+            return keep(text, None);
+        };
+        let dek = match crypto::unwrap_dek(&env, keys) {
+            Ok(dek) => dek,
+            Err(OpenError::NoUsableKey { available, .. }) => {
+                self.note_locked(path, &env, &available);
+                return keep(text, None);
+            }
+            Err(e) => {
+                self.errors += 1;
+                return keep(
+                    text,
+                    Some(format!("{path}: {e}; left it sealed in the work tree")),
+                );
+            }
+        };
+        let blob = blob.or_else(|| Oid::hash_object(git2::ObjectType::Blob, &text).ok());
+        let (kid, dek) = dek;
+        // While decrypting, a large file is held as its text plus its
+        // ciphertext (decrypted in place); the text goes once that succeeds.
+        match crypto::decrypt(env, &kid, &dek) {
+            Ok(plaintext) => {
+                drop(text);
+                if let (Some(blob), Some(cache)) = (blob, self.cache_mut()) {
+                    let mac = cache.mac(&plaintext);
+                    cache.record(blob, mac);
+                }
+                Smudged {
+                    bytes: plaintext,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                self.errors += 1;
+                keep(
+                    text,
+                    Some(format!("{path}: {e}; left it sealed in the work tree")),
+                )
+            }
+        }
+    }
+
+    fn aad_problem(&self, path: &str, env: &Envelope) -> Option<String> {
+        let project = self.project.as_ref().ok()?;
+        let expected = project.policy.aad_for(path)?;
+        match env.aad.as_deref() {
+            Some(aad) if aad.starts_with("path:") && aad != expected => Some(format!(
+                "{path}: the envelope is bound to {aad:?}, not this path (moved or swapped?); left it sealed in the work tree"
+            )),
+            _ => None,
+        }
+    }
+
+    fn note_locked(&mut self, path: &str, env: &Envelope, _available: &[Kid]) {
+        self.locked.push(path.to_owned());
+        self.locked_kids
+            .extend(env.recipients.iter().map(|r| r.kid.clone()));
+    }
+
+    pub fn locked_paths(&self) -> &[String] {
+        &self.locked
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.errors
+    }
+
+    /// The one summary line for files left locked, if any.
+    pub fn finish(&mut self) -> Option<String> {
+        if let Some(Some(cache)) = self.cache.as_mut() {
+            cache.flush();
+        }
+        if self.locked.is_empty() {
+            return None;
+        }
+        let n = self.locked.len();
+        let files = if n == 1 {
+            "file".to_owned()
+        } else {
+            "files".to_owned()
+        };
+        if self.user_locked {
+            return Some(format!("git-seal: {n} sealed {files} left locked (this work tree is locked; `git seal unlock` opens them)"));
+        }
+        let kids: Vec<&str> = self.locked_kids.iter().map(Kid::as_str).collect();
+        let here = self.keys().map(|k| k.available()).unwrap_or_default();
+        let here = if here.is_empty() {
+            "none".to_owned()
+        } else {
+            here.iter().map(Kid::as_str).collect::<Vec<_>>().join(", ")
+        };
+        Some(format!(
+            "git-seal: warning: {n} sealed {files} left locked (e.g. {}): no usable key (wrapped to {}; keys here: {here}); install the key, then run `git seal unlock`",
+            self.locked[0],
+            kids.join(", ")
+        ))
+    }
+}
+
+/// The envelope `blob` again, if it holds exactly `plaintext` (and the same
+/// `aad`): from the cache when it knows the blob, else by opening it once.
+fn reuse(
+    project: &Project,
+    mut cache: Option<&mut CleanCache>,
+    blob: Oid,
+    plaintext: &[u8],
+    mac: Option<&[u8; 32]>,
+    aad: Option<&str>,
+) -> Option<Vec<u8>> {
+    let text = project.repo.blob(blob).ok()?;
+    let env = envelope::parse(&text).ok()?;
+    if env.aad.as_deref() != aad {
+        return None;
+    }
+    if let (Some(mac), Some(cache)) = (mac, cache.as_deref()) {
+        if cache.matches(blob, mac) {
+            return Some(text);
+        }
+    }
+    let opened = envelope::open(env, project.keys()).ok()?;
+    if opened != plaintext {
+        return None;
+    }
+    if let (Some(mac), Some(cache)) = (mac, cache.as_deref_mut()) {
+        cache.record(blob, *mac);
+    }
+    Some(text)
+}
+
+/// Where this work tree's lock marker lives.
+pub fn lock_marker(repo: &Repo) -> PathBuf {
+    repo.git_dir().join(LOCK_MARKER)
+}

@@ -1,0 +1,378 @@
+//! init, status, encrypt/decrypt, key custody and their failure modes.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::{is_envelope, stderr, stdout, Env};
+
+fn snapshot(env: &Env, dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for rel in [".gitattributes", ".seal/policy.json", ".git/config"] {
+        files.push((
+            rel.to_owned(),
+            std::fs::read(dir.join(rel)).unwrap_or_default(),
+        ));
+    }
+    for entry in std::fs::read_dir(dir.join(".seal/keys"))
+        .unwrap()
+        .chain(std::fs::read_dir(&env.key_dir).unwrap())
+    {
+        let path = entry.unwrap().path();
+        files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn init_creates_kek_metadata_and_config_and_is_idempotent() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    let out = env.seal(&dir, &["init", "secrets/**", "*.env"]);
+    let kid = env.kid();
+    assert!(out.contains(&kid), "{out}");
+    let key_file = env.key_dir.join(format!("{kid}.key"));
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&env.key_dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    let key_hex = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key_hex.trim().len(), 64);
+    assert!(
+        !out.contains(key_hex.trim()),
+        "init printed the private key"
+    );
+
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!(".seal/keys/{kid}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(record["kid"], kid.as_str());
+    assert_eq!(record["custody"], "software");
+    assert_eq!(record["status"], "active");
+    assert_eq!(record["wrap"], "x25519-hkdf-sha256");
+    let policy: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".seal/policy.json")).unwrap()).unwrap();
+    assert_eq!(policy["sealed"], serde_json::json!(["secrets/**", "*.env"]));
+    let attrs = std::fs::read_to_string(dir.join(".gitattributes")).unwrap();
+    assert!(
+        attrs.contains("secrets/** filter=seal diff=seal merge=seal\n"),
+        "{attrs}"
+    );
+    assert_eq!(
+        env.git(&dir, &["config", "filter.seal.required"]).trim(),
+        "true"
+    );
+    assert_eq!(
+        env.git(&dir, &["config", "filter.seal.process"]).trim(),
+        "git-seal filter-process"
+    );
+    assert_eq!(env.git(&dir, &["config", "seal.provider"]).trim(), "file");
+
+    let before = snapshot(&env, &dir);
+    env.seal(&dir, &["init", "secrets/**"]);
+    assert_eq!(
+        snapshot(&env, &dir),
+        before,
+        "a second init changed something"
+    );
+
+    // Repair: a removed driver setting comes back.
+    env.git(&dir, &["config", "--unset", "filter.seal.required"]);
+    let out = env.seal(&dir, &["init"]);
+    assert!(out.contains("filter.seal.required"), "{out}");
+    assert_eq!(snapshot(&env, &dir), before);
+}
+
+#[test]
+fn fresh_clone_adopts_the_committed_kek() {
+    let env = Env::new();
+    let dir = env.sealed_repo("origin");
+    let kid = env.kid();
+    let clone = env.path("clone");
+    env.git(
+        env.tmp.path(),
+        &[
+            "clone",
+            "-q",
+            dir.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    let out = env.seal(&clone, &["init"]);
+    assert!(out.contains(&format!("using KEK {kid}")), "{out}");
+    assert_eq!(env.kid(), kid, "init made a second KEK");
+    assert!(env.git(&clone, &["status", "--porcelain"]).is_empty());
+}
+
+#[test]
+fn init_outside_a_repository_fails_clearly() {
+    let env = Env::new();
+    let dir = env.path("plain-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = env.fails("git-seal", &dir, &["init"], 1);
+    assert!(
+        stderr(&out).contains("not inside a Git repository"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn encrypt_decrypt_round_trip_with_files_and_pipes() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    std::fs::write(dir.join("note.txt"), "top secret\r\n\u{1F512}").unwrap();
+    env.seal(
+        &dir,
+        &[
+            "encrypt",
+            "note.txt",
+            "--out",
+            "note.sealed",
+            "--aad",
+            "ctx",
+        ],
+    );
+    let sealed = std::fs::read(dir.join("note.sealed")).unwrap();
+    assert!(is_envelope(&sealed));
+    let json: serde_json::Value = serde_json::from_slice(&sealed).unwrap();
+    assert_eq!(json["aad"], "ctx");
+    assert_eq!(json["recipients"][0]["kid"], env.kid().as_str());
+    let out = env.ok("git-seal", &dir, &["decrypt", "note.sealed"]);
+    assert_eq!(out.stdout, "top secret\r\n\u{1F512}".as_bytes());
+
+    let piped = env.run("git-seal", &dir, &["encrypt", "-"], Some(b"from stdin"));
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    let opened = env.run(
+        "git-seal",
+        &dir,
+        &["decrypt", "-", "--out", "plain.out"],
+        Some(&piped.stdout),
+    );
+    assert!(opened.status.success(), "{}", stderr(&opened));
+    assert!(opened.stdout.is_empty());
+    assert_eq!(std::fs::read(dir.join("plain.out")).unwrap(), b"from stdin");
+    assert_eq!(
+        std::fs::metadata(dir.join("plain.out"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o077,
+        0
+    );
+}
+
+#[test]
+fn encrypt_outside_a_repository_needs_to() {
+    let env = Env::new();
+    let dir = env.path("loose");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("f"), "x").unwrap();
+    let out = env.fails("git-seal", &dir, &["encrypt", "f"], 2);
+    assert!(stderr(&out).contains("--to"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+
+    // A public key from the vectors; only its private half opens it.
+    let out = env.ok(
+        "git-seal",
+        &dir,
+        &[
+            "encrypt",
+            "f",
+            "--to",
+            "t6Fut8lZQdptlcV4PsHsV1wqMHga43pxdHKPzc3g1CU=",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["recipients"][0]["kid"], "k_b3b9e069a8d3a8c9");
+    std::fs::write(dir.join("f.sealed"), &out.stdout).unwrap();
+    let mut env = env;
+    env.set(
+        "GIT_SEAL_KEK",
+        "8d56d558cdb694526393aff471ce40cbed74c6e66f4ac04d0e80de8a3c70bbce",
+    );
+    assert_eq!(
+        env.ok("git-seal", &dir, &["decrypt", "f.sealed"]).stdout,
+        b"x"
+    );
+    let bad = env.fails(
+        "git-seal",
+        &dir,
+        &["encrypt", "f", "--to", "k_0000000000000000"],
+        1,
+    );
+    assert!(
+        stderr(&bad).contains("k_0000000000000000"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+/// Every bad input: exit 1, an error naming the file (and kid), no output.
+#[test]
+fn decrypt_failures_name_file_and_kid_and_write_nothing() {
+    let mut env = Env::new();
+    let dir = env.sealed_repo("r");
+    let kid = env.kid();
+    std::fs::write(dir.join("p"), "payload").unwrap();
+    env.seal(&dir, &["encrypt", "p", "--out", "good.sealed"]);
+    let good = std::fs::read_to_string(dir.join("good.sealed")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&good).unwrap();
+
+    let mut tampered = json.clone();
+    let ct = tampered["ciphertext"].as_str().unwrap().to_owned();
+    let flipped = if ct.starts_with('A') {
+        format!("B{}", &ct[1..])
+    } else {
+        format!("A{}", &ct[1..])
+    };
+    tampered["ciphertext"] = flipped.into();
+    let mut malformed = json.clone();
+    malformed["nonce"] = "AAAA".into();
+    let mut unknown = json.clone();
+    unknown["extra"] = 1.into();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "tampered.sealed",
+            serde_json::to_string_pretty(&tampered).unwrap(),
+            "authentication failed",
+        ),
+        (
+            "malformed.sealed",
+            serde_json::to_string_pretty(&malformed).unwrap(),
+            "nonce",
+        ),
+        (
+            "unknown.sealed",
+            serde_json::to_string_pretty(&unknown).unwrap(),
+            "extra",
+        ),
+        ("plain.sealed", "just text".to_owned(), "not an envelope"),
+    ];
+    for (name, text, expect) in cases {
+        std::fs::write(dir.join(name), text).unwrap();
+        let out = env.fails("git-seal", &dir, &["decrypt", name, "--out", "result"], 1);
+        let err = stderr(&out);
+        assert!(err.contains(name) && err.contains(expect), "{name}: {err}");
+        assert!(out.stdout.is_empty());
+        assert!(
+            !dir.join("result").exists(),
+            "{name}: partial output written"
+        );
+    }
+
+    // Wrong key: sealed to someone else, opened here.
+    let other = env.ok(
+        "git-seal",
+        &dir,
+        &[
+            "encrypt",
+            "p",
+            "--to",
+            "UQ0Q+jwgni+eC92lAlKSt0V6WgvD9pJhZ9hfNkLXkB8=",
+        ],
+    );
+    std::fs::write(dir.join("other.sealed"), &other.stdout).unwrap();
+    let out = env.fails("git-seal", &dir, &["decrypt", "other.sealed"], 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("other.sealed")
+            && err.contains("wrapped to k_5b3de0b0f5d75424")
+            && err.contains(&format!("keys available here: {kid}")),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // Unreadable (too open) key file: refused with the fix.
+    let key_file = env.key_dir.join(format!("{kid}.key"));
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.fails("git-seal", &dir, &["decrypt", "good.sealed"], 1);
+    let err = stderr(&out);
+    assert!(err.contains(&kid) && err.contains("chmod 600"), "{err}");
+    assert!(out.stdout.is_empty());
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A junk GIT_SEAL_KEK is an error that never echoes the value.
+    env.git(&dir, &["config", "seal.provider", "env"]);
+    env.set("GIT_SEAL_KEK", "not-a-key-SENTINEL");
+    let out = env.fails("git-seal", &dir, &["decrypt", "good.sealed"], 1);
+    assert!(
+        !stderr(&out).contains("SENTINEL") && stderr(&out).contains("GIT_SEAL_KEK"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn env_provider_serves_the_same_kek_as_the_key_file() {
+    let mut env = Env::new();
+    let dir = env.sealed_repo("r");
+    let kid = env.kid();
+    std::fs::write(dir.join("p"), "payload").unwrap();
+    env.seal(&dir, &["encrypt", "p", "--out", "p.sealed"]);
+    let hex = std::fs::read_to_string(env.key_dir.join(format!("{kid}.key"))).unwrap();
+    env.hide_keys();
+    env.fails("git-seal", &dir, &["decrypt", "p.sealed"], 1);
+    env.set(
+        "GIT_SEAL_KEK",
+        &format!(
+            "6bd4e596c3e0bc5a9407054e47782ef33f33ed695a918501bb8f0d283db99ac6, {}",
+            hex.trim()
+        ),
+    );
+    env.seal(&dir, &["init", "--provider", "env"]);
+    assert_eq!(
+        env.ok("git-seal", &dir, &["decrypt", "p.sealed"]).stdout,
+        b"payload"
+    );
+}
+
+#[test]
+fn status_reports_keks_sealed_files_and_state() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let kid = env.kid();
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::write(dir.join("secrets/a.env"), "A=1\n").unwrap();
+    env.git(&dir, &["add", "secrets"]);
+    env.git(&dir, &["commit", "-q", "-m", "secret"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&env.seal(&dir, &["status", "--json"])).unwrap();
+    assert_eq!(json["active_kid"], kid.as_str());
+    assert_eq!(json["provider"], "file");
+    assert_eq!(json["keks"][0]["usable_here"], true);
+    assert_eq!(json["sealed_files"], 1);
+    assert_eq!(json["sealed_in_head"][&kid], 1);
+    assert_eq!(json["locked"], serde_json::json!([]));
+    assert_eq!(json["drivers_missing"], serde_json::json!([]));
+    assert!(json["audit"].is_object());
+    let text = env.seal(&dir, &["status"]);
+    assert!(
+        text.contains(&kid)
+            && text.contains("usable here: yes")
+            && text.contains("work tree: unlocked"),
+        "{text}"
+    );
+}
+
+#[test]
+fn help_explains_commands() {
+    let env = Env::new();
+    let out = stdout(&env.ok("git-seal", env.tmp.path(), &["--help"]));
+    for word in ["init", "status", "encrypt", "decrypt", "lock", "unlock"] {
+        assert!(out.contains(word), "{out}");
+    }
+    let out = stdout(&env.ok("git-seal", env.tmp.path(), &["init", "--help"]));
+    assert!(
+        out.contains("--provider") && out.contains("PATTERN"),
+        "{out}"
+    );
+    env.fails("git-seal", env.tmp.path(), &["no-such-command"], 2);
+}

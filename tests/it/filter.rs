@@ -1,0 +1,1 @@
+//! Transparent sealing through Git: the filter, diff and merge drivers.

@@ -1,0 +1,230 @@
+//! A hermetic environment for driving the real `git` and `git-seal` binaries:
+//! cleared environment, temporary HOME, empty global and system Git config,
+//! fixed author and dates, its own key directory, and the built `git-seal`
+//! first on PATH. Failures print the command, its output and the directory.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    pub key_dir: PathBuf,
+    extra: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join("gitconfig-global"), "").unwrap();
+        std::fs::write(home.join("gitconfig-system"), "").unwrap();
+        let key_dir = home.join("keys");
+        Env {
+            home,
+            key_dir,
+            tmp,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Set an extra environment variable for every later command.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.extra.retain(|(k, _)| k != key);
+        self.extra.push((key.to_owned(), value.to_owned()));
+    }
+
+    pub fn unset(&mut self, key: &str) {
+        self.extra.retain(|(k, _)| k != key);
+    }
+
+    pub fn command(&self, program: impl AsRef<OsStr>, dir: &Path) -> Command {
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_git-seal")).parent().unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new(program);
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", &self.home)
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("GIT_CONFIG_GLOBAL", self.home.join("gitconfig-global"))
+            .env("GIT_CONFIG_SYSTEM", self.home.join("gitconfig-system"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Ada Tester")
+            .env("GIT_AUTHOR_EMAIL", "ada@example.test")
+            .env("GIT_COMMITTER_NAME", "Ada Tester")
+            .env("GIT_COMMITTER_EMAIL", "ada@example.test")
+            .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
+            .env("GIT_SEAL_KEY_DIR", &self.key_dir)
+            .env("LANG", "C")
+            .env("TZ", "UTC")
+            .stdin(Stdio::null());
+        for (k, v) in &self.extra {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Run a command, feeding `stdin`, and return its output (any status).
+    pub fn run(&self, program: &str, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = self.command(program, dir);
+        cmd.args(args);
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    #[track_caller]
+    pub fn ok(&self, program: &str, dir: &Path, args: &[&str]) -> Output {
+        let out = self.run(program, dir, args, None);
+        if !out.status.success() {
+            fail(program, dir, args, &out, "expected success");
+        }
+        out
+    }
+
+    #[track_caller]
+    pub fn fails(&self, program: &str, dir: &Path, args: &[&str], code: i32) -> Output {
+        let out = self.run(program, dir, args, None);
+        if out.status.code() != Some(code) {
+            fail(program, dir, args, &out, &format!("expected exit {code}"));
+        }
+        out
+    }
+
+    #[track_caller]
+    pub fn git(&self, dir: &Path, args: &[&str]) -> String {
+        stdout(&self.ok("git", dir, args))
+    }
+
+    #[track_caller]
+    pub fn seal(&self, dir: &Path, args: &[&str]) -> String {
+        stdout(&self.ok("git-seal", dir, args))
+    }
+
+    /// A new repository with one commit on `main`.
+    pub fn repo(&self, name: &str) -> PathBuf {
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        self.git(&dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join("README"), "hello\n").unwrap();
+        self.git(&dir, &["add", "README"]);
+        self.git(&dir, &["commit", "-q", "-m", "initial"]);
+        dir
+    }
+
+    /// A repository set up with `git seal init 'secrets/**'` and committed.
+    pub fn sealed_repo(&self, name: &str) -> PathBuf {
+        let dir = self.repo(name);
+        self.seal(&dir, &["init", "secrets/**"]);
+        self.git(&dir, &["add", ".gitattributes", ".seal"]);
+        self.git(&dir, &["commit", "-q", "-m", "set up git-seal"]);
+        dir
+    }
+
+    /// The only key file's kid.
+    pub fn kid(&self) -> String {
+        let mut kids: Vec<String> = std::fs::read_dir(&self.key_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter_map(|n| n.strip_suffix(".key").map(str::to_owned))
+            .collect();
+        assert_eq!(kids.len(), 1, "expected one key file: {kids:?}");
+        kids.pop().unwrap()
+    }
+
+    /// Move the key directory away (as on a machine without the key).
+    pub fn hide_keys(&self) -> PathBuf {
+        let hidden = self.path("hidden-keys");
+        std::fs::rename(&self.key_dir, &hidden).unwrap();
+        hidden
+    }
+
+    pub fn restore_keys(&self, hidden: &Path) {
+        std::fs::rename(hidden, &self.key_dir).unwrap();
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn fail(program: &str, dir: &Path, args: &[&str], out: &Output, why: &str) -> ! {
+    let listing = Command::new("ls")
+        .arg("-laR")
+        .arg(dir)
+        .output()
+        .map(|o| stdout(&o))
+        .unwrap_or_default();
+    let listing: String = listing.lines().take(60).collect::<Vec<_>>().join("\n");
+    panic!(
+        "{why}: `{program} {}` in {}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- listing\n{listing}",
+        args.join(" "),
+        dir.display(),
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Is this byte string a git-seal envelope (by the library's strict parser)?
+pub fn is_envelope(bytes: &[u8]) -> bool {
+    git_seal::envelope::is_envelope(bytes)
+}
+
+/// Assert that `HEAD:path` is an envelope and the work tree holds `plain`.
+#[track_caller]
+pub fn assert_sealed(env: &Env, dir: &Path, path: &str, plain: &[u8]) {
+    let stored = env
+        .ok("git", dir, &["cat-file", "-p", &format!("HEAD:{path}")])
+        .stdout;
+    assert!(
+        is_envelope(&stored),
+        "HEAD:{path} is not an envelope:\n{}",
+        String::from_utf8_lossy(&stored)
+    );
+    let tmp = env.path("stored.envelope");
+    std::fs::write(&tmp, &stored).unwrap();
+    let opened = env
+        .ok("git-seal", dir, &["decrypt", tmp.to_str().unwrap()])
+        .stdout;
+    assert_eq!(
+        opened, plain,
+        "HEAD:{path} does not open to the work-tree content"
+    );
+    assert_eq!(
+        std::fs::read(dir.join(path)).unwrap(),
+        plain,
+        "work tree {path} is not the plaintext"
+    );
+}
+
+/// Is `CI=true` (tests that need an installed component must not skip)?
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}

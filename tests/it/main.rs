@@ -1,0 +1,6 @@
+//! Integration tests: the real `git` and the real `git-seal` binary in
+//! temporary repositories (see `harness`).
+
+mod basics;
+mod filter;
+mod harness;
