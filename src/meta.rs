@@ -122,7 +122,7 @@ pub fn load_all(root: &Path) -> Result<Vec<KekRecord>, MetaError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(MetaError::Read { path: dir, source }),
     };
-    let mut records = Vec::new();
+    let mut files = Vec::new();
     for entry in entries {
         let path = entry
             .map_err(|source| MetaError::Read {
@@ -130,13 +130,22 @@ pub fn load_all(root: &Path) -> Result<Vec<KekRecord>, MetaError> {
                 source,
             })?
             .path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
+        if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            let text = fs::read(&path).map_err(|source| MetaError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            files.push((path, text));
         }
-        let text = fs::read(&path).map_err(|source| MetaError::Read {
-            path: path.clone(),
-            source,
-        })?;
+    }
+    parse_all(files)
+}
+
+/// Parse and validate records given as (path, content), sorted by version
+/// then kid. Used for work-tree files and for blobs from the index or a tree.
+pub fn parse_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<KekRecord>, MetaError> {
+    let mut records = Vec::new();
+    for (path, text) in files {
         let record: KekRecord =
             serde_json::from_slice(&text).map_err(|source| MetaError::Parse {
                 path: path.clone(),

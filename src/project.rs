@@ -61,11 +61,26 @@ impl Project {
 
     pub fn from_repo(repo: Repo) -> Result<Project, ProjectError> {
         let root = repo.workdir("git-seal")?.to_owned();
-        let keks = meta::load_all(&root)?;
+        // A sparse checkout may leave `.seal/` out of the work tree; the
+        // index still has it.
+        let from_index = !root.join(meta::KEYS_DIR).is_dir();
+        let keks = if from_index {
+            meta::parse_all(index_files(&repo, |p| {
+                p.starts_with(".seal/keys/") && p.ends_with(".json")
+            })?)?
+        } else {
+            meta::load_all(&root)?
+        };
         if keks.is_empty() {
             return Err(ProjectError::NotInitialized { root });
         }
-        let policy = load_policy(&root, &keks)?;
+        let policy = match index_files(&repo, |p| p == policy::PATH)?.pop() {
+            Some((_, text)) if from_index && !root.join(policy::PATH).exists() => {
+                let text = String::from_utf8_lossy(&text).into_owned();
+                Policy::parse(&text, &known_kids(&keks))?
+            }
+            _ => load_policy(&root, &keks)?,
+        };
         let provider = match repo.config_get(PROVIDER_KEY) {
             Some(name) => ProviderKind::from_name(&name)?,
             None => ProviderKind::File,
@@ -135,6 +150,20 @@ impl Project {
             })
             .collect()
     }
+}
+
+/// Index blobs whose path passes `keep`, as (path, content).
+fn index_files(
+    repo: &Repo,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(PathBuf, Vec<u8>)>, RepoError> {
+    let mut files = Vec::new();
+    for (path, id) in repo.index_entries()? {
+        if keep(&path) {
+            files.push((PathBuf::from(path), repo.blob(id)?));
+        }
+    }
+    Ok(files)
 }
 
 pub fn known_kids(keks: &[KekRecord]) -> Vec<Kid> {

@@ -95,6 +95,15 @@ pub fn run(args: Args) -> CommandResult<u8> {
     if !fixed.is_empty() {
         println!("git-seal: configured {}", fixed.join(", "));
     }
+    // A fresh clone checked its sealed files out before the filter existed:
+    // open them now if the key is here (never discarding local changes).
+    if let Ok(project) = crate::project::Project::open(&root) {
+        if project.keys().has(&project.active()?.kid) {
+            if let Err(e) = crate::cli::unlock::unlock_quietly(&project) {
+                eprintln!("git-seal: warning: {e}");
+            }
+        }
+    }
     if policy_changed || existing.is_empty() {
         println!("next: git add .gitattributes .seal && git commit -m 'Set up git-seal'");
     }

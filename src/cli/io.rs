@@ -28,11 +28,23 @@ pub fn write_output(out: Option<&str>, bytes: &[u8]) -> CommandResult {
             stdout.flush()?;
             Ok(())
         }
-        Some(path) => write_file_atomic(Path::new(path), bytes),
+        Some(path) => write_private_file_atomic(Path::new(path), bytes),
     }
 }
 
+/// Write a file that may hold plaintext: 0600 unless it already exists.
+pub fn write_private_file_atomic(path: &Path, bytes: &[u8]) -> CommandResult {
+    write_atomic(path, bytes, 0o600)
+}
+
+/// Write a file meant to be committed: keeps an existing file's mode, else
+/// 0644 (less the umask).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> CommandResult {
+    write_atomic(path, bytes, 0o644)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> CommandResult {
+    use std::os::unix::fs::PermissionsExt;
     let fail = |e: &dyn std::fmt::Display| {
         CommandError::user(format!("cannot write {}: {e}", path.display()))
     };
@@ -45,7 +57,26 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> CommandResult {
         .tempfile_in(dir)
         .map_err(|e| fail(&e))?;
     tmp.write_all(bytes).map_err(|e| fail(&e))?;
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(_) => new_mode & !umask(),
+    };
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| fail(&e))?;
     tmp.as_file().sync_all().map_err(|e| fail(&e))?;
     tmp.persist(path).map_err(|e| fail(&e.error))?;
     Ok(())
+}
+
+/// The process umask, read without changing it (Linux: /proc/self/status).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }

@@ -1,7 +1,5 @@
 //! `git seal lock`: replace work-tree plaintext by envelopes.
 
-use std::os::unix::fs::PermissionsExt;
-
 use crate::envelope;
 use crate::error::{CommandError, CommandResult};
 use crate::filter::lock_marker;
@@ -36,7 +34,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
     }
     // Mark first: a checkout racing with us must not unseal again.
     std::fs::write(lock_marker(&project.repo), b"locked by `git seal lock`\n")?;
-    let mut locked = 0;
+    let mut locked = Vec::new();
     for (path, id) in &sealed {
         let file = project.root.join(path);
         let Ok(current) = std::fs::read(&file) else {
@@ -50,14 +48,31 @@ pub fn run(args: Args) -> CommandResult<u8> {
             eprintln!("git-seal: warning: {path} is stored in plaintext in the index; `git seal check` will report it");
             continue;
         }
-        let mode = std::fs::metadata(&file)?.permissions().mode();
+        // write_file_atomic keeps the file's mode.
         super::io::write_file_atomic(&file, &text)?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))?;
-        locked += 1;
+        locked.push(path.clone());
     }
-    refresh_index()?;
+    // The index still records the plaintext's size, and Git calls an entry
+    // whose size changed modified without looking at its content: re-add the
+    // envelopes (they clean to the same blobs) so the index matches again.
+    if !locked.is_empty() {
+        let root = project.root.to_string_lossy().into_owned();
+        super::git::run(
+            &[
+                "-C",
+                &root,
+                "add",
+                "--sparse",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+            ],
+            Some(&super::git::nul_list(&locked)),
+            &[0],
+        )?;
+    }
     println!(
-        "git-seal: locked {locked} file(s); this work tree stays locked until `git seal unlock`"
+        "git-seal: locked {} file(s); this work tree stays locked until `git seal unlock`",
+        locked.len()
     );
     Ok(0)
 }
@@ -79,10 +94,4 @@ pub fn unstaged_changes(project: &Project, paths: &[String]) -> CommandResult<Ve
     args.extend(paths.iter().map(String::as_str));
     let out = super::git::run(&args, None, &[0])?;
     Ok(super::git::parse_nul_list(&out.stdout))
-}
-
-/// Let Git re-read stat information, so `git status` stays quiet.
-pub fn refresh_index() -> CommandResult {
-    super::git::run(&["update-index", "-q", "--refresh"], None, &[0, 1])?;
-    Ok(())
 }

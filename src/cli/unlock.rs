@@ -22,6 +22,27 @@ pub fn run(args: Args) -> CommandResult<u8> {
     unlock(&project, args.force)
 }
 
+/// Unlock what can be unlocked, printing only when something was opened.
+pub fn unlock_quietly(project: &Project) -> CommandResult<usize> {
+    let locked = locked_paths(project)?;
+    if locked.is_empty() {
+        return Ok(0);
+    }
+    unlock(project, false)?;
+    Ok(locked.len())
+}
+
+/// Sealed paths whose work-tree file is an envelope.
+pub fn locked_paths(project: &Project) -> CommandResult<Vec<String>> {
+    let mut locked = Vec::new();
+    for (path, _) in project.sealed_index_paths()? {
+        if std::fs::read(project.root.join(&path)).is_ok_and(|t| envelope::is_envelope(&t)) {
+            locked.push(path);
+        }
+    }
+    Ok(locked)
+}
+
 pub fn unlock(project: &Project, force: bool) -> CommandResult<u8> {
     let marker = lock_marker(&project.repo);
     let mut locked = Vec::new();
@@ -59,13 +80,18 @@ pub fn unlock(project: &Project, force: bool) -> CommandResult<u8> {
         return Ok(0);
     }
     let paths: Vec<String> = locked.into_iter().map(|(p, _)| p).collect();
+    // Git skips entries it considers up to date (a locked file cleans to the
+    // very blob in the index), so remove them first; each is identical to
+    // its index blob, so nothing is lost.
+    for path in &paths {
+        std::fs::remove_file(project.root.join(path))?;
+    }
     let root = project.root.to_string_lossy().into_owned();
     super::git::run(
-        &["-C", &root, "checkout-index", "-f", "-z", "--stdin"],
+        &["-C", &root, "checkout-index", "-f", "-u", "-z", "--stdin"],
         Some(&super::git::nul_list(&paths)),
         &[0],
     )?;
-    super::lock::refresh_index()?;
     let still: Vec<&String> = paths
         .iter()
         .filter(|p| std::fs::read(project.root.join(p)).is_ok_and(|t| envelope::is_envelope(&t)))

@@ -33,6 +33,13 @@ pub struct Filter {
     fallback_keys: Option<Box<dyn KeyProvider>>,
     user_locked: bool,
     index: Option<HashMap<String, Oid>>,
+    /// The blob this process last produced or opened for each path. Git's
+    /// sequencer (rebase, cherry-pick) keeps the index in memory, so this is
+    /// the freshest answer to "what is in the index now".
+    recent: HashMap<String, Oid>,
+    /// Identity of the index file `index` was read from: one filter process
+    /// can outlive several index rewrites (rebase, cherry-pick sequences).
+    index_stamp: Option<(u64, i64, i64, u64)>,
     cache: Option<Option<CleanCache>>,
     locked: Vec<String>,
     locked_kids: BTreeSet<Kid>,
@@ -70,6 +77,8 @@ impl Filter {
             fallback_keys,
             user_locked,
             index: None,
+            recent: HashMap::new(),
+            index_stamp: None,
             cache: None,
             locked: Vec::new(),
             locked_kids: BTreeSet::new(),
@@ -89,16 +98,23 @@ impl Filter {
         if envelope::might_be_envelope(&plaintext) && envelope::is_envelope(&plaintext) {
             return Ok(plaintext);
         }
-        let project = self
-            .project
-            .as_ref()
-            .map_err(|e| format!("{path}: cannot seal, so refusing to store plaintext: {e}"))?;
+        let refuse = |e: &dyn std::fmt::Display| {
+            format!("{path}: cannot seal, so refusing to store plaintext: {e}")
+        };
+        let project = self.project.as_ref().map_err(|e| refuse(e))?;
         let aad = project.policy.aad_for(path);
-        let prior = self.prior_blob(path).map_err(|e| format!("{path}: {e}"))?;
+        // Candidates for "the same envelope again": what this process last
+        // produced or opened for the path, then the index (else HEAD) blob.
+        let mut candidates: Vec<Oid> = self.recent.get(path).copied().into_iter().collect();
+        if let Some(prior) = self.prior_blob(path).map_err(|e| format!("{path}: {e}"))? {
+            if !candidates.contains(&prior) {
+                candidates.push(prior);
+            }
+        }
         let mac = self.cache().map(|c| c.mac(&plaintext));
         let project = self.project.as_ref().expect("checked above");
-        let cache = self.cache.as_mut().and_then(Option::as_mut);
-        if let Some(blob) = prior {
+        for blob in candidates {
+            let cache = self.cache.as_mut().and_then(Option::as_mut);
             if let Some(same) = reuse(
                 project,
                 cache,
@@ -107,26 +123,32 @@ impl Filter {
                 mac.as_ref(),
                 aad.as_deref(),
             ) {
+                self.recent.insert(path.to_owned(), blob);
                 return Ok(same);
             }
         }
-        let targets = project
-            .targets_for(Some(path))
-            .map_err(|e| format!("{path}: cannot seal, so refusing to store plaintext: {e}"))?;
+        let targets = project.targets_for(Some(path)).map_err(|e| refuse(&e))?;
         let text = envelope::seal_bytes(plaintext, aad, &targets)
             .map_err(|e| format!("{path}: cannot seal: {e}"))?;
-        if let (Some(mac), Ok(blob)) = (mac, Oid::hash_object(git2::ObjectType::Blob, &text)) {
-            if let Some(cache) = self.cache_mut() {
-                cache.record(blob, mac);
-            }
+        let blob = blob_id(&text);
+        self.recent.insert(path.to_owned(), blob);
+        if let (Some(mac), Some(cache)) = (mac, self.cache_mut()) {
+            cache.record(blob, mac);
         }
         Ok(text)
     }
 
     fn prior_blob(&mut self, path: &str) -> Result<Option<Oid>, String> {
         let project = self.project.as_ref().map_err(Clone::clone)?;
-        if self.index.is_none() {
+        let stamp = std::fs::metadata(project.repo.git_dir().join("index"))
+            .ok()
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.ino(), m.mtime(), m.mtime_nsec(), m.len())
+            });
+        if self.index.is_none() || stamp != self.index_stamp {
             self.index = Some(project.repo.index_entries().map_err(|e| e.to_string())?);
+            self.index_stamp = stamp;
         }
         if let Some(id) = self.index.as_ref().and_then(|i| i.get(path)) {
             return Ok(Some(*id));
@@ -194,14 +216,15 @@ impl Filter {
                 );
             }
         };
-        let blob = blob.or_else(|| Oid::hash_object(git2::ObjectType::Blob, &text).ok());
+        let blob = blob.unwrap_or_else(|| blob_id(&text));
         let (kid, dek) = dek;
         // While decrypting, a large file is held as its text plus its
         // ciphertext (decrypted in place); the text goes once that succeeds.
         match crypto::decrypt(env, &kid, &dek) {
             Ok(plaintext) => {
                 drop(text);
-                if let (Some(blob), Some(cache)) = (blob, self.cache_mut()) {
+                self.recent.insert(path.to_owned(), blob);
+                if let Some(cache) = self.cache_mut() {
                     let mac = cache.mac(&plaintext);
                     cache.record(blob, mac);
                 }
@@ -305,6 +328,17 @@ fn reuse(
         cache.record(blob, *mac);
     }
     Some(text)
+}
+
+/// Git's blob id of `bytes` (SHA-1 of `blob <len>\0` + bytes), computed with
+/// the hardware-accelerated `sha1` crate: libgit2's collision-detecting SHA-1
+/// is several times slower on large files.
+pub fn blob_id(bytes: &[u8]) -> Oid {
+    use sha1::{Digest, Sha1};
+    let mut hasher = Sha1::new();
+    hasher.update(format!("blob {}\0", bytes.len()).as_bytes());
+    hasher.update(bytes);
+    Oid::from_bytes(&hasher.finalize()).expect("20-byte SHA-1")
 }
 
 /// Where this work tree's lock marker lives.

@@ -1,1 +1,536 @@
-//! Transparent sealing through Git: the filter, diff and merge drivers.
+//! Transparent sealing through Git: the filter, diff and merge drivers, and
+//! lock/unlock. Each test checks what is stored (`git cat-file`) as well as
+//! what is in the work tree.
+
+use std::path::Path;
+
+use crate::harness::{assert_sealed, is_envelope, stderr, stdout, Env};
+
+fn write(dir: &Path, path: &str, content: &str) {
+    let file = dir.join(path);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, content).unwrap();
+}
+
+fn read(dir: &Path, path: &str) -> String {
+    std::fs::read_to_string(dir.join(path)).unwrap()
+}
+
+fn commit_all(env: &Env, dir: &Path, message: &str) {
+    env.git(dir, &["add", "-A"]);
+    env.git(dir, &["commit", "-q", "-m", message]);
+}
+
+/// A sealed repository with two secrets and one public file committed.
+fn repo_with_secrets(env: &Env) -> std::path::PathBuf {
+    let dir = env.sealed_repo("work");
+    write(&dir, "secrets/db.env", "DB_PASSWORD=hunter2\n");
+    write(&dir, "secrets/api/token.txt", "tok-123\n");
+    write(&dir, "public.txt", "nothing to hide\n");
+    commit_all(env, &dir, "add secrets");
+    dir
+}
+
+fn clone(env: &Env, from: &Path, name: &str) -> std::path::PathBuf {
+    let to = env.path(name);
+    env.git(
+        env.tmp.path(),
+        &["clone", "-q", from.to_str().unwrap(), to.to_str().unwrap()],
+    );
+    to
+}
+
+#[test]
+fn add_commit_stores_envelopes_and_a_second_clone_agrees() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
+    assert_sealed(&env, &dir, "secrets/api/token.txt", b"tok-123\n");
+    assert_eq!(
+        env.git(&dir, &["cat-file", "-p", "HEAD:public.txt"]),
+        "nothing to hide\n"
+    );
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+
+    // A clone without the filter sees envelopes; `git seal init` opens them.
+    let other = clone(&env, &dir, "other");
+    assert!(is_envelope(
+        &std::fs::read(other.join("secrets/db.env")).unwrap()
+    ));
+    env.seal(&other, &["init"]);
+    assert_eq!(read(&other, "secrets/db.env"), "DB_PASSWORD=hunter2\n");
+    assert!(
+        env.git(&other, &["status", "--porcelain"]).is_empty(),
+        "{}",
+        env.git(&other, &["status"])
+    );
+    assert_eq!(
+        env.git(&other, &["rev-parse", "HEAD:secrets/db.env"]),
+        env.git(&dir, &["rev-parse", "HEAD:secrets/db.env"])
+    );
+
+    // An edit in the clone travels back as an envelope and opens here.
+    write(&other, "secrets/db.env", "DB_PASSWORD=correct-horse\n");
+    commit_all(&env, &other, "rotate password");
+    env.git(&dir, &["pull", "-q", other.to_str().unwrap(), "main"]);
+    assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=correct-horse\n");
+}
+
+#[test]
+fn status_stays_clean_after_touching_every_sealed_file() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let blob = env.git(&dir, &["rev-parse", "HEAD:secrets/db.env"]);
+    for path in ["secrets/db.env", "secrets/api/token.txt"] {
+        let file = dir.join(path);
+        let content = std::fs::read(&file).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, content).unwrap();
+    }
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+    // Re-adding unchanged plaintext keeps the very same envelope.
+    env.git(&dir, &["add", "--renormalize", "."]);
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+    assert_eq!(env.git(&dir, &["rev-parse", ":secrets/db.env"]), blob);
+    // Without the cache (removed) the envelope is still reused.
+    let cache_dir = dir.join(".git/seal");
+    assert!(cache_dir.is_dir(), "clean cache missing");
+    std::fs::remove_dir_all(&cache_dir).unwrap();
+    env.git(&dir, &["add", "--renormalize", "."]);
+    assert_eq!(env.git(&dir, &["rev-parse", ":secrets/db.env"]), blob);
+    // A real change makes a new envelope with a fresh nonce.
+    write(&dir, "secrets/db.env", "DB_PASSWORD=changed\n");
+    assert_eq!(
+        env.git(&dir, &["status", "--porcelain"]),
+        " M secrets/db.env\n"
+    );
+}
+
+#[test]
+fn same_plaintext_in_two_files_gives_different_envelopes() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write(&dir, "secrets/a", "same\n");
+    write(&dir, "secrets/b", "same\n");
+    commit_all(&env, &dir, "two");
+    assert_ne!(
+        env.git(&dir, &["rev-parse", "HEAD:secrets/a"]),
+        env.git(&dir, &["rev-parse", "HEAD:secrets/b"])
+    );
+}
+
+#[test]
+fn branches_checkout_reset_stash_rebase_and_cherry_pick() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    env.git(&dir, &["checkout", "-q", "-b", "feature"]);
+    write(&dir, "secrets/db.env", "DB_PASSWORD=feature\n");
+    write(&dir, "secrets/new.key", "feature-only\n");
+    commit_all(&env, &dir, "feature change");
+    env.git(&dir, &["checkout", "-q", "main"]);
+    assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=hunter2\n");
+    assert!(!dir.join("secrets/new.key").exists());
+    env.git(&dir, &["checkout", "-q", "feature"]);
+    assert_sealed(&env, &dir, "secrets/new.key", b"feature-only\n");
+    assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=feature\n");
+
+    // stash and stash pop
+    write(&dir, "secrets/db.env", "DB_PASSWORD=wip\n");
+    env.git(&dir, &["stash", "-q"]);
+    assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=feature\n");
+    let stashed = env
+        .ok("git", &dir, &["cat-file", "-p", "stash@{0}:secrets/db.env"])
+        .stdout;
+    assert!(is_envelope(&stashed), "the stash stored plaintext");
+    env.git(&dir, &["stash", "pop", "-q"]);
+    assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=wip\n");
+
+    // reset --hard
+    env.git(&dir, &["reset", "-q", "--hard", "HEAD"]);
+    assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=feature\n");
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+
+    // rebase feature onto a main that changed another sealed file
+    env.git(&dir, &["checkout", "-q", "main"]);
+    write(&dir, "secrets/api/token.txt", "tok-456\n");
+    commit_all(&env, &dir, "main token change");
+    env.git(&dir, &["checkout", "-q", "feature"]);
+    env.git(&dir, &["rebase", "-q", "main"]);
+    assert_sealed(&env, &dir, "secrets/api/token.txt", b"tok-456\n");
+    assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=feature\n");
+
+    // cherry-pick a sealed change onto another branch
+    env.git(&dir, &["checkout", "-q", "-b", "pick", "main"]);
+    env.git(&dir, &["cherry-pick", "feature"]);
+    assert_sealed(&env, &dir, "secrets/new.key", b"feature-only\n");
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+}
+
+#[test]
+fn merge_without_conflict_merges_plaintext_and_reseals() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write(&dir, "secrets/config.ini", "a=1\nb=2\nc=3\nd=4\ne=5\nf=6\n");
+    commit_all(&env, &dir, "base");
+    env.git(&dir, &["checkout", "-q", "-b", "other"]);
+    write(
+        &dir,
+        "secrets/config.ini",
+        "a=1\nb=2\nc=3\nd=4\ne=5\nf=60\n",
+    );
+    commit_all(&env, &dir, "other edits the end");
+    env.git(&dir, &["checkout", "-q", "main"]);
+    write(
+        &dir,
+        "secrets/config.ini",
+        "a=10\nb=2\nc=3\nd=4\ne=5\nf=6\n",
+    );
+    commit_all(&env, &dir, "main edits the start");
+    env.git(&dir, &["merge", "-q", "--no-edit", "other"]);
+    assert_sealed(
+        &env,
+        &dir,
+        "secrets/config.ini",
+        b"a=10\nb=2\nc=3\nd=4\ne=5\nf=60\n",
+    );
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+}
+
+#[test]
+fn merge_conflict_leaves_markers_in_plaintext_and_git_reports_it() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write(&dir, "secrets/config.ini", "key=base\n");
+    commit_all(&env, &dir, "base");
+    env.git(&dir, &["checkout", "-q", "-b", "other"]);
+    write(&dir, "secrets/config.ini", "key=theirs\n");
+    commit_all(&env, &dir, "theirs");
+    env.git(&dir, &["checkout", "-q", "main"]);
+    write(&dir, "secrets/config.ini", "key=ours\n");
+    commit_all(&env, &dir, "ours");
+    let out = env.fails("git", &dir, &["merge", "other"], 1);
+    assert!(stdout(&out).contains("CONFLICT"), "{}", stdout(&out));
+    let text = read(&dir, "secrets/config.ini");
+    assert!(
+        text.contains("<<<<<<<")
+            && text.contains("key=ours")
+            && text.contains("key=theirs")
+            && text.contains(">>>>>>>"),
+        "{text}"
+    );
+    assert!(env
+        .git(&dir, &["status", "--porcelain"])
+        .starts_with("UU secrets/config.ini"));
+    // Resolving and committing stores an envelope again.
+    write(&dir, "secrets/config.ini", "key=resolved\n");
+    commit_all(&env, &dir, "resolved");
+    assert_sealed(&env, &dir, "secrets/config.ini", b"key=resolved\n");
+}
+
+#[test]
+fn diff_shows_plaintext_with_key_and_json_without() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    write(&dir, "secrets/db.env", "DB_PASSWORD=new-value\n");
+    let diff = env.git(&dir, &["diff"]);
+    assert!(
+        diff.contains("-DB_PASSWORD=hunter2") && diff.contains("+DB_PASSWORD=new-value"),
+        "{diff}"
+    );
+    commit_all(&env, &dir, "change");
+    let log = env.git(&dir, &["log", "-p", "-1"]);
+    assert!(log.contains("+DB_PASSWORD=new-value"), "{log}");
+    let show = env.git(&dir, &["show", "HEAD"]);
+    assert!(show.contains("-DB_PASSWORD=hunter2"), "{show}");
+
+    let hidden = env.hide_keys();
+    let show = env.git(&dir, &["show", "HEAD"]);
+    assert!(
+        show.contains("\"ciphertext\"") && !show.contains("new-value"),
+        "{show}"
+    );
+    env.restore_keys(&hidden);
+}
+
+#[test]
+fn clone_without_key_checks_out_sealed_and_unlocks_when_the_key_appears() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let hidden = env.hide_keys();
+    // Filter configured globally, as on a developer machine without the key.
+    let global = env.home.join("gitconfig-global");
+    std::fs::write(
+        &global,
+        "[filter \"seal\"]\n\tprocess = git-seal filter-process\n\trequired = true\n[diff \"seal\"]\n\ttextconv = git-seal textconv\n",
+    )
+    .unwrap();
+    let target = env.path("nokey");
+    let out = env.ok(
+        "git",
+        env.tmp.path(),
+        &["clone", dir.to_str().unwrap(), target.to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("left locked").count(),
+        1,
+        "want one summary line:\n{err}"
+    );
+    assert!(err.contains("2 sealed files left locked"), "{err}");
+    assert!(is_envelope(
+        &std::fs::read(target.join("secrets/db.env")).unwrap()
+    ));
+    assert_eq!(read(&target, "public.txt"), "nothing to hide\n");
+    env.seal(&target, &["init"]);
+    assert!(env.git(&target, &["status", "--porcelain"]).is_empty());
+    let status = env.seal(&target, &["status"]);
+    assert!(
+        status.contains("locked (2 of 2") && status.contains("usable here: no"),
+        "{status}"
+    );
+    let out = env.fails("git-seal", &target, &["unlock"], 1);
+    assert!(
+        stderr(&out).contains("no usable key") && stderr(&out).contains("k_"),
+        "{}",
+        stderr(&out)
+    );
+
+    env.restore_keys(&hidden);
+    env.seal(&target, &["unlock"]);
+    assert_eq!(read(&target, "secrets/db.env"), "DB_PASSWORD=hunter2\n");
+    assert!(env.git(&target, &["status", "--porcelain"]).is_empty());
+    assert!(env
+        .seal(&target, &["status"])
+        .contains("work tree: unlocked"));
+}
+
+#[test]
+fn tampered_blob_is_checked_out_sealed_with_an_error_naming_the_path() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let stored = env.git(&dir, &["cat-file", "-p", "HEAD:secrets/db.env"]);
+    let mut json: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let ct = json["ciphertext"].as_str().unwrap().to_owned();
+    json["ciphertext"] = format!(
+        "{}{}",
+        if ct.starts_with('A') { "B" } else { "A" },
+        &ct[1..]
+    )
+    .into();
+    let tampered = format!("{}\n", serde_json::to_string_pretty(&json).unwrap());
+    let tampered_file = env.path("tampered");
+    std::fs::write(&tampered_file, &tampered).unwrap();
+    let blob = env.git(
+        &dir,
+        &[
+            "hash-object",
+            "-w",
+            "--no-filters",
+            tampered_file.to_str().unwrap(),
+        ],
+    );
+    env.git(
+        &dir,
+        &[
+            "update-index",
+            "--cacheinfo",
+            &format!("100644,{},secrets/db.env", blob.trim()),
+        ],
+    );
+    env.git(&dir, &["commit", "-q", "-m", "tampered", "--no-verify"]);
+    std::fs::remove_file(dir.join("secrets/db.env")).unwrap();
+    let out = env.ok("git", &dir, &["checkout", "--", "secrets/db.env"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/db.env") && err.contains("authentication failed"),
+        "{err}"
+    );
+    assert_eq!(
+        read(&dir, "secrets/db.env"),
+        tampered,
+        "the envelope must stay, unchanged"
+    );
+}
+
+#[test]
+fn clean_without_a_kek_fails_and_stages_nothing() {
+    let env = Env::new();
+    // The filter is configured (globally) and .gitattributes seals secrets/,
+    // but this repository has no KEK: nothing can seal.
+    std::fs::write(
+        env.home.join("gitconfig-global"),
+        "[filter \"seal\"]\n\tprocess = git-seal filter-process\n\trequired = true\n",
+    )
+    .unwrap();
+    let dir = env.repo("nokek");
+    write(&dir, ".gitattributes", "secrets/** filter=seal\n");
+    env.git(&dir, &["add", ".gitattributes"]);
+    let index_before = env.git(&dir, &["ls-files", "-s"]);
+    write(&dir, "secrets/fresh.txt", "brand new secret leak-me\n");
+    let out = env.run("git", &dir, &["add", "secrets"], None);
+    assert!(!out.status.success(), "git add succeeded without a KEK");
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/fresh.txt")
+            && err.contains("refusing to store plaintext")
+            && err.contains("git seal init"),
+        "{err}"
+    );
+    assert_eq!(
+        env.git(&dir, &["ls-files", "-s"]),
+        index_before,
+        "the index changed"
+    );
+    let objects = env.ok("git", &dir, &["count-objects", "-v"]);
+    let _ = objects;
+    let loose = std::process::Command::new("grep")
+        .args(["-rl", "leak-me", dir.join(".git/objects").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        loose.stdout.is_empty(),
+        "plaintext reached the object store"
+    );
+    // Blob contents are compressed; check every object explicitly too.
+    let all = env
+        .ok("git", &dir, &["cat-file", "--batch-all-objects", "--batch"])
+        .stdout;
+    assert!(
+        !String::from_utf8_lossy(&all).contains("leak-me"),
+        "plaintext reached the object store"
+    );
+}
+
+#[test]
+fn lock_and_unlock_refuse_to_discard_changes_and_survive_checkout() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    write(&dir, "secrets/db.env", "DB_PASSWORD=unsaved\n");
+    let out = env.fails("git-seal", &dir, &["lock"], 1);
+    assert!(
+        stderr(&out).contains("secrets/db.env") && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=unsaved\n");
+    env.git(&dir, &["checkout", "--", "secrets/db.env"]);
+
+    env.seal(&dir, &["lock"]);
+    assert!(is_envelope(
+        &std::fs::read(dir.join("secrets/db.env")).unwrap()
+    ));
+    assert!(is_envelope(
+        &std::fs::read(dir.join("secrets/api/token.txt")).unwrap()
+    ));
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+    // Checkouts keep a locked work tree locked.
+    env.git(&dir, &["checkout", "-q", "-b", "side"]);
+    env.git(&dir, &["checkout", "-q", "main"]);
+    assert!(is_envelope(
+        &std::fs::read(dir.join("secrets/db.env")).unwrap()
+    ));
+    assert!(env.seal(&dir, &["status"]).contains("locked (2 of 2"));
+
+    env.seal(&dir, &["unlock"]);
+    assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=hunter2\n");
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+
+    // --force discards.
+    write(&dir, "secrets/db.env", "DB_PASSWORD=discard-me\n");
+    env.seal(&dir, &["lock", "--force"]);
+    env.seal(&dir, &["unlock"]);
+    assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=hunter2\n");
+}
+
+#[test]
+fn linked_worktree_and_sparse_checkout() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let wt = env.path("wt");
+    env.git(
+        &dir,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            wt.to_str().unwrap(),
+            "-b",
+            "wt-branch",
+        ],
+    );
+    assert_eq!(read(&wt, "secrets/db.env"), "DB_PASSWORD=hunter2\n");
+    write(&wt, "secrets/db.env", "DB_PASSWORD=from-worktree\n");
+    commit_all(&env, &wt, "worktree change");
+    assert_sealed(&env, &wt, "secrets/db.env", b"DB_PASSWORD=from-worktree\n");
+    env.seal(&wt, &["lock"]);
+    assert!(is_envelope(
+        &std::fs::read(wt.join("secrets/db.env")).unwrap()
+    ));
+    assert_eq!(
+        read(&dir, "secrets/db.env"),
+        "DB_PASSWORD=hunter2\n",
+        "locking a worktree touched the main one"
+    );
+    env.seal(&wt, &["unlock"]);
+    assert_eq!(read(&wt, "secrets/db.env"), "DB_PASSWORD=from-worktree\n");
+
+    // Non-cone mode also drops .seal/ from the work tree: the metadata is
+    // then read from the index.
+    env.git(
+        &dir,
+        &[
+            "sparse-checkout",
+            "set",
+            "--no-cone",
+            "/README",
+            "/secrets/api/",
+        ],
+    );
+    assert!(!dir.join("secrets/db.env").exists());
+    assert!(!dir.join(".seal").exists());
+    assert_eq!(read(&dir, "secrets/api/token.txt"), "tok-123\n");
+    write(&dir, "secrets/api/token.txt", "tok-sparse\n");
+    env.git(&dir, &["commit", "-q", "-am", "sparse edit"]);
+    assert_sealed(&env, &dir, "secrets/api/token.txt", b"tok-sparse\n");
+    env.git(&dir, &["sparse-checkout", "disable"]);
+    assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=hunter2\n");
+}
+
+#[test]
+fn crlf_files_with_autocrlf_round_trip_exactly() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    env.git(&dir, &["config", "core.autocrlf", "input"]);
+    write(&dir, "secrets/win.txt", "line one\r\nline two\r\n");
+    commit_all(&env, &dir, "crlf");
+    let stored = env
+        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/win.txt"])
+        .stdout;
+    assert!(is_envelope(&stored));
+    let tmp = env.path("win.envelope");
+    std::fs::write(&tmp, &stored).unwrap();
+    let opened = env
+        .ok("git-seal", &dir, &["decrypt", tmp.to_str().unwrap()])
+        .stdout;
+    // Git runs clean before its own CRLF conversion: the exact bytes are sealed.
+    assert_eq!(opened, b"line one\r\nline two\r\n");
+    env.git(&dir, &["config", "core.autocrlf", "true"]);
+    std::fs::remove_file(dir.join("secrets/win.txt")).unwrap();
+    env.git(&dir, &["checkout", "--", "secrets/win.txt"]);
+    assert_eq!(read(&dir, "secrets/win.txt"), "line one\r\nline two\r\n");
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+}
+
+#[test]
+fn one_shot_clean_and_smudge_work_without_the_process_protocol() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    env.git(&dir, &["config", "--unset", "filter.seal.process"]);
+    write(&dir, "secrets/one.txt", "one-shot\n");
+    commit_all(&env, &dir, "one-shot");
+    assert_sealed(&env, &dir, "secrets/one.txt", b"one-shot\n");
+    std::fs::remove_file(dir.join("secrets/one.txt")).unwrap();
+    env.git(&dir, &["checkout", "--", "secrets/one.txt"]);
+    assert_eq!(read(&dir, "secrets/one.txt"), "one-shot\n");
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+}
