@@ -376,3 +376,59 @@ fn help_explains_commands() {
     );
     env.fails("git-seal", env.tmp.path(), &["no-such-command"], 2);
 }
+
+/// A Python interpreter with the `cryptography` package, if there is one.
+fn python_with_cryptography() -> Option<String> {
+    ["python3", "/usr/bin/python3"].into_iter().map(str::to_owned).find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", "import cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// docs/envelope.md promises that envelopes open without git-seal.
+#[test]
+fn documented_python_script_opens_git_seal_envelopes() {
+    let Some(python) = python_with_cryptography() else {
+        assert!(!crate::harness::in_ci(), "CI must have python3-cryptography (see .ci/run)");
+        eprintln!("skipping: no python3 with the cryptography package");
+        return;
+    };
+    let mut env = Env::new();
+    let dir = env.sealed_repo("r");
+    let kid = env.kid();
+    let hex = std::fs::read_to_string(env.key_dir.join(format!("{kid}.key"))).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/open_envelope.py");
+    let plain: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(dir.join("bin"), &plain).unwrap();
+    for aad in [None, Some("scope:über ✓")] {
+        let mut args = vec!["encrypt", "bin", "--out", "bin.sealed"];
+        if let Some(aad) = aad {
+            args.extend(["--aad", aad]);
+        }
+        env.seal(&dir, &args);
+        env.set("GIT_SEAL_KEK", hex.trim());
+        let out = env.run(&python, &dir, &[script.to_str().unwrap(), "bin.sealed"], None);
+        env.unset("GIT_SEAL_KEK");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(out.stdout, plain, "aad {aad:?}");
+    }
+    // A blob committed through the filter opens the same way.
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::write(dir.join("secrets/x"), "via git\n").unwrap();
+    env.git(&dir, &["add", "secrets"]);
+    env.git(&dir, &["commit", "-q", "-m", "x"]);
+    let blob = env.ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/x"]).stdout;
+    std::fs::write(dir.join("blob.sealed"), blob).unwrap();
+    env.set("GIT_SEAL_KEK", hex.trim());
+    let out = env.run(&python, &dir, &[script.to_str().unwrap(), "blob.sealed"], None);
+    assert_eq!(stdout(&out), "via git\n", "{}", stderr(&out));
+    // And a tampered one does not.
+    let text = std::fs::read_to_string(dir.join("blob.sealed")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["aad"] = "forged".into();
+    std::fs::write(dir.join("forged.sealed"), serde_json::to_string(&json).unwrap()).unwrap();
+    let out = env.run(&python, &dir, &[script.to_str().unwrap(), "forged.sealed"], None);
+    assert!(!out.status.success() && out.stdout.is_empty());
+}
