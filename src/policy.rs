@@ -235,7 +235,7 @@ mod tests {
     fn scopes_and_aad() {
         let kid = Kid::parse("k_0000000000000001").unwrap();
         let text = r#"{"schema": "git-seal.policy/v1", "recipients": [{"paths": ["prod/**"], "kids": ["k_0000000000000001"]}], "bind_path_aad": true}"#;
-        let p = Policy::parse(text, &[kid.clone()]).unwrap();
+        let p = Policy::parse(text, std::slice::from_ref(&kid)).unwrap();
         assert_eq!(p.recipients_for("prod/db.env"), Some(&[kid][..]));
         assert_eq!(p.recipients_for("dev/db.env"), None);
         assert_eq!(p.aad_for("a/b").as_deref(), Some("path:a/b"));

@@ -74,23 +74,6 @@ pub fn gitattributes_with(existing: &str, patterns: &[String]) -> Option<String>
     (text != existing).then_some(text)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gitattributes_is_idempotent_and_keeps_guards_last() {
-        let first = gitattributes_with("*.png binary\n", &["secrets/**".into()]).unwrap();
-        assert_eq!(
-            first,
-            "*.png binary\nsecrets/** filter=seal diff=seal merge=seal\n/.gitattributes !filter !diff !merge\n/.seal/** !filter !diff !merge\n"
-        );
-        assert_eq!(gitattributes_with(&first, &["secrets/**".into()]), None);
-        let second = gitattributes_with(&first, &["*.env".into()]).unwrap();
-        assert!(second.ends_with("*.env filter=seal diff=seal merge=seal\n/.gitattributes !filter !diff !merge\n/.seal/** !filter !diff !merge\n"));
-    }
-}
-
 /// Hooks git-seal installs.
 pub const HOOK_NAMES: &[&str] = &[
     "pre-commit",
@@ -113,5 +96,22 @@ pub fn hooks_dir(repo: &Repo) -> std::path::PathBuf {
             }
         }
         None => repo.common_dir().join("hooks"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitattributes_is_idempotent_and_keeps_guards_last() {
+        let first = gitattributes_with("*.png binary\n", &["secrets/**".into()]).unwrap();
+        assert_eq!(
+            first,
+            "*.png binary\nsecrets/** filter=seal diff=seal merge=seal\n/.gitattributes !filter !diff !merge\n/.seal/** !filter !diff !merge\n"
+        );
+        assert_eq!(gitattributes_with(&first, &["secrets/**".into()]), None);
+        let second = gitattributes_with(&first, &["*.env".into()]).unwrap();
+        assert!(second.ends_with("*.env filter=seal diff=seal merge=seal\n/.gitattributes !filter !diff !merge\n/.seal/** !filter !diff !merge\n"));
     }
 }

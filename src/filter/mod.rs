@@ -304,7 +304,7 @@ impl Filter {
 /// `aad`): from the cache when it knows the blob, else by opening it once.
 fn reuse(
     project: &Project,
-    mut cache: Option<&mut CleanCache>,
+    cache: Option<&mut CleanCache>,
     blob: Oid,
     plaintext: &[u8],
     mac: Option<&[u8; 32]>,
@@ -324,7 +324,7 @@ fn reuse(
     if opened != plaintext {
         return None;
     }
-    if let (Some(mac), Some(cache)) = (mac, cache.as_deref_mut()) {
+    if let (Some(mac), Some(cache)) = (mac, cache) {
         cache.record(blob, *mac);
     }
     Some(text)

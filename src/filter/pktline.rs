@@ -74,7 +74,7 @@ pub fn write_data(w: &mut impl Write, data: &[u8]) -> io::Result<()> {
 }
 
 pub fn write_text(w: &mut impl Write, line: &str) -> io::Result<()> {
-    write!(w, "{:04x}{line}\n", line.len() + 5)
+    writeln!(w, "{:04x}{line}", line.len() + 5)
 }
 
 pub fn write_flush(w: &mut impl Write) -> io::Result<()> {

@@ -228,12 +228,7 @@ fn decrypt_failures_name_file_and_kid_and_write_nothing() {
 
     let mut tampered = json.clone();
     let ct = tampered["ciphertext"].as_str().unwrap().to_owned();
-    let flipped = if ct.starts_with('A') {
-        format!("B{}", &ct[1..])
-    } else {
-        format!("A{}", &ct[1..])
-    };
-    tampered["ciphertext"] = flipped.into();
+    tampered["ciphertext"] = crate::harness::flip_first(&ct).into();
     let mut malformed = json.clone();
     malformed["nonce"] = "AAAA".into();
     let mut unknown = json.clone();
@@ -379,19 +374,25 @@ fn help_explains_commands() {
 
 /// A Python interpreter with the `cryptography` package, if there is one.
 fn python_with_cryptography() -> Option<String> {
-    ["python3", "/usr/bin/python3"].into_iter().map(str::to_owned).find(|py| {
-        std::process::Command::new(py)
-            .args(["-c", "import cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+    ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .map(str::to_owned)
+        .find(|py| {
+            std::process::Command::new(py)
+                .args(["-c", "import cryptography"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
 }
 
 /// docs/envelope.md promises that envelopes open without git-seal.
 #[test]
 fn documented_python_script_opens_git_seal_envelopes() {
     let Some(python) = python_with_cryptography() else {
-        assert!(!crate::harness::in_ci(), "CI must have python3-cryptography (see .ci/run)");
+        assert!(
+            !crate::harness::in_ci(),
+            "CI must have python3-cryptography (see .ci/run)"
+        );
         eprintln!("skipping: no python3 with the cryptography package");
         return;
     };
@@ -409,7 +410,12 @@ fn documented_python_script_opens_git_seal_envelopes() {
         }
         env.seal(&dir, &args);
         env.set("GIT_SEAL_KEK", hex.trim());
-        let out = env.run(&python, &dir, &[script.to_str().unwrap(), "bin.sealed"], None);
+        let out = env.run(
+            &python,
+            &dir,
+            &[script.to_str().unwrap(), "bin.sealed"],
+            None,
+        );
         env.unset("GIT_SEAL_KEK");
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(out.stdout, plain, "aad {aad:?}");
@@ -419,16 +425,32 @@ fn documented_python_script_opens_git_seal_envelopes() {
     std::fs::write(dir.join("secrets/x"), "via git\n").unwrap();
     env.git(&dir, &["add", "secrets"]);
     env.git(&dir, &["commit", "-q", "-m", "x"]);
-    let blob = env.ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/x"]).stdout;
+    let blob = env
+        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/x"])
+        .stdout;
     std::fs::write(dir.join("blob.sealed"), blob).unwrap();
     env.set("GIT_SEAL_KEK", hex.trim());
-    let out = env.run(&python, &dir, &[script.to_str().unwrap(), "blob.sealed"], None);
+    let out = env.run(
+        &python,
+        &dir,
+        &[script.to_str().unwrap(), "blob.sealed"],
+        None,
+    );
     assert_eq!(stdout(&out), "via git\n", "{}", stderr(&out));
     // And a tampered one does not.
     let text = std::fs::read_to_string(dir.join("blob.sealed")).unwrap();
     let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
     json["aad"] = "forged".into();
-    std::fs::write(dir.join("forged.sealed"), serde_json::to_string(&json).unwrap()).unwrap();
-    let out = env.run(&python, &dir, &[script.to_str().unwrap(), "forged.sealed"], None);
+    std::fs::write(
+        dir.join("forged.sealed"),
+        serde_json::to_string(&json).unwrap(),
+    )
+    .unwrap();
+    let out = env.run(
+        &python,
+        &dir,
+        &[script.to_str().unwrap(), "forged.sealed"],
+        None,
+    );
     assert!(!out.status.success() && out.stdout.is_empty());
 }

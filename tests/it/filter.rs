@@ -311,12 +311,7 @@ fn tampered_blob_is_checked_out_sealed_with_an_error_naming_the_path() {
     let stored = env.git(&dir, &["cat-file", "-p", "HEAD:secrets/db.env"]);
     let mut json: serde_json::Value = serde_json::from_str(&stored).unwrap();
     let ct = json["ciphertext"].as_str().unwrap().to_owned();
-    json["ciphertext"] = format!(
-        "{}{}",
-        if ct.starts_with('A') { "B" } else { "A" },
-        &ct[1..]
-    )
-    .into();
+    json["ciphertext"] = crate::harness::flip_first(&ct).into();
     let tampered = format!("{}\n", serde_json::to_string_pretty(&json).unwrap());
     let tampered_file = env.path("tampered");
     std::fs::write(&tampered_file, &tampered).unwrap();

@@ -228,3 +228,10 @@ pub fn assert_sealed(env: &Env, dir: &Path, path: &str, plain: &[u8]) {
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
+
+/// A base64 string with its first character changed (a flipped bit or two).
+pub fn flip_first(text: &str) -> String {
+    let mut chars = text.chars();
+    let first = chars.next().expect("non-empty");
+    format!("{}{}", if first == 'A' { 'B' } else { 'A' }, chars.as_str())
+}
