@@ -25,7 +25,17 @@ pub struct Repo {
 }
 
 impl Repo {
+    /// libgit2 re-hashes every object it reads (with collision-detecting
+    /// SHA-1) by default; Git itself does not on the read path, and for the
+    /// filter that check costs more than the rest of clean. Objects still
+    /// come from the repository's own store.
+    fn init() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| git2::opts::strict_hash_verification(false));
+    }
+
     pub fn discover(start: &Path) -> Result<Repo, RepoError> {
+        Repo::init();
         let inner = Repository::discover(start).map_err(|e| match e.code() {
             git2::ErrorCode::NotFound => RepoError::NotARepo {
                 path: start.to_owned(),
@@ -37,6 +47,7 @@ impl Repo {
 
     /// Open the repository Git is running us in (GIT_DIR aware).
     pub fn from_env() -> Result<Repo, RepoError> {
+        Repo::init();
         let inner = Repository::open_from_env().map_err(|e| match e.code() {
             git2::ErrorCode::NotFound => RepoError::NotARepo {
                 path: std::env::current_dir().unwrap_or_default(),

@@ -21,6 +21,8 @@ use crate::repo::Oid;
 const OID_LEN: usize = 20;
 const MAC_LEN: usize = 32;
 const RECORD: usize = OID_LEN + MAC_LEN;
+/// Plaintexts larger than this are not cached (see [`CleanCache::mac`]).
+pub const MAX_CACHED: usize = 64 << 20;
 
 pub struct CleanCache {
     path: PathBuf,
@@ -51,8 +53,27 @@ impl CleanCache {
         }
     }
 
-    pub fn mac(&self, plaintext: &[u8]) -> [u8; MAC_LEN] {
-        *blake3::keyed_hash(&self.key, plaintext).as_bytes()
+    /// The keyed hash of a plaintext and the `aad` its envelope carries, so
+    /// a hit also means "same aad" and the envelope need not be parsed.
+    /// `None` for plaintexts over [`MAX_CACHED`]: hashing them would cost
+    /// more than opening the envelope once when Git asks again.
+    pub fn mac(&self, aad: Option<&str>, plaintext: &[u8]) -> Option<[u8; MAC_LEN]> {
+        if plaintext.len() > MAX_CACHED {
+            return None;
+        }
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        match aad {
+            Some(aad) => {
+                hasher.update(&[1]);
+                hasher.update(&(aad.len() as u64).to_le_bytes());
+                hasher.update(aad.as_bytes());
+            }
+            None => {
+                hasher.update(&[0]);
+            }
+        }
+        hasher.update(plaintext);
+        Some(*hasher.finalize().as_bytes())
     }
 
     /// Is `blob` known to hold an envelope of plaintext with this MAC?
@@ -114,13 +135,14 @@ mod tests {
         let blob = Oid::from_bytes(&[3; 20]).unwrap();
         {
             let mut cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
-            let mac = cache.mac(b"secret");
+            let mac = cache.mac(None, b"secret").unwrap();
             cache.record(blob, mac);
         }
         let cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
-        assert!(cache.matches(blob, &cache.mac(b"secret")));
-        assert!(!cache.matches(blob, &cache.mac(b"other")));
+        assert!(cache.matches(blob, &cache.mac(None, b"secret").unwrap()));
+        assert!(!cache.matches(blob, &cache.mac(None, b"other").unwrap()));
+        assert!(!cache.matches(blob, &cache.mac(Some(""), b"secret").unwrap()));
         let other_key = CleanCache::open(tmp.path(), &kid, [2; 32].into());
-        assert!(!other_key.matches(blob, &other_key.mac(b"secret")));
+        assert!(!other_key.matches(blob, &other_key.mac(None, b"secret").unwrap()));
     }
 }

@@ -111,7 +111,7 @@ impl Filter {
                 candidates.push(prior);
             }
         }
-        let mac = self.cache().map(|c| c.mac(&plaintext));
+        let mac = self.cache().and_then(|c| c.mac(aad.as_deref(), &plaintext));
         let project = self.project.as_ref().expect("checked above");
         for blob in candidates {
             let cache = self.cache.as_mut().and_then(Option::as_mut);
@@ -218,6 +218,7 @@ impl Filter {
         };
         let blob = blob.unwrap_or_else(|| blob_id(&text));
         let (kid, dek) = dek;
+        let aad = env.aad.clone();
         // While decrypting, a large file is held as its text plus its
         // ciphertext (decrypted in place); the text goes once that succeeds.
         match crypto::decrypt(env, &kid, &dek) {
@@ -225,8 +226,9 @@ impl Filter {
                 drop(text);
                 self.recent.insert(path.to_owned(), blob);
                 if let Some(cache) = self.cache_mut() {
-                    let mac = cache.mac(&plaintext);
-                    cache.record(blob, mac);
+                    if let Some(mac) = cache.mac(aad.as_deref(), &plaintext) {
+                        cache.record(blob, mac);
+                    }
                 }
                 Smudged {
                     bytes: plaintext,
@@ -311,14 +313,15 @@ fn reuse(
     aad: Option<&str>,
 ) -> Option<Vec<u8>> {
     let text = project.repo.blob(blob).ok()?;
-    let env = envelope::parse(&text).ok()?;
-    if env.aad.as_deref() != aad {
-        return None;
-    }
+    // A hit means this blob is an envelope of exactly this plaintext and aad.
     if let (Some(mac), Some(cache)) = (mac, cache.as_deref()) {
         if cache.matches(blob, mac) {
             return Some(text);
         }
+    }
+    let env = envelope::parse(&text).ok()?;
+    if env.aad.as_deref() != aad {
+        return None;
     }
     let opened = envelope::open(env, project.keys()).ok()?;
     if opened != plaintext {
