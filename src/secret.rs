@@ -29,9 +29,13 @@ impl std::fmt::Debug for Dek {
     }
 }
 
-/// Private X25519 KEK material (32 bytes). Parsed from 64 hex digits.
+/// Private X25519 KEK material (32 bytes), with its public key computed
+/// once. Parsed from 64 hex digits.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct KekSecret([u8; 32]);
+pub struct KekSecret {
+    secret: [u8; 32],
+    public: [u8; 32],
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretParseError {
@@ -45,7 +49,13 @@ impl KekSecret {
     pub fn generate() -> KekSecret {
         let mut bytes = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-        KekSecret(bytes)
+        KekSecret::from_bytes(bytes)
+    }
+
+    fn from_bytes(secret: [u8; 32]) -> KekSecret {
+        let public =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes();
+        KekSecret { secret, public }
     }
 
     /// Parse 64 hex digits (surrounding whitespace ignored). Errors never
@@ -57,21 +67,22 @@ impl KekSecret {
         }
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(text, &mut bytes).map_err(|_| SecretParseError::NotHex)?;
-        Ok(KekSecret(bytes))
+        let secret = KekSecret::from_bytes(bytes);
+        bytes.zeroize();
+        Ok(secret)
     }
 
     /// Lowercase hex, in a zeroizing string, for writing a key file.
     pub fn to_hex(&self) -> Zeroizing<String> {
-        Zeroizing::new(hex::encode(self.0))
+        Zeroizing::new(hex::encode(self.secret))
     }
 
     pub fn expose(&self) -> &[u8; 32] {
-        &self.0
+        &self.secret
     }
 
     pub fn public(&self) -> [u8; 32] {
-        let secret = x25519_dalek::StaticSecret::from(self.0);
-        x25519_dalek::PublicKey::from(&secret).to_bytes()
+        self.public
     }
 }
 

@@ -7,8 +7,8 @@ use crate::project::Project;
 
 /// Open one envelope, outside the Git filter.
 ///
-/// Uses the repository's provider inside a git-seal repository, and otherwise
-/// any key file in the key directory or GIT_SEAL_KEK. On any failure nothing
+/// Tries the repository's provider (inside a git-seal repository), then any
+/// key file in the key directory, then GIT_SEAL_KEK. On any failure nothing
 /// is written: no partial plaintext, ever.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,21 +21,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> CommandResult<u8> {
     let project = Project::open(&std::env::current_dir()?).ok();
-    let ambient;
-    let keys: &dyn KeyProvider = match &project {
-        Some(p) => p.keys(),
-        None => {
-            ambient = super::encrypt::ambient_keys()?;
-            &ambient
-        }
-    };
+    let keys = opening_keys(project.as_ref())?;
     let text = super::io::read_input(&args.file)?;
     let name = if args.file == "-" {
         "<stdin>"
     } else {
         args.file.as_str()
     };
-    let plaintext = envelope::open_bytes(&text, keys).map_err(|e| {
+    let plaintext = envelope::open_bytes(&text, &keys).map_err(|e| {
         let err = CommandError::user(format!("cannot open {name}: {e}"));
         match e {
             envelope::OpenError::NoUsableKey { .. } => err.with_hint(
@@ -47,4 +40,36 @@ pub fn run(args: Args) -> CommandResult<u8> {
     })?;
     super::io::write_output(args.out.as_deref(), &plaintext)?;
     Ok(0)
+}
+
+/// Keys for opening by hand: the project's provider first, then any
+/// software key here (key files, GIT_SEAL_KEK). Opening with whichever key
+/// holds the envelope is harmless; sealing never falls back like this.
+pub fn opening_keys(project: Option<&Project>) -> CommandResult<crate::keys::Chain<'_>> {
+    let mut chain = super::encrypt::ambient_keys()?;
+    if let Some(p) = project {
+        chain.0.insert(0, Box::new(ProjectKeys(p)));
+    }
+    Ok(chain)
+}
+
+/// Borrow a project's provider as a boxed provider.
+struct ProjectKeys<'a>(&'a Project);
+
+impl KeyProvider for ProjectKeys<'_> {
+    fn name(&self) -> &'static str {
+        self.0.keys().name()
+    }
+    fn available(&self) -> Vec<crate::kid::Kid> {
+        self.0.keys().available()
+    }
+    fn unwrap(
+        &self,
+        r: &envelope::Recipient,
+    ) -> Option<Result<crate::secret::Dek, crate::keys::KeyError>> {
+        self.0.keys().unwrap(r)
+    }
+    fn has(&self, kid: &crate::kid::Kid) -> bool {
+        self.0.keys().has(kid)
+    }
 }

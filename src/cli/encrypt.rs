@@ -97,7 +97,7 @@ fn resolve_target(project: Option<&Project>, to: &str) -> CommandResult<WrapTarg
 }
 
 /// Keys usable outside any repository: key files, then GIT_SEAL_KEK.
-pub fn ambient_keys() -> CommandResult<crate::keys::Chain> {
+pub fn ambient_keys() -> CommandResult<crate::keys::Chain<'static>> {
     let mut providers: Vec<Box<dyn KeyProvider>> = Vec::new();
     if let Ok(files) = FileKeys::open_default() {
         providers.push(Box::new(files));

@@ -25,7 +25,7 @@ pub struct SmudgeArgs {
 }
 
 pub fn run_process(_: ProcessArgs) -> CommandResult<u8> {
-    let mut filter = Filter::from_env();
+    let mut filter = Filter::from_env().long_running();
     process::serve(
         std::io::stdin().lock(),
         std::io::stdout().lock(),

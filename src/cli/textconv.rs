@@ -3,7 +3,6 @@
 
 use crate::envelope;
 use crate::error::CommandResult;
-use crate::keys::KeyProvider;
 use crate::project::Project;
 
 /// Print a sealed file for diffing: plaintext to key holders, the canonical
@@ -25,16 +24,9 @@ pub fn run(args: Args) -> CommandResult<u8> {
         }
     };
     let canonical = envelope::write(&env);
-    let project = Project::open(&std::env::current_dir()?);
-    let ambient;
-    let keys: &dyn KeyProvider = match &project {
-        Ok(p) => p.keys(),
-        Err(_) => {
-            ambient = super::encrypt::ambient_keys()?;
-            &ambient
-        }
-    };
-    match envelope::open(env, keys) {
+    let project = Project::open(&std::env::current_dir()?).ok();
+    let keys = super::decrypt::opening_keys(project.as_ref())?;
+    match envelope::open(env, &keys) {
         Ok(plaintext) => super::io::write_output(None, &plaintext)?,
         Err(envelope::OpenError::NoUsableKey { .. }) => super::io::write_output(None, &canonical)?,
         Err(e) => {

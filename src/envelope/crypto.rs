@@ -183,7 +183,7 @@ pub fn unwrap_x25519(secret: &KekSecret, r: &Recipient) -> Result<Dek, KeyError>
         });
     };
     let kek = StaticSecret::from(*secret.expose());
-    let kek_public = PublicKey::from(&kek).to_bytes();
+    let kek_public = secret.public();
     let shared = kek.diffie_hellman(&PublicKey::from(*ephemeral_pub));
     if !shared.was_contributory() {
         return Err(KeyError::Unwrap { kid: r.kid.clone() });

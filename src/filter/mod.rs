@@ -41,6 +41,9 @@ pub struct Filter {
     /// can outlive several index rewrites (rebase, cherry-pick sequences).
     index_stamp: Option<(u64, i64, i64, u64)>,
     cache: Option<Option<CleanCache>>,
+    /// Serving Git's long-running protocol (many files), as opposed to a
+    /// one-shot clean/smudge: only then is `recent` worth a blob id.
+    long_running: bool,
     locked: Vec<String>,
     locked_kids: BTreeSet<Kid>,
     errors: usize,
@@ -80,10 +83,23 @@ impl Filter {
             recent: HashMap::new(),
             index_stamp: None,
             cache: None,
+            long_running: false,
             locked: Vec::new(),
             locked_kids: BTreeSet::new(),
             errors: 0,
         }
+    }
+
+    /// Mark this filter as serving a whole Git command.
+    pub fn long_running(mut self) -> Filter {
+        self.long_running = true;
+        self
+    }
+
+    /// Is a blob id for `len` bytes of output worth its SHA-1? For the clean
+    /// cache (small files) and, in a long-running process, for `recent`.
+    fn wants_blob_id(&self, plaintext_len: usize) -> bool {
+        self.long_running || plaintext_len <= cache::MAX_CACHED
     }
 
     fn keys(&self) -> Option<&dyn KeyProvider> {
@@ -130,10 +146,12 @@ impl Filter {
         let targets = project.targets_for(Some(path)).map_err(|e| refuse(&e))?;
         let text = envelope::seal_bytes(plaintext, aad, &targets)
             .map_err(|e| format!("{path}: cannot seal: {e}"))?;
-        let blob = blob_id(&text);
-        self.recent.insert(path.to_owned(), blob);
-        if let (Some(mac), Some(cache)) = (mac, self.cache_mut()) {
-            cache.record(blob, mac);
+        if self.wants_blob_id(text.len() / 4 * 3) {
+            let blob = blob_id(&text);
+            self.recent.insert(path.to_owned(), blob);
+            if let (Some(mac), Some(cache)) = (mac, self.cache_mut()) {
+                cache.record(blob, mac);
+            }
         }
         Ok(text)
     }
@@ -216,7 +234,10 @@ impl Filter {
                 );
             }
         };
-        let blob = blob.unwrap_or_else(|| blob_id(&text));
+        let blob = blob.or_else(|| {
+            self.wants_blob_id(env.ciphertext.len())
+                .then(|| blob_id(&text))
+        });
         let (kid, dek) = dek;
         let aad = env.aad.clone();
         // While decrypting, a large file is held as its text plus its
@@ -224,6 +245,12 @@ impl Filter {
         match crypto::decrypt(env, &kid, &dek) {
             Ok(plaintext) => {
                 drop(text);
+                let Some(blob) = blob else {
+                    return Smudged {
+                        bytes: plaintext,
+                        error: None,
+                    };
+                };
                 self.recent.insert(path.to_owned(), blob);
                 if let Some(cache) = self.cache_mut() {
                     if let Some(mac) = cache.mac(aad.as_deref(), &plaintext) {

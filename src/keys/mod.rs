@@ -132,9 +132,9 @@ impl ProviderKind {
 
 /// Several providers asked in order (used outside a repository, where no
 /// install lock says which one to use).
-pub struct Chain(pub Vec<Box<dyn KeyProvider>>);
+pub struct Chain<'a>(pub Vec<Box<dyn KeyProvider + 'a>>);
 
-impl KeyProvider for Chain {
+impl KeyProvider for Chain<'_> {
     fn name(&self) -> &'static str {
         "any"
     }
