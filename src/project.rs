@@ -2,6 +2,7 @@
 //! policy, and the key provider this clone was installed with.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::envelope::WrapTarget;
 use crate::keys::{KeyError, KeyProvider, ProviderKind};
@@ -50,7 +51,7 @@ pub struct Project {
     pub keks: Vec<KekRecord>,
     pub policy: Policy,
     pub provider: ProviderKind,
-    keys: Box<dyn KeyProvider>,
+    keys: Arc<dyn KeyProvider>,
 }
 
 impl Project {
@@ -86,7 +87,7 @@ impl Project {
             None => ProviderKind::File,
         };
         let project = Project {
-            keys: provider.open()?,
+            keys: Arc::from(provider.open()?),
             repo,
             root,
             keks,
@@ -116,6 +117,11 @@ impl Project {
 
     pub fn keys(&self) -> &dyn KeyProvider {
         self.keys.as_ref()
+    }
+
+    /// The provider, for worker threads and longer-lived holders.
+    pub fn shared_keys(&self) -> Arc<dyn KeyProvider> {
+        Arc::clone(&self.keys)
     }
 
     /// The active KEK: the highest version whose status is `active`.

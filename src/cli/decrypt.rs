@@ -45,31 +45,31 @@ pub fn run(args: Args) -> CommandResult<u8> {
 /// Keys for opening by hand: the project's provider first, then any
 /// software key here (key files, GIT_SEAL_KEK). Opening with whichever key
 /// holds the envelope is harmless; sealing never falls back like this.
-pub fn opening_keys(project: Option<&Project>) -> CommandResult<crate::keys::Chain<'_>> {
+pub fn opening_keys(project: Option<&Project>) -> CommandResult<crate::keys::Chain<'static>> {
     let mut chain = super::encrypt::ambient_keys()?;
     if let Some(p) = project {
-        chain.0.insert(0, Box::new(ProjectKeys(p)));
+        chain.0.insert(0, Box::new(ProjectKeys(p.shared_keys())));
     }
     Ok(chain)
 }
 
-/// Borrow a project's provider as a boxed provider.
-struct ProjectKeys<'a>(&'a Project);
+/// A project's provider in a chain.
+struct ProjectKeys(std::sync::Arc<dyn KeyProvider>);
 
-impl KeyProvider for ProjectKeys<'_> {
+impl KeyProvider for ProjectKeys {
     fn name(&self) -> &'static str {
-        self.0.keys().name()
+        self.0.name()
     }
     fn available(&self) -> Vec<crate::kid::Kid> {
-        self.0.keys().available()
+        self.0.available()
     }
     fn unwrap(
         &self,
         r: &envelope::Recipient,
     ) -> Option<Result<crate::secret::Dek, crate::keys::KeyError>> {
-        self.0.keys().unwrap(r)
+        self.0.unwrap(r)
     }
     fn has(&self, kid: &crate::kid::Kid) -> bool {
-        self.0.keys().has(kid)
+        self.0.has(kid)
     }
 }

@@ -70,20 +70,30 @@ pub enum SealError {
 /// Seal `plaintext` (encrypted in place, so no second copy of a large file)
 /// to every target.
 pub fn seal(
-    mut plaintext: Vec<u8>,
+    plaintext: Vec<u8>,
     aad: Option<String>,
     targets: &[WrapTarget],
 ) -> Result<Envelope, SealError> {
-    if targets.is_empty() {
+    let wraps = targets
+        .iter()
+        .map(|t| match t {
+            WrapTarget::X25519 { kid, public } => PreparedWrap::x25519(kid, public),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    seal_prepared(plaintext, aad, wraps)
+}
+
+/// Seal with wrap keys prepared beforehand (see [`PreparedWrap`]).
+pub fn seal_prepared(
+    mut plaintext: Vec<u8>,
+    aad: Option<String>,
+    wraps: Vec<PreparedWrap>,
+) -> Result<Envelope, SealError> {
+    if wraps.is_empty() {
         return Err(SealError::NoRecipients);
     }
     let dek = Dek::random();
-    let recipients = targets
-        .iter()
-        .map(|t| match t {
-            WrapTarget::X25519 { kid, public } => wrap_x25519(kid, public, &dek),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let recipients = wraps.into_iter().map(|w| w.wrap(&dek)).collect();
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
     let cipher = Aes256Gcm::new(dek.expose().into());
@@ -101,6 +111,58 @@ pub fn seal(
         tag: tag.into(),
         aad,
     })
+}
+
+/// The file-independent half of an `x25519-hkdf-sha256` wrap: a fresh
+/// ephemeral key pair, its shared secret with the KEK, and the derived wrap
+/// key. [`PreparedWrap::wrap`] consumes it, so each wrap key is used exactly
+/// once (the zero nonce relies on that). Preparing ahead lets a filter do the
+/// X25519 work on another core before Git asks.
+pub struct PreparedWrap {
+    kid: Kid,
+    ephemeral_pub: [u8; 32],
+    cipher: Aes256Gcm,
+}
+
+impl PreparedWrap {
+    pub fn x25519(kid: &Kid, kek_public: &[u8; 32]) -> Result<PreparedWrap, SealError> {
+        let ephemeral = StaticSecret::random_from_rng(OsRng);
+        let ephemeral_pub = PublicKey::from(&ephemeral).to_bytes();
+        let shared = ephemeral.diffie_hellman(&PublicKey::from(*kek_public));
+        if !shared.was_contributory() {
+            return Err(SealError::LowOrder { kid: kid.clone() });
+        }
+        Ok(PreparedWrap {
+            kid: kid.clone(),
+            ephemeral_pub,
+            cipher: wrap_cipher(shared.as_bytes(), &ephemeral_pub, kek_public),
+        })
+    }
+
+    pub fn kid(&self) -> &Kid {
+        &self.kid
+    }
+
+    /// Wrap a DEK (SPEC §2), using up this wrap key.
+    pub fn wrap(self, dek: &Dek) -> Recipient {
+        let wrapped = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&[0u8; 12]),
+                Payload {
+                    msg: dek.expose(),
+                    aad: self.kid.as_str().as_bytes(),
+                },
+            )
+            .expect("AES-GCM encryption of 32 bytes cannot fail");
+        Recipient {
+            kid: self.kid,
+            wrap: Wrap::X25519 {
+                ephemeral_pub: self.ephemeral_pub,
+            },
+            wrapped_dek: wrapped.try_into().expect("32-byte DEK + 16-byte tag"),
+        }
+    }
 }
 
 /// Open an envelope with the first recipient whose kid `keys` can use.
@@ -151,27 +213,7 @@ pub fn unwrap_dek(env: &Envelope, keys: &dyn KeyProvider) -> Result<(Kid, Dek), 
 
 /// Wrap a DEK to an X25519 KEK (SPEC §2).
 pub fn wrap_x25519(kid: &Kid, kek_public: &[u8; 32], dek: &Dek) -> Result<Recipient, SealError> {
-    let ephemeral = StaticSecret::random_from_rng(OsRng);
-    let ephemeral_pub = PublicKey::from(&ephemeral).to_bytes();
-    let shared = ephemeral.diffie_hellman(&PublicKey::from(*kek_public));
-    if !shared.was_contributory() {
-        return Err(SealError::LowOrder { kid: kid.clone() });
-    }
-    let cipher = wrap_cipher(shared.as_bytes(), &ephemeral_pub, kek_public);
-    let wrapped = cipher
-        .encrypt(
-            Nonce::from_slice(&[0u8; 12]),
-            Payload {
-                msg: dek.expose(),
-                aad: kid.as_str().as_bytes(),
-            },
-        )
-        .expect("AES-GCM encryption of 32 bytes cannot fail");
-    Ok(Recipient {
-        kid: kid.clone(),
-        wrap: Wrap::X25519 { ephemeral_pub },
-        wrapped_dek: wrapped.try_into().expect("32-byte DEK + 16-byte tag"),
-    })
+    Ok(PreparedWrap::x25519(kid, kek_public)?.wrap(dek))
 }
 
 /// Unwrap an `x25519-hkdf-sha256` recipient with a private KEK.

@@ -14,8 +14,10 @@ pub mod process;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
 
-use crate::envelope::{self, crypto, Envelope, OpenError};
+use crate::envelope::crypto::PreparedWrap;
+use crate::envelope::{self, crypto, Envelope, OpenError, SealError, WrapTarget};
 use crate::keys::{KeyProvider, ProviderKind};
 use crate::kid::Kid;
 use crate::project::{Project, PROVIDER_KEY};
@@ -30,7 +32,7 @@ pub struct Filter {
     project: Result<Project, String>,
     /// Keys for smudge when the project could not be loaded (e.g. `.seal/`
     /// not checked out yet): smudge needs only keys, never the metadata.
-    fallback_keys: Option<Box<dyn KeyProvider>>,
+    fallback_keys: Option<Arc<dyn KeyProvider>>,
     user_locked: bool,
     index: Option<HashMap<String, Oid>>,
     /// The blob this process last produced or opened for each path. Git's
@@ -41,12 +43,86 @@ pub struct Filter {
     /// can outlive several index rewrites (rebase, cherry-pick sequences).
     index_stamp: Option<(u64, i64, i64, u64)>,
     cache: Option<Option<CleanCache>>,
+    /// Wrap keys prepared on another core for the usual targets.
+    wraps: Option<WrapSource>,
     /// Serving Git's long-running protocol (many files), as opposed to a
     /// one-shot clean/smudge: only then is `recent` worth a blob id.
     long_running: bool,
     locked: Vec<String>,
     locked_kids: BTreeSet<Kid>,
     errors: usize,
+}
+
+/// A smudge that needs a key: the envelope (taken by [`open_work`]) and the
+/// text to keep if it does not open.
+pub struct Work {
+    pub path: String,
+    text: Vec<u8>,
+    env: Option<Envelope>,
+    blob: Option<Oid>,
+}
+
+pub enum Prepared {
+    Done(Smudged),
+    Open(Work),
+}
+
+/// The outcome of trying to open one envelope.
+pub enum Opened {
+    Plain {
+        plaintext: Vec<u8>,
+        aad: Option<String>,
+    },
+    NoKey,
+    Failed(String),
+}
+
+/// Unwrap and decrypt: the expensive, key-using part of smudge. Pure, so
+/// it can run on a worker thread.
+pub fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
+    let Some(env) = work.env.take() else {
+        return Opened::Failed("internal: envelope already taken".to_owned());
+    };
+    let (kid, dek) = match crypto::unwrap_dek(&env, keys) {
+        Ok(found) => found,
+        Err(OpenError::NoUsableKey { .. }) => {
+            work.env = Some(env);
+            return Opened::NoKey;
+        }
+        Err(e) => return Opened::Failed(e.to_string()),
+    };
+    let aad = env.aad.clone();
+    match crypto::decrypt(env, &kid, &dek) {
+        Ok(plaintext) => Opened::Plain { plaintext, aad },
+        Err(e) => Opened::Failed(e.to_string()),
+    }
+}
+
+/// Prepare one wrap per target, on this thread.
+fn prepare_now(targets: &[WrapTarget]) -> Result<Vec<PreparedWrap>, SealError> {
+    targets
+        .iter()
+        .map(|t| match t {
+            WrapTarget::X25519 { kid, public } => PreparedWrap::x25519(kid, public),
+        })
+        .collect()
+}
+
+/// A thread that keeps a few sets of fresh wrap keys ready for one list of
+/// targets. Each set is used once; unused ones are dropped (and zeroized)
+/// with the channel when the filter ends.
+struct WrapSource {
+    targets: Vec<WrapTarget>,
+    next: mpsc::Receiver<Result<Vec<PreparedWrap>, SealError>>,
+}
+
+impl WrapSource {
+    fn start(targets: Vec<WrapTarget>) -> WrapSource {
+        let (tx, next) = mpsc::sync_channel(32);
+        let for_thread = targets.clone();
+        std::thread::spawn(move || while tx.send(prepare_now(&for_thread)).is_ok() {});
+        WrapSource { targets, next }
+    }
 }
 
 /// What smudge produced for one file.
@@ -73,7 +149,8 @@ impl Filter {
             Ok(_) => None,
             Err(_) => ProviderKind::from_name(provider_name.as_deref().unwrap_or("file"))
                 .and_then(ProviderKind::open)
-                .ok(),
+                .ok()
+                .map(Arc::from),
         };
         Filter {
             project,
@@ -84,10 +161,26 @@ impl Filter {
             index_stamp: None,
             cache: None,
             long_running: false,
+            wraps: None,
             locked: Vec::new(),
             locked_kids: BTreeSet::new(),
             errors: 0,
         }
+    }
+
+    /// Wrap keys for `targets`: from the background source when it serves
+    /// these targets (starting it in a long-running process), else now.
+    fn prepared_wraps(&mut self, targets: &[WrapTarget]) -> Result<Vec<PreparedWrap>, SealError> {
+        if let Some(source) = &self.wraps {
+            if source.targets == targets {
+                if let Ok(wraps) = source.next.recv() {
+                    return wraps;
+                }
+            }
+        } else if self.long_running {
+            self.wraps = Some(WrapSource::start(targets.to_vec()));
+        }
+        prepare_now(targets)
     }
 
     /// Mark this filter as serving a whole Git command.
@@ -144,8 +237,13 @@ impl Filter {
             }
         }
         let targets = project.targets_for(Some(path)).map_err(|e| refuse(&e))?;
-        let text = envelope::seal_bytes(plaintext, aad, &targets)
+        let wraps = self
+            .prepared_wraps(&targets)
             .map_err(|e| format!("{path}: cannot seal: {e}"))?;
+        let sealed = crypto::seal_prepared(plaintext, aad, wraps)
+            .map_err(|e| format!("{path}: cannot seal: {e}"))?;
+        let text = envelope::write(&sealed);
+        drop(sealed);
         if self.wants_blob_id(text.len() / 4 * 3) {
             let blob = blob_id(&text);
             self.recent.insert(path.to_owned(), blob);
@@ -192,15 +290,31 @@ impl Filter {
 
     /// Open `text` for `path`; `blob` is its id when Git says it.
     pub fn smudge(&mut self, path: &str, text: Vec<u8>, blob: Option<Oid>) -> Smudged {
-        let keep = |bytes, error| Smudged { bytes, error };
+        match self.prepare_smudge(path, text, blob) {
+            Prepared::Done(smudged) => smudged,
+            Prepared::Open(mut work) => {
+                let opened = match self.keys() {
+                    Some(keys) => open_work(keys, &mut work),
+                    None => Opened::NoKey,
+                };
+                self.complete_smudge(work, opened)
+            }
+        }
+    }
+
+    /// The part of smudge that needs no key: pass-through, parse, lock and
+    /// aad checks. What remains is [`open_work`], which may run on another
+    /// thread, then [`Filter::complete_smudge`].
+    pub fn prepare_smudge(&mut self, path: &str, text: Vec<u8>, blob: Option<Oid>) -> Prepared {
+        let done = |bytes, error| Prepared::Done(Smudged { bytes, error });
         if !envelope::might_be_envelope(&text) {
-            return keep(text, None);
+            return done(text, None);
         }
         let env = match envelope::parse(&text) {
             Ok(env) => env,
             Err(e) => {
                 self.errors += 1;
-                return keep(
+                return done(
                     text,
                     Some(format!(
                         "{path}: malformed envelope ({e}); left it sealed in the work tree"
@@ -210,65 +324,69 @@ impl Filter {
         };
         if self.user_locked {
             self.locked.push(path.to_owned());
-            return keep(text, None);
+            return done(text, None);
         }
         if let Some(message) = self.aad_problem(path, &env) {
             self.errors += 1;
-            return keep(text, Some(message));
+            return done(text, Some(message));
         }
-        let Some(keys) = self.keys() else {
-            self.note_locked(path, &env, &[]);
-            return keep(text, None);
-        };
-        let dek = match crypto::unwrap_dek(&env, keys) {
-            Ok(dek) => dek,
-            Err(OpenError::NoUsableKey { available, .. }) => {
-                self.note_locked(path, &env, &available);
-                return keep(text, None);
-            }
-            Err(e) => {
-                self.errors += 1;
-                return keep(
-                    text,
-                    Some(format!("{path}: {e}; left it sealed in the work tree")),
-                );
-            }
-        };
-        let blob = blob.or_else(|| {
-            self.wants_blob_id(env.ciphertext.len())
-                .then(|| blob_id(&text))
-        });
-        let (kid, dek) = dek;
-        let aad = env.aad.clone();
-        // While decrypting, a large file is held as its text plus its
-        // ciphertext (decrypted in place); the text goes once that succeeds.
-        match crypto::decrypt(env, &kid, &dek) {
-            Ok(plaintext) => {
+        Prepared::Open(Work {
+            path: path.to_owned(),
+            text,
+            env: Some(env),
+            blob,
+        })
+    }
+
+    /// Account for an opened (or not) envelope and produce the output.
+    pub fn complete_smudge(&mut self, work: Work, opened: Opened) -> Smudged {
+        let Work {
+            path,
+            text,
+            env,
+            blob,
+        } = work;
+        let keep = |bytes, error| Smudged { bytes, error };
+        match opened {
+            Opened::Plain { plaintext, aad } => {
+                let blob =
+                    blob.or_else(|| self.wants_blob_id(plaintext.len()).then(|| blob_id(&text)));
                 drop(text);
-                let Some(blob) = blob else {
-                    return Smudged {
-                        bytes: plaintext,
-                        error: None,
-                    };
-                };
-                self.recent.insert(path.to_owned(), blob);
-                if let Some(cache) = self.cache_mut() {
-                    if let Some(mac) = cache.mac(aad.as_deref(), &plaintext) {
-                        cache.record(blob, mac);
+                if let Some(blob) = blob {
+                    self.recent.insert(path, blob);
+                    if let Some(cache) = self.cache_mut() {
+                        if let Some(mac) = cache.mac(aad.as_deref(), &plaintext) {
+                            cache.record(blob, mac);
+                        }
                     }
                 }
-                Smudged {
-                    bytes: plaintext,
-                    error: None,
-                }
+                keep(plaintext, None)
             }
-            Err(e) => {
+            Opened::NoKey => {
+                self.locked.push(path);
+                let kids = env
+                    .iter()
+                    .flat_map(|e| e.recipients.iter().map(|r| r.kid.clone()));
+                self.locked_kids.extend(kids);
+                keep(text, None)
+            }
+            Opened::Failed(message) => {
                 self.errors += 1;
                 keep(
                     text,
-                    Some(format!("{path}: {e}; left it sealed in the work tree")),
+                    Some(format!(
+                        "{path}: {message}; left it sealed in the work tree"
+                    )),
                 )
             }
+        }
+    }
+
+    /// The key provider, shareable with worker threads.
+    pub fn shared_keys(&self) -> Option<Arc<dyn KeyProvider>> {
+        match &self.project {
+            Ok(p) => Some(p.shared_keys()),
+            Err(_) => self.fallback_keys.clone(),
         }
     }
 
@@ -281,12 +399,6 @@ impl Filter {
             )),
             _ => None,
         }
-    }
-
-    fn note_locked(&mut self, path: &str, env: &Envelope, _available: &[Kid]) {
-        self.locked.push(path.to_owned());
-        self.locked_kids
-            .extend(env.recipients.iter().map(|r| r.kid.clone()));
     }
 
     pub fn locked_paths(&self) -> &[String] {

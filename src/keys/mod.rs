@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::secret::{Dek, KekSecret, SecretParseError};
 
 /// A source of private KEKs.
-pub trait KeyProvider {
+pub trait KeyProvider: Send + Sync {
     /// The provider's name, as in `--provider NAME` and `seal.provider`.
     fn name(&self) -> &'static str;
     /// Kids whose private half is usable here.
