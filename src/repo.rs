@@ -190,3 +190,341 @@ impl Repo {
         self.inner.refname_to_id(name).ok()
     }
 }
+
+/// Objects and references for the audit chain (`refs/seal/audit`): raw
+/// object reads, signed commits, compare-and-swap reference updates.
+impl Repo {
+    /// Open this repository again (a second handle for another thread:
+    /// a libgit2 repository must not be shared between threads).
+    pub fn reopen(&self) -> Result<Repo, RepoError> {
+        Repo::init();
+        Ok(Repo {
+            inner: Repository::open(self.inner.path())?,
+        })
+    }
+
+    /// Call `f` with an object's raw content (`None` if it is missing or
+    /// not of `kind`).
+    pub fn with_raw<R>(
+        &self,
+        id: Oid,
+        kind: RawKind,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, RepoError> {
+        let odb = self.inner.odb()?;
+        let object = match odb.read(id) {
+            Ok(object) => object,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let wanted = match kind {
+            RawKind::Commit => ObjectType::Commit,
+            RawKind::Tree => ObjectType::Tree,
+            RawKind::Blob => ObjectType::Blob,
+        };
+        if object.kind() != wanted {
+            return Ok(None);
+        }
+        Ok(Some(f(object.data())))
+    }
+
+    pub fn write_blob(&self, data: &[u8]) -> Result<Oid, RepoError> {
+        Ok(self.inner.blob(data)?)
+    }
+
+    /// Write a tree holding exactly one regular file.
+    pub fn write_one_file_tree(&self, name: &str, blob: Oid) -> Result<Oid, RepoError> {
+        let mut builder = self.inner.treebuilder(None)?;
+        builder.insert(name, blob, 0o100644)?;
+        Ok(builder.write()?)
+    }
+
+    /// The text of an unsigned commit (what a signature is made over).
+    pub fn commit_buffer(
+        &self,
+        tree: Oid,
+        parents: &[Oid],
+        person: (&str, &str),
+        unix_time: i64,
+        message: &str,
+    ) -> Result<String, RepoError> {
+        let who = git2::Signature::new(person.0, person.1, &git2::Time::new(unix_time, 0))?;
+        let tree = self.inner.find_tree(tree)?;
+        let parents = parents
+            .iter()
+            .map(|id| self.inner.find_commit(*id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        let buf = self
+            .inner
+            .commit_create_buffer(&who, &who, message, &tree, &refs)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// Write a commit from `buffer` with `signature` in its `gpgsig` header.
+    pub fn write_signed_commit(&self, buffer: &str, signature: &str) -> Result<Oid, RepoError> {
+        Ok(self
+            .inner
+            .commit_signed(buffer, signature, Some("gpgsig"))?)
+    }
+
+    /// Point `name` at `new` only if it still points at `expected` (`None`:
+    /// only if it does not exist). `Ok(false)` means someone else moved it
+    /// first (or holds its lock): read it again and retry.
+    pub fn update_ref_cas(
+        &self,
+        name: &str,
+        new: Oid,
+        expected: Option<Oid>,
+        message: &str,
+    ) -> Result<bool, RepoError> {
+        let result = match expected {
+            Some(old) => self.inner.reference_matching(name, new, true, old, message),
+            None => self.inner.reference(name, new, false, message),
+        };
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn delete_ref(&self, name: &str) -> Result<(), RepoError> {
+        match self.inner.find_reference(name) {
+            Ok(mut r) => Ok(r.delete()?),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Resolve a revision to a commit id.
+    pub fn resolve_commit(&self, rev: &str) -> Option<Oid> {
+        let object = self.inner.revparse_single(rev).ok()?;
+        Some(object.peel_to_commit().ok()?.id())
+    }
+
+    /// Is `ancestor` reachable from `descendant` (or the same commit)?
+    pub fn is_ancestor(&self, ancestor: Oid, descendant: Oid) -> Result<bool, RepoError> {
+        Ok(ancestor == descendant || self.inner.graph_descendant_of(descendant, ancestor)?)
+    }
+
+    pub fn has_merge_base(&self, one: Oid, two: Oid) -> Result<bool, RepoError> {
+        match self.inner.merge_base(one, two) {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// HEAD's commit id and its parents (`None` before the first commit).
+    pub fn head_commit(&self) -> Result<Option<(Oid, Vec<Oid>)>, RepoError> {
+        let head = match self.inner.head() {
+            Ok(head) => head,
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::UnbornBranch | git2::ErrorCode::NotFound
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let commit = head.peel_to_commit()?;
+        Ok(Some((commit.id(), commit.parent_ids().collect())))
+    }
+
+    /// Blob paths that differ between two commits' trees (`None`: the empty
+    /// tree), as (path, old blob, new blob).
+    #[allow(clippy::type_complexity)]
+    pub fn changed_files(
+        &self,
+        old: Option<Oid>,
+        new: Oid,
+    ) -> Result<Vec<(String, Option<Oid>, Option<Oid>)>, RepoError> {
+        let old_tree = match old {
+            Some(id) => Some(self.inner.find_commit(id)?.tree()?),
+            None => None,
+        };
+        let new_tree = self.inner.find_commit(new)?.tree()?;
+        let diff = self
+            .inner
+            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)?;
+        let blob = |file: git2::DiffFile<'_>| {
+            (!file.id().is_zero() && file.mode() != git2::FileMode::Commit).then(|| file.id())
+        };
+        let mut files = Vec::new();
+        for delta in diff.deltas() {
+            let path = delta
+                .new_file()
+                .path()
+                .or_else(|| delta.old_file().path())
+                .and_then(Path::to_str);
+            if let Some(path) = path {
+                files.push((
+                    path.to_owned(),
+                    blob(delta.old_file()),
+                    blob(delta.new_file()),
+                ));
+            }
+        }
+        Ok(files)
+    }
+
+    pub fn has_remote(&self, name: &str) -> bool {
+        self.inner.find_remote(name).is_ok()
+    }
+}
+
+/// Object kinds `Repo::with_raw` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawKind {
+    Commit,
+    Tree,
+    Blob,
+}
+
+/// What a tree entry is, as far as the policy check cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Blob,
+    Tree,
+    /// Submodule commits and anything else that is not content here.
+    Other,
+}
+
+/// One entry of a tree, by name (not full path).
+#[derive(Clone, Debug)]
+pub struct TreeItem {
+    pub name: String,
+    pub id: Oid,
+    pub kind: EntryKind,
+}
+
+/// History and object access for `check` and the hooks, which read commits
+/// and trees rather than the work tree (so that they also work in a bare
+/// repository, e.g. in `pre-receive`).
+impl Repo {
+    /// The entries of one tree, in Git's order.
+    pub fn tree_items(&self, tree: Oid) -> Result<Vec<TreeItem>, RepoError> {
+        let tree = self.inner.find_tree(tree)?;
+        Ok(tree
+            .iter()
+            .map(|e| TreeItem {
+                name: String::from_utf8_lossy(e.name_bytes()).into_owned(),
+                id: e.id(),
+                kind: match e.kind() {
+                    Some(ObjectType::Blob) => EntryKind::Blob,
+                    Some(ObjectType::Tree) => EntryKind::Tree,
+                    _ => EntryKind::Other,
+                },
+            })
+            .collect())
+    }
+
+    /// The id of the entry at `path` in `tree` (blob or tree), if any.
+    pub fn tree_entry_id(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
+        let tree = self.inner.find_tree(tree)?;
+        match tree.get_path(Path::new(path)) {
+            Ok(entry) => Ok(Some(entry.id())),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The root tree of a commit.
+    pub fn commit_tree_id(&self, commit: Oid) -> Result<Oid, RepoError> {
+        Ok(self.inner.find_commit(commit)?.tree_id())
+    }
+
+    /// HEAD's root tree (`None` before the first commit).
+    pub fn head_tree_id(&self) -> Result<Option<Oid>, RepoError> {
+        Ok(self.head_tree()?.map(|t| t.id()))
+    }
+
+    /// Run `f` on a blob's content without copying it.
+    pub fn with_blob<R>(&self, id: Oid, f: impl FnOnce(&[u8]) -> R) -> Result<R, RepoError> {
+        Ok(f(self.inner.find_blob(id)?.content()))
+    }
+
+    /// Resolve a revision (`HEAD`, a branch, an id) to a commit id, failing
+    /// with Git's message when it does not name a commit.
+    pub fn peel_commit(&self, rev: &str) -> Result<Oid, RepoError> {
+        Ok(self.inner.revparse_single(rev)?.peel_to_commit()?.id())
+    }
+
+    /// A revision range as (include, exclude) commit ids: `A..B`, `A...B`
+    /// (both sides minus their merge base) or a single revision (all of its
+    /// history).
+    pub fn resolve_range(&self, spec: &str) -> Result<(Vec<Oid>, Vec<Oid>), RepoError> {
+        let revspec = self.inner.revparse(spec)?;
+        let peel = |o: Option<&git2::Object<'_>>| -> Result<Option<Oid>, RepoError> {
+            match o {
+                Some(o) => Ok(Some(o.peel_to_commit()?.id())),
+                None => Ok(None),
+            }
+        };
+        let from = peel(revspec.from())?;
+        let to = peel(revspec.to())?;
+        let mode = revspec.mode();
+        if mode.contains(git2::RevparseMode::MERGE_BASE) {
+            let (a, b) = (
+                from.unwrap_or(self.peel_commit("HEAD")?),
+                to.unwrap_or(self.peel_commit("HEAD")?),
+            );
+            let base = self.inner.merge_base(a, b).ok();
+            return Ok((vec![a, b], base.into_iter().collect()));
+        }
+        if mode.contains(git2::RevparseMode::RANGE) {
+            let from = from.map_or_else(|| self.peel_commit("HEAD"), Ok)?;
+            let to = to.map_or_else(|| self.peel_commit("HEAD"), Ok)?;
+            return Ok((vec![to], vec![from]));
+        }
+        Ok((from.into_iter().collect(), Vec::new()))
+    }
+
+    /// Commits reachable from `include` but not from `exclude`, parents
+    /// before children (so the first commit that shows a blob introduced it).
+    pub fn commits_between(&self, include: &[Oid], exclude: &[Oid]) -> Result<Vec<Oid>, RepoError> {
+        let mut walk = self.inner.revwalk()?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+        for id in include {
+            walk.push(*id)?;
+        }
+        for id in exclude {
+            walk.hide(*id)?;
+        }
+        Ok(walk.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The commits every reference points at (for `new --not --all` in
+    /// `pre-receive`); references to non-commits are skipped.
+    pub fn ref_commits(&self) -> Result<Vec<Oid>, RepoError> {
+        let mut ids = Vec::new();
+        for reference in self.inner.references()? {
+            if let Ok(commit) = reference?.peel_to_commit() {
+                ids.push(commit.id());
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Stage-0 index entries that are files (no submodule commits), by path.
+    pub fn index_blobs(&self) -> Result<Vec<(String, Oid)>, RepoError> {
+        let index = self.inner.index()?;
+        Ok(index
+            .iter()
+            .filter(|e| (e.flags >> 12) & 0x3 == 0 && e.mode & 0o170000 != 0o160000)
+            .filter_map(|e| Some((String::from_utf8(e.path).ok()?, e.id)))
+            .collect())
+    }
+}

@@ -1,30 +1,231 @@
-//! The signed audit chain in `refs/seal/audit` (SPEC §6).
+//! The signed audit chain in `refs/seal/audit` (SPEC §6, docs/audit.md).
 //!
-//! Entry points the hooks and commands call. (Being implemented: the audit
-//! work fills these in; until then they append nothing.)
+//! Each entry is one commit whose tree holds `entry.json`, signed with the
+//! actor's ed25519 signer key as an SSH signature that stock
+//! `git verify-commit` accepts. This module owns the entry format
+//! (`entry`), signer keys (`signer`), reading and appending (`chain`) and
+//! verification (`verify`). It does *not* talk to remotes: `git seal audit
+//! sync` runs the git binary from `cli/audit.rs`.
 
+pub mod chain;
+pub mod entry;
+pub mod signer;
+pub mod verify;
+
+use serde_json::{json, Map, Value};
+
+use crate::envelope;
+use crate::policy;
 use crate::project::Project;
+use crate::repo::{Oid, Repo, RepoError};
+
+pub use chain::{append, NewEntry, When, REF};
+pub use signer::Signer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit: {0}")]
     Other(String),
+    #[error("audit signer: {0}")]
+    Signer(String),
+    #[error("audit signer: no signer key at {}", path.display())]
+    SignerMissing { path: std::path::PathBuf },
+    #[error("audit chain entry {commit}: {problem}")]
+    Chain { commit: Oid, problem: String },
+    #[error(
+        "audit: {} stayed contended after {attempts} attempts; try again",
+        chain::REF
+    )]
+    Contended { attempts: u32 },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
 }
 
-/// post-commit: append a `seal` entry for the sealed paths HEAD changed.
+/// post-commit: append a `seal` entry for the sealed paths HEAD changed
+/// (against its first parent), and a `policy` entry if it changed
+/// `.seal/policy.json`. Appends nothing when neither changed.
 pub fn on_commit(project: &Project) -> Result<(), AuditError> {
-    let _ = project;
+    record_commit(project, &Signer::load_or_create()?)
+}
+
+/// `on_commit` with an explicit signer.
+pub fn record_commit(project: &Project, signer: &Signer) -> Result<(), AuditError> {
+    let Some((head, parents)) = project.repo.head_commit()? else {
+        return Ok(());
+    };
+    let changes = project.repo.changed_files(parents.first().copied(), head)?;
+    let paths = sealed_changes(project, &changes)?;
+    if !paths.is_empty() {
+        let mut data = Map::new();
+        data.insert("commit".into(), json!(head.to_string()));
+        data.insert("paths".into(), Value::Array(paths));
+        append(
+            &project.repo,
+            signer,
+            &NewEntry {
+                event: "seal",
+                data,
+            },
+            When::Always,
+        )?;
+    }
+    if let Some((_, old, new)) = changes.iter().find(|(p, _, _)| p == policy::PATH) {
+        let mut data = Map::new();
+        data.insert("commit".into(), json!(head.to_string()));
+        data.insert("path".into(), json!(policy::PATH));
+        data.insert("old_blob".into(), json!(old.map(|o| o.to_string())));
+        data.insert("blob".into(), json!(new.map(|o| o.to_string())));
+        append(
+            &project.repo,
+            signer,
+            &NewEntry {
+                event: "policy",
+                data,
+            },
+            When::Always,
+        )?;
+    }
     Ok(())
 }
 
-/// post-merge: append a `merge` entry for what arrived and whether it verified.
+/// post-merge: append a `merge` entry for the sealed paths that arrived
+/// (ORIG_HEAD → HEAD, else HEAD's first parent) and whether they verified.
 pub fn on_merge(project: &Project, verified: bool) -> Result<(), AuditError> {
-    let _ = (project, verified);
+    record_merge(project, verified, &Signer::load_or_create()?)
+}
+
+pub fn record_merge(project: &Project, verified: bool, signer: &Signer) -> Result<(), AuditError> {
+    let Some((head, parents)) = project.repo.head_commit()? else {
+        return Ok(());
+    };
+    let before = project
+        .repo
+        .resolve_commit("ORIG_HEAD")
+        .filter(|orig| *orig != head)
+        .or_else(|| parents.first().copied());
+    let changes = project.repo.changed_files(before, head)?;
+    let paths = sealed_changes(project, &changes)?;
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut data = Map::new();
+    data.insert("commit".into(), json!(head.to_string()));
+    data.insert(
+        "parents".into(),
+        json!(parents.iter().map(Oid::to_string).collect::<Vec<_>>()),
+    );
+    data.insert("before".into(), json!(before.map(|b| b.to_string())));
+    data.insert("verified".into(), json!(verified));
+    data.insert("paths".into(), Value::Array(paths));
+    append(
+        &project.repo,
+        signer,
+        &NewEntry {
+            event: "merge",
+            data,
+        },
+        When::Always,
+    )?;
     Ok(())
 }
 
-/// `git seal migrate`: append a `migrate` entry for the paths it sealed.
+/// `git seal migrate`: append a `migrate` entry for the paths it sealed
+/// (their staged blobs and kids).
 pub fn on_migrate(project: &Project, paths: &[String]) -> Result<(), AuditError> {
-    let _ = (project, paths);
+    record_migrate(project, paths, &Signer::load_or_create()?)
+}
+
+pub fn record_migrate(
+    project: &Project,
+    paths: &[String],
+    signer: &Signer,
+) -> Result<(), AuditError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let index = project.repo.index_entries()?;
+    let mut listed = Vec::new();
+    for path in paths {
+        let blob = index.get(path).copied();
+        listed.push(path_record(&project.repo, path, "sealed", blob)?);
+    }
+    let mut data = Map::new();
+    data.insert("paths".into(), Value::Array(listed));
+    append(
+        &project.repo,
+        signer,
+        &NewEntry {
+            event: "migrate",
+            data,
+        },
+        When::Always,
+    )?;
     Ok(())
+}
+
+/// `git seal init`: the chain's first entry, naming the KEKs, unless the
+/// chain already exists. Returns the new entry's commit.
+pub fn record_init(
+    repo: &Repo,
+    kids: &[String],
+    signer: &Signer,
+) -> Result<Option<Oid>, AuditError> {
+    let mut data = Map::new();
+    data.insert("kids".into(), json!(kids));
+    append(
+        repo,
+        signer,
+        &NewEntry {
+            event: entry::EVENT_INIT,
+            data,
+        },
+        When::ChainEmpty,
+    )
+}
+
+/// The sealed paths among `changes`, as entry data records.
+fn sealed_changes(
+    project: &Project,
+    changes: &[(String, Option<Oid>, Option<Oid>)],
+) -> Result<Vec<Value>, AuditError> {
+    let mut paths = Vec::new();
+    for (path, old, new) in changes {
+        if !(project.policy.must_seal(path) || project.repo.has_seal_filter(path)?) {
+            continue;
+        }
+        let change = match (old, new) {
+            (None, _) => "added",
+            (_, None) => "deleted",
+            _ => "modified",
+        };
+        paths.push(path_record(&project.repo, path, change, *new)?);
+    }
+    Ok(paths)
+}
+
+/// `{path, change, blob, kids}`: the kids an envelope is wrapped to (empty
+/// if the blob is not an envelope, which `envelope: false` flags).
+fn path_record(
+    repo: &Repo,
+    path: &str,
+    change: &str,
+    blob: Option<Oid>,
+) -> Result<Value, AuditError> {
+    let mut record = Map::new();
+    record.insert("path".into(), json!(path));
+    record.insert("change".into(), json!(change));
+    record.insert("blob".into(), json!(blob.map(|b| b.to_string())));
+    if let Some(id) = blob {
+        match envelope::format::parse(&repo.blob(id)?) {
+            Ok(env) => {
+                let kids: Vec<String> = env.recipients.iter().map(|r| r.kid.to_string()).collect();
+                record.insert("kids".into(), json!(kids));
+            }
+            Err(_) => {
+                record.insert("kids".into(), json!([]));
+                record.insert("envelope".into(), json!(false));
+            }
+        }
+    }
+    Ok(Value::Object(record))
 }

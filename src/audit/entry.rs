@@ -1,0 +1,150 @@
+//! The audit entry format: `entry.json` in each chain commit's tree
+//! (docs/audit.md). Parsing is strict (unknown fields are refused) so that
+//! an entry means exactly what it says; writing is canonical.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const SCHEMA: &str = "git-seal.audit/v1";
+/// The only file in an entry commit's tree.
+pub const FILE: &str = "entry.json";
+
+/// Events with a meaning to the verifier (others are recorded as data).
+pub const EVENT_INIT: &str = "init";
+pub const EVENT_SIGNER_ADD: &str = "signer-add";
+pub const EVENT_CHAIN_MERGE: &str = "chain-merge";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub schema: String,
+    pub seq: u64,
+    pub time: String,
+    pub actor: Actor,
+    pub event: String,
+    pub data: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actor {
+    pub name: String,
+    pub email: String,
+    /// SSH fingerprint (`SHA256:…`) of the key that signs the entry.
+    pub signer: String,
+}
+
+impl Entry {
+    /// Canonical text: two-space indented JSON, keys in field order (data
+    /// keys sorted), one final newline.
+    pub fn to_text(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("entry serializes");
+        text.push('\n');
+        text
+    }
+
+    /// Parse and check an entry; the error says what is wrong.
+    pub fn parse(bytes: &[u8]) -> Result<Entry, String> {
+        let entry: Entry = serde_json::from_slice(bytes)
+            .map_err(|e| format!("{FILE} is not a valid entry: {e}"))?;
+        entry.check()?;
+        Ok(entry)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.schema != SCHEMA {
+            return Err(format!(
+                "unknown schema {:?} (expected {SCHEMA})",
+                self.schema
+            ));
+        }
+        if self.seq == 0 {
+            return Err("seq is 0 (sequence numbers start at 1)".into());
+        }
+        if !self.time.ends_with('Z') || humantime::parse_rfc3339(&self.time).is_err() {
+            return Err(format!("time {:?} is not RFC 3339 UTC", self.time));
+        }
+        if !is_event_name(&self.event) {
+            return Err(format!("event {:?} is not an event name", self.event));
+        }
+        if !self.actor.signer.starts_with("SHA256:") {
+            return Err(format!(
+                "actor.signer {:?} is not an SSH SHA256 fingerprint",
+                self.actor.signer
+            ));
+        }
+        if self.event == EVENT_SIGNER_ADD {
+            for field in ["public_key", "fingerprint", "email"] {
+                if !self.data.get(field).is_some_and(Value::is_string) {
+                    return Err(format!("signer-add entry without data.{field}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn data_str(&self, field: &str) -> Option<&str> {
+        self.data.get(field).and_then(Value::as_str)
+    }
+}
+
+/// Lowercase words joined by `-` (`seal`, `signer-add`).
+pub fn is_event_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name
+            .split('-')
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entry {
+        let mut data = Map::new();
+        data.insert("commit".into(), Value::String("ab".repeat(20)));
+        Entry {
+            schema: SCHEMA.into(),
+            seq: 3,
+            time: "2026-11-23T10:00:00Z".into(),
+            actor: Actor {
+                name: "Ada".into(),
+                email: "ada@example.test".into(),
+                signer: "SHA256:abc".into(),
+            },
+            event: "seal".into(),
+            data,
+        }
+    }
+
+    #[test]
+    fn round_trip_is_canonical() {
+        let text = sample().to_text();
+        assert!(text.starts_with("{\n  \"schema\": \"git-seal.audit/v1\",\n  \"seq\": 3,"));
+        assert!(text.ends_with("}\n"));
+        assert_eq!(Entry::parse(text.as_bytes()).unwrap(), sample());
+    }
+
+    #[test]
+    fn refuses_unknown_fields_schema_time_and_events() {
+        let text = sample().to_text();
+        let extra = text.replacen("\"seq\"", "\"extra\": 1,\n  \"seq\"", 1);
+        assert!(Entry::parse(extra.as_bytes())
+            .unwrap_err()
+            .contains("unknown field"));
+        let schema = text.replace("audit/v1", "audit/v9");
+        assert!(Entry::parse(schema.as_bytes())
+            .unwrap_err()
+            .contains("schema"));
+        let time = text.replace("10:00:00Z", "10:00:00+01:00");
+        assert!(Entry::parse(time.as_bytes()).unwrap_err().contains("time"));
+        let event = text.replace("\"seal\"", "\"Seal!\"");
+        assert!(Entry::parse(event.as_bytes())
+            .unwrap_err()
+            .contains("event"));
+        let seq = text.replace("\"seq\": 3", "\"seq\": 0");
+        assert!(Entry::parse(seq.as_bytes()).is_err());
+        assert!(is_event_name("signer-add") && !is_event_name("a--b") && !is_event_name(""));
+    }
+}
