@@ -189,6 +189,31 @@ impl Repo {
     pub fn ref_target(&self, name: &str) -> Option<Oid> {
         self.inner.refname_to_id(name).ok()
     }
+
+    /// References whose names match `glob` (e.g. `refs/seal-remote/*/audit`),
+    /// with their targets, sorted by name.
+    pub fn refs_matching(&self, glob: &str) -> Result<Vec<(String, Oid)>, RepoError> {
+        let mut found = Vec::new();
+        for reference in self.inner.references_glob(glob)? {
+            let reference = reference?;
+            if let (Some(name), Some(id)) = (reference.name(), reference.target()) {
+                found.push((name.to_owned(), id));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Names of the configured remotes.
+    pub fn remotes(&self) -> Result<Vec<String>, RepoError> {
+        Ok(self
+            .inner
+            .remotes()?
+            .iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect())
+    }
 }
 
 /// Objects and references for the audit chain (`refs/seal/audit`): raw

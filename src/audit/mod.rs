@@ -41,11 +41,79 @@ pub enum AuditError {
     Repo(#[from] RepoError),
 }
 
+/// Where `git fetch` keeps a remote's chain: `init` adds
+/// [`fetch_refspec`] to each remote, and `audit sync` / post-merge take
+/// entries from there into [`REF`].
+pub fn tracking_ref(remote: &str) -> String {
+    format!("refs/seal-remote/{remote}/audit")
+}
+
+/// The fetch refspec `init` configures for `remote`. It does not fetch into
+/// `refs/seal/` itself: a forced fetch there would drop local entries that
+/// are not pushed yet, and an unforced one would fail `git pull` whenever
+/// the chains diverged.
+pub fn fetch_refspec(remote: &str) -> String {
+    format!("+refs/seal/*:refs/seal-remote/{remote}/*")
+}
+
+/// This user's signer, if the chain exists and trusts it at its tip;
+/// otherwise `None` after a one-line warning that says what to do. An
+/// entry signed by an untrusted key would make the whole chain fail
+/// verification, so such events are reported here instead of recorded.
+pub fn trusted_signer(repo: &Repo) -> Result<Option<Signer>, AuditError> {
+    let Some(tip) = chain::tip(repo) else {
+        eprintln!(
+            "git-seal: audit: no audit chain here ({REF}); this event is not recorded (run `git seal init` to start the chain)"
+        );
+        return Ok(None);
+    };
+    let signer = Signer::load_or_create()?;
+    let report = verify::verify(repo, tip, &verify::Options::default())?;
+    if report
+        .signers
+        .iter()
+        .any(|s| s.fingerprint == signer.fingerprint())
+    {
+        return Ok(Some(signer));
+    }
+    eprintln!(
+        "git-seal: audit: your signer {} is not trusted by this repository's audit chain, so this event is not recorded; ask a trusted signer to run `git seal audit signer add '{}' --email EMAIL`",
+        signer.fingerprint(),
+        signer.public_openssh()
+    );
+    Ok(None)
+}
+
 /// post-commit: append a `seal` entry for the sealed paths HEAD changed
 /// (against its first parent), and a `policy` entry if it changed
 /// `.seal/policy.json`. Appends nothing when neither changed.
 pub fn on_commit(project: &Project) -> Result<(), AuditError> {
-    record_commit(project, &Signer::load_or_create()?)
+    if !commit_changes_anything(project)? {
+        return Ok(());
+    }
+    match trusted_signer(&project.repo)? {
+        Some(signer) => record_commit(project, &signer),
+        None => Ok(()),
+    }
+}
+
+/// Does HEAD change a sealed path or the policy (cheap test before the
+/// chain is verified)?
+fn commit_changes_anything(project: &Project) -> Result<bool, AuditError> {
+    let Some((head, parents)) = project.repo.head_commit()? else {
+        return Ok(false);
+    };
+    let changes = project.repo.changed_files(parents.first().copied(), head)?;
+    for (path, _, _) in &changes {
+        if path == policy::PATH || is_sealed(project, path)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn is_sealed(project: &Project, path: &str) -> Result<bool, AuditError> {
+    Ok(project.policy.must_seal(path) || project.repo.has_seal_filter(path)?)
 }
 
 /// `on_commit` with an explicit signer.
@@ -88,21 +156,53 @@ pub fn record_commit(project: &Project, signer: &Signer) -> Result<(), AuditErro
     Ok(())
 }
 
-/// post-merge: append a `merge` entry for the sealed paths that arrived
-/// (ORIG_HEAD → HEAD, else HEAD's first parent) and whether they verified.
+/// post-merge: first take in entries fetched from remotes (fast-forward
+/// only, see [`take_fetched`]), then append a `merge` entry for the sealed
+/// paths that arrived (ORIG_HEAD → HEAD, else HEAD's first parent) and
+/// whether they verified.
 pub fn on_merge(project: &Project, verified: bool) -> Result<(), AuditError> {
-    record_merge(project, verified, &Signer::load_or_create()?)
+    for note in take_fetched(&project.repo)? {
+        eprintln!("git-seal: audit: {note}");
+    }
+    let Some(before) = merge_base_of_head(project)? else {
+        return Ok(());
+    };
+    let changes = project.repo.changed_files(before.0, before.1)?;
+    let mut any = false;
+    for (path, _, _) in &changes {
+        any |= is_sealed(project, path)?;
+    }
+    if !any {
+        return Ok(());
+    }
+    match trusted_signer(&project.repo)? {
+        Some(signer) => record_merge(project, verified, &signer),
+        None => Ok(()),
+    }
 }
 
-pub fn record_merge(project: &Project, verified: bool, signer: &Signer) -> Result<(), AuditError> {
+/// (what HEAD was before the merge, HEAD).
+fn merge_base_of_head(project: &Project) -> Result<Option<(Option<Oid>, Oid)>, AuditError> {
     let Some((head, parents)) = project.repo.head_commit()? else {
-        return Ok(());
+        return Ok(None);
     };
     let before = project
         .repo
         .resolve_commit("ORIG_HEAD")
         .filter(|orig| *orig != head)
         .or_else(|| parents.first().copied());
+    Ok(Some((before, head)))
+}
+
+pub fn record_merge(project: &Project, verified: bool, signer: &Signer) -> Result<(), AuditError> {
+    let Some((before, head)) = merge_base_of_head(project)? else {
+        return Ok(());
+    };
+    let parents = project
+        .repo
+        .head_commit()?
+        .map(|(_, parents)| parents)
+        .unwrap_or_default();
     let changes = project.repo.changed_files(before, head)?;
     let paths = sealed_changes(project, &changes)?;
     if paths.is_empty() {
@@ -132,7 +232,13 @@ pub fn record_merge(project: &Project, verified: bool, signer: &Signer) -> Resul
 /// `git seal migrate`: append a `migrate` entry for the paths it sealed
 /// (their staged blobs and kids).
 pub fn on_migrate(project: &Project, paths: &[String]) -> Result<(), AuditError> {
-    record_migrate(project, paths, &Signer::load_or_create()?)
+    if paths.is_empty() {
+        return Ok(());
+    }
+    match trusted_signer(&project.repo)? {
+        Some(signer) => record_migrate(project, paths, &signer),
+        None => Ok(()),
+    }
 }
 
 pub fn record_migrate(
@@ -161,6 +267,43 @@ pub fn record_migrate(
         When::Always,
     )?;
     Ok(())
+}
+
+/// Move [`REF`] forward to a fetched remote chain (`refs/seal-remote/*/audit`)
+/// when that only adds entries and the result verifies. Diverged chains are
+/// left for `git seal audit sync`, which merges them with a signed entry.
+/// Returns one note per chain taken or left.
+pub fn take_fetched(repo: &Repo) -> Result<Vec<String>, AuditError> {
+    let mut notes = Vec::new();
+    for (name, fetched) in repo.refs_matching("refs/seal-remote/*/audit")? {
+        let local = chain::tip(repo);
+        match local {
+            Some(local) if repo.is_ancestor(fetched, local)? => continue,
+            Some(local) if !repo.is_ancestor(local, fetched)? => {
+                notes.push(format!(
+                    "{name} has diverged from {REF}; run `git seal audit sync` to merge them"
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        let report = verify::verify(repo, fetched, &verify::Options::default())?;
+        if !report.ok() {
+            notes.push(format!(
+                "{name} does not verify ({} findings; see `git seal audit verify --ref {name}`); not taken",
+                report.findings.len()
+            ));
+            continue;
+        }
+        if repo.update_ref_cas(REF, fetched, local, &format!("git-seal audit: take {name}"))? {
+            notes.push(format!(
+                "took {name} ({} entries, up to seq {})",
+                report.entries,
+                chain::seq_of(repo, fetched)?
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 /// `git seal init`: the chain's first entry, naming the KEKs, unless the

@@ -369,16 +369,18 @@ fn check_signature(
         return Err("unsupported SSH signature parameters".into());
     }
     let bytes: [u8; 32] = public.0;
-    if !keys.0.contains_key(&bytes) {
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| "the signature's public key is invalid".to_owned())?;
-        let fingerprint = sig.public_key().fingerprint(HashAlg::Sha256).to_string();
-        let openssh = ssh_key::PublicKey::new(sig.public_key().clone(), "")
-            .to_openssh()
-            .map_err(|e| e.to_string())?;
-        keys.0.insert(bytes, (key, fingerprint, openssh));
-    }
-    let (key, fingerprint, openssh) = &keys.0[&bytes];
+    let (key, fingerprint, openssh) = match keys.0.entry(bytes) {
+        std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| "the signature's public key is invalid".to_owned())?;
+            let fingerprint = sig.public_key().fingerprint(HashAlg::Sha256).to_string();
+            let openssh = ssh_key::PublicKey::new(sig.public_key().clone(), "")
+                .to_openssh()
+                .map_err(|e| e.to_string())?;
+            slot.insert((key, fingerprint, openssh))
+        }
+    };
     let signed =
         SshSig::signed_data(NAMESPACE, sig.hash_alg(), payload).map_err(|e| e.to_string())?;
     let signature = ed25519_dalek::Signature::from_slice(sig.signature_bytes())

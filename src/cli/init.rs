@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::audit;
 use crate::error::{CommandError, CommandResult};
 use crate::keys::{env::EnvKeys, file::FileKeys, ProviderKind};
 use crate::meta::{self, KekRecord, Status};
@@ -95,6 +96,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
     if !fixed.is_empty() {
         println!("git-seal: configured {}", fixed.join(", "));
     }
+    start_audit_chain(&repo, &keks)?;
     // A fresh clone checked its sealed files out before the filter existed:
     // open them now if the key is here (never discarding local changes).
     if let Ok(project) = crate::project::Project::open(&root) {
@@ -108,6 +110,48 @@ pub fn run(args: Args) -> CommandResult<u8> {
         println!("next: git add .gitattributes .seal && git commit -m 'Set up git-seal'");
     }
     Ok(0)
+}
+
+/// Configure each remote to fetch the audit chain, take a remote's chain
+/// when there is none here (a fresh clone), else start one with a signed
+/// `init` entry naming the KEKs.
+fn start_audit_chain(repo: &Repo, keks: &[KekRecord]) -> CommandResult {
+    let remotes = repo.remotes()?;
+    for remote in &remotes {
+        let key = format!("remote.{remote}.fetch");
+        if repo.config_set_multivar_once(&key, &audit::fetch_refspec(remote))? {
+            println!("git-seal: {remote} now fetches the audit chain (refs/seal/*)");
+        }
+    }
+    if audit::chain::tip(repo).is_some() {
+        return Ok(());
+    }
+    for remote in &remotes {
+        let refspec = audit::fetch_refspec(remote);
+        if let Err(e) = crate::cli::git::run(
+            &["fetch", "--quiet", "--no-tags", remote, &refspec],
+            None,
+            &[0],
+        ) {
+            eprintln!("git-seal: warning: cannot fetch {remote}'s audit chain: {e}");
+        }
+    }
+    for note in audit::take_fetched(repo)? {
+        println!("git-seal: audit: {note}");
+    }
+    if audit::chain::tip(repo).is_some() {
+        return Ok(());
+    }
+    let signer = audit::Signer::load_or_create()?;
+    let kids: Vec<String> = keks.iter().map(|k| k.kid.to_string()).collect();
+    if let Some(id) = audit::record_init(repo, &kids, &signer)? {
+        println!(
+            "git-seal: started the audit chain {} at {id}, signed by {}",
+            audit::REF,
+            signer.fingerprint()
+        );
+    }
+    Ok(())
 }
 
 fn read_optional(path: &Path) -> CommandResult<String> {

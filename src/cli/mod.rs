@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::CommandResult;
 
+pub mod audit;
 pub mod decrypt;
 pub mod encrypt;
 pub mod filter_process;
@@ -45,6 +46,7 @@ pub enum Command {
     Decrypt(decrypt::Args),
     Lock(lock::Args),
     Unlock(unlock::Args),
+    Audit(audit::Args),
     #[command(name = "filter-process", hide = true)]
     FilterProcess(filter_process::ProcessArgs),
     #[command(hide = true)]
@@ -67,6 +69,7 @@ pub fn run(cli: Cli) -> CommandResult<u8> {
         Command::Decrypt(args) => decrypt::run(args),
         Command::Lock(args) => lock::run(args),
         Command::Unlock(args) => unlock::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::FilterProcess(args) => filter_process::run_process(args),
         Command::Clean(args) => filter_process::run_clean(args),
         Command::Smudge(args) => filter_process::run_smudge(args),

@@ -1,0 +1,559 @@
+//! `git seal audit …`: read, verify, exchange and extend the signed audit
+//! chain in `refs/seal/audit` (docs/audit.md).
+
+use std::path::PathBuf;
+
+use serde_json::{json, Map, Value};
+
+use crate::audit::{self, chain, entry, signer, verify, NewEntry, Signer, When, REF};
+use crate::error::{CommandError, CommandResult};
+use crate::repo::{Oid, Repo};
+
+/// The signed audit chain: who sealed, rotated or changed what, and when.
+///
+/// Every sealing event appends one entry to `refs/seal/audit`: a commit whose
+/// tree holds `entry.json`, signed with the actor's ed25519 signer key as an
+/// SSH signature. Verifying needs no secret, so CI can run `git seal audit
+/// verify` on every push.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    Log(LogArgs),
+    Verify(VerifyArgs),
+    Sync(SyncArgs),
+    AllowedSigners(AllowedSignersArgs),
+    #[command(subcommand)]
+    Signer(SignerCommand),
+}
+
+/// List the chain's entries, newest first.
+#[derive(clap::Args, Debug)]
+pub struct LogArgs {
+    /// Print a JSON array of entries (each with its commit and parents).
+    #[arg(long)]
+    pub json: bool,
+    /// The chain to read (default: refs/seal/audit).
+    #[arg(long, value_name = "REF", default_value = REF)]
+    pub r#ref: String,
+}
+
+/// Check every entry: its SSH signature, that its signer was trusted at that
+/// point of the chain, its schema and its sequence number.
+///
+/// The root of trust is the signer of the chain's `init` entry, or the
+/// fingerprint pinned with `--trust`; further signers are trusted from the
+/// `signer-add` entry (signed by an already-trusted signer) that adds them.
+/// Exit 1 with one line per finding, naming the entry's commit.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// A tip seen earlier (e.g. in the last CI run): fail unless it is still
+    /// in the chain, i.e. the chain only grew.
+    #[arg(long, value_name = "OLD_TIP")]
+    pub since: Option<String>,
+    /// Require the root (`init`) entry to be signed by this signer
+    /// (`SHA256:…`, as `git seal audit allowed-signers` and `ssh-keygen -l`
+    /// show it).
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub trust: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The chain to verify (default: refs/seal/audit).
+    #[arg(long, value_name = "REF", default_value = REF)]
+    pub r#ref: String,
+}
+
+/// Exchange the chain with a remote: fetch its chain, take its new entries,
+/// merge diverged chains with a signed `chain-merge` entry, and push.
+#[derive(clap::Args, Debug)]
+pub struct SyncArgs {
+    /// The remote (default: `origin`, or the only remote).
+    pub remote: Option<String>,
+}
+
+/// Write the trusted signers as an SSH allowed-signers file, so that stock
+/// `git verify-commit` (with `gpg.ssh.allowedSignersFile`) can check every
+/// entry without git-seal.
+#[derive(clap::Args, Debug)]
+pub struct AllowedSignersArgs {
+    /// Write to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Manage who may sign audit entries.
+#[derive(clap::Subcommand, Debug)]
+pub enum SignerCommand {
+    /// Trust another signer key from now on (a `signer-add` entry, signed by
+    /// you; you must already be trusted).
+    Add(SignerAddArgs),
+    /// Show your own signer key (created on first need), to hand to a
+    /// trusted signer for `git seal audit signer add`.
+    Show,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SignerAddArgs {
+    /// The new signer's public key: an `ssh-ed25519 AAAA…` line, or a file
+    /// holding one (e.g. the output of `git seal audit signer show`).
+    #[arg(value_name = "PUBLIC_KEY")]
+    pub public_key: String,
+    /// Whose key it is (default: the key's comment, if it is an address).
+    #[arg(long)]
+    pub email: Option<String>,
+}
+
+pub fn run(args: Args) -> CommandResult<u8> {
+    let repo = Repo::discover(&std::env::current_dir()?)?;
+    match args.command {
+        AuditCommand::Log(args) => log(&repo, args),
+        AuditCommand::Verify(args) => verify_command(&repo, args),
+        AuditCommand::Sync(args) => sync(&repo, args),
+        AuditCommand::AllowedSigners(args) => allowed_signers(&repo, args),
+        AuditCommand::Signer(SignerCommand::Add(args)) => signer_add(&repo, args),
+        AuditCommand::Signer(SignerCommand::Show) => signer_show(),
+    }
+}
+
+/// The chain's tip at `name`, or an error that says how to get one.
+fn tip_of(repo: &Repo, name: &str) -> CommandResult<Oid> {
+    repo.ref_target(name)
+        .or_else(|| (name != REF).then(|| repo.resolve_commit(name)).flatten())
+        .ok_or_else(|| {
+            CommandError::user(format!(
+                "there is no audit chain at {name} in this repository"
+            ))
+            .with_hint("`git seal init` starts one; `git seal audit sync` fetches a remote's")
+        })
+}
+
+fn log(repo: &Repo, args: LogArgs) -> CommandResult<u8> {
+    let tip = tip_of(repo, &args.r#ref)?;
+    let (order, commits) = verify::walk(repo, tip)?;
+    let mut unreadable = 0;
+    let mut listed = Vec::new();
+    for id in order.iter().rev() {
+        let commit = &commits[id];
+        match chain::read_entry(repo, commit.tree) {
+            Ok(entry) => listed.push((*id, commit.parents.clone(), entry)),
+            Err(reason) => {
+                unreadable += 1;
+                eprintln!("git-seal: audit entry {id}: {reason}");
+            }
+        }
+    }
+    if args.json {
+        let entries: Vec<Value> = listed
+            .iter()
+            .map(|(id, parents, entry)| {
+                let mut object = Map::new();
+                object.insert("commit".into(), json!(id.to_string()));
+                object.insert(
+                    "parents".into(),
+                    json!(parents.iter().map(Oid::to_string).collect::<Vec<_>>()),
+                );
+                if let Value::Object(fields) = serde_json::to_value(entry).expect("entry") {
+                    object.extend(fields);
+                }
+                Value::Object(object)
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        for (id, _, entry) in &listed {
+            println!(
+                "{:>5}  {}  {}  {:<12} {} <{}>  {}",
+                entry.seq,
+                &id.to_string()[..12],
+                entry.time,
+                entry.event,
+                entry.actor.name,
+                entry.actor.email,
+                summary(entry)
+            );
+        }
+    }
+    Ok(u8::from(unreadable > 0))
+}
+
+/// One line of what an entry records.
+fn summary(entry: &entry::Entry) -> String {
+    let short = |field: &str| {
+        entry
+            .data_str(field)
+            .map(|s| s.chars().take(12).collect::<String>())
+            .unwrap_or_default()
+    };
+    let paths = || {
+        let paths: Vec<&str> = entry
+            .data
+            .get("paths")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.get("path").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut text = paths.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+        if paths.len() > 3 {
+            text.push_str(&format!(" and {} more", paths.len() - 3));
+        }
+        text
+    };
+    match entry.event.as_str() {
+        entry::EVENT_INIT => format!(
+            "KEKs {}",
+            entry
+                .data
+                .get("kids")
+                .and_then(Value::as_array)
+                .map(|k| k
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        entry::EVENT_SIGNER_ADD => format!(
+            "trusts {} <{}>",
+            entry.data_str("fingerprint").unwrap_or_default(),
+            entry.data_str("email").unwrap_or_default()
+        ),
+        entry::EVENT_CHAIN_MERGE => format!(
+            "merged the chain from {}",
+            entry.data_str("remote").unwrap_or("another clone")
+        ),
+        "seal" | "merge" => format!("commit {}: {}", short("commit"), paths()),
+        "migrate" => paths(),
+        "policy" => format!("commit {} changed {}", short("commit"), crate::policy::PATH),
+        _ => String::new(),
+    }
+}
+
+fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
+    let tip = tip_of(repo, &args.r#ref)?;
+    let options = verify::Options {
+        since: args.since,
+        trust: args.trust,
+    };
+    let report = verify::verify(repo, tip, &options)?;
+    if args.json {
+        let findings: Vec<Value> = report
+            .findings
+            .iter()
+            .map(|f| json!({"commit": f.commit.map(|c| c.to_string()), "reason": f.reason}))
+            .collect();
+        let signers: Vec<Value> = report
+            .signers
+            .iter()
+            .map(|s| {
+                json!({
+                    "fingerprint": s.fingerprint,
+                    "email": s.email,
+                    "public_key": s.public_key,
+                    "added_by": s.added_by.to_string(),
+                })
+            })
+            .collect();
+        let out = json!({
+            "ok": report.ok(),
+            "ref": args.r#ref,
+            "tip": report.tip.to_string(),
+            "entries": report.entries,
+            "root": report.signers.first().map(|s| s.fingerprint.clone()),
+            "signers": signers,
+            "findings": findings,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for finding in &report.findings {
+            match finding.commit {
+                Some(commit) => println!("{}: entry {commit}: {}", args.r#ref, finding.reason),
+                None => println!("{}: {}", args.r#ref, finding.reason),
+            }
+        }
+        if report.ok() {
+            println!(
+                "audit chain verified: {} entries, tip {}, {} trusted signer(s), root {}",
+                report.entries,
+                report.tip,
+                report.signers.len(),
+                report
+                    .signers
+                    .first()
+                    .map_or("(none)", |s| s.fingerprint.as_str())
+            );
+        } else {
+            eprintln!(
+                "git-seal: audit chain NOT verified: {} finding(s) in {} entries",
+                report.findings.len(),
+                report.entries
+            );
+        }
+    }
+    Ok(u8::from(!report.ok()))
+}
+
+/// How many times sync starts over when the remote moves under it.
+const SYNC_ATTEMPTS: u32 = 5;
+
+fn sync(repo: &Repo, args: SyncArgs) -> CommandResult<u8> {
+    let remote = match args.remote {
+        Some(remote) => remote,
+        None => default_remote(repo)?,
+    };
+    if !repo.has_remote(&remote) {
+        return Err(CommandError::user(format!(
+            "there is no remote named {remote:?}"
+        )));
+    }
+    let tracking = audit::tracking_ref(&remote);
+    for _ in 0..SYNC_ATTEMPTS {
+        let refspec = audit::fetch_refspec(&remote);
+        crate::cli::git::run(
+            &["fetch", "--quiet", "--no-tags", &remote, &refspec],
+            None,
+            &[0],
+        )?;
+        let theirs = repo.ref_target(&tracking);
+        let ours = chain::tip(repo);
+        let new_tip = match (ours, theirs) {
+            (None, None) => {
+                return Err(CommandError::user(format!(
+                    "neither this repository nor {remote} has an audit chain"
+                ))
+                .with_hint("`git seal init` starts one"));
+            }
+            (Some(ours), None) => ours,
+            (ours, Some(theirs)) => match merge_chains(repo, &remote, ours, theirs)? {
+                Some(tip) => tip,
+                // Lost a race with a local appender: start over.
+                None => continue,
+            },
+        };
+        if theirs == Some(new_tip) {
+            println!("git-seal: audit chain in sync with {remote} at {new_tip}");
+            return Ok(0);
+        }
+        let push = crate::cli::git::run(
+            &["push", "--quiet", &remote, &format!("{REF}:{REF}")],
+            None,
+            &[0, 1],
+        )?;
+        if push.status.success() {
+            println!("git-seal: audit chain pushed to {remote} at {new_tip}");
+            return Ok(0);
+        }
+        let why = String::from_utf8_lossy(&push.stderr);
+        if !(why.contains("rejected") || why.contains("fetch first")) {
+            return Err(CommandError::user(format!(
+                "cannot push {REF} to {remote}: {}",
+                why.trim()
+            )));
+        }
+        // The remote's chain moved since the fetch: fetch and merge again.
+    }
+    Err(CommandError::user(format!(
+        "{remote}'s audit chain kept moving during {SYNC_ATTEMPTS} attempts; run `git seal audit sync` again"
+    )))
+}
+
+fn default_remote(repo: &Repo) -> CommandResult<String> {
+    let remotes = repo.remotes()?;
+    if remotes.iter().any(|r| r == "origin") {
+        return Ok("origin".into());
+    }
+    match remotes.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(CommandError::user(
+            "this repository has no remote to sync with",
+        )),
+        _ => Err(CommandError::usage(format!(
+            "several remotes ({}); name the one to sync with",
+            remotes.join(", ")
+        ))),
+    }
+}
+
+/// Bring `theirs` into the local chain: take it when ours is behind, keep
+/// ours when theirs is behind, else write a signed `chain-merge` entry with
+/// both as parents. Nothing is taken that does not verify. Returns the new
+/// local tip, or `None` if a local appender moved the chain meanwhile.
+fn merge_chains(
+    repo: &Repo,
+    remote: &str,
+    ours: Option<Oid>,
+    theirs: Oid,
+) -> CommandResult<Option<Oid>> {
+    if let Some(ours) = ours {
+        if repo.is_ancestor(theirs, ours)? {
+            return Ok(Some(ours));
+        }
+        if !repo.has_merge_base(ours, theirs)? {
+            return Err(CommandError::user(format!(
+                "{remote}'s audit chain ({theirs}) does not share a root with {REF} ({ours}): the two were started separately"
+            ))
+            .with_hint("keep the chain whose `init` entry is the repository's (see `git seal audit log --ref refs/seal-remote/REMOTE/audit`) and delete the other with `git update-ref -d`"));
+        }
+    }
+    let merged = match ours {
+        Some(ours) if !repo.is_ancestor(ours, theirs)? => {
+            let signer = Signer::load_or_create()?;
+            let seq = chain::seq_of(repo, ours)?.max(chain::seq_of(repo, theirs)?) + 1;
+            let mut data = Map::new();
+            data.insert("remote".into(), json!(remote));
+            data.insert("ours".into(), json!(ours.to_string()));
+            data.insert("theirs".into(), json!(theirs.to_string()));
+            let new = NewEntry {
+                event: entry::EVENT_CHAIN_MERGE,
+                data,
+            };
+            chain::write_entry(repo, &signer, &[ours, theirs], seq, &new)?
+        }
+        _ => theirs,
+    };
+    let report = verify::verify(repo, merged, &verify::Options::default())?;
+    if !report.ok() {
+        for finding in &report.findings {
+            eprintln!(
+                "git-seal: entry {}: {}",
+                finding
+                    .commit
+                    .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                finding.reason
+            );
+        }
+        return Err(CommandError::user(format!(
+            "the chain merged with {remote}'s does not verify ({} finding(s)); {REF} is unchanged",
+            report.findings.len()
+        )));
+    }
+    if repo.update_ref_cas(REF, merged, ours, &format!("git-seal audit: sync {remote}"))? {
+        Ok(Some(merged))
+    } else {
+        Ok(None)
+    }
+}
+
+fn allowed_signers(repo: &Repo, args: AllowedSignersArgs) -> CommandResult<u8> {
+    let tip = tip_of(repo, REF)?;
+    let report = verify::verify(repo, tip, &verify::Options::default())?;
+    if !report.ok() {
+        return Err(CommandError::user(format!(
+            "{REF} does not verify ({} finding(s)); the signers it trusts cannot be exported",
+            report.findings.len()
+        ))
+        .with_hint("run `git seal audit verify` to see why"));
+    }
+    let mut text = String::new();
+    for s in &report.signers {
+        let principal = if s.email.is_empty() || s.email.contains(char::is_whitespace) {
+            s.fingerprint.as_str()
+        } else {
+            s.email.as_str()
+        };
+        text.push_str(&format!(
+            "{principal} namespaces=\"git\" {}\n",
+            s.public_key
+        ));
+    }
+    match args.out {
+        Some(path) => {
+            crate::cli::io::write_file_atomic(&path, text.as_bytes())?;
+            eprintln!(
+                "git-seal: wrote {} signer(s) to {}; check entries with `git -c gpg.ssh.allowedSignersFile={} verify-commit COMMIT`",
+                report.signers.len(),
+                path.display(),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(0)
+}
+
+fn signer_add(repo: &Repo, args: SignerAddArgs) -> CommandResult<u8> {
+    let text = match std::fs::read_to_string(&args.public_key) {
+        Ok(text) => text,
+        Err(_) if args.public_key.starts_with("ssh-") => args.public_key.clone(),
+        Err(e) => {
+            return Err(CommandError::user(format!(
+                "cannot read the public key file {}: {e}",
+                args.public_key
+            )))
+        }
+    };
+    let (public_key, fingerprint, comment) = signer::parse_public(&text)
+        .map_err(|e| CommandError::user(format!("{}: {e}", args.public_key)))?;
+    let email = match args
+        .email
+        .or_else(|| comment.contains('@').then_some(comment))
+    {
+        Some(email) if !email.is_empty() && !email.contains(char::is_whitespace) => email,
+        Some(email) => {
+            return Err(CommandError::usage(format!(
+                "{email:?} is not an address (no whitespace)"
+            )))
+        }
+        None => {
+            return Err(CommandError::usage(
+                "say whose key this is with --email (the key has no address comment)",
+            ))
+        }
+    };
+    let tip = tip_of(repo, REF)?;
+    let report = verify::verify(repo, tip, &verify::Options::default())?;
+    if !report.ok() {
+        return Err(CommandError::user(format!(
+            "{REF} does not verify ({} finding(s)); fix it before adding signers",
+            report.findings.len()
+        ))
+        .with_hint("run `git seal audit verify` to see why"));
+    }
+    if report.signers.iter().any(|s| s.fingerprint == fingerprint) {
+        println!("git-seal: {fingerprint} is already a trusted signer");
+        return Ok(0);
+    }
+    let me = Signer::load_or_create()?;
+    if !report
+        .signers
+        .iter()
+        .any(|s| s.fingerprint == me.fingerprint())
+    {
+        return Err(CommandError::user(format!(
+            "your signer {} is not trusted by {REF}, so it cannot add signers",
+            me.fingerprint()
+        ))
+        .with_hint(
+            "ask a trusted signer (see `git seal audit verify --json`) to run this command",
+        ));
+    }
+    let mut data = Map::new();
+    data.insert("public_key".into(), json!(public_key));
+    data.insert("fingerprint".into(), json!(fingerprint));
+    data.insert("email".into(), json!(email));
+    let new = NewEntry {
+        event: entry::EVENT_SIGNER_ADD,
+        data,
+    };
+    let id = audit::append(repo, &me, &new, When::Always)?.expect("always appends");
+    println!("git-seal: {fingerprint} <{email}> is now a trusted signer (entry {id}); run `git seal audit sync` to publish it");
+    Ok(0)
+}
+
+fn signer_show() -> CommandResult<u8> {
+    let me = Signer::load_or_create()?;
+    println!("{}", me.public_openssh());
+    eprintln!(
+        "git-seal: your signer is {}; a trusted signer adds it with `git seal audit signer add '{}' --email YOU`",
+        me.fingerprint(),
+        me.public_openssh()
+    );
+    Ok(0)
+}

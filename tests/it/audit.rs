@@ -1,0 +1,531 @@
+//! The signed audit chain: entries, verification (and what it catches),
+//! allowed-signers for stock `git verify-commit`, sync between clones,
+//! concurrent appenders, `git gc`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::harness::{stderr, stdout, Env};
+
+const REF: &str = "refs/seal/audit";
+
+fn log_json(env: &Env, dir: &Path) -> Vec<Value> {
+    let out = env.seal(dir, &["audit", "log", "--json"]);
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn events(env: &Env, dir: &Path) -> Vec<String> {
+    log_json(env, dir)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A fresh ed25519 key made by `ssh-keygen` (a stranger's, or a new
+/// colleague's): returns (private key path, public key line).
+fn ssh_keygen(env: &Env, name: &str, comment: &str) -> (PathBuf, String) {
+    let path = env.path(name);
+    env.ok(
+        "ssh-keygen",
+        env.tmp.path(),
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path, public.trim().to_owned())
+}
+
+fn verify_findings(env: &Env, dir: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["audit", "verify", "--json"];
+    args.extend_from_slice(extra);
+    let out = env.fails("git-seal", dir, &args, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    report
+}
+
+/// Commit `entry` (edited JSON) as a new chain commit on top of the tip,
+/// the way someone with write access but no trusted key would.
+fn forge_entry(env: &Env, dir: &Path, entry: &str, sign_with: Option<&Path>) -> String {
+    let blob = stdout(&env.run(
+        "git",
+        dir,
+        &["hash-object", "-w", "--stdin"],
+        Some(entry.as_bytes()),
+    ));
+    let listing = format!("100644 blob {}\tentry.json\n", blob.trim());
+    let tree = stdout(&env.run("git", dir, &["mktree"], Some(listing.as_bytes())));
+    let tip = env.git(dir, &["rev-parse", REF]);
+    let mut args: Vec<String> = Vec::new();
+    if let Some(key) = sign_with {
+        args.extend([
+            "-c".into(),
+            "gpg.format=ssh".into(),
+            "-c".into(),
+            format!("user.signingkey={}", key.display()),
+        ]);
+    }
+    args.extend([
+        "commit-tree".into(),
+        tree.trim().into(),
+        "-p".into(),
+        tip.trim().into(),
+        "-m".into(),
+        "forged".into(),
+    ]);
+    if sign_with.is_some() {
+        args.push("-S".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let id = env.git(dir, &args).trim().to_owned();
+    env.git(dir, &["update-ref", REF, &id]);
+    id
+}
+
+/// The tip entry's JSON with its seq bumped and the event changed: a
+/// plausible next entry.
+fn next_entry_text(env: &Env, dir: &Path, event: &str) -> String {
+    let mut entry: Value =
+        serde_json::from_str(&env.git(dir, &["cat-file", "-p", &format!("{REF}:entry.json")]))
+            .unwrap();
+    entry["seq"] = Value::from(entry["seq"].as_u64().unwrap() + 1);
+    entry["event"] = Value::from(event);
+    serde_json::to_string_pretty(&entry).unwrap()
+}
+
+#[test]
+fn init_starts_a_chain_that_stock_git_verify_commit_accepts() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let entries = log_json(&env, &dir);
+    assert_eq!(entries.len(), 1);
+    let init = &entries[0];
+    assert_eq!(init["event"], "init");
+    assert_eq!(init["seq"], 1);
+    assert_eq!(init["schema"], "git-seal.audit/v1");
+    assert_eq!(init["actor"]["email"], "ada@example.test");
+    assert_eq!(init["data"]["kids"][0], env.kid().as_str());
+    assert!(init["time"].as_str().unwrap().ends_with('Z'));
+
+    // The entry commit holds exactly entry.json, signed in the gpgsig header.
+    let tree = env.git(&dir, &["ls-tree", REF]);
+    assert_eq!(tree.lines().count(), 1, "{tree}");
+    assert!(tree.ends_with("\tentry.json\n"), "{tree}");
+    let raw = env.git(&dir, &["cat-file", "commit", REF]);
+    assert!(
+        raw.contains("gpgsig -----BEGIN SSH SIGNATURE-----"),
+        "{raw}"
+    );
+
+    // Running init again adds nothing.
+    env.seal(&dir, &["init"]);
+    assert_eq!(log_json(&env, &dir).len(), 1);
+
+    // Add a second signer, then check every entry with stock git.
+    let (_, colleague) = ssh_keygen(&env, "colleague", "bea@example.test");
+    env.seal(&dir, &["audit", "signer", "add", &colleague]);
+    assert_eq!(events(&env, &dir), ["signer-add", "init"]);
+    let signers = env.path("allowed_signers");
+    env.seal(
+        &dir,
+        &[
+            "audit",
+            "allowed-signers",
+            "--out",
+            signers.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&signers).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("bea@example.test namespaces=\"git\" ssh-ed25519 "));
+    let config = format!("gpg.ssh.allowedSignersFile={}", signers.display());
+    for commit in env.git(&dir, &["rev-list", REF]).lines() {
+        let out = env.ok("git", &dir, &["-c", &config, "verify-commit", commit]);
+        assert!(
+            stderr(&out).contains("Good \"git\" signature"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Same output on standard output.
+    assert_eq!(env.seal(&dir, &["audit", "allowed-signers"]), text);
+
+    let ok = env.seal(&dir, &["audit", "verify"]);
+    assert!(ok.contains("audit chain verified: 2 entries"), "{ok}");
+    let report: Value =
+        serde_json::from_str(&env.seal(&dir, &["audit", "verify", "--json"])).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["entries"], 2);
+    assert_eq!(report["signers"].as_array().unwrap().len(), 2);
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0);
+    let root = report["root"].as_str().unwrap().to_owned();
+    assert!(root.starts_with("SHA256:"));
+    env.seal(&dir, &["audit", "verify", "--trust", &root]);
+    let pinned = verify_findings(&env, &dir, &["--trust", "SHA256:someoneelse"]);
+    assert!(pinned["findings"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not the pinned"));
+}
+
+#[test]
+fn unsigned_entry_is_caught_naming_its_commit() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let entry = next_entry_text(&env, &dir, "seal");
+    let forged = forge_entry(&env, &dir, &entry, None);
+    let out = env.fails("git-seal", &dir, &["audit", "verify"], 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&forged) && text.contains("unsigned entry"),
+        "{text}"
+    );
+}
+
+#[test]
+fn entry_signed_by_an_unknown_key_is_caught() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let (stranger, _) = ssh_keygen(&env, "stranger", "mallory@example.test");
+    let entry = next_entry_text(&env, &dir, "seal");
+    let forged = forge_entry(&env, &dir, &entry, Some(&stranger));
+    let report = verify_findings(&env, &dir, &[]);
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["commit"] == forged.as_str()
+            && f["reason"]
+                .as_str()
+                .unwrap()
+                .contains("not a trusted signer")),
+        "{report}"
+    );
+}
+
+#[test]
+fn edited_entry_is_caught_by_its_signature() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let (_, colleague) = ssh_keygen(&env, "colleague", "bea@example.test");
+    env.seal(&dir, &["audit", "signer", "add", &colleague]);
+    let signers = env.path("allowed");
+    env.seal(
+        &dir,
+        &[
+            "audit",
+            "allowed-signers",
+            "--out",
+            signers.to_str().unwrap(),
+        ],
+    );
+    let tip = env.git(&dir, &["rev-parse", REF]).trim().to_owned();
+    // Keep the commit and its signature, change what entry.json says.
+    let original = env.git(&dir, &["cat-file", "-p", &format!("{REF}:entry.json")]);
+    let edited = original.replace("bea@example.test", "eve@example.test");
+    assert_ne!(edited, original);
+    let blob = stdout(&env.run(
+        "git",
+        &dir,
+        &["hash-object", "-w", "--stdin"],
+        Some(edited.as_bytes()),
+    ));
+    let listing = format!("100644 blob {}\tentry.json\n", blob.trim());
+    let tree = stdout(&env.run("git", &dir, &["mktree"], Some(listing.as_bytes())));
+    let raw = env.git(&dir, &["cat-file", "commit", &tip]);
+    let old_tree = raw.lines().next().unwrap().to_owned();
+    let raw = raw.replacen(&old_tree, &format!("tree {}", tree.trim()), 1);
+    let forged = stdout(&env.run(
+        "git",
+        &dir,
+        &["hash-object", "-t", "commit", "-w", "--stdin"],
+        Some(raw.as_bytes()),
+    ))
+    .trim()
+    .to_owned();
+    env.git(&dir, &["update-ref", REF, &forged]);
+    let out = env.fails("git-seal", &dir, &["audit", "verify"], 1);
+    let text = stdout(&out);
+    assert!(text.contains(&forged), "{text}");
+    assert!(text.contains("bad signature"), "{text}");
+    // Stock git agrees.
+    let config = format!("gpg.ssh.allowedSignersFile={}", signers.display());
+    env.ok("git", &dir, &["-c", &config, "verify-commit", &tip]);
+    env.fails("git", &dir, &["-c", &config, "verify-commit", &forged], 1);
+}
+
+#[test]
+fn rewound_chain_is_caught_with_since() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let first = env.git(&dir, &["rev-parse", REF]).trim().to_owned();
+    let (_, colleague) = ssh_keygen(&env, "colleague", "bea@example.test");
+    env.seal(&dir, &["audit", "signer", "add", &colleague]);
+    let second = env.git(&dir, &["rev-parse", REF]).trim().to_owned();
+    // Growing is fine.
+    env.seal(&dir, &["audit", "verify", "--since", &first]);
+    // Dropping the last entry is not.
+    env.git(&dir, &["update-ref", REF, &first]);
+    let text = stdout(&env.fails(
+        "git-seal",
+        &dir,
+        &["audit", "verify", "--since", &second],
+        1,
+    ));
+    assert!(text.contains("rewound or rewritten"), "{text}");
+    // An old tip that is not in the repository at all.
+    let text = stdout(&env.fails(
+        "git-seal",
+        &dir,
+        &["audit", "verify", "--since", &"1".repeat(40)],
+        1,
+    ));
+    assert!(text.contains("not in this repository"), "{text}");
+}
+
+#[test]
+fn missing_chain_and_untrusted_signer_fail_with_what_to_do() {
+    let env = Env::new();
+    let dir = env.repo("plain");
+    let err = stderr(&env.fails("git-seal", &dir, &["audit", "verify"], 1));
+    assert!(
+        err.contains("no audit chain") && err.contains("git seal init"),
+        "{err}"
+    );
+
+    // A second user (own signer key) cannot add signers until trusted.
+    let dir = env.sealed_repo("r");
+    let mut other = Env::new();
+    other.set(
+        "GIT_SEAL_SIGNER_DIR",
+        env.path("other-signer").to_str().unwrap(),
+    );
+    let (_, key) = ssh_keygen(&env, "k", "c@example.test");
+    let err = stderr(&other.fails("git-seal", &dir, &["audit", "signer", "add", &key], 1));
+    assert!(err.contains("is not trusted"), "{err}");
+    // A key that is not ed25519 / not a key at all.
+    let err = stderr(&env.fails(
+        "git-seal",
+        &dir,
+        &["audit", "signer", "add", "ssh-ed25519 not-base64"],
+        1,
+    ));
+    assert!(err.contains("not an OpenSSH public key"), "{err}");
+    // No address: refused as usage.
+    let (_, bare) = ssh_keygen(&env, "bare", "nobody");
+    env.fails("git-seal", &dir, &["audit", "signer", "add", &bare], 2);
+}
+
+/// Two users with their own signer keys, each with a clone of one server.
+struct Team {
+    ada: Env,
+    bea: Env,
+    ada_dir: PathBuf,
+    bea_dir: PathBuf,
+}
+
+fn team() -> Team {
+    let ada = Env::new();
+    let server = ada.path("server.git");
+    ada.git(
+        ada.tmp.path(),
+        &["init", "-q", "--bare", server.to_str().unwrap()],
+    );
+    let ada_dir = ada.sealed_repo("ada");
+    ada.git(
+        &ada_dir,
+        &["remote", "add", "origin", server.to_str().unwrap()],
+    );
+    ada.git(&ada_dir, &["push", "-q", "origin", "main"]);
+    // init after adding the remote configures the chain's fetch; sync
+    // publishes it.
+    ada.seal(&ada_dir, &["init"]);
+    let fetch = ada.git(&ada_dir, &["config", "--get-all", "remote.origin.fetch"]);
+    assert!(
+        fetch.contains("+refs/seal/*:refs/seal-remote/origin/*"),
+        "{fetch}"
+    );
+    ada.seal(&ada_dir, &["audit", "sync"]);
+
+    let mut bea = Env::new();
+    bea.set("GIT_AUTHOR_NAME", "Bea");
+    bea.set("GIT_AUTHOR_EMAIL", "bea@example.test");
+    bea.set("GIT_COMMITTER_NAME", "Bea");
+    bea.set("GIT_COMMITTER_EMAIL", "bea@example.test");
+    let bea_dir = bea.path("bea");
+    bea.git(
+        bea.tmp.path(),
+        &[
+            "clone",
+            "-q",
+            server.to_str().unwrap(),
+            bea_dir.to_str().unwrap(),
+        ],
+    );
+    // Bea's clone gets the chain from git seal init (no new root).
+    bea.seal(&bea_dir, &["init"]);
+    assert_eq!(
+        bea.git(&bea_dir, &["rev-parse", REF]),
+        ada.git(&ada_dir, &["rev-parse", REF])
+    );
+    bea.seal(&bea_dir, &["audit", "verify"]);
+    Team {
+        ada,
+        bea,
+        ada_dir,
+        bea_dir,
+    }
+}
+
+#[test]
+fn two_clones_appending_and_syncing_converge_keeping_every_entry() {
+    let Team {
+        ada,
+        bea,
+        ada_dir,
+        bea_dir,
+    } = team();
+    // Ada trusts Bea's signer; Bea takes that entry in.
+    let bea_key = bea.seal(&bea_dir, &["audit", "signer", "show"]);
+    ada.seal(
+        &ada_dir,
+        &[
+            "audit",
+            "signer",
+            "add",
+            bea_key.trim(),
+            "--email",
+            "bea@example.test",
+        ],
+    );
+    ada.seal(&ada_dir, &["audit", "sync"]);
+    bea.seal(&bea_dir, &["audit", "sync"]);
+    assert_eq!(events(&bea, &bea_dir), ["signer-add", "init"]);
+
+    // Both append while apart.
+    let (_, carl) = ssh_keygen(&ada, "carl", "carl@example.test");
+    let (_, dan) = ssh_keygen(&bea, "dan", "dan@example.test");
+    ada.seal(&ada_dir, &["audit", "signer", "add", &carl]);
+    bea.seal(&bea_dir, &["audit", "signer", "add", &dan]);
+    ada.seal(&ada_dir, &["audit", "sync"]);
+    // Bea's sync merges the diverged chains with a signed entry.
+    let out = bea.seal(&bea_dir, &["audit", "sync"]);
+    assert!(out.contains("pushed"), "{out}");
+    ada.seal(&ada_dir, &["audit", "sync"]);
+    let tip_a = ada.git(&ada_dir, &["rev-parse", REF]);
+    let tip_b = bea.git(&bea_dir, &["rev-parse", REF]);
+    assert_eq!(tip_a, tip_b);
+
+    let log = log_json(&ada, &ada_dir);
+    let mut seen: Vec<&str> = log.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "chain-merge",
+            "init",
+            "signer-add",
+            "signer-add",
+            "signer-add"
+        ]
+    );
+    assert_eq!(log[0]["event"], "chain-merge");
+    assert_eq!(log[0]["parents"].as_array().unwrap().len(), 2);
+    assert_eq!(log[0]["seq"], 4);
+    let added: Vec<&str> = log
+        .iter()
+        .filter_map(|e| e["data"]["email"].as_str())
+        .collect();
+    for who in ["bea@example.test", "carl@example.test", "dan@example.test"] {
+        assert!(added.contains(&who), "{who} missing from {added:?}");
+    }
+    for (env, dir) in [(&ada, &ada_dir), (&bea, &bea_dir)] {
+        let report: Value =
+            serde_json::from_str(&env.seal(dir, &["audit", "verify", "--json"])).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["signers"].as_array().unwrap().len(), 4);
+    }
+    // A plain `git fetch` now brings the chain along.
+    let fetched = bea.git(&bea_dir, &["rev-parse", "refs/seal-remote/origin/audit"]);
+    assert_eq!(fetched, tip_b);
+}
+
+#[test]
+fn sync_refuses_a_remote_chain_that_does_not_verify() {
+    let Team {
+        ada,
+        bea,
+        ada_dir,
+        bea_dir,
+    } = team();
+    // Someone pushes a forged entry to the server.
+    let entry = next_entry_text(&ada, &ada_dir, "seal");
+    forge_entry(&ada, &ada_dir, &entry, None);
+    ada.git(&ada_dir, &["push", "-q", "origin", &format!("{REF}:{REF}")]);
+    let before = bea.git(&bea_dir, &["rev-parse", REF]);
+    let err = stderr(&bea.fails("git-seal", &bea_dir, &["audit", "sync"], 1));
+    assert!(
+        err.contains("does not verify") && err.contains("unsigned entry"),
+        "{err}"
+    );
+    assert_eq!(bea.git(&bea_dir, &["rev-parse", REF]), before);
+}
+
+#[test]
+fn parallel_appenders_in_one_repository_lose_nothing() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let keys: Vec<String> = (0..8)
+        .map(|i| ssh_keygen(&env, &format!("k{i}"), &format!("u{i}@example.test")).1)
+        .collect();
+    let children: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            env.command("git-seal", &dir)
+                .args(["audit", "signer", "add", key])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let log = log_json(&env, &dir);
+    assert_eq!(log.len(), 9);
+    let seqs: Vec<u64> = log.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=9).rev().collect::<Vec<_>>());
+    env.seal(&dir, &["audit", "verify"]);
+}
+
+#[test]
+fn chain_survives_gc() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let (_, key) = ssh_keygen(&env, "k", "bea@example.test");
+    env.seal(&dir, &["audit", "signer", "add", &key]);
+    let tip = env.git(&dir, &["rev-parse", REF]);
+    env.git(&dir, &["gc", "-q", "--prune=now", "--aggressive"]);
+    assert_eq!(env.git(&dir, &["rev-parse", REF]), tip);
+    let packed = std::fs::read_to_string(dir.join(".git/packed-refs")).unwrap();
+    assert!(packed.contains(REF), "{packed}");
+    env.seal(&dir, &["audit", "verify"]);
+    // Appending still works on a packed ref.
+    let (_, key) = ssh_keygen(&env, "k2", "carl@example.test");
+    env.seal(&dir, &["audit", "signer", "add", &key]);
+    assert_eq!(log_json(&env, &dir).len(), 3);
+}
