@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Benchmark: `git seal audit verify` speed on a long chain.
+#
+#   bench/audit.sh [ENTRIES]      (default 50000)
+#
+# Builds a chain of ENTRIES signed entries and prints the entries verified
+# per second by the release binary, with loose objects and after `git gc`.
+# Target (issue 5): at least 20,000 entries per second.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+exec cargo bench --locked --quiet --manifest-path "$root/Cargo.toml" --bench audit -- "${1:-50000}"
