@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::audit;
 use crate::envelope;
 use crate::error::CommandResult;
 use crate::project::Project;
@@ -49,6 +50,10 @@ pub struct KekStatus {
 #[derive(Serialize)]
 pub struct AuditStatus {
     pub tip: Option<String>,
+    /// Whether `git seal audit verify` would pass (`None`: no chain).
+    pub verified: Option<bool>,
+    pub entries: usize,
+    pub findings: usize,
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
@@ -120,12 +125,25 @@ pub fn collect(project: &Project) -> CommandResult<Status> {
             .map(|s| s.to_string())
             .collect(),
         hooks_installed,
-        audit: AuditStatus {
-            tip: project
-                .repo
-                .ref_target("refs/seal/audit")
-                .map(|o| o.to_string()),
-        },
+        audit: audit_status(&project.repo)?,
+    })
+}
+
+fn audit_status(repo: &crate::repo::Repo) -> CommandResult<AuditStatus> {
+    let Some(tip) = audit::chain::tip(repo) else {
+        return Ok(AuditStatus {
+            tip: None,
+            verified: None,
+            entries: 0,
+            findings: 0,
+        });
+    };
+    let report = audit::verify::verify(repo, tip, &Default::default())?;
+    Ok(AuditStatus {
+        tip: Some(tip.to_string()),
+        verified: Some(report.ok()),
+        entries: report.entries,
+        findings: report.findings.len(),
     })
 }
 
@@ -179,8 +197,15 @@ fn print_text(s: &Status) {
     } else {
         println!("hooks: {}", s.hooks_installed.join(", "));
     }
-    match &s.audit.tip {
-        Some(tip) => println!("audit chain: refs/seal/audit at {tip}"),
-        None => println!("audit chain: none (refs/seal/audit does not exist)"),
+    match (&s.audit.tip, s.audit.verified) {
+        (Some(tip), Some(true)) => println!(
+            "audit chain: refs/seal/audit at {tip}, {} entries, verified",
+            s.audit.entries
+        ),
+        (Some(tip), _) => println!(
+            "audit chain: refs/seal/audit at {tip}, {} entries, NOT verified: {} finding(s) (run `git seal audit verify`)",
+            s.audit.entries, s.audit.findings
+        ),
+        (None, _) => println!("audit chain: none (refs/seal/audit does not exist; run `git seal init`)"),
     }
 }

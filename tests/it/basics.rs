@@ -347,8 +347,13 @@ fn status_reports_keks_sealed_files_and_state() {
     assert_eq!(json["sealed_in_head"][&kid], 1);
     assert_eq!(json["locked"], serde_json::json!([]));
     assert_eq!(json["drivers_missing"], serde_json::json!([]));
-    assert!(json["audit"].is_object());
+    assert_eq!(json["audit"]["verified"], true);
+    assert_eq!(
+        json["audit"]["tip"].as_str().unwrap(),
+        env.git(&dir, &["rev-parse", "refs/seal/audit"]).trim()
+    );
     let text = env.seal(&dir, &["status"]);
+    assert!(text.contains("entries, verified"), "{text}");
     assert!(
         text.contains(&kid)
             && text.contains("usable here: yes")
