@@ -12,6 +12,8 @@ pub mod entry;
 pub mod signer;
 pub mod verify;
 
+use std::collections::BTreeSet;
+
 use serde_json::{json, Map, Value};
 
 use crate::envelope;
@@ -68,12 +70,7 @@ pub fn trusted_signer(repo: &Repo) -> Result<Option<Signer>, AuditError> {
         return Ok(None);
     };
     let signer = Signer::load_or_create()?;
-    let report = verify::verify(repo, tip, &verify::Options::default())?;
-    if report
-        .signers
-        .iter()
-        .any(|s| s.fingerprint == signer.fingerprint())
-    {
+    if named_signers(repo, tip)?.contains(signer.fingerprint()) {
         return Ok(Some(signer));
     }
     eprintln!(
@@ -82,6 +79,65 @@ pub fn trusted_signer(repo: &Repo) -> Result<Option<Signer>, AuditError> {
         signer.public_openssh()
     );
     Ok(None)
+}
+
+/// The signers the chain at `tip` names as trusted (the `init` entry's
+/// signer and every `signer-add` fingerprint). This is the hooks' quick
+/// test of whether to append, not verification: it reads only the entries
+/// added since the last call (remembered in `.git/seal/audit-signers`), so
+/// a commit stays fast on a long chain. `audit verify` checks properly.
+fn named_signers(repo: &Repo, tip: Oid) -> Result<BTreeSet<String>, AuditError> {
+    let cache = repo.common_dir().join("seal").join("audit-signers");
+    let mut known: Option<Oid> = None;
+    let mut signers = BTreeSet::new();
+    if let Ok(text) = std::fs::read_to_string(&cache) {
+        let mut lines = text.lines();
+        if let Some(id) = lines.next().and_then(|l| Oid::from_str(l).ok()) {
+            if repo.is_ancestor(id, tip).unwrap_or(false) {
+                known = Some(id);
+                signers.extend(lines.map(str::to_owned));
+            }
+        }
+    }
+    if known == Some(tip) {
+        return Ok(signers);
+    }
+    let hide: Vec<Oid> = known.into_iter().collect();
+    for id in repo.commits_between(&[tip], &hide)? {
+        let commit = chain::read_commit(repo, id).map_err(|problem| AuditError::Chain {
+            commit: id,
+            problem,
+        })?;
+        let Ok(entry) = chain::read_entry(repo, commit.tree) else {
+            continue;
+        };
+        match entry.event.as_str() {
+            entry::EVENT_INIT => {
+                signers.insert(entry.actor.signer.clone());
+            }
+            entry::EVENT_SIGNER_ADD => {
+                if let Some(fingerprint) = entry.data_str("fingerprint") {
+                    signers.insert(fingerprint.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut text = format!("{tip}\n");
+    for s in &signers {
+        text.push_str(s);
+        text.push('\n');
+    }
+    // A cache: failing to write it only costs time next time.
+    let dir = cache.parent().expect("has a parent");
+    let _ = std::fs::create_dir_all(dir)
+        .and_then(|()| tempfile::NamedTempFile::new_in(dir))
+        .and_then(|mut tmp| {
+            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+            tmp.persist(&cache).map_err(|e| e.error)?;
+            Ok(())
+        });
+    Ok(signers)
 }
 
 /// post-commit: append a `seal` entry for the sealed paths HEAD changed

@@ -31,7 +31,10 @@ fn events(env: &Env, dir: &Path) -> Vec<String> {
 fn ssh_keygen(env: &Env, name: &str, comment: &str) -> (PathBuf, String) {
     let dir = env.path(name);
     let key = git_seal::audit::Signer::load_or_create_in(&dir).unwrap();
-    (dir.join("ed25519"), format!("{} {comment}", key.public_openssh()))
+    (
+        dir.join("ed25519"),
+        format!("{} {comment}", key.public_openssh()),
+    )
 }
 
 /// Is `ssh-keygen` here (stock `git verify-commit` and SSH signing need
