@@ -3,13 +3,14 @@
 //! sequence numbers along parents, and optionally that an old tip is still
 //! an ancestor. Needs no private key.
 //!
-//! Speed: the commits are read in one pass (to learn the graph); reading
-//! each entry and checking its signature, the costly part, runs on every
-//! core, each thread with its own repository handle; trust and sequence
-//! checks then run in parent-first order.
+//! Speed: one thread walks the commits (to learn the graph) while threads
+//! with their own repository handles read the entries and check the
+//! signatures in batches, the costly part; trust and sequence checks then
+//! run in parent-first order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::{mpsc, Mutex};
 
 use ssh_key::{HashAlg, SshSig};
 
@@ -70,8 +71,7 @@ struct Checked {
 /// Verify the chain ending at `tip`.
 pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditError> {
     let mut findings = Vec::new();
-    let (order, commits) = walk(repo, tip)?;
-    let checked = check_all(repo, &order, &commits)?;
+    let (order, read) = read_checked(repo, tip)?;
 
     let index: HashMap<Oid, usize> = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut seqs: Vec<Option<u64>> = vec![None; order.len()];
@@ -82,11 +82,9 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
     let mut root: Option<Oid> = None;
 
     for (i, id) in order.iter().enumerate() {
-        let commit = &commits[id];
-        let check = &checked[i];
+        let (commit_parents, check) = &read[id];
         let mut problems = check.problems.clone();
-        let parents: Vec<usize> = commit
-            .parents
+        let parents: Vec<usize> = commit_parents
             .iter()
             .filter_map(|p| index.get(p).copied())
             .collect();
@@ -121,7 +119,7 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
                     entry.actor.signer
                 ));
             }
-            if commit.parents.is_empty() {
+            if commit_parents.is_empty() {
                 if entry.event != entry::EVENT_INIT {
                     problems.push(format!(
                         "the chain's first entry is `{}`, not `init`",
@@ -169,10 +167,10 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
                     Err(e) => problems.push(e),
                 }
             }
-            // Descendants are numbered against what the entry claims, even
-            // if it has other problems (which are reported on their own).
-            seqs[i] = Some(entry.seq);
         }
+        // Descendants are numbered against what the entry claims, even if
+        // it has other problems (which are reported on their own).
+        seqs[i] = check.entry.as_ref().map(|e| e.seq);
         for reason in problems {
             findings.push(Finding {
                 commit: Some(*id),
@@ -271,34 +269,118 @@ pub fn walk(repo: &Repo, tip: Oid) -> Result<(Vec<Oid>, HashMap<Oid, RawCommit>)
     Ok((order, commits))
 }
 
-/// Read entries and check signatures on all cores.
-fn check_all(
+/// Entries handed to a checking thread at a time.
+const CHUNK: usize = 256;
+
+/// Every entry reachable from `tip`, parent-first, with its parents and its
+/// checked entry and signature. This thread walks the commits (it must: a
+/// commit names its parents) and hands them in chunks to threads that read
+/// the entries and check the signatures, so both run at once.
+#[allow(clippy::type_complexity)]
+fn read_checked(
     repo: &Repo,
-    order: &[Oid],
-    commits: &HashMap<Oid, RawCommit>,
-) -> Result<Vec<Checked>, AuditError> {
+    tip: Oid,
+) -> Result<(Vec<Oid>, HashMap<Oid, (Vec<Oid>, Checked)>), AuditError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    if threads == 1 || order.len() < 64 {
-        return Ok(check_chunk(repo, order, commits));
-    }
-    let chunk = order.len().div_ceil(threads);
     let handles: Vec<Repo> = (0..threads)
         .map(|_| repo.reopen())
         .collect::<Result<_, _>>()?;
-    let results: Vec<Vec<Checked>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = order
-            .chunks(chunk)
-            .zip(handles)
-            .map(|(ids, handle)| scope.spawn(move || check_chunk(&handle, ids, commits)))
-            .collect();
-        workers
+    let (send, receive) = mpsc::channel::<Vec<(Oid, RawCommit)>>();
+    let receive = Mutex::new(receive);
+    let (walked, results) = std::thread::scope(|scope| {
+        let workers: Vec<_> = handles
             .into_iter()
-            .map(|w| w.join().expect("verify thread"))
-            .collect()
+            .map(|handle| {
+                let receive = &receive;
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let next = receive.lock().expect("queue lock").recv();
+                        match next {
+                            Ok(chunk) => out.extend(check_chunk(&handle, chunk)),
+                            Err(_) => return out,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let walked = discover(repo, tip, |chunk| {
+            // A send fails only if every worker panicked; join reports it.
+            let _ = send.send(chunk);
+        });
+        drop(send);
+        let results: Vec<_> = workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("verify thread"))
+            .collect();
+        (walked, results)
     });
-    Ok(results.into_iter().flatten().collect())
+    walked?;
+    let read: HashMap<Oid, (Vec<Oid>, Checked)> = results
+        .into_iter()
+        .map(|(id, parents, checked)| (id, (parents, checked)))
+        .collect();
+    let order = parent_first(tip, |id| read.get(&id).map(|(p, _)| p.as_slice()));
+    Ok((order, read))
+}
+
+/// Read every commit reachable from `tip`, passing them on in chunks.
+fn discover(
+    repo: &Repo,
+    tip: Oid,
+    mut emit: impl FnMut(Vec<(Oid, RawCommit)>),
+) -> Result<(), AuditError> {
+    let mut seen: HashSet<Oid> = HashSet::new();
+    let mut stack = vec![tip];
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let commit = chain::read_commit(repo, id).map_err(|reason| AuditError::Chain {
+            commit: id,
+            problem: format!("cannot read the chain: {reason}"),
+        })?;
+        stack.extend(commit.parents.iter().filter(|p| !seen.contains(p)));
+        chunk.push((id, commit));
+        if chunk.len() == CHUNK {
+            emit(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+        }
+    }
+    if !chunk.is_empty() {
+        emit(chunk);
+    }
+    Ok(())
+}
+
+/// The commits reachable from `tip` (as far as `parents` knows them),
+/// each after all of its parents.
+fn parent_first<'a>(tip: Oid, parents: impl Fn(Oid) -> Option<&'a [Oid]>) -> Vec<Oid> {
+    let mut order = Vec::new();
+    let mut done: HashSet<Oid> = HashSet::new();
+    let mut stack: Vec<(Oid, bool)> = vec![(tip, false)];
+    while let Some((id, expanded)) = stack.pop() {
+        if expanded {
+            if done.insert(id) {
+                order.push(id);
+            }
+            continue;
+        }
+        if done.contains(&id) {
+            continue;
+        }
+        let Some(ps) = parents(id) else { continue };
+        stack.push((id, true));
+        stack.extend(
+            ps.iter()
+                .rev()
+                .filter(|p| !done.contains(*p))
+                .map(|p| (*p, false)),
+        );
+    }
+    order
 }
 
 /// Decompressed public keys, by their 32 bytes (a chain has few signers),
@@ -324,13 +406,12 @@ struct Pending {
 /// the bad entries.
 const BATCH: usize = 64;
 
-/// Read the entries of `ids` and check their signatures.
-fn check_chunk(repo: &Repo, ids: &[Oid], commits: &HashMap<Oid, RawCommit>) -> Vec<Checked> {
+/// Read the entries of `commits` and check their signatures.
+fn check_chunk(repo: &Repo, commits: Vec<(Oid, RawCommit)>) -> Vec<(Oid, Vec<Oid>, Checked)> {
     let mut keys = KeyCache::default();
-    let mut checked = Vec::with_capacity(ids.len());
+    let mut checked = Vec::with_capacity(commits.len());
     let mut pending: Vec<(usize, Pending)> = Vec::new();
-    for id in ids {
-        let commit = &commits[id];
+    for (id, commit) in commits {
         let mut problems = Vec::new();
         let entry = chain::read_entry(repo, commit.tree)
             .map_err(|e| problems.push(e))
@@ -342,11 +423,15 @@ fn check_chunk(repo: &Repo, ids: &[Oid], commits: &HashMap<Oid, RawCommit>) -> V
                 Err(e) => problems.push(e),
             },
         }
-        checked.push(Checked {
-            entry,
-            signer: None,
-            problems,
-        });
+        checked.push((
+            id,
+            commit.parents,
+            Checked {
+                entry,
+                signer: None,
+                problems,
+            },
+        ));
     }
     for batch in pending.chunks(BATCH) {
         let messages: Vec<&[u8]> = batch.iter().map(|(_, p)| p.signed.as_slice()).collect();
@@ -355,9 +440,10 @@ fn check_chunk(repo: &Repo, ids: &[Oid], commits: &HashMap<Oid, RawCommit>) -> V
         let all_good = ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
         for (i, p) in batch {
             if all_good || p.signer.key.verify_strict(&p.signed, &p.signature).is_ok() {
-                checked[*i].signer = Some((p.signer.fingerprint.clone(), p.signer.openssh.clone()));
+                checked[*i].2.signer =
+                    Some((p.signer.fingerprint.clone(), p.signer.openssh.clone()));
             } else {
-                checked[*i].problems.push(format!(
+                checked[*i].2.problems.push(format!(
                     "bad signature by {}: the entry or its commit was changed after signing",
                     p.signer.fingerprint
                 ));
@@ -416,4 +502,50 @@ fn parse_signature(pem: &str, payload: &[u8], keys: &mut KeyCache) -> Result<Pen
         signed,
         signature,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::chain::{write_entry, NewEntry};
+    use crate::audit::Signer;
+    use serde_json::Map;
+
+    /// A chain longer than a batch and a chunk, with one entry whose
+    /// signature was made over other bytes: exactly that entry is named.
+    #[test]
+    fn a_bad_signature_among_many_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        git2::Repository::init(&dir).unwrap();
+        let repo = Repo::discover(&dir).unwrap();
+        let signer = Signer::load_or_create_in(&tmp.path().join("signer")).unwrap();
+        let mut tip: Option<Oid> = None;
+        let mut forged = None;
+        for seq in 1..=300u64 {
+            let event = if seq == 1 { "init" } else { "seal" };
+            let parents: Vec<Oid> = tip.into_iter().collect();
+            let new = NewEntry {
+                event,
+                data: Map::new(),
+            };
+            let id = write_entry(&repo, &signer, &parents, seq, &new).unwrap();
+            tip = Some(if seq == 200 {
+                // Same entry, signature over something else.
+                let raw = chain::read_commit(&repo, id).unwrap();
+                let buffer = String::from_utf8(raw.payload).unwrap();
+                let other = signer.sign(b"something else").unwrap();
+                let bad = repo.write_signed_commit(&buffer, other.trim_end()).unwrap();
+                forged = Some(bad);
+                bad
+            } else {
+                id
+            });
+        }
+        let report = verify(&repo, tip.unwrap(), &Options::default()).unwrap();
+        assert_eq!(report.entries, 300);
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert_eq!(report.findings[0].commit, forged);
+        assert!(report.findings[0].reason.contains("bad signature"));
+    }
 }
