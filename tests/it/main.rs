@@ -2,5 +2,7 @@
 //! temporary repositories (see `harness`).
 
 mod basics;
+mod check;
 mod filter;
 mod harness;
+mod hooks;
