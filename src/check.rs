@@ -435,8 +435,9 @@ pub fn check_arrivals(repo: &Repo, old: Option<Oid>, new: Oid) -> Result<Arrival
 
 /// The pre-commit check: the index as it would be committed, judged by the
 /// rules staged with it, reading staged blobs directly (so a clone without
-/// the filter is checked all the same). Reads the blobs of paths that must
-/// be sealed and of paths whose staged blob differs from HEAD's.
+/// the filter is checked all the same). Reads only the blobs whose staged
+/// version differs from HEAD's, or every staged blob when the commit changes
+/// the rules (`.seal/policy.json`, `.gitattributes`, `.seal/keys/`).
 pub fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
     let available = available_kids();
     let entries = repo.index_blobs()?;
@@ -474,12 +475,22 @@ pub fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
         })
         .collect();
     let policy_changed = staged.get(policy::PATH) != head.get(policy::PATH);
+    // Entries unchanged since HEAD were judged when HEAD was committed,
+    // unless the rules changed: then every entry is judged again.
+    let is_rule_file =
+        |p: &str| p == policy::PATH || p == ".gitattributes" || p.starts_with(".seal/keys/");
+    let rules_changed = entries
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .chain(head.keys().map(String::as_str))
+        .filter(|p| is_rule_file(p))
+        .any(|p| staged.get(p) != head.get(p));
     let mut facts_of: HashMap<Oid, BlobFacts> = HashMap::new();
     for (path, id) in &entries {
         let sealed = rules.requires_seal(path)
             || (!policy::is_exempt(path) && repo.has_seal_filter(path)?);
         let before = head.get(path);
-        if !sealed && before == Some(id) {
+        if before == Some(id) && !rules_changed {
             continue;
         }
         if !facts_of.contains_key(id) {

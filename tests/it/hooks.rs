@@ -244,19 +244,8 @@ fn no_verify_is_caught_by_check_naming_commit_and_path() {
     env.stage_raw(&dir, "secrets/leak.env", b"LEAK=1\n");
     env.git(&dir, &["commit", "-q", "--no-verify", "-m", "leak"]);
     let leak = env.rev(&dir, "HEAD");
-    // Every later commit is refused too while HEAD holds the plaintext.
-    commit_fails(&env, &dir);
-    env.git(
-        &dir,
-        &[
-            "commit",
-            "-q",
-            "--no-verify",
-            "--allow-empty",
-            "-m",
-            "after",
-        ],
-    );
+    // Later commits that do not touch it pass the hook; check still fails.
+    env.git(&dir, &["commit", "-q", "--allow-empty", "-m", "after"]);
     let out = env.fails("git-seal", &dir, &["check"], 1);
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "{text}");
