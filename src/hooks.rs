@@ -194,7 +194,7 @@ mod tests {
         {
             let text = template(name).unwrap();
             assert!(text.contains(MARKER), "{name}");
-            assert!(text.contains(&format!("git-seal hook \"$hook\"")), "{name}");
+            assert!(text.contains("git-seal hook \"$hook\""), "{name}");
             assert!(text.contains(&format!("hook={name}\n")), "{name}");
         }
     }

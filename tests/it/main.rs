@@ -6,3 +6,4 @@ mod check;
 mod filter;
 mod harness;
 mod hooks;
+mod policy;
