@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod envelope;
 pub mod error;
 pub mod filter;
+pub mod hooks;
 pub mod keys;
 pub mod kid;
 pub mod meta;

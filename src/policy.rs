@@ -103,6 +103,79 @@ fn compile(text: &str, globs: &[String]) -> Result<GlobSet, PolicyError> {
     })
 }
 
+/// Built-in never-commit glob: a git-seal key file copied into a work tree.
+pub const KEY_FILE_GLOB: &str = "k_????????????????.key";
+
+fn builtin_never() -> &'static GlobSet {
+    static SET: std::sync::OnceLock<GlobSet> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        let mut set = GlobSetBuilder::new();
+        set.add(glob_for(KEY_FILE_GLOB).expect("built-in glob"));
+        set.build().expect("built-in glob")
+    })
+}
+
+/// git-seal's own files, which are never sealed whatever a glob says (the
+/// guard lines of `.gitattributes` say the same to Git).
+pub fn is_exempt(path: &str) -> bool {
+    path == ".gitattributes" || path.starts_with(".seal/")
+}
+
+/// The `filter=seal` patterns of one `.gitattributes` file (the root one:
+/// nested `.gitattributes` files are not read here), evaluated as Git does:
+/// the last line that sets or unsets `filter` for a path wins.
+#[derive(Clone, Debug, Default)]
+pub struct SealAttributes {
+    rules: Vec<(globset::GlobMatcher, bool)>,
+    /// Patterns that set `filter=seal`, in file order.
+    pub patterns: Vec<String>,
+}
+
+impl SealAttributes {
+    /// Parse `.gitattributes` text. Lines Git would ignore (comments,
+    /// negative patterns, unparsable globs) are skipped here too.
+    pub fn parse(text: &str) -> SealAttributes {
+        let mut attrs = SealAttributes::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let Some(pattern) = words.next() else {
+                continue;
+            };
+            if pattern.starts_with('#') || pattern.starts_with('!') || pattern.ends_with('/') {
+                continue;
+            }
+            let mut sealed = None;
+            for word in words {
+                match word {
+                    "filter=seal" => sealed = Some(true),
+                    "-filter" | "!filter" => sealed = Some(false),
+                    w if w.starts_with("filter=") => sealed = Some(false),
+                    _ => {}
+                }
+            }
+            let Some(sealed) = sealed else {
+                continue;
+            };
+            if let Ok(glob) = glob_for(pattern) {
+                attrs.rules.push((glob.compile_matcher(), sealed));
+                if sealed {
+                    attrs.patterns.push(pattern.to_owned());
+                }
+            }
+        }
+        attrs
+    }
+
+    /// Does this file give `path` the `filter=seal` attribute?
+    pub fn seals(&self, path: &str) -> bool {
+        self.rules
+            .iter()
+            .rev()
+            .find(|(glob, _)| glob.is_match(path))
+            .is_some_and(|(_, sealed)| *sealed)
+    }
+}
+
 fn glob_for(pattern: &str) -> Result<Glob, globset::Error> {
     let trimmed = pattern.strip_prefix('/').unwrap_or(pattern);
     let anchored = pattern.starts_with('/') || trimmed.contains('/');
@@ -160,8 +233,19 @@ impl Policy {
         self.sealed.is_match(path)
     }
 
+    /// Must `path` never be committed? Key files named like git-seal's
+    /// (`k_<16 hex>.key`) never may, whatever the policy says.
     pub fn never_commit(&self, path: &str) -> bool {
-        self.never.is_match(path)
+        self.never_commit_glob(path).is_some()
+    }
+
+    /// The never-commit glob that matches `path` (the built-in key-file
+    /// glob included), for messages.
+    pub fn never_commit_glob(&self, path: &str) -> Option<&str> {
+        if let Some(&at) = self.never.matches(path).first() {
+            return Some(&self.file.never_commit[at]);
+        }
+        builtin_never().is_match(path).then_some(KEY_FILE_GLOB)
     }
 
     /// Recipients for `path`, or `None` for the default (the active KEK).
@@ -229,6 +313,30 @@ mod tests {
             Policy::parse("{\n\"schema\": \"git-seal.policy/v1\",\n\"bogus\": 1}", &[]),
             Err(PolicyError::Syntax { line: 3, .. })
         ));
+    }
+
+    #[test]
+    fn never_commit_names_its_glob_and_knows_key_files() {
+        let text = r#"{"schema": "git-seal.policy/v1", "never_commit": ["*.pem"]}"#;
+        let p = Policy::parse(text, &[]).unwrap();
+        assert_eq!(p.never_commit_glob("certs/site.pem"), Some("*.pem"));
+        assert_eq!(
+            p.never_commit_glob("backup/k_0123456789abcdef.key"),
+            Some(KEY_FILE_GLOB)
+        );
+        assert!(!p.never_commit("k_short.key") && !p.never_commit("README"));
+    }
+
+    #[test]
+    fn gitattributes_last_line_wins() {
+        let attrs = SealAttributes::parse(
+            "# comment\nsecrets/** filter=seal diff=seal merge=seal\n*.env filter=seal\nsecrets/public.txt -filter\n/.seal/** !filter !diff !merge\n*.png binary\n",
+        );
+        assert!(attrs.seals("secrets/a") && attrs.seals("x/y/prod.env"));
+        assert!(!attrs.seals("secrets/public.txt") && !attrs.seals("README"));
+        assert!(!attrs.seals(".seal/x.env"));
+        assert_eq!(attrs.patterns, vec!["secrets/**", "*.env"]);
+        assert!(is_exempt(".seal/policy.json") && is_exempt(".gitattributes"));
     }
 
     #[test]

@@ -83,16 +83,26 @@ pub const HOOK_NAMES: &[&str] = &[
     "post-rewrite",
 ];
 
-/// Where hooks go: `core.hooksPath` if set (relative to the work tree), else
-/// the common git dir's `hooks/` (shared by linked worktrees).
+/// Hooks git-seal installs in a bare (server) repository.
+pub const SERVER_HOOK_NAMES: &[&str] = &["pre-receive"];
+
+/// Where hooks go: `core.hooksPath` if set (`~/` expanded; relative to the
+/// work tree top, or to the git dir in a bare repository, as Git resolves
+/// it), else the common git dir's `hooks/` (shared by linked worktrees).
 pub fn hooks_dir(repo: &Repo) -> std::path::PathBuf {
     match repo.config_get("core.hooksPath") {
         Some(path) => {
-            let path = std::path::PathBuf::from(path);
+            let path = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+                (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+                _ => std::path::PathBuf::from(path),
+            };
             if path.is_absolute() {
                 path
             } else {
-                repo.workdir("hooks").map(|w| w.join(&path)).unwrap_or(path)
+                match repo.workdir("hooks") {
+                    Ok(top) => top.join(&path),
+                    Err(_) => repo.git_dir().join(&path),
+                }
             }
         }
         None => repo.common_dir().join("hooks"),

@@ -17,7 +17,8 @@ use crate::setup;
 /// Creates a KEK (or adopts the one `.seal/keys/` names, as in a fresh clone),
 /// writes `.seal/`, adds `PATTERN filter=seal diff=seal merge=seal` lines to
 /// `.gitattributes`, records each PATTERN as required-sealed in
-/// `.seal/policy.json`, and configures the filter, diff and merge drivers.
+/// `.seal/policy.json`, configures the filter, diff and merge drivers, and
+/// installs the hooks (as `git seal hooks install` does).
 /// Running it again changes nothing that is already right and never replaces
 /// an existing KEK.
 #[derive(clap::Args, Debug)]
@@ -96,6 +97,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
     if !fixed.is_empty() {
         println!("git-seal: configured {}", fixed.join(", "));
     }
+    crate::cli::hooks::install(&repo, false)?;
     start_audit_chain(&repo, &keks)?;
     // A fresh clone checked its sealed files out before the filter existed:
     // open them now if the key is here (never discarding local changes).

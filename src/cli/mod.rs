@@ -6,14 +6,19 @@ use clap::{Parser, Subcommand};
 use crate::error::CommandResult;
 
 pub mod audit;
+pub mod check;
 pub mod decrypt;
+pub mod doctor;
 pub mod encrypt;
 pub mod filter_process;
 pub mod git;
+pub mod hook;
+pub mod hooks;
 pub mod init;
 pub mod io;
 pub mod lock;
 pub mod merge;
+pub mod migrate;
 pub mod status;
 pub mod textconv;
 pub mod unlock;
@@ -44,7 +49,13 @@ pub enum Command {
     Status(status::Args),
     Encrypt(encrypt::Args),
     Decrypt(decrypt::Args),
+    Check(check::Args),
     Lock(lock::Args),
+    Hooks(hooks::Args),
+    Migrate(migrate::Args),
+    Doctor(doctor::Args),
+    #[command(hide = true)]
+    Hook(hook::Args),
     Unlock(unlock::Args),
     Audit(audit::Args),
     #[command(name = "filter-process", hide = true)]
@@ -67,7 +78,12 @@ pub fn run(cli: Cli) -> CommandResult<u8> {
         Command::Status(args) => status::run(args),
         Command::Encrypt(args) => encrypt::run(args),
         Command::Decrypt(args) => decrypt::run(args),
+        Command::Check(args) => check::run(args),
         Command::Lock(args) => lock::run(args),
+        Command::Hooks(args) => hooks::run(args),
+        Command::Migrate(args) => migrate::run(args),
+        Command::Doctor(args) => doctor::run(args),
+        Command::Hook(args) => hook::run(args),
         Command::Unlock(args) => unlock::run(args),
         Command::Audit(args) => audit::run(args),
         Command::FilterProcess(args) => filter_process::run_process(args),

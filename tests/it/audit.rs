@@ -116,9 +116,10 @@ fn next_entry_text(env: &Env, dir: &Path, event: &str) -> String {
 fn init_starts_a_chain_that_stock_git_verify_commit_accepts() {
     let env = Env::new();
     let dir = env.sealed_repo("r");
+    // init's entry, then the set-up commit's `policy` entry (post-commit).
+    assert_eq!(events(&env, &dir), ["policy", "init"]);
     let entries = log_json(&env, &dir);
-    assert_eq!(entries.len(), 1);
-    let init = &entries[0];
+    let init = &entries[1];
     assert_eq!(init["event"], "init");
     assert_eq!(init["seq"], 1);
     assert_eq!(init["schema"], "git-seal.audit/v1");
@@ -138,12 +139,12 @@ fn init_starts_a_chain_that_stock_git_verify_commit_accepts() {
 
     // Running init again adds nothing.
     env.seal(&dir, &["init"]);
-    assert_eq!(log_json(&env, &dir).len(), 1);
+    assert_eq!(log_json(&env, &dir).len(), 2);
 
     // Add a second signer, then check every entry with stock git.
     let (_, colleague) = ssh_keygen(&env, "colleague", "bea@example.test");
     env.seal(&dir, &["audit", "signer", "add", &colleague]);
-    assert_eq!(events(&env, &dir), ["signer-add", "init"]);
+    assert_eq!(events(&env, &dir), ["signer-add", "policy", "init"]);
     let signers = env.path("allowed_signers");
     env.seal(
         &dir,
@@ -170,11 +171,11 @@ fn init_starts_a_chain_that_stock_git_verify_commit_accepts() {
     assert_eq!(env.seal(&dir, &["audit", "allowed-signers"]), text);
 
     let ok = env.seal(&dir, &["audit", "verify"]);
-    assert!(ok.contains("audit chain verified: 2 entries"), "{ok}");
+    assert!(ok.contains("audit chain verified: 3 entries"), "{ok}");
     let report: Value =
         serde_json::from_str(&env.seal(&dir, &["audit", "verify", "--json"])).unwrap();
     assert_eq!(report["ok"], true);
-    assert_eq!(report["entries"], 2);
+    assert_eq!(report["entries"], 3);
     assert_eq!(report["signers"].as_array().unwrap().len(), 2);
     assert_eq!(report["findings"].as_array().unwrap().len(), 0);
     let root = report["root"].as_str().unwrap().to_owned();
@@ -352,7 +353,14 @@ fn team() -> Team {
     let server = ada.path("server.git");
     ada.git(
         ada.tmp.path(),
-        &["init", "-q", "--bare", server.to_str().unwrap()],
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            server.to_str().unwrap(),
+        ],
     );
     let ada_dir = ada.sealed_repo("ada");
     ada.git(
@@ -423,7 +431,7 @@ fn two_clones_appending_and_syncing_converge_keeping_every_entry() {
     );
     ada.seal(&ada_dir, &["audit", "sync"]);
     bea.seal(&bea_dir, &["audit", "sync"]);
-    assert_eq!(events(&bea, &bea_dir), ["signer-add", "init"]);
+    assert_eq!(events(&bea, &bea_dir), ["signer-add", "policy", "init"]);
 
     // Both append while apart.
     let (_, carl) = ssh_keygen(&ada, "carl", "carl@example.test");
@@ -447,6 +455,7 @@ fn two_clones_appending_and_syncing_converge_keeping_every_entry() {
         [
             "chain-merge",
             "init",
+            "policy",
             "signer-add",
             "signer-add",
             "signer-add"
@@ -454,7 +463,7 @@ fn two_clones_appending_and_syncing_converge_keeping_every_entry() {
     );
     assert_eq!(log[0]["event"], "chain-merge");
     assert_eq!(log[0]["parents"].as_array().unwrap().len(), 2);
-    assert_eq!(log[0]["seq"], 4);
+    assert_eq!(log[0]["seq"], 5);
     let added: Vec<&str> = log
         .iter()
         .filter_map(|e| e["data"]["email"].as_str())
@@ -517,9 +526,9 @@ fn parallel_appenders_in_one_repository_lose_nothing() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let log = log_json(&env, &dir);
-    assert_eq!(log.len(), 9);
+    assert_eq!(log.len(), 10);
     let seqs: Vec<u64> = log.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=9).rev().collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=10).rev().collect::<Vec<_>>());
     env.seal(&dir, &["audit", "verify"]);
 }
 
@@ -538,5 +547,215 @@ fn chain_survives_gc() {
     // Appending still works on a packed ref.
     let (_, key) = ssh_keygen(&env, "k2", "carl@example.test");
     env.seal(&dir, &["audit", "signer", "add", &key]);
+    assert_eq!(log_json(&env, &dir).len(), 4);
+}
+
+/// Give `to` the key files of `from` (as when a KEK is shared in a team).
+fn copy_keys(from: &Env, to: &Env) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&to.key_dir)
+        .unwrap();
+    for entry in std::fs::read_dir(&from.key_dir).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.key_dir.join(entry.file_name());
+        std::fs::copy(entry.path(), &target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+fn write(dir: &Path, path: &str, content: &str) {
+    let full = dir.join(path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(full, content).unwrap();
+}
+
+#[test]
+fn commits_of_sealed_paths_and_policy_changes_append_signed_entries() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let kid = env.kid();
+    // The set-up commit changed the policy.
+    assert_eq!(events(&env, &dir), ["policy", "init"]);
+
+    write(&dir, "secrets/a.env", "A=1\n");
+    write(&dir, "notes.txt", "not sealed\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "add a secret"]);
+    let head = env.git(&dir, &["rev-parse", "HEAD"]).trim().to_owned();
+    let blob = env
+        .git(&dir, &["rev-parse", "HEAD:secrets/a.env"])
+        .trim()
+        .to_owned();
+    let log = log_json(&env, &dir);
+    let seal = &log[0];
+    assert_eq!(seal["event"], "seal");
+    assert_eq!(seal["seq"], 3);
+    assert_eq!(seal["data"]["commit"], head.as_str());
+    let paths = seal["data"]["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 1, "only the sealed path: {paths:?}");
+    assert_eq!(paths[0]["path"], "secrets/a.env");
+    assert_eq!(paths[0]["change"], "added");
+    assert_eq!(paths[0]["blob"], blob.as_str());
+    assert_eq!(paths[0]["kids"][0], kid.as_str());
+
+    // A commit that touches no sealed path appends nothing.
+    write(&dir, "notes.txt", "still not sealed\n");
+    env.git(&dir, &["commit", "-q", "-am", "notes"]);
     assert_eq!(log_json(&env, &dir).len(), 3);
+
+    // Deleting records the deletion.
+    env.git(&dir, &["rm", "-q", "secrets/a.env"]);
+    env.git(&dir, &["commit", "-q", "-m", "drop"]);
+    let log = log_json(&env, &dir);
+    assert_eq!(log[0]["data"]["paths"][0]["change"], "deleted");
+    env.seal(&dir, &["audit", "verify"]);
+    // No entry ever holds plaintext.
+    for entry in env.git(&dir, &["log", "-p", REF]).lines() {
+        assert!(!entry.contains("A=1"), "{entry}");
+    }
+}
+
+#[test]
+fn an_untrusted_signer_records_nothing_until_added() {
+    let Team {
+        ada,
+        bea,
+        ada_dir,
+        bea_dir,
+    } = team();
+    let before = events(&bea, &bea_dir).len();
+    write(&bea_dir, "secrets/b.env", "B=1\n");
+    bea.git(&bea_dir, &["add", "secrets"]);
+    let out = bea.ok("git", &bea_dir, &["commit", "-q", "-m", "bea's secret"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("not trusted") && err.contains("git seal audit signer add"),
+        "{err}"
+    );
+    assert_eq!(events(&bea, &bea_dir).len(), before);
+    bea.seal(&bea_dir, &["audit", "verify"]);
+
+    // Ada adds Bea's signer; after a sync Bea's commits are recorded.
+    let key = bea.seal(&bea_dir, &["audit", "signer", "show"]);
+    ada.seal(
+        &ada_dir,
+        &[
+            "audit",
+            "signer",
+            "add",
+            key.trim(),
+            "--email",
+            "bea@example.test",
+        ],
+    );
+    ada.seal(&ada_dir, &["audit", "sync"]);
+    bea.seal(&bea_dir, &["audit", "sync"]);
+    write(&bea_dir, "secrets/b.env", "B=2\n");
+    bea.git(&bea_dir, &["commit", "-q", "-am", "bea again"]);
+    let log = log_json(&bea, &bea_dir);
+    assert_eq!(log[0]["event"], "seal");
+    assert_eq!(log[0]["actor"]["email"], "bea@example.test");
+    bea.seal(&bea_dir, &["audit", "verify"]);
+}
+
+#[test]
+fn pull_takes_the_fetched_chain_and_records_the_merge() {
+    let Team {
+        ada,
+        bea,
+        ada_dir,
+        bea_dir,
+    } = team();
+    let key = bea.seal(&bea_dir, &["audit", "signer", "show"]);
+    ada.seal(
+        &ada_dir,
+        &[
+            "audit",
+            "signer",
+            "add",
+            key.trim(),
+            "--email",
+            "bea@example.test",
+        ],
+    );
+    write(&ada_dir, "secrets/a.env", "A=1\n");
+    ada.git(&ada_dir, &["add", "secrets"]);
+    ada.git(&ada_dir, &["commit", "-q", "-m", "ada's secret"]);
+    ada.git(&ada_dir, &["push", "-q", "origin", "main"]);
+    ada.seal(&ada_dir, &["audit", "sync"]);
+    let ada_tip = ada.git(&ada_dir, &["rev-parse", REF]).trim().to_owned();
+
+    // Bea holds the KEK too. Her pull brings the commit and (via the fetch
+    // refspec) the chain; post-merge takes the chain and records what
+    // arrived.
+    copy_keys(&ada, &bea);
+    bea.git(&bea_dir, &["pull", "-q", "--no-rebase"]);
+    assert_eq!(
+        std::fs::read_to_string(bea_dir.join("secrets/a.env")).unwrap(),
+        "A=1\n"
+    );
+    let log = log_json(&bea, &bea_dir);
+    assert_eq!(log[0]["event"], "merge", "{log:?}");
+    assert_eq!(log[0]["data"]["verified"], true);
+    assert_eq!(log[0]["data"]["paths"][0]["path"], "secrets/a.env");
+    assert_eq!(log[1]["commit"], ada_tip.as_str());
+    bea.seal(&bea_dir, &["audit", "verify", "--since", &ada_tip]);
+}
+
+#[test]
+fn parallel_commits_in_linked_worktrees_lose_no_entry() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let before = log_json(&env, &dir).len();
+    let trees: Vec<PathBuf> = (0..6)
+        .map(|i| {
+            let tree = env.path(&format!("wt{i}"));
+            env.git(
+                &dir,
+                &[
+                    "worktree",
+                    "add",
+                    "-q",
+                    "-b",
+                    &format!("b{i}"),
+                    tree.to_str().unwrap(),
+                ],
+            );
+            write(&tree, &format!("secrets/s{i}.env"), &format!("S={i}\n"));
+            env.git(&tree, &["add", "secrets"]);
+            tree
+        })
+        .collect();
+    let children: Vec<_> = trees
+        .iter()
+        .map(|tree| {
+            env.command("git", tree)
+                .args(["commit", "-q", "-m", "parallel"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let log = log_json(&env, &dir);
+    assert_eq!(log.len(), before + 6);
+    let mut paths: Vec<String> = log[..6]
+        .iter()
+        .map(|e| e["data"]["paths"][0]["path"].as_str().unwrap().to_owned())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        (0..6)
+            .map(|i| format!("secrets/s{i}.env"))
+            .collect::<Vec<_>>()
+    );
+    env.seal(&dir, &["audit", "verify"]);
 }

@@ -235,3 +235,36 @@ pub fn flip_first(text: &str) -> String {
     let first = chars.next().expect("non-empty");
     format!("{}{}", if first == 'A' { 'B' } else { 'A' }, chars.as_str())
 }
+
+/// Write a work-tree file, creating its directories.
+pub fn write_file(dir: &Path, path: &str, content: &[u8]) {
+    let file = dir.join(path);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, content).unwrap();
+}
+
+impl Env {
+    /// `git clone` `from` into a new directory `name` (no git-seal setup).
+    pub fn clone_repo(&self, from: &Path, name: &str) -> PathBuf {
+        let to = self.path(name);
+        self.git(
+            self.tmp.path(),
+            &["clone", "-q", from.to_str().unwrap(), to.to_str().unwrap()],
+        );
+        to
+    }
+
+    /// Stage `content` at `path` exactly as given, running no filter (what
+    /// a libgit2-based client does); also writes the work-tree file.
+    pub fn stage_raw(&self, dir: &Path, path: &str, content: &[u8]) {
+        write_file(dir, path, content);
+        let id = self.git(dir, &["hash-object", "-w", "--no-filters", path]);
+        let info = format!("100644,{},{path}", id.trim());
+        self.git(dir, &["update-index", "--add", "--cacheinfo", &info]);
+    }
+
+    /// `git rev-parse REV`, trimmed.
+    pub fn rev(&self, dir: &Path, rev: &str) -> String {
+        self.git(dir, &["rev-parse", rev]).trim().to_owned()
+    }
+}

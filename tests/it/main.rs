@@ -3,5 +3,8 @@
 
 mod audit;
 mod basics;
+mod check;
 mod filter;
 mod harness;
+mod hooks;
+mod policy;

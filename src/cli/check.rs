@@ -1,0 +1,59 @@
+//! `git seal check`: policy verification of history, for CI.
+
+use crate::check;
+use crate::error::{CommandError, CommandResult};
+use crate::repo::Repo;
+
+/// Check that no commit in a range stores plaintext under a path that must
+/// be sealed, a malformed envelope, an envelope wrapped to an unknown or
+/// removed KEK, or private key material.
+///
+/// Each commit is judged by the `.seal/policy.json`, `.gitattributes` and
+/// `.seal/keys/` it carries. Envelopes are parsed, not opened: no private
+/// key is needed. Prints one line per finding, naming the commit that
+/// introduced it and the path, and exits 1 when there is any.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Commits to check: `A..B`, `A...B` or a revision (all its history).
+    /// Default: everything reachable from HEAD.
+    #[arg(value_name = "REV-RANGE")]
+    pub range: Option<String>,
+    /// Print one JSON object: range, commits, blobs, findings
+    /// [{commit, path, kind, message}] and ok.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> CommandResult<u8> {
+    let repo = Repo::from_env()?;
+    let spec = args.range.as_deref().unwrap_or("HEAD");
+    let (include, exclude) = if args.range.is_none() && repo.head_commit()?.is_none() {
+        (Vec::new(), Vec::new())
+    } else {
+        repo.resolve_range(spec)
+            .map_err(|e| CommandError::usage(format!("{spec:?} is not a revision range: {e}")))?
+    };
+    let report = check::check_commits(&repo, spec, &include, &exclude, threads())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for finding in &report.findings {
+            println!("{finding}");
+        }
+        eprintln!(
+            "git-seal: checked {} commit(s), {} blob(s): {}",
+            report.commits,
+            report.blobs,
+            match report.findings.len() {
+                0 => "ok".to_owned(),
+                n => format!("{n} finding(s)"),
+            }
+        );
+    }
+    Ok(if report.ok { 0 } else { 1 })
+}
+
+/// Threads for reading blobs: the machine's cores.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

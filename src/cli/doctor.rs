@@ -1,0 +1,145 @@
+//! `git seal doctor`: what is misconfigured, and the command that fixes it.
+
+use crate::envelope;
+use crate::error::CommandResult;
+use crate::hooks::{self, HookState};
+use crate::keys::file::FileKeys;
+use crate::keys::ProviderKind;
+use crate::policy::{self, SealAttributes};
+use crate::project::{Project, ProjectError};
+use crate::repo::Repo;
+use crate::setup;
+
+/// List what is misconfigured in this clone and the command that fixes
+/// each: filter drivers missing or not required, hooks missing or not
+/// chained, key file permissions, locked files, and disagreement between
+/// `.seal/policy.json` and `.gitattributes`. Exits 1 when anything is wrong.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> CommandResult<u8> {
+    let repo = Repo::from_env()?;
+    let mut problems: Vec<(String, String)> = Vec::new();
+    let dir = setup::hooks_dir(&repo);
+    for name in super::hooks::names(&repo) {
+        let problem = match hooks::state(&dir, name)? {
+            HookState::Installed => continue,
+            HookState::Missing => format!("the {name} hook is not installed in {}", dir.display()),
+            HookState::Foreign => format!(
+                "the {name} hook in {} is not git-seal's and does not run it (not chained)",
+                dir.display()
+            ),
+            HookState::Outdated => format!("the {name} hook in {} is out of date", dir.display()),
+        };
+        problems.push((problem, "git seal hooks install".to_owned()));
+    }
+    if !repo.is_bare() {
+        match Project::from_repo(repo) {
+            Ok(project) => work_tree(&project, &mut problems)?,
+            Err(ProjectError::NotInitialized { .. }) => problems.push((
+                "this repository is not set up for git-seal".to_owned(),
+                "git seal init 'PATTERN'".to_owned(),
+            )),
+            Err(e) => problems.push((e.to_string(), "see the message".to_owned())),
+        }
+    }
+    if problems.is_empty() {
+        println!("git-seal: doctor: nothing to fix");
+        return Ok(0);
+    }
+    for (problem, fix) in &problems {
+        println!("{problem}; fix: `{fix}`");
+    }
+    Ok(1)
+}
+
+fn work_tree(project: &Project, problems: &mut Vec<(String, String)>) -> CommandResult {
+    let missing = setup::missing_drivers(&project.repo);
+    if !missing.is_empty() {
+        let required = missing.contains(&"filter.seal.required");
+        problems.push((
+            format!(
+                "driver settings missing or wrong: {}{}",
+                missing.join(", "),
+                if required {
+                    " (without filter.seal.required Git stores plaintext when the filter fails)"
+                } else {
+                    ""
+                }
+            ),
+            "git seal init".to_owned(),
+        ));
+    }
+    if project.provider == ProviderKind::File {
+        let keys = FileKeys::open_default()?;
+        for kek in &project.keks {
+            if let Some(Err(e)) = keys.load(&kek.kid) {
+                let fix = match &e {
+                    crate::keys::KeyError::Permissions { path, .. } => {
+                        format!("chmod 600 {}", path.display())
+                    }
+                    crate::keys::KeyError::DirPermissions { path, .. } => {
+                        format!("chmod 700 {}", path.display())
+                    }
+                    _ => "see the message".to_owned(),
+                };
+                problems.push((e.to_string(), fix));
+            }
+        }
+    }
+    let locked = super::unlock::locked_paths(project)?;
+    if !locked.is_empty() && !crate::filter::lock_marker(&project.repo).exists() {
+        let usable = project.keys().has(&project.active()?.kid);
+        problems.push((
+            format!(
+                "{} sealed file(s) are locked (envelopes in the work tree): {}",
+                locked.len(),
+                locked.join(", ")
+            ),
+            if usable {
+                "git seal unlock".to_owned()
+            } else {
+                format!(
+                    "install the private key of {} ({} provider), then git seal unlock",
+                    project.active()?.kid,
+                    project.provider.name()
+                )
+            },
+        ));
+    }
+    let text = std::fs::read_to_string(project.root.join(".gitattributes")).unwrap_or_default();
+    let attributes = SealAttributes::parse(&text);
+    for glob in &project.policy.file.sealed {
+        if !attributes.patterns.contains(glob) {
+            problems.push((
+                format!("{} requires {glob:?} sealed but .gitattributes has no `{glob} filter=seal` line", policy::PATH),
+                "git seal init".to_owned(),
+            ));
+        }
+    }
+    for pattern in &attributes.patterns {
+        if !project.policy.file.sealed.contains(pattern) {
+            problems.push((
+                format!(".gitattributes seals {pattern:?} but {} does not require it, so `git seal check` would not catch it stored as plaintext", policy::PATH),
+                format!("git seal init '{pattern}'"),
+            ));
+        }
+    }
+    let mut plaintext = Vec::new();
+    for (path, id) in project.sealed_index_paths()? {
+        if !policy::is_exempt(&path) && !project.repo.with_blob(id, envelope::is_envelope)? {
+            plaintext.push(path);
+        }
+    }
+    if !plaintext.is_empty() {
+        problems.push((
+            format!(
+                "{} file(s) that must be sealed are plaintext in the index: {}",
+                plaintext.len(),
+                plaintext.join(", ")
+            ),
+            "git seal migrate".to_owned(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! `git seal hook NAME [ARGS]`: the entry point of the installed hooks.
+//!
+//! pre-commit and pre-receive refuse (exit 1) with one line per finding;
+//! the post-* hooks never change Git's outcome: they report, unlock what a
+//! key now opens, and append audit entries, warning on failure.
+
+use std::io::Read;
+
+use crate::audit;
+use crate::check::{self, Finding};
+use crate::error::{CommandError, CommandResult};
+use crate::project::{Project, ProjectError};
+use crate::repo::{Oid, Repo};
+
+/// Run one of git-seal's hooks (as the scripts in `hooks/` do).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// pre-commit, post-commit, post-merge, post-checkout, post-rewrite or
+    /// pre-receive.
+    pub name: String,
+    /// The arguments Git gave the hook.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+pub fn run(args: Args) -> CommandResult<u8> {
+    match args.name.as_str() {
+        "pre-commit" => pre_commit(),
+        "pre-receive" => pre_receive(),
+        "post-commit" => {
+            if let Some(project) = project()? {
+                warn_audit("post-commit", audit::on_commit(&project));
+            }
+            Ok(0)
+        }
+        "post-merge" => post_merge(),
+        "post-checkout" => post_checkout(&args.args),
+        "post-rewrite" => post_rewrite(),
+        other => Err(CommandError::usage(format!(
+            "unknown hook {other:?} (known: pre-commit, post-commit, post-merge, post-checkout, post-rewrite, pre-receive)"
+        ))),
+    }
+}
+
+fn pre_commit() -> CommandResult<u8> {
+    let repo = Repo::from_env()?;
+    let findings = check::check_index(&repo)?;
+    if findings.is_empty() {
+        return Ok(0);
+    }
+    for finding in &findings {
+        eprintln!("git-seal: {finding}");
+    }
+    eprintln!("git-seal: commit refused ({} finding(s))", findings.len());
+    Ok(1)
+}
+
+fn pre_receive() -> CommandResult<u8> {
+    let repo = Repo::from_env()?;
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    let mut include = Vec::new();
+    for line in input.lines() {
+        // "<old> <new> <ref>"; a zero <new> deletes the ref.
+        let Some(new) = line.split_whitespace().nth(1) else {
+            continue;
+        };
+        let new = Oid::from_str(new).map_err(|e| {
+            CommandError::user(format!("pre-receive: bad input line {line:?}: {e}"))
+        })?;
+        if !new.is_zero() && repo.peel_commit(&new.to_string()).is_ok() {
+            include.push(new);
+        }
+    }
+    if include.is_empty() {
+        return Ok(0);
+    }
+    // Only what the push adds: commits no reference reaches yet.
+    let exclude = repo.ref_commits()?;
+    let report = check::check_commits(&repo, "push", &include, &exclude, super::check::threads())?;
+    if report.ok {
+        return Ok(0);
+    }
+    for finding in &report.findings {
+        eprintln!("git-seal: {finding}");
+    }
+    eprintln!(
+        "git-seal: push refused ({} finding(s) in {} new commit(s)); fix them and push again",
+        report.findings.len(),
+        report.commits
+    );
+    Ok(1)
+}
+
+fn post_merge() -> CommandResult<u8> {
+    let Some(project) = project()? else {
+        return Ok(0);
+    };
+    let Some((head, parents)) = project.repo.head_commit()? else {
+        return Ok(0);
+    };
+    let old = project
+        .repo
+        .resolve_commit("ORIG_HEAD")
+        .or(parents.first().copied());
+    let verified = match arrivals(&project, "post-merge", old, head) {
+        Ok(verified) => verified,
+        Err(e) => {
+            eprintln!("git-seal: warning: post-merge: cannot check what arrived: {e}");
+            false
+        }
+    };
+    warn_audit("post-merge", audit::on_merge(&project, verified));
+    Ok(0)
+}
+
+fn post_checkout(args: &[String]) -> CommandResult<u8> {
+    let Some(project) = project()? else {
+        return Ok(0);
+    };
+    let commit = |at: usize| {
+        args.get(at)
+            .and_then(|s| Oid::from_str(s).ok())
+            .filter(|id| !id.is_zero())
+    };
+    let (Some(new), old) = (commit(1), commit(0)) else {
+        return Ok(0);
+    };
+    if let Err(e) = arrivals(&project, "post-checkout", old, new) {
+        eprintln!("git-seal: warning: post-checkout: cannot check what arrived: {e}");
+    }
+    Ok(0)
+}
+
+fn post_rewrite() -> CommandResult<u8> {
+    let Some(project) = project()? else {
+        return Ok(0);
+    };
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    let mut findings = Vec::new();
+    let mut sealed = 0;
+    for line in input.lines() {
+        let Some(new) = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| Oid::from_str(s).ok())
+        else {
+            continue;
+        };
+        let parent = project.repo.peel_commit(&format!("{new}^")).ok();
+        match check::check_arrivals(&project.repo, parent, new) {
+            Ok(a) => {
+                sealed += a.sealed;
+                findings.extend(a.findings);
+            }
+            Err(e) => eprintln!("git-seal: warning: post-rewrite: cannot check {new}: {e}"),
+        }
+    }
+    summarize("post-rewrite", sealed, &findings, 0);
+    Ok(0)
+}
+
+/// Check what arrived between `old` and `new`, unlock files a key now
+/// opens, print a summary; return whether the arrived envelopes verified.
+fn arrivals(project: &Project, hook: &str, old: Option<Oid>, new: Oid) -> CommandResult<bool> {
+    let arrived = check::check_arrivals(&project.repo, old, new)?;
+    let unlocked = if crate::filter::lock_marker(&project.repo).exists() {
+        0 // locked on purpose by `git seal lock`: stay locked
+    } else {
+        match super::unlock::unlock_quietly(project) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("git-seal: warning: {hook}: files stay locked: {e}");
+                0
+            }
+        }
+    };
+    summarize(hook, arrived.sealed, &arrived.findings, unlocked);
+    Ok(arrived.findings.is_empty())
+}
+
+fn summarize(hook: &str, sealed: usize, findings: &[Finding], unlocked: usize) {
+    for finding in findings {
+        eprintln!("git-seal: {finding}");
+    }
+    if sealed == 0 && findings.is_empty() && unlocked == 0 {
+        return;
+    }
+    let mut line = format!("git-seal: {hook}: {sealed} sealed file(s) arrived");
+    line.push_str(&match findings.len() {
+        0 => ", all envelopes valid".to_owned(),
+        n => format!(", {n} finding(s) (run `git seal check` in CI to refuse them)"),
+    });
+    if unlocked > 0 {
+        line.push_str(&format!("; unlocked {unlocked} file(s)"));
+    }
+    eprintln!("{line}");
+}
+
+/// The project, or `None` where git-seal is not set up (the hooks then do
+/// nothing, so that installing them early is harmless).
+fn project() -> CommandResult<Option<Project>> {
+    match Project::from_repo(Repo::from_env()?) {
+        Ok(project) => Ok(Some(project)),
+        Err(ProjectError::NotInitialized { .. }) => Ok(None),
+        Err(e) => {
+            eprintln!("git-seal: warning: hook skipped: {e}");
+            Ok(None)
+        }
+    }
+}
+
+fn warn_audit(hook: &str, result: Result<(), audit::AuditError>) {
+    if let Err(e) = result {
+        eprintln!("git-seal: warning: {hook}: the audit entry was not written: {e}");
+    }
+}

@@ -1,0 +1,454 @@
+//! Hooks: each bypass layer of SPEC §5 caught by the next one, hook
+//! installation (chaining, core.hooksPath, uninstall) and the post-* hooks.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::harness::{is_envelope, stderr, stdout, write_file, Env};
+
+fn commit_fails(env: &Env, dir: &Path) -> String {
+    let before = env.rev(dir, "HEAD");
+    let out = env.fails("git", dir, &["commit", "-q", "-m", "should be refused"], 1);
+    assert_eq!(env.rev(dir, "HEAD"), before, "the refused commit was made");
+    stderr(&out)
+}
+
+#[test]
+fn clone_with_hooks_but_no_filter_is_refused() {
+    let env = Env::new();
+    let origin = env.sealed_repo("origin");
+    let clone = env.clone_repo(&origin, "clone");
+    // Hooks, but no `git seal init`: Git has no filter and stores plaintext.
+    env.seal(&clone, &["hooks", "install"]);
+    assert!(
+        env.run("git", &clone, &["config", "filter.seal.process"], None)
+            .status
+            .code()
+            == Some(1)
+    );
+    write_file(&clone, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
+    env.git(&clone, &["add", "secrets/db.env"]);
+    assert_eq!(
+        env.git(&clone, &["cat-file", "-p", ":secrets/db.env"]),
+        "DB_PASSWORD=hunter2\n",
+        "without the filter the index holds plaintext (the bypass this test is about)"
+    );
+    let err = commit_fails(&env, &clone);
+    assert!(
+        err.contains("secrets/db.env: staged as plaintext but the policy requires it sealed; run `git seal init` to configure the filter, then `git add secrets/db.env`"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.contains("secrets/")).count(),
+        1,
+        "{err}"
+    );
+
+    // The fix the message names works.
+    env.seal(&clone, &["init"]);
+    env.git(&clone, &["add", "secrets/db.env"]);
+    env.git(&clone, &["commit", "-q", "-m", "sealed now"]);
+    assert!(is_envelope(
+        &env.ok("git", &clone, &["cat-file", "-p", "HEAD:secrets/db.env"])
+            .stdout
+    ));
+}
+
+#[test]
+fn gitattributes_line_removed_is_refused() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let attrs = std::fs::read_to_string(dir.join(".gitattributes")).unwrap();
+    let edited: String = attrs
+        .lines()
+        .filter(|l| !l.starts_with("secrets/**"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(attrs, edited);
+    std::fs::write(dir.join(".gitattributes"), edited).unwrap();
+    write_file(&dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
+    env.git(&dir, &["add", "-A"]);
+    assert_eq!(
+        env.git(&dir, &["cat-file", "-p", ":secrets/db.env"]),
+        "DB_PASSWORD=hunter2\n"
+    );
+    let err = commit_fails(&env, &dir);
+    assert!(err.contains("secrets/db.env: staged as plaintext"), "{err}");
+}
+
+#[test]
+fn unsealing_a_path_needs_a_policy_change_in_the_same_commit() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    // Sealed by .gitattributes alone (not by the policy).
+    let attrs = std::fs::read_to_string(dir.join(".gitattributes")).unwrap();
+    std::fs::write(
+        dir.join(".gitattributes"),
+        format!("extra/** filter=seal diff=seal merge=seal\n{attrs}"),
+    )
+    .unwrap();
+    write_file(&dir, "extra/x.txt", b"sealed by attributes\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "extra"]);
+    assert!(is_envelope(
+        &env.ok("git", &dir, &["cat-file", "-p", "HEAD:extra/x.txt"])
+            .stdout
+    ));
+
+    std::fs::write(dir.join(".gitattributes"), &attrs).unwrap();
+    write_file(&dir, "extra/x.txt", b"now public\n");
+    env.git(&dir, &["add", "-A"]);
+    let err = commit_fails(&env, &dir);
+    assert!(
+        err.contains("extra/x.txt: sealed in HEAD but staged as plaintext"),
+        "{err}"
+    );
+
+    // Changing the policy in the same commit is the explicit decision.
+    let mut policy: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".seal/policy.json")).unwrap()).unwrap();
+    policy["never_commit"] = serde_json::json!(["*.pem"]);
+    std::fs::write(
+        dir.join(".seal/policy.json"),
+        serde_json::to_string_pretty(&policy).unwrap(),
+    )
+    .unwrap();
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "unseal extra/ on purpose"]);
+    assert_eq!(
+        env.git(&dir, &["cat-file", "-p", "HEAD:extra/x.txt"]),
+        "now public\n"
+    );
+}
+
+#[test]
+fn key_material_and_never_commit_paths_are_refused_without_printing_the_key() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let kid = env.kid();
+    let hex = std::fs::read_to_string(env.key_dir.join(format!("{kid}.key"))).unwrap();
+    let hex = hex.trim();
+    write_file(
+        &dir,
+        "config/app.ini",
+        format!("[kek]\nkey = {}\n", hex.to_uppercase()).as_bytes(),
+    );
+    env.git(&dir, &["add", "-A"]);
+    let err = commit_fails(&env, &dir);
+    assert!(
+        err.contains(&format!(
+            "config/app.ini: contains the private key of KEK {kid}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("`git rm --cached config/app.ini`"), "{err}");
+    assert!(
+        !err.to_lowercase().contains(&hex.to_lowercase()),
+        "printed the key"
+    );
+    env.git(&dir, &["rm", "-q", "--cached", "config/app.ini"]);
+
+    // The built-in glob catches a key file copied in, whatever its content.
+    write_file(&dir, &format!("backup/{kid}.key"), b"not even a key\n");
+    env.git(&dir, &["add", "-A"]);
+    let err = commit_fails(&env, &dir);
+    assert!(
+        err.contains(&format!("backup/{kid}.key: matches never_commit glob")),
+        "{err}"
+    );
+    env.git(
+        &dir,
+        &["rm", "-q", "--cached", &format!("backup/{kid}.key")],
+    );
+
+    // A never_commit glob from the policy, staged with it.
+    let mut policy: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".seal/policy.json")).unwrap()).unwrap();
+    policy["never_commit"] = serde_json::json!(["*.pem"]);
+    std::fs::write(
+        dir.join(".seal/policy.json"),
+        serde_json::to_string_pretty(&policy).unwrap(),
+    )
+    .unwrap();
+    write_file(&dir, "certs/site.pem", b"-----BEGIN PRIVATE KEY-----\n");
+    env.git(&dir, &["add", "-A"]);
+    let err = commit_fails(&env, &dir);
+    assert!(
+        err.contains("certs/site.pem: matches never_commit glob \"*.pem\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn envelopes_for_unknown_or_removed_keks_are_refused() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    // An envelope made in another repository, for a KEK this one does not list.
+    let other_env = Env::new();
+    let other = other_env.sealed_repo("other");
+    write_file(&other, "secrets/a.env", b"A=1\n");
+    other_env.git(&other, &["add", "-A"]);
+    other_env.git(&other, &["commit", "-q", "-m", "a"]);
+    let foreign = other_env
+        .ok("git", &other, &["cat-file", "-p", "HEAD:secrets/a.env"])
+        .stdout;
+    let foreign_kid = other_env.kid();
+    env.stage_raw(&dir, "secrets/a.env", &foreign);
+    let err = commit_fails(&env, &dir);
+    assert!(
+        err.contains(&format!(
+            "secrets/a.env: envelope is wrapped to {foreign_kid}, which .seal/keys/ does not list"
+        )),
+        "{err}"
+    );
+    env.git(&dir, &["rm", "-q", "--cached", "secrets/a.env"]);
+    std::fs::remove_file(dir.join("secrets/a.env")).unwrap();
+
+    // A removed KEK: mark this repository's own KEK removed.
+    write_file(&dir, "secrets/b.env", b"B=2\n");
+    env.git(&dir, &["add", "-A"]);
+    let kid = env.kid();
+    let record_path = dir.join(format!(".seal/keys/{kid}.json"));
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    record["status"] = "removed".into();
+    let text = serde_json::to_string_pretty(&record).unwrap();
+    // Staged only (the work tree keeps the active record, so the filter
+    // can still seal).
+    let id = stdout(&env.run(
+        "git",
+        &dir,
+        &["hash-object", "-w", "--stdin"],
+        Some(text.as_bytes()),
+    ));
+    let info = format!("100644,{},.seal/keys/{kid}.json", id.trim());
+    env.git(&dir, &["update-index", "--cacheinfo", &info]);
+    let err = commit_fails(&env, &dir);
+    assert!(
+        err.contains(&format!(
+            "secrets/b.env: envelope is wrapped to {kid}, which .seal/keys/ lists as removed"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_verify_is_caught_by_check_naming_commit_and_path() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "secrets/ok.env", b"OK=1\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed"]);
+    env.seal(&dir, &["check"]);
+    // A client that runs no filter, committing with --no-verify.
+    env.stage_raw(&dir, "secrets/leak.env", b"LEAK=1\n");
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "leak"]);
+    let leak = env.rev(&dir, "HEAD");
+    // Later commits that do not touch it pass the hook; check still fails.
+    env.git(&dir, &["commit", "-q", "--allow-empty", "-m", "after"]);
+    let out = env.fails("git-seal", &dir, &["check"], 1);
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with(&format!("{leak}: secrets/leak.env: stored as plaintext")),
+        "{text}"
+    );
+    // A range that excludes the leak passes; one that includes it fails.
+    env.seal(&dir, &["check", "HEAD~3..HEAD~2"]);
+    env.fails("git-seal", &dir, &["check", "HEAD~2..HEAD"], 1);
+}
+
+#[test]
+fn push_into_bare_repository_with_pre_receive_is_refused() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let server = env.path("server.git");
+    env.git(
+        env.tmp.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            server.to_str().unwrap(),
+        ],
+    );
+    let out = env.seal(&server, &["hooks", "install"]);
+    assert!(out.contains("pre-receive"), "{out}");
+    assert!(server.join("hooks/pre-receive").exists());
+    assert!(!server.join("hooks/pre-commit").exists());
+    let url = server.to_str().unwrap();
+    env.git(&dir, &["remote", "add", "origin", url]);
+    write_file(&dir, "secrets/ok.env", b"OK=1\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed"]);
+    env.git(&dir, &["push", "-q", "origin", "main"]);
+    let good = env.rev(&server, "refs/heads/main");
+    assert_eq!(good, env.rev(&dir, "HEAD"));
+
+    env.stage_raw(&dir, "secrets/leak.env", b"LEAK=1\n");
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "leak"]);
+    let leak = env.rev(&dir, "HEAD");
+    let out = env.fails("git", &dir, &["push", "origin", "main"], 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{leak}: secrets/leak.env: stored as plaintext")),
+        "{err}"
+    );
+    assert!(err.contains("push refused"), "{err}");
+    assert_eq!(
+        env.rev(&server, "refs/heads/main"),
+        good,
+        "the server's ref moved"
+    );
+    // Nor under another branch name.
+    env.fails("git", &dir, &["push", "origin", "main:other"], 1);
+    assert!(
+        env.run(
+            "git",
+            &server,
+            &["rev-parse", "--verify", "-q", "refs/heads/other"],
+            None
+        )
+        .status
+        .code()
+            == Some(1)
+    );
+}
+
+#[test]
+fn an_existing_hook_still_runs_first_and_its_failure_fails_the_commit() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    let hooks = dir.join(".git/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let mine =
+        "#!/bin/sh\necho ran >> \"$(git rev-parse --git-dir)/mine.log\"\n[ ! -e fail-please ]\n";
+    std::fs::write(hooks.join("pre-commit"), mine).unwrap();
+    std::fs::set_permissions(
+        hooks.join("pre-commit"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    env.seal(&dir, &["init", "secrets/**"]);
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "set up"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".git/mine.log")).unwrap(),
+        "ran\n"
+    );
+
+    // Its failure fails the commit, even with nothing for git-seal to refuse.
+    write_file(&dir, "fail-please", b"x\n");
+    env.git(&dir, &["add", "-A"]);
+    commit_fails(&env, &dir);
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".git/mine.log")).unwrap(),
+        "ran\nran\n"
+    );
+    // And git-seal's own check still runs after it succeeds.
+    env.git(&dir, &["rm", "-q", "--cached", "fail-please"]);
+    std::fs::remove_file(dir.join("fail-please")).unwrap();
+    env.stage_raw(&dir, "secrets/leak.env", b"LEAK=1\n");
+    let err = commit_fails(&env, &dir);
+    assert!(
+        err.contains("secrets/leak.env: staged as plaintext"),
+        "{err}"
+    );
+
+    // Uninstall restores the hook exactly (content and mode); install is idempotent.
+    let installed = std::fs::read(hooks.join("pre-commit")).unwrap();
+    let out = env.seal(&dir, &["hooks", "install"]);
+    assert!(out.contains("already installed"), "{out}");
+    assert_eq!(std::fs::read(hooks.join("pre-commit")).unwrap(), installed);
+    assert!(!hooks.join("pre-commit.pre-seal.pre-seal").exists());
+    env.seal(&dir, &["hooks", "uninstall"]);
+    assert_eq!(
+        std::fs::read_to_string(hooks.join("pre-commit")).unwrap(),
+        mine
+    );
+    assert_eq!(
+        std::fs::metadata(hooks.join("pre-commit"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o750
+    );
+    assert!(!hooks.join("pre-commit.pre-seal").exists());
+    assert!(!hooks.join("post-commit").exists());
+    // Uninstalled: the plaintext commit goes through (what CI's check is for).
+    env.git(&dir, &["commit", "-q", "-m", "no hook now"]);
+}
+
+#[test]
+fn hooks_go_where_core_hooks_path_points() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    env.git(&dir, &["config", "core.hooksPath", ".githooks"]);
+    env.seal(&dir, &["init", "secrets/**"]);
+    assert!(dir.join(".githooks/pre-commit").exists());
+    assert!(!dir.join(".git/hooks/pre-commit").exists());
+    env.git(&dir, &["add", ".gitattributes", ".seal"]);
+    env.git(&dir, &["commit", "-q", "-m", "set up"]);
+    // From a subdirectory, the relative hooksPath still means the top.
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    env.seal(&dir.join("sub"), &["hooks", "install"]);
+    assert!(!dir.join("sub/.githooks").exists());
+    env.stage_raw(&dir, "secrets/leak.env", b"LEAK=1\n");
+    let err = commit_fails(&env, &dir);
+    assert!(
+        err.contains("secrets/leak.env: staged as plaintext"),
+        "{err}"
+    );
+    let status = stdout(&env.ok("git-seal", &dir, &["status", "--json"]));
+    assert!(status.contains("\"pre-commit\""), "{status}");
+}
+
+#[test]
+fn post_checkout_unlocks_files_once_the_key_is_back_and_post_commit_audits() {
+    let env = Env::new();
+    let origin = env.sealed_repo("origin");
+    write_file(&origin, "secrets/db.env", b"DB=1\n");
+    env.git(&origin, &["add", "-A"]);
+    env.git(&origin, &["commit", "-q", "-m", "secret"]);
+    assert!(
+        env.git(&origin, &["log", "--format=%s", "refs/seal/audit"])
+            .contains("seal"),
+        "post-commit wrote no audit entry"
+    );
+
+    let clone = env.clone_repo(&origin, "clone");
+    let hidden = env.hide_keys();
+    env.seal(&clone, &["init"]);
+    assert!(is_envelope(
+        &std::fs::read(clone.join("secrets/db.env")).unwrap()
+    ));
+    env.restore_keys(&hidden);
+    let out = env.ok("git", &clone, &["checkout", "-q", "-b", "topic"]);
+    assert!(
+        stderr(&out).contains("unlocked 1 file(s)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(clone.join("secrets/db.env")).unwrap(),
+        b"DB=1\n"
+    );
+
+    // post-merge: what arrives is checked and summarised.
+    write_file(&origin, "secrets/db.env", b"DB=2\n");
+    env.git(&origin, &["commit", "-q", "-am", "rotate db"]);
+    env.git(&clone, &["checkout", "-q", "main"]);
+    let out = env.ok("git", &clone, &["pull", "-q", "--ff-only"]);
+    assert!(
+        stderr(&out).contains("post-merge: 1 sealed file(s) arrived, all envelopes valid"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(clone.join("secrets/db.env")).unwrap(),
+        b"DB=2\n"
+    );
+}
