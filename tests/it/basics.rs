@@ -459,3 +459,43 @@ fn documented_python_script_opens_git_seal_envelopes() {
     );
     assert!(!out.status.success() && out.stdout.is_empty());
 }
+
+/// Every `git seal …` command the CI templates and the pre-commit
+/// manifest run exists (its `--help` succeeds), so they cannot rot.
+#[test]
+fn templates_name_commands_that_exist() {
+    let env = Env::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = [
+        "templates/github/git-seal.yml",
+        "templates/gitlab/git-seal.gitlab-ci.yml",
+        ".pre-commit-hooks.yaml",
+    ];
+    let mut seen = 0;
+    for file in files {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for line in text.lines() {
+            for marker in ["git seal ", "git-seal hook "] {
+                let Some(at) = line.find(marker) else {
+                    continue;
+                };
+                let words: Vec<&str> = line[at + marker.len()..]
+                    .split_whitespace()
+                    .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+                    .collect();
+                let mut args: Vec<&str> = if marker == "git-seal hook " {
+                    vec!["hook"]
+                } else {
+                    words.iter().take(2).copied().collect()
+                };
+                if args.is_empty() {
+                    continue;
+                }
+                args.push("--help");
+                env.ok("git-seal", env.tmp.path(), &args);
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 5, "found only {seen} commands in {files:?}");
+}
