@@ -235,37 +235,8 @@ fn signer_added(entry: &Entry, id: Oid) -> Result<TrustedSigner, String> {
 #[allow(clippy::type_complexity)]
 pub fn walk(repo: &Repo, tip: Oid) -> Result<(Vec<Oid>, HashMap<Oid, RawCommit>), AuditError> {
     let mut commits: HashMap<Oid, RawCommit> = HashMap::new();
-    let mut order = Vec::new();
-    let mut done: HashSet<Oid> = HashSet::new();
-    // Iterative post-order DFS: a commit is emitted after all its parents.
-    let mut stack: Vec<(Oid, bool)> = vec![(tip, false)];
-    while let Some((id, expanded)) = stack.pop() {
-        if expanded {
-            if done.insert(id) {
-                order.push(id);
-            }
-            continue;
-        }
-        if done.contains(&id) || commits.contains_key(&id) {
-            continue;
-        }
-        let commit = match chain::read_commit(repo, id) {
-            Ok(c) => c,
-            Err(reason) => {
-                return Err(AuditError::Chain {
-                    commit: id,
-                    problem: format!("cannot read the chain: {reason}"),
-                });
-            }
-        };
-        stack.push((id, true));
-        for parent in commit.parents.iter().rev() {
-            if !done.contains(parent) && !commits.contains_key(parent) {
-                stack.push((*parent, false));
-            }
-        }
-        commits.insert(id, commit);
-    }
+    discover(repo, tip, |chunk| commits.extend(chunk))?;
+    let order = parent_first(tip, |id| commits.get(&id).map(|c| c.parents.as_slice()));
     Ok((order, commits))
 }
 

@@ -408,6 +408,20 @@ fn team() -> Team {
     }
 }
 
+/// Ada adds Bea's signer (shown by Bea) to the chain.
+fn trust_bea(ada: &Env, bea: &Env, ada_dir: &Path, bea_dir: &Path) {
+    let key = bea.seal(bea_dir, &["audit", "signer", "show"]);
+    let args = [
+        "audit",
+        "signer",
+        "add",
+        key.trim(),
+        "--email",
+        "bea@example.test",
+    ];
+    ada.seal(ada_dir, &args);
+}
+
 #[test]
 fn two_clones_appending_and_syncing_converge_keeping_every_entry() {
     let Team {
@@ -417,18 +431,7 @@ fn two_clones_appending_and_syncing_converge_keeping_every_entry() {
         bea_dir,
     } = team();
     // Ada trusts Bea's signer; Bea takes that entry in.
-    let bea_key = bea.seal(&bea_dir, &["audit", "signer", "show"]);
-    ada.seal(
-        &ada_dir,
-        &[
-            "audit",
-            "signer",
-            "add",
-            bea_key.trim(),
-            "--email",
-            "bea@example.test",
-        ],
-    );
+    trust_bea(&ada, &bea, &ada_dir, &bea_dir);
     ada.seal(&ada_dir, &["audit", "sync"]);
     bea.seal(&bea_dir, &["audit", "sync"]);
     assert_eq!(events(&bea, &bea_dir), ["signer-add", "policy", "init"]);
@@ -639,18 +642,7 @@ fn an_untrusted_signer_records_nothing_until_added() {
     bea.seal(&bea_dir, &["audit", "verify"]);
 
     // Ada adds Bea's signer; after a sync Bea's commits are recorded.
-    let key = bea.seal(&bea_dir, &["audit", "signer", "show"]);
-    ada.seal(
-        &ada_dir,
-        &[
-            "audit",
-            "signer",
-            "add",
-            key.trim(),
-            "--email",
-            "bea@example.test",
-        ],
-    );
+    trust_bea(&ada, &bea, &ada_dir, &bea_dir);
     ada.seal(&ada_dir, &["audit", "sync"]);
     bea.seal(&bea_dir, &["audit", "sync"]);
     write(&bea_dir, "secrets/b.env", "B=2\n");
@@ -669,18 +661,7 @@ fn pull_takes_the_fetched_chain_and_records_the_merge() {
         ada_dir,
         bea_dir,
     } = team();
-    let key = bea.seal(&bea_dir, &["audit", "signer", "show"]);
-    ada.seal(
-        &ada_dir,
-        &[
-            "audit",
-            "signer",
-            "add",
-            key.trim(),
-            "--email",
-            "bea@example.test",
-        ],
-    );
+    trust_bea(&ada, &bea, &ada_dir, &bea_dir);
     write(&ada_dir, "secrets/a.env", "A=1\n");
     ada.git(&ada_dir, &["add", "secrets"]);
     ada.git(&ada_dir, &["commit", "-q", "-m", "ada's secret"]);
