@@ -22,6 +22,10 @@ pub enum RepoError {
 
 pub struct Repo {
     inner: Repository,
+    /// Opened as Git's environment says (GIT_DIR, and in a pre-receive hook
+    /// GIT_OBJECT_DIRECTORY with the pushed objects in quarantine), so that
+    /// `reopen` sees the same objects.
+    from_env: bool,
 }
 
 impl Repo {
@@ -42,7 +46,10 @@ impl Repo {
             },
             _ => RepoError::Git(e),
         })?;
-        Ok(Repo { inner })
+        Ok(Repo {
+            inner,
+            from_env: false,
+        })
     }
 
     /// Open the repository Git is running us in (GIT_DIR aware).
@@ -54,7 +61,10 @@ impl Repo {
             },
             _ => RepoError::Git(e),
         })?;
-        Ok(Repo { inner })
+        Ok(Repo {
+            inner,
+            from_env: true,
+        })
     }
 
     pub fn workdir(&self, what: &'static str) -> Result<&Path, RepoError> {
@@ -223,8 +233,14 @@ impl Repo {
     /// a libgit2 repository must not be shared between threads).
     pub fn reopen(&self) -> Result<Repo, RepoError> {
         Repo::init();
+        let inner = if self.from_env {
+            Repository::open_from_env()?
+        } else {
+            Repository::open(self.inner.path())?
+        };
         Ok(Repo {
-            inner: Repository::open(self.inner.path())?,
+            inner,
+            from_env: self.from_env,
         })
     }
 

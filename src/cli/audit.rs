@@ -351,7 +351,9 @@ fn sync(repo: &Repo, args: SyncArgs) -> CommandResult<u8> {
             return Ok(0);
         }
         let why = String::from_utf8_lossy(&push.stderr);
-        if !(why.contains("rejected") || why.contains("fetch first")) {
+        // Only a remote that moved meanwhile is worth another round; a
+        // refusal by the server (e.g. its pre-receive hook) is reported.
+        if !(why.contains("fetch first") || why.contains("non-fast-forward")) {
             return Err(CommandError::user(format!(
                 "cannot push {REF} to {remote}: {}",
                 why.trim()

@@ -60,17 +60,31 @@ fn pre_receive() -> CommandResult<u8> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
     let mut include = Vec::new();
+    let mut chain_problems = Vec::new();
     for line in input.lines() {
         // "<old> <new> <ref>"; a zero <new> deletes the ref.
-        let Some(new) = line.split_whitespace().nth(1) else {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [old, new, name] = fields[..] else {
             continue;
         };
-        let new = Oid::from_str(new).map_err(|e| {
-            CommandError::user(format!("pre-receive: bad input line {line:?}: {e}"))
-        })?;
-        if !new.is_zero() && repo.peel_commit(&new.to_string()).is_ok() {
+        let parse = |hex: &str| {
+            Oid::from_str(hex).map_err(|e| {
+                CommandError::user(format!("pre-receive: bad input line {line:?}: {e}"))
+            })
+        };
+        let (old, new) = (parse(old)?, parse(new)?);
+        if name == audit::REF {
+            chain_problems.extend(pushed_chain_problems(&repo, old, new)?);
+        } else if !new.is_zero() && repo.peel_commit(&new.to_string()).is_ok() {
             include.push(new);
         }
+    }
+    if !chain_problems.is_empty() {
+        for problem in &chain_problems {
+            eprintln!("git-seal: {}: {problem}", audit::REF);
+        }
+        eprintln!("git-seal: push refused: the audit chain would not verify; fix it (see `git seal audit verify`) and push again");
+        return Ok(1);
     }
     if include.is_empty() {
         return Ok(0);
@@ -90,6 +104,27 @@ fn pre_receive() -> CommandResult<u8> {
         report.commits
     );
     Ok(1)
+}
+
+/// What is wrong with a push to the audit chain: it may only grow (the old
+/// tip stays an ancestor; never deleted) and must verify.
+fn pushed_chain_problems(repo: &Repo, old: Oid, new: Oid) -> CommandResult<Vec<String>> {
+    if new.is_zero() {
+        return Ok(vec!["deleting the audit chain is not allowed".into()]);
+    }
+    let options = audit::verify::Options {
+        since: (!old.is_zero()).then(|| old.to_string()),
+        trust: None,
+    };
+    let report = audit::verify::verify(repo, new, &options)?;
+    Ok(report
+        .findings
+        .iter()
+        .map(|f| match f.commit {
+            Some(commit) => format!("entry {commit}: {}", f.reason),
+            None => f.reason.clone(),
+        })
+        .collect())
 }
 
 fn post_merge() -> CommandResult<u8> {

@@ -740,3 +740,42 @@ fn parallel_commits_in_linked_worktrees_lose_no_entry() {
     );
     env.seal(&dir, &["audit", "verify"]);
 }
+
+#[test]
+fn a_server_with_pre_receive_refuses_forged_or_rewound_chains() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let server = env.path("server.git");
+    let url = server.to_str().unwrap();
+    env.git(env.tmp.path(), &["init", "-q", "--bare", "-b", "main", url]);
+    env.seal(&server, &["hooks", "install"]);
+    env.git(&dir, &["remote", "add", "origin", url]);
+    env.git(&dir, &["push", "-q", "origin", "main"]);
+    let first = env.git(&dir, &["rev-parse", REF]).trim().to_owned();
+    env.seal(&dir, &["audit", "sync"]);
+    let (_, key) = ssh_keygen(&env, "k", "bea@example.test");
+    env.seal(&dir, &["audit", "signer", "add", &key]);
+    env.seal(&dir, &["audit", "sync"]);
+    let good = env.git(&server, &["rev-parse", REF]);
+    assert_eq!(good, env.git(&dir, &["rev-parse", REF]));
+
+    // A forged (unsigned) entry is refused; the server keeps its chain.
+    let entry = next_entry_text(&env, &dir, "seal");
+    let forged = forge_entry(&env, &dir, &entry, None);
+    let refspec = format!("{REF}:{REF}");
+    let err = stderr(&env.fails("git", &dir, &["push", "origin", &refspec], 1));
+    assert!(
+        err.contains(&forged) && err.contains("unsigned entry"),
+        "{err}"
+    );
+    assert_eq!(env.git(&server, &["rev-parse", REF]), good);
+
+    // So are rewinding and deleting it.
+    let rewind = format!("+{first}:{REF}");
+    let err = stderr(&env.fails("git", &dir, &["push", "origin", &rewind], 1));
+    assert!(err.contains("rewound or rewritten"), "{err}");
+    let delete = format!(":{REF}");
+    let err = stderr(&env.fails("git", &dir, &["push", "origin", &delete], 1));
+    assert!(err.contains("deleting the audit chain"), "{err}");
+    assert_eq!(env.git(&server, &["rev-parse", REF]), good);
+}
