@@ -142,9 +142,15 @@ impl Repo {
     }
 
     pub fn head_blob_id(&self, path: &str) -> Result<Option<Oid>, RepoError> {
-        let Some(tree) = self.head_tree()? else {
-            return Ok(None);
-        };
+        match self.head_tree_id()? {
+            Some(tree) => self.blob_in_tree(tree, path),
+            None => Ok(None),
+        }
+    }
+
+    /// The blob at `path` in `tree` (`None` if absent or not a blob).
+    pub fn blob_in_tree(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
+        let tree = self.inner.find_tree(tree)?;
         match tree.get_path(Path::new(path)) {
             Ok(entry) if entry.kind() == Some(ObjectType::Blob) => Ok(Some(entry.id())),
             Ok(_) => Ok(None),

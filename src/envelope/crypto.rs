@@ -6,11 +6,14 @@
 
 use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use curve25519_dalek::edwards::{EdwardsBasepointTable, EdwardsPoint};
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use curve25519_dalek::traits::BasepointTable;
 use hkdf::Hkdf;
 use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::format::{Envelope, FormatError, Recipient, Wrap, NONCE_LEN};
 use crate::keys::{KeyError, KeyProvider};
@@ -92,10 +95,12 @@ pub fn seal_prepared(
     if wraps.is_empty() {
         return Err(SealError::NoRecipients);
     }
-    let dek = Dek::random();
+    // DEK and nonce from one read of the system's random source.
+    let mut random = Zeroizing::new([0u8; 32 + NONCE_LEN]);
+    OsRng.fill_bytes(random.as_mut());
+    let dek = Dek::from_bytes(random[..32].try_into().expect("32 bytes"));
+    let nonce: [u8; NONCE_LEN] = random[32..].try_into().expect("nonce bytes");
     let recipients = wraps.into_iter().map(|w| w.wrap(&dek)).collect();
-    let mut nonce = [0u8; NONCE_LEN];
-    OsRng.fill_bytes(&mut nonce);
     let cipher = Aes256Gcm::new(dek.expose().into());
     let tag = cipher
         .encrypt_in_place_detached(
@@ -126,16 +131,38 @@ pub struct PreparedWrap {
 
 impl PreparedWrap {
     pub fn x25519(kid: &Kid, kek_public: &[u8; 32]) -> Result<PreparedWrap, SealError> {
-        let ephemeral = StaticSecret::random_from_rng(OsRng);
-        let ephemeral_pub = PublicKey::from(&ephemeral).to_bytes();
-        let shared = ephemeral.diffie_hellman(&PublicKey::from(*kek_public));
-        if !shared.was_contributory() {
+        PreparedWrap::x25519_with(kid, kek_public, None)
+    }
+
+    /// As [`PreparedWrap::x25519`]; with `table` (the KEK's public point as
+    /// a fixed-base table, see [`WrapPreparer`]) the shared secret costs a
+    /// fixed-base multiplication instead of a Montgomery ladder. The bytes
+    /// are the same: `S = X25519(e, KEK_pub)` is the u-coordinate of
+    /// `clamp(e)·P` for either Edwards point `P` with that u-coordinate.
+    fn x25519_with(
+        kid: &Kid,
+        kek_public: &[u8; 32],
+        table: Option<&EdwardsBasepointTable>,
+    ) -> Result<PreparedWrap, SealError> {
+        let mut ephemeral = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(ephemeral.as_mut());
+        let ephemeral_pub = EdwardsPoint::mul_base_clamped(*ephemeral)
+            .to_montgomery()
+            .to_bytes();
+        let shared = Zeroizing::new(match table {
+            Some(table) => table
+                .mul_base_clamped(*ephemeral)
+                .to_montgomery()
+                .to_bytes(),
+            None => x25519_dalek::x25519(*ephemeral, *kek_public),
+        });
+        if *shared == [0u8; 32] {
             return Err(SealError::LowOrder { kid: kid.clone() });
         }
         Ok(PreparedWrap {
             kid: kid.clone(),
             ephemeral_pub,
-            cipher: wrap_cipher(shared.as_bytes(), &ephemeral_pub, kek_public),
+            cipher: wrap_cipher(&shared, &ephemeral_pub, kek_public),
         })
     }
 
@@ -162,6 +189,45 @@ impl PreparedWrap {
             },
             wrapped_dek: wrapped.try_into().expect("32-byte DEK + 16-byte tag"),
         }
+    }
+}
+
+/// Prepares wraps for many envelopes to the same KEKs (a filter sealing a
+/// whole `git add`): each KEK's public point is turned into a fixed-base
+/// table once, which makes the per-envelope shared secret about four times
+/// cheaper. A KEK whose point is not a plain prime-order point (never one
+/// that git-seal made) keeps the ladder.
+pub struct WrapPreparer {
+    targets: Vec<(WrapTarget, Option<Box<EdwardsBasepointTable>>)>,
+}
+
+impl WrapPreparer {
+    pub fn new(targets: &[WrapTarget]) -> WrapPreparer {
+        let targets = targets
+            .iter()
+            .map(|target| {
+                let table = match target {
+                    WrapTarget::X25519 { public, .. } => MontgomeryPoint(*public)
+                        .to_edwards(0)
+                        .filter(EdwardsPoint::is_torsion_free)
+                        .map(|point| Box::new(EdwardsBasepointTable::create(&point))),
+                };
+                (target.clone(), table)
+            })
+            .collect();
+        WrapPreparer { targets }
+    }
+
+    /// One fresh wrap per target.
+    pub fn prepare(&self) -> Result<Vec<PreparedWrap>, SealError> {
+        self.targets
+            .iter()
+            .map(|(target, table)| match target {
+                WrapTarget::X25519 { kid, public } => {
+                    PreparedWrap::x25519_with(kid, public, table.as_deref())
+                }
+            })
+            .collect()
     }
 }
 
@@ -262,6 +328,23 @@ fn wrap_cipher(shared: &[u8; 32], ephemeral_pub: &[u8; 32], kek_public: &[u8; 32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fixed-base path gives the ladder's bytes: envelopes it seals open
+    /// with the plain X25519 unwrap, for many ephemeral keys.
+    #[test]
+    fn table_wraps_open_like_ladder_wraps() {
+        let (secrets, targets) = keyring(2);
+        let preparer = WrapPreparer::new(&targets);
+        assert!(preparer.targets.iter().all(|(_, t)| t.is_some()));
+        for _ in 0..64 {
+            let dek = Dek::random();
+            for (wrap, secret) in preparer.prepare().unwrap().into_iter().zip(&secrets) {
+                let recipient = wrap.wrap(&dek);
+                let opened = unwrap_x25519(secret, &recipient).unwrap();
+                assert_eq!(opened.expose(), dek.expose());
+            }
+        }
+    }
     use crate::envelope::format;
     use crate::keys::software::SoftwareKeys;
     use proptest::prelude::*;

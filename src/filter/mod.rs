@@ -42,6 +42,8 @@ pub struct Filter {
     /// Identity of the index file `index` was read from: one filter process
     /// can outlive several index rewrites (rebase, cherry-pick sequences).
     index_stamp: Option<(u64, i64, i64, u64)>,
+    /// HEAD's tree as of `index_stamp` (`Some(None)`: no commit yet).
+    head_tree: Option<Option<Oid>>,
     cache: Option<Option<CleanCache>>,
     /// Wrap keys prepared on another core for the usual targets.
     wraps: Option<WrapSource>,
@@ -108,20 +110,46 @@ fn prepare_now(targets: &[WrapTarget]) -> Result<Vec<PreparedWrap>, SealError> {
         .collect()
 }
 
-/// A thread that keeps a few sets of fresh wrap keys ready for one list of
-/// targets. Each set is used once; unused ones are dropped (and zeroized)
-/// with the channel when the filter ends.
+/// A thread that keeps sets of fresh wrap keys ready for one list of
+/// targets, handed over in batches (one wake-up per batch, not per file).
+/// Each set is used once; unused ones are dropped (and zeroized) with the
+/// channel when the filter ends.
 struct WrapSource {
     targets: Vec<WrapTarget>,
-    next: mpsc::Receiver<Result<Vec<PreparedWrap>, SealError>>,
+    next: mpsc::Receiver<Vec<Result<Vec<PreparedWrap>, SealError>>>,
+    ready: std::collections::VecDeque<Result<Vec<PreparedWrap>, SealError>>,
 }
+
+/// Wrap sets per hand-over.
+const WRAP_BATCH: usize = 16;
 
 impl WrapSource {
     fn start(targets: Vec<WrapTarget>) -> WrapSource {
-        let (tx, next) = mpsc::sync_channel(32);
+        let (tx, next) = mpsc::sync_channel(2);
         let for_thread = targets.clone();
-        std::thread::spawn(move || while tx.send(prepare_now(&for_thread)).is_ok() {});
-        WrapSource { targets, next }
+        std::thread::spawn(move || {
+            let preparer = crypto::WrapPreparer::new(&for_thread);
+            loop {
+                let batch = (0..WRAP_BATCH).map(|_| preparer.prepare()).collect();
+                if tx.send(batch).is_err() {
+                    break;
+                }
+            }
+        });
+        WrapSource {
+            targets,
+            next,
+            ready: Default::default(),
+        }
+    }
+
+    /// A prepared set if one is ready now (never waits: the caller then
+    /// prepares one itself, so both cores work).
+    fn take(&mut self) -> Option<Result<Vec<PreparedWrap>, SealError>> {
+        if self.ready.is_empty() {
+            self.ready.extend(self.next.try_recv().ok()?);
+        }
+        self.ready.pop_front()
     }
 }
 
@@ -159,6 +187,7 @@ impl Filter {
             index: None,
             recent: HashMap::new(),
             index_stamp: None,
+            head_tree: None,
             cache: None,
             long_running: false,
             wraps: None,
@@ -171,9 +200,9 @@ impl Filter {
     /// Wrap keys for `targets`: from the background source when it serves
     /// these targets (starting it in a long-running process), else now.
     fn prepared_wraps(&mut self, targets: &[WrapTarget]) -> Result<Vec<PreparedWrap>, SealError> {
-        if let Some(source) = &self.wraps {
+        if let Some(source) = &mut self.wraps {
             if source.targets == targets {
-                if let Ok(wraps) = source.next.recv() {
+                if let Some(wraps) = source.take() {
                     return wraps;
                 }
             }
@@ -265,11 +294,28 @@ impl Filter {
         if self.index.is_none() || stamp != self.index_stamp {
             self.index = Some(project.repo.index_entries().map_err(|e| e.to_string())?);
             self.index_stamp = stamp;
+            self.head_tree = None;
         }
         if let Some(id) = self.index.as_ref().and_then(|i| i.get(path)) {
             return Ok(Some(*id));
         }
-        project.repo.head_blob_id(path).map_err(|e| e.to_string())
+        // HEAD is read again whenever the index changed. A stale HEAD could
+        // only offer an envelope that opens to the same plaintext, which
+        // is checked before it is reused.
+        let head_tree = match self.head_tree {
+            Some(tree) => tree,
+            None => {
+                let tree = project.repo.head_tree_id().map_err(|e| e.to_string())?;
+                *self.head_tree.insert(tree)
+            }
+        };
+        match head_tree {
+            Some(tree) => project
+                .repo
+                .blob_in_tree(tree, path)
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
     }
 
     fn cache(&mut self) -> Option<&CleanCache> {
