@@ -26,12 +26,13 @@ pub struct SmudgeArgs {
 
 pub fn run_process(_: ProcessArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env().long_running();
-    process::serve(
-        std::io::stdin().lock(),
-        std::io::stdout().lock(),
-        &mut filter,
-    )
-    .map_err(|e| CommandError::user(format!("filter-process: {e}")))?;
+    // Standard output as a plain file: Rust's stdout is line-buffered, which
+    // would split every response after the envelope's last newline into a
+    // second write (the process protocol wants one write per response).
+    use std::os::fd::AsFd;
+    let stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    process::serve(std::io::stdin().lock(), stdout, &mut filter)
+        .map_err(|e| CommandError::user(format!("filter-process: {e}")))?;
     Ok(0)
 }
 
