@@ -779,3 +779,29 @@ fn a_server_with_pre_receive_refuses_forged_or_rewound_chains() {
     assert!(err.contains("deleting the audit chain"), "{err}");
     assert_eq!(env.git(&server, &["rev-parse", REF]), good);
 }
+
+#[test]
+fn init_without_a_usable_signer_warns_and_a_later_init_starts_the_chain() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new();
+    let signers = env.path("signers");
+    std::fs::create_dir_all(&signers).unwrap();
+    std::fs::set_permissions(&signers, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.set("GIT_SEAL_SIGNER_DIR", signers.to_str().unwrap());
+    let dir = env.repo("r");
+    let out = env.ok("git-seal", &dir, &["init", "secrets/**"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("audit chain was not started") && err.contains("chmod 700"),
+        "{err}"
+    );
+    env.fails("git", &dir, &["rev-parse", "--verify", "-q", REF], 1);
+    std::fs::set_permissions(&signers, std::fs::Permissions::from_mode(0o700)).unwrap();
+    env.seal(&dir, &["init"]);
+    assert_eq!(events(&env, &dir), ["init"]);
+    let mode = std::fs::metadata(signers.join("ed25519"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
