@@ -1,4 +1,5 @@
-//! Conformance: every vector in shared/vectors/envelope-v1/, made by an
+//! Conformance: every vector in shared/vectors/envelope-v1/ (copied to
+//! tests/vectors/envelope-v1/), made by an
 //! independent implementation. Valid ones open to the exact bytes with only
 //! the listed keys and re-write byte-identical; invalid ones are refused.
 
@@ -10,14 +11,46 @@ use git_seal::keys::software::SoftwareKeys;
 use git_seal::kid::Kid;
 use git_seal::secret::KekSecret;
 
+/// The vectors, copied into the repository (tests/vectors/envelope-v1) so
+/// that a clone tests on its own. Where the shared originals are beside the
+/// checkout (../shared/vectors/envelope-v1), the copy must equal them.
 fn vectors_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/envelope-v1");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/vectors/envelope-v1");
     assert!(
         dir.is_dir(),
         "conformance vectors missing at {}",
         dir.display()
     );
+    let shared = root.join("../shared/vectors/envelope-v1");
+    if shared.is_dir() {
+        assert_eq!(
+            listing(&shared),
+            listing(&dir),
+            "tests/vectors/envelope-v1 differs from {}; copy it again",
+            shared.display()
+        );
+    }
     dir
+}
+
+/// Every file under `dir`, by relative path, with its bytes.
+fn listing(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = fs::read(&path).unwrap();
+                files.push((path.strip_prefix(dir).unwrap().to_owned(), bytes));
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 fn all_keys() -> Vec<(Kid, KekSecret)> {
