@@ -131,24 +131,25 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
                     ));
                 } else {
                     root = Some(*id);
-                    match &options.trust {
-                        Some(pinned) if pinned != fingerprint => problems.push(format!(
+                    if let Some(pinned) = options.trust.as_ref().filter(|p| *p != fingerprint) {
+                        // One finding says it all: the rest of the chain is
+                        // then checked as if this root were trusted, rather
+                        // than failing every entry it signed.
+                        problems.push(format!(
                             "the root entry is signed by {fingerprint}, not the pinned {pinned}"
-                        )),
-                        _ => {
-                            let mut roots = BTreeMap::new();
-                            roots.insert(
-                                fingerprint.clone(),
-                                TrustedSigner {
-                                    fingerprint: fingerprint.clone(),
-                                    email: entry.actor.email.clone(),
-                                    public_key: public_key.clone(),
-                                    added_by: *id,
-                                },
-                            );
-                            trusted = Rc::new(roots);
-                        }
+                        ));
                     }
+                    let mut roots = BTreeMap::new();
+                    roots.insert(
+                        fingerprint.clone(),
+                        TrustedSigner {
+                            fingerprint: fingerprint.clone(),
+                            email: entry.actor.email.clone(),
+                            public_key: public_key.clone(),
+                            added_by: *id,
+                        },
+                    );
+                    trusted = Rc::new(roots);
                 }
             } else if entry.event == entry::EVENT_INIT {
                 problems.push("an `init` entry that is not the chain's first".into());

@@ -237,6 +237,11 @@ fn summary(entry: &entry::Entry) -> String {
 }
 
 fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
+    if let Some(pin) = args.trust.as_ref().filter(|t| !t.starts_with("SHA256:")) {
+        return Err(CommandError::usage(format!(
+            "--trust {pin:?} is not an SSH fingerprint (`SHA256:…`, as `git seal audit verify --json` shows the root)"
+        )));
+    }
     let tip = tip_of(repo, &args.r#ref)?;
     let options = verify::Options {
         since: args.since,

@@ -181,11 +181,21 @@ fn init_starts_a_chain_that_stock_git_verify_commit_accepts() {
     let root = report["root"].as_str().unwrap().to_owned();
     assert!(root.starts_with("SHA256:"));
     env.seal(&dir, &["audit", "verify", "--trust", &root]);
+    // A different pinned root: one finding, naming the root entry.
     let pinned = verify_findings(&env, &dir, &["--trust", "SHA256:someoneelse"]);
-    assert!(pinned["findings"][0]["reason"]
+    let findings = pinned["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{pinned}");
+    assert!(findings[0]["reason"]
         .as_str()
         .unwrap()
         .contains("not the pinned"));
+    assert_eq!(findings[0]["commit"], entries[1]["commit"]);
+    env.fails(
+        "git-seal",
+        &dir,
+        &["audit", "verify", "--trust", "nonsense"],
+        2,
+    );
 }
 
 #[test]
