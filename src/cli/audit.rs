@@ -448,16 +448,23 @@ fn merge_chains(
     }
 }
 
-fn allowed_signers(repo: &Repo, args: AllowedSignersArgs) -> CommandResult<u8> {
+/// The local chain's verification report, or an error (saying `consequence`)
+/// when it has findings: trust read from a bad chain means nothing.
+fn verified_chain(repo: &Repo, consequence: &str) -> CommandResult<verify::Report> {
     let tip = tip_of(repo, REF)?;
     let report = verify::verify(repo, tip, &verify::Options::default())?;
     if !report.ok() {
         return Err(CommandError::user(format!(
-            "{REF} does not verify ({} finding(s)); the signers it trusts cannot be exported",
+            "{REF} does not verify ({} finding(s)); {consequence}",
             report.findings.len()
         ))
         .with_hint("run `git seal audit verify` to see why"));
     }
+    Ok(report)
+}
+
+fn allowed_signers(repo: &Repo, args: AllowedSignersArgs) -> CommandResult<u8> {
+    let report = verified_chain(repo, "the signers it trusts cannot be exported")?;
     let mut text = String::new();
     for s in &report.signers {
         let principal = if s.email.is_empty() || s.email.contains(char::is_whitespace) {
@@ -514,15 +521,7 @@ fn signer_add(repo: &Repo, args: SignerAddArgs) -> CommandResult<u8> {
             ))
         }
     };
-    let tip = tip_of(repo, REF)?;
-    let report = verify::verify(repo, tip, &verify::Options::default())?;
-    if !report.ok() {
-        return Err(CommandError::user(format!(
-            "{REF} does not verify ({} finding(s)); fix it before adding signers",
-            report.findings.len()
-        ))
-        .with_hint("run `git seal audit verify` to see why"));
-    }
+    let report = verified_chain(repo, "fix it before adding signers")?;
     if report.signers.iter().any(|s| s.fingerprint == fingerprint) {
         println!("git-seal: {fingerprint} is already a trusted signer");
         return Ok(0);

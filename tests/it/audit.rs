@@ -54,6 +54,22 @@ fn have_ssh_keygen() -> bool {
     found
 }
 
+/// Start every command, then wait for all; each must succeed.
+fn run_at_once(commands: impl Iterator<Item = std::process::Command>) {
+    let children: Vec<_> = commands
+        .map(|mut cmd| {
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
 fn verify_findings(env: &Env, dir: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["audit", "verify", "--json"];
     args.extend_from_slice(extra);
@@ -523,21 +539,11 @@ fn parallel_appenders_in_one_repository_lose_nothing() {
     let keys: Vec<String> = (0..8)
         .map(|i| ssh_keygen(&env, &format!("k{i}"), &format!("u{i}@example.test")).1)
         .collect();
-    let children: Vec<_> = keys
-        .iter()
-        .map(|key| {
-            env.command("git-seal", &dir)
-                .args(["audit", "signer", "add", key])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    run_at_once(keys.iter().map(|key| {
+        let mut cmd = env.command("git-seal", &dir);
+        cmd.args(["audit", "signer", "add", key]);
+        cmd
+    }));
     let log = log_json(&env, &dir);
     assert_eq!(log.len(), 10);
     let seqs: Vec<u64> = log.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
@@ -720,21 +726,11 @@ fn parallel_commits_in_linked_worktrees_lose_no_entry() {
             tree
         })
         .collect();
-    let children: Vec<_> = trees
-        .iter()
-        .map(|tree| {
-            env.command("git", tree)
-                .args(["commit", "-q", "-m", "parallel"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    run_at_once(trees.iter().map(|tree| {
+        let mut cmd = env.command("git", tree);
+        cmd.args(["commit", "-q", "-m", "parallel"]);
+        cmd
+    }));
     let log = log_json(&env, &dir);
     assert_eq!(log.len(), before + 6);
     let mut paths: Vec<String> = log[..6]
