@@ -103,6 +103,23 @@ impl Repo {
         Ok(())
     }
 
+    /// Every value of a multi-valued key (e.g. `remote.origin.fetch`).
+    pub fn config_get_all(&self, key: &str) -> Vec<String> {
+        let Ok(config) = self.inner.config() else {
+            return Vec::new();
+        };
+        let Ok(mut entries) = config.multivar(key, None) else {
+            return Vec::new();
+        };
+        let mut values = Vec::new();
+        while let Some(Ok(entry)) = entries.next() {
+            if let Some(value) = entry.value() {
+                values.push(value.to_owned());
+            }
+        }
+        values
+    }
+
     pub fn config_set_multivar_once(&self, key: &str, value: &str) -> Result<bool, RepoError> {
         let local = self.inner.config()?.open_level(ConfigLevel::Local)?;
         let exists = {

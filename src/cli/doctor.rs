@@ -1,5 +1,6 @@
 //! `git seal doctor`: what is misconfigured, and the command that fixes it.
 
+use crate::audit;
 use crate::envelope;
 use crate::error::CommandResult;
 use crate::hooks::{self, HookState};
@@ -12,8 +13,10 @@ use crate::setup;
 
 /// List what is misconfigured in this clone and the command that fixes
 /// each: filter drivers missing or not required, hooks missing or not
-/// chained, key file permissions, locked files, and disagreement between
-/// `.seal/policy.json` and `.gitattributes`. Exits 1 when anything is wrong.
+/// chained, key file permissions, locked files, disagreement between
+/// `.seal/policy.json` and `.gitattributes`, and an audit chain that is
+/// missing, not fetched, not verifying or not trusting your signer key.
+/// Exits 1 when anything is wrong.
 #[derive(clap::Args, Debug)]
 pub struct Args {}
 
@@ -125,6 +128,7 @@ fn work_tree(project: &Project, problems: &mut Vec<(String, String)>) -> Command
             ));
         }
     }
+    audit_chain(&project.repo, problems)?;
     let mut plaintext = Vec::new();
     for (path, id) in project.sealed_index_paths()? {
         if !policy::is_exempt(&path) && !project.repo.with_blob(id, envelope::is_envelope)? {
@@ -140,6 +144,58 @@ fn work_tree(project: &Project, problems: &mut Vec<(String, String)>) -> Command
             ),
             "git seal migrate".to_owned(),
         ));
+    }
+    Ok(())
+}
+
+/// The audit chain: present, fetched from every remote, verifying, and
+/// willing to take this user's entries.
+fn audit_chain(repo: &Repo, problems: &mut Vec<(String, String)>) -> CommandResult {
+    for remote in repo.remotes()? {
+        let key = format!("remote.{remote}.fetch");
+        let refspec = audit::fetch_refspec(&remote);
+        if !repo.config_get_all(&key).contains(&refspec) {
+            problems.push((
+                format!("{remote} does not fetch the audit chain ({key} lacks {refspec})"),
+                "git seal init".to_owned(),
+            ));
+        }
+    }
+    let Some(tip) = audit::chain::tip(repo) else {
+        problems.push((
+            format!("there is no audit chain ({})", audit::REF),
+            "git seal init".to_owned(),
+        ));
+        return Ok(());
+    };
+    let report = audit::verify::verify(repo, tip, &Default::default())?;
+    if !report.ok() {
+        problems.push((
+            format!(
+                "the audit chain does not verify ({} finding(s))",
+                report.findings.len()
+            ),
+            "git seal audit verify".to_owned(),
+        ));
+    }
+    match audit::Signer::load()? {
+        None => problems.push((
+            "you have no audit signer key yet, so your sealing events are not recorded".to_owned(),
+            "git seal audit signer show (makes one), then a trusted signer runs the `git seal audit signer add` it prints".to_owned(),
+        )),
+        Some(me) if !report.signers.iter().any(|s| s.fingerprint == me.fingerprint()) => {
+            problems.push((
+                format!(
+                    "your signer {} is not trusted by the audit chain, so your sealing events are not recorded",
+                    me.fingerprint()
+                ),
+                format!(
+                    "a trusted signer runs: git seal audit signer add '{}' --email YOU",
+                    me.public_openssh()
+                ),
+            ));
+        }
+        Some(_) => {}
     }
     Ok(())
 }

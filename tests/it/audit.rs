@@ -811,3 +811,50 @@ fn init_without_a_usable_signer_warns_and_a_later_init_starts_the_chain() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn doctor_reports_audit_chain_problems_with_their_fixes() {
+    let Team {
+        ada,
+        bea,
+        ada_dir,
+        bea_dir,
+    } = team();
+    ada.seal(&ada_dir, &["doctor"]);
+    // Bea has no signer key yet, then one that is not trusted yet.
+    let out = stdout(&bea.fails("git-seal", &bea_dir, &["doctor"], 1));
+    assert!(out.contains("no audit signer key yet"), "{out}");
+    bea.seal(&bea_dir, &["audit", "signer", "show"]);
+    let out = stdout(&bea.fails("git-seal", &bea_dir, &["doctor"], 1));
+    assert!(
+        out.contains("is not trusted by the audit chain") && out.contains("signer add"),
+        "{out}"
+    );
+    trust_bea(&ada, &bea, &ada_dir, &bea_dir);
+    ada.seal(&ada_dir, &["audit", "sync"]);
+    bea.seal(&bea_dir, &["audit", "sync"]);
+    bea.seal(&bea_dir, &["doctor"]);
+
+    // A remote added later does not fetch the chain until init runs again.
+    let server = ada.path("server.git");
+    ada.git(
+        &ada_dir,
+        &["remote", "add", "mirror", server.to_str().unwrap()],
+    );
+    let out = stdout(&ada.fails("git-seal", &ada_dir, &["doctor"], 1));
+    assert!(
+        out.contains("mirror does not fetch the audit chain"),
+        "{out}"
+    );
+    ada.seal(&ada_dir, &["init"]);
+    ada.seal(&ada_dir, &["doctor"]);
+
+    // A broken chain.
+    let entry = next_entry_text(&ada, &ada_dir, "seal");
+    forge_entry(&ada, &ada_dir, &entry, None);
+    let out = stdout(&ada.fails("git-seal", &ada_dir, &["doctor"], 1));
+    assert!(
+        out.contains("the audit chain does not verify") && out.contains("git seal audit verify"),
+        "{out}"
+    );
+}
