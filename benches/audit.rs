@@ -5,7 +5,8 @@
 //! Builds a chain of ENTRIES signed entries in a temporary repository (on
 //! tmpfs when there is one), then times the release `git-seal audit verify`
 //! on it, first with loose objects (as appended locally) and then after
-//! `git gc` (as fetched). Prints entries per second for each.
+//! `git gc` (as fetched). Prints entries per second for each, and for plain
+//! Git reading the same entries and stock `git verify-commit`.
 //! AUDIT_BENCH_KEEP=1 keeps the repository (for profiling).
 
 use std::path::Path;
@@ -77,8 +78,19 @@ fn main() {
     let loose = time_verify(&dir, entries);
     git(&dir, &["gc", "-q"]);
     let packed = time_verify(&dir, entries);
+    let plain = time_plain_read(&dir, entries);
     println!("audit verify, loose objects: {loose:.0} entries/s");
     println!("audit verify, after git gc:  {packed:.0} entries/s");
+    println!(
+        "plain git reading every entry (git log -p): {plain:.0} entries/s (verify takes {:.2}x its time)",
+        plain / packed
+    );
+    if let Some(stock) = time_stock_verify(&dir, tmp.path(), 200) {
+        println!(
+            "stock git verify-commit, one entry at a time: {stock:.0} entries/s ({:.0}x slower than audit verify)",
+            packed / stock
+        );
+    }
     println!("target (issue 5): >= 20000 entries/s");
     if std::env::var_os("AUDIT_BENCH_KEEP").is_some() {
         println!("kept {}", tmp.keep().display());
@@ -104,6 +116,59 @@ fn time_verify(dir: &Path, entries: u64) -> f64 {
         best = best.min(seconds);
     }
     entries as f64 / best
+}
+
+/// Plain Git reading every entry commit and its `entry.json` (no
+/// signature checks), best of three, in entries per second.
+fn time_plain_read(dir: &Path, entries: u64) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let out = Command::new("git")
+            .args(["log", "-p", "--format=%H %P%n%B", REF])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    entries as f64 / best
+}
+
+/// Stock `git verify-commit` over the newest `n` entries (it runs
+/// `ssh-keygen` per entry), in entries per second; `None` without ssh-keygen.
+fn time_stock_verify(dir: &Path, tmp: &Path, n: usize) -> Option<f64> {
+    Command::new("ssh-keygen").arg("-?").output().ok()?;
+    let signers = tmp.join("allowed_signers");
+    let out = Command::new(env!("CARGO_BIN_EXE_git-seal"))
+        .args(["audit", "allowed-signers", "--out"])
+        .arg(&signers)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let list = Command::new("git")
+        .args(["rev-list", "-n", &n.to_string(), REF])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let commits: Vec<String> = String::from_utf8(list.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let config = format!("gpg.ssh.allowedSignersFile={}", signers.display());
+    let started = Instant::now();
+    for commit in &commits {
+        let status = Command::new("git")
+            .args(["-c", &config, "verify-commit", commit])
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "git verify-commit {commit} failed");
+    }
+    Some(commits.len() as f64 / started.elapsed().as_secs_f64())
 }
 
 fn git(dir: &Path, args: &[&str]) {
