@@ -42,7 +42,9 @@ pub struct LogArgs {
     pub r#ref: String,
 }
 
-/// Check every entry: its SSH signature, that its signer was trusted at that
+/// Verify every entry's signature, trust, schema and sequence number.
+///
+/// Checks each entry's SSH signature, that its signer was trusted at that
 /// point of the chain, its schema and its sequence number.
 ///
 /// The root of trust is the signer of the chain's `init` entry, or the
@@ -68,17 +70,21 @@ pub struct VerifyArgs {
     pub r#ref: String,
 }
 
-/// Exchange the chain with a remote: fetch its chain, take its new entries,
-/// merge diverged chains with a signed `chain-merge` entry, and push.
+/// Exchange the chain with a remote: fetch, merge, push.
+///
+/// Fetches the remote's chain, takes its new entries, merges diverged
+/// chains with a signed `chain-merge` entry, and pushes.
 #[derive(clap::Args, Debug)]
 pub struct SyncArgs {
     /// The remote (default: `origin`, or the only remote).
     pub remote: Option<String>,
 }
 
-/// Write the trusted signers as an SSH allowed-signers file, so that stock
-/// `git verify-commit` (with `gpg.ssh.allowedSignersFile`) can check every
-/// entry without git-seal.
+/// Export the trusted signers for stock `git verify-commit`.
+///
+/// Writes them as an SSH allowed-signers file, so that `git verify-commit`
+/// (with `gpg.ssh.allowedSignersFile`) can check every entry without
+/// git-seal.
 #[derive(clap::Args, Debug)]
 pub struct AllowedSignersArgs {
     /// Write to this file instead of standard output.
@@ -89,11 +95,14 @@ pub struct AllowedSignersArgs {
 /// Manage who may sign audit entries.
 #[derive(clap::Subcommand, Debug)]
 pub enum SignerCommand {
-    /// Trust another signer key from now on (a `signer-add` entry, signed by
-    /// you; you must already be trusted).
+    /// Trust another signer key from now on.
+    ///
+    /// Appends a `signer-add` entry signed by you; you must already be
+    /// trusted.
     Add(SignerAddArgs),
-    /// Show your own signer key (created on first need), to hand to a
-    /// trusted signer for `git seal audit signer add`.
+    /// Show your own signer's public key (made on first need).
+    ///
+    /// Hand it to a trusted signer for `git seal audit signer add`.
     Show,
 }
 

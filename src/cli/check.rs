@@ -4,8 +4,10 @@ use crate::check;
 use crate::error::{CommandError, CommandResult};
 use crate::repo::Repo;
 
-/// Check that no commit in a range stores plaintext under a path that must
-/// be sealed, a malformed envelope, an envelope wrapped to an unknown or
+/// Check history for plaintext, bad envelopes and key material (for CI).
+///
+/// No commit in the range may store plaintext under a path that must be
+/// sealed, a malformed envelope, an envelope wrapped to an unknown or
 /// removed KEK, or private key material.
 ///
 /// Each commit is judged by the `.seal/policy.json`, `.gitattributes` and

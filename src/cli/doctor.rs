@@ -11,8 +11,9 @@ use crate::project::{Project, ProjectError};
 use crate::repo::Repo;
 use crate::setup;
 
-/// List what is misconfigured in this clone and the command that fixes
-/// each: filter drivers missing or not required, hooks missing or not
+/// List what is misconfigured, with the command that fixes each.
+///
+/// Looks at: filter drivers missing or not required, hooks missing or not
 /// chained, key file permissions, locked files, disagreement between
 /// `.seal/policy.json` and `.gitattributes`, and an audit chain that is
 /// missing, not fetched, not verifying or not trusting your signer key.

@@ -5,8 +5,9 @@ use crate::error::{CommandError, CommandResult};
 use crate::filter::lock_marker;
 use crate::project::Project;
 
-/// Replace the plaintext of every sealed file in this work tree by its
-/// envelope, keeping nothing decrypted on disk, and keep them sealed on later
+/// Replace work-tree plaintext of sealed files by their envelopes.
+///
+/// Keeps nothing decrypted on disk, and keeps the files sealed on later
 /// checkouts until `git seal unlock`.
 ///
 /// Refuses when a sealed file has changes not yet staged (they would be

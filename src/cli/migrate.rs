@@ -7,8 +7,10 @@ use crate::policy;
 use crate::project::Project;
 use crate::setup;
 
-/// Seal the tracked files that the policy (or `.gitattributes`) now says
-/// must be sealed but that the index holds as plaintext, and stage the
+/// Seal tracked plaintext that the policy now covers, and stage it.
+///
+/// Finds the tracked files that the policy (or `.gitattributes`) says must
+/// be sealed but that the index holds as plaintext, and stages their
 /// envelopes; you commit them.
 ///
 /// Also adds any missing `.gitattributes` lines for the policy's globs, so

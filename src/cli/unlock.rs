@@ -5,9 +5,10 @@ use crate::error::{CommandError, CommandResult};
 use crate::filter::lock_marker;
 use crate::project::Project;
 
-/// Open every sealed file left as an envelope in this work tree (after
-/// `git seal lock`, or a checkout without the key) by checking it out again
-/// through the filter.
+/// Open sealed files left as envelopes in this work tree.
+///
+/// After `git seal lock`, or a checkout without the key: each such file is
+/// checked out again through the filter.
 ///
 /// Refuses when a locked file was edited since checkout unless --force.
 #[derive(clap::Args, Debug)]
