@@ -25,7 +25,10 @@ export HOME="$work/home" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL="$work/home/git
 export GIT_SEAL_KEY_DIR="$work/keys" PATH="$bin:$PATH"
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.test
 export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.test
-mkdir -p "$HOME"; : > "$GIT_CONFIG_GLOBAL"
+mkdir -p "$HOME"
+# No automatic gc: a commit of 10,000 files would start one in the
+# background, and it would run during the next measurement.
+printf '[gc]\n\tauto = 0\n[maintenance]\n\tauto = false\n' > "$GIT_CONFIG_GLOBAL"
 
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc -l; }
