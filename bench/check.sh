@@ -14,21 +14,7 @@
 set -euo pipefail
 COMMITS=${1:-300}
 PER=${2:-70}
-root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
-bin="$root/target/release"
-# On tmpfs when there is one (see filter.sh). BENCH_DIR overrides.
-base=${BENCH_DIR:-$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}" )}
-work=$(mktemp -d "$base/git-seal-bench-check.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-export HOME="$work/home" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL="$work/home/gitconfig"
-export GIT_SEAL_KEY_DIR="$work/keys" PATH="$bin:$PATH"
-export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.test
-export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.test
-mkdir -p "$HOME"; : > "$GIT_CONFIG_GLOBAL"
-
-now() { date +%s.%N; }
-elapsed() { echo "$(now) - $1" | bc -l; }
+source "$(dirname "$0")/common.sh"
 
 repo="$work/repo"
 git init -q -b main "$repo"

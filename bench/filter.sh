@@ -12,26 +12,8 @@ set -euo pipefail
 N=${1:-10000}
 KIB=${2:-1}
 BIG=${3:-256}
-root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
-bin="$root/target/release"
-# On tmpfs when there is one: the VM's disk makes file-creation times swing
-# several-fold, which would drown what is measured here (Git's and the
-# filter's work). BENCH_DIR overrides.
-base=${BENCH_DIR:-$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}" )}
-work=$(mktemp -d "$base/git-seal-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-export HOME="$work/home" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL="$work/home/gitconfig"
-export GIT_SEAL_KEY_DIR="$work/keys" PATH="$bin:$PATH"
-export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.test
-export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.test
-mkdir -p "$HOME"
-# No automatic gc: a commit of 10,000 files would start one in the
-# background, and it would run during the next measurement.
-printf '[gc]\n\tauto = 0\n[maintenance]\n\tauto = false\n' > "$GIT_CONFIG_GLOBAL"
+source "$(dirname "$0")/common.sh"
 
-now() { date +%s.%N; }
-elapsed() { echo "$(now) - $1" | bc -l; }
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 
 # N files of random bytes (hex, so they are text) in a few directories.

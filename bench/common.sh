@@ -1,0 +1,23 @@
+# Sourced by the benchmarks: a release build of git-seal first on PATH, and
+# a hermetic environment in a fresh directory "$work" (removed on exit).
+# Sets root, bin, work.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
+bin="$root/target/release"
+# On tmpfs when there is one: the VM's disk makes file-creation times swing
+# several-fold, which would drown what is measured here (Git's and the
+# filter's work). BENCH_DIR overrides.
+base=${BENCH_DIR:-$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}" )}
+work=$(mktemp -d "$base/git-seal-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+export HOME="$work/home" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL="$work/home/gitconfig"
+export GIT_SEAL_KEY_DIR="$work/keys" PATH="$bin:$PATH"
+export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.test
+export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.test
+mkdir -p "$HOME"
+# No automatic gc: a commit of thousands of files would start one in the
+# background, and it would run during the next measurement.
+printf '[gc]\n\tauto = 0\n[maintenance]\n\tauto = false\n' > "$GIT_CONFIG_GLOBAL"
+
+now() { date +%s.%N; }
+elapsed() { echo "$(now) - $1" | bc -l; }
