@@ -53,15 +53,23 @@ impl CleanCache {
         }
     }
 
-    /// The keyed hash of a plaintext and the `aad` its envelope carries, so
-    /// a hit also means "same aad" and the envelope need not be parsed.
-    /// `None` for plaintexts over [`MAX_CACHED`]: hashing them would cost
-    /// more than opening the envelope once when Git asks again.
-    pub fn mac(&self, aad: Option<&str>, plaintext: &[u8]) -> Option<[u8; MAC_LEN]> {
+    /// The keyed hash of a plaintext, the `aad` its envelope carries and the
+    /// kids it is wrapped to (sorted), so a hit also means "same aad, same
+    /// recipients" and the envelope need not be parsed. `None` for
+    /// plaintexts over [`MAX_CACHED`]: hashing them would cost more than
+    /// opening the envelope once when Git asks again.
+    pub fn mac(&self, aad: Option<&str>, kids: &[Kid], plaintext: &[u8]) -> Option<[u8; MAC_LEN]> {
         if plaintext.len() > MAX_CACHED {
             return None;
         }
         let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        let mut sorted: Vec<&str> = kids.iter().map(Kid::as_str).collect();
+        sorted.sort_unstable();
+        hasher.update(&(sorted.len() as u64).to_le_bytes());
+        for kid in sorted {
+            hasher.update(&(kid.len() as u64).to_le_bytes());
+            hasher.update(kid.as_bytes());
+        }
         match aad {
             Some(aad) => {
                 hasher.update(&[1]);
@@ -135,14 +143,18 @@ mod tests {
         let blob = Oid::from_bytes(&[3; 20]).unwrap();
         {
             let mut cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
-            let mac = cache.mac(None, b"secret").unwrap();
+            let mac = cache.mac(None, &[kid.clone()], b"secret").unwrap();
             cache.record(blob, mac);
         }
+        let one = [kid.clone()];
         let cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
-        assert!(cache.matches(blob, &cache.mac(None, b"secret").unwrap()));
-        assert!(!cache.matches(blob, &cache.mac(None, b"other").unwrap()));
-        assert!(!cache.matches(blob, &cache.mac(Some(""), b"secret").unwrap()));
+        assert!(cache.matches(blob, &cache.mac(None, &one, b"secret").unwrap()));
+        assert!(!cache.matches(blob, &cache.mac(None, &one, b"other").unwrap()));
+        assert!(!cache.matches(blob, &cache.mac(Some(""), &one, b"secret").unwrap()));
+        // Other recipients: not the same envelope any more.
+        let two = [kid.clone(), Kid::parse("k_0000000000000002").unwrap()];
+        assert!(!cache.matches(blob, &cache.mac(None, &two, b"secret").unwrap()));
         let other_key = CleanCache::open(tmp.path(), &kid, [2; 32].into());
-        assert!(!other_key.matches(blob, &other_key.mac(None, b"secret").unwrap()));
+        assert!(!other_key.matches(blob, &other_key.mac(None, &one, b"secret").unwrap()));
     }
 }

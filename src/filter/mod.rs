@@ -74,6 +74,8 @@ pub enum Opened {
     Plain {
         plaintext: Vec<u8>,
         aad: Option<String>,
+        /// The kids the envelope is wrapped to.
+        kids: Vec<Kid>,
     },
     NoKey,
     Failed(String),
@@ -94,8 +96,13 @@ pub fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
         Err(e) => return Opened::Failed(e.to_string()),
     };
     let aad = env.aad.clone();
+    let kids = env.recipients.iter().map(|r| r.kid.clone()).collect();
     match crypto::decrypt(env, &kid, &dek) {
-        Ok(plaintext) => Opened::Plain { plaintext, aad },
+        Ok(plaintext) => Opened::Plain {
+            plaintext,
+            aad,
+            kids,
+        },
         Err(e) => Opened::Failed(e.to_string()),
     }
 }
@@ -241,6 +248,8 @@ impl Filter {
         };
         let project = self.project.as_ref().map_err(|e| refuse(e))?;
         let aad = project.policy.aad_for(path);
+        let targets = project.targets_for(Some(path)).map_err(|e| refuse(&e))?;
+        let kids: Vec<Kid> = targets.iter().map(|t| t.kid().clone()).collect();
         // Candidates for "the same envelope again": what this process last
         // produced or opened for the path, then the index (else HEAD) blob.
         let mut candidates: Vec<Oid> = self.recent.get(path).copied().into_iter().collect();
@@ -249,7 +258,9 @@ impl Filter {
                 candidates.push(prior);
             }
         }
-        let mac = self.cache().and_then(|c| c.mac(aad.as_deref(), &plaintext));
+        let mac = self
+            .cache()
+            .and_then(|c| c.mac(aad.as_deref(), &kids, &plaintext));
         let project = self.project.as_ref().expect("checked above");
         for blob in candidates {
             let cache = self.cache.as_mut().and_then(Option::as_mut);
@@ -260,12 +271,12 @@ impl Filter {
                 &plaintext,
                 mac.as_ref(),
                 aad.as_deref(),
+                &kids,
             ) {
                 self.recent.insert(path.to_owned(), blob);
                 return Ok(same);
             }
         }
-        let targets = project.targets_for(Some(path)).map_err(|e| refuse(&e))?;
         let wraps = self
             .prepared_wraps(&targets)
             .map_err(|e| format!("{path}: cannot seal: {e}"))?;
@@ -394,14 +405,18 @@ impl Filter {
         } = work;
         let keep = |bytes, error| Smudged { bytes, error };
         match opened {
-            Opened::Plain { plaintext, aad } => {
+            Opened::Plain {
+                plaintext,
+                aad,
+                kids,
+            } => {
                 let blob =
                     blob.or_else(|| self.wants_blob_id(plaintext.len()).then(|| blob_id(&text)));
                 drop(text);
                 if let Some(blob) = blob {
                     self.recent.insert(path, blob);
                     if let Some(cache) = self.cache_mut() {
-                        if let Some(mac) = cache.mac(aad.as_deref(), &plaintext) {
+                        if let Some(mac) = cache.mac(aad.as_deref(), &kids, &plaintext) {
                             cache.record(blob, mac);
                         }
                     }
@@ -496,6 +511,7 @@ fn reuse(
     plaintext: &[u8],
     mac: Option<&[u8; 32]>,
     aad: Option<&str>,
+    kids: &[Kid],
 ) -> Option<Vec<u8>> {
     let text = project.repo.blob(blob).ok()?;
     // A hit means this blob is an envelope of exactly this plaintext and aad.
@@ -505,7 +521,12 @@ fn reuse(
         }
     }
     let env = envelope::parse(&text).ok()?;
-    if env.aad.as_deref() != aad {
+    // Same aad and same recipients, or the policy changed: seal anew.
+    let mut wrapped_to: Vec<&Kid> = env.recipients.iter().map(|r| &r.kid).collect();
+    let mut wanted: Vec<&Kid> = kids.iter().collect();
+    wrapped_to.sort_unstable_by_key(|k| k.as_str());
+    wanted.sort_unstable_by_key(|k| k.as_str());
+    if env.aad.as_deref() != aad || wrapped_to != wanted {
         return None;
     }
     let opened = envelope::open(env, project.keys()).ok()?;

@@ -529,3 +529,64 @@ fn one_shot_clean_and_smudge_work_without_the_process_protocol() {
     assert_eq!(read(&dir, "secrets/one.txt"), "one-shot\n");
     assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
 }
+
+/// Unchanged plaintext keeps its envelope only while the policy would seal
+/// it the same way: once a recovery KEK joins the path's recipients, a file
+/// Git cleans again (here after `touch`) is sealed anew to both.
+#[test]
+fn clean_reseals_unchanged_plaintext_when_the_recipients_change() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let kid = env.kid();
+    let recipients = |rev: &str, path: &str| -> Vec<String> {
+        let text = env.git(&dir, &["cat-file", "-p", &format!("{rev}:{path}")]);
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut kids: Vec<String> = json["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    };
+    assert_eq!(recipients("HEAD", "secrets/db.env"), [kid.clone()]);
+
+    // Touching alone changes nothing while the policy is the same.
+    let before = env.git(&dir, &["rev-parse", "HEAD:secrets/db.env"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(&dir, "secrets/db.env", "DB_PASSWORD=hunter2\n");
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+    assert_eq!(env.git(&dir, &["rev-parse", ":secrets/db.env"]), before);
+
+    // A recovery KEK (public half only) joins the recipients of secrets/**.
+    let recovery = git_seal::secret::KekSecret::generate();
+    let record = git_seal::meta::KekRecord::new_x25519(&recovery.public(), 0);
+    git_seal::meta::store(&dir, &record).unwrap();
+    let mut policy: serde_json::Value =
+        serde_json::from_str(&read(&dir, ".seal/policy.json")).unwrap();
+    policy["recipients"] = serde_json::json!([
+        {"paths": ["secrets/**"], "kids": [kid.as_str(), record.kid.as_str()]}
+    ]);
+    write(
+        &dir,
+        ".seal/policy.json",
+        &serde_json::to_string_pretty(&policy).unwrap(),
+    );
+    commit_all(&env, &dir, "recovery KEK for secrets");
+
+    // Whenever Git cleans the file again (it may already have, for that
+    // commit), the envelope is made anew for both.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(&dir, "secrets/db.env", "DB_PASSWORD=hunter2\n");
+    env.git(&dir, &["add", "-A"]);
+    let mut both = vec![kid.clone(), record.kid.to_string()];
+    both.sort();
+    assert_eq!(recipients("", "secrets/db.env"), both);
+    // Untouched files keep their envelopes (re-wrapping all is a separate
+    // command), and the tree stays clean.
+    assert_eq!(recipients("HEAD", "secrets/api/token.txt"), [kid.clone()]);
+    env.git(&dir, &["commit", "-q", "--allow-empty", "-m", "re-add"]);
+    assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+}
