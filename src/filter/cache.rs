@@ -143,7 +143,9 @@ mod tests {
         let blob = Oid::from_bytes(&[3; 20]).unwrap();
         {
             let mut cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
-            let mac = cache.mac(None, &[kid.clone()], b"secret").unwrap();
+            let mac = cache
+                .mac(None, std::slice::from_ref(&kid), b"secret")
+                .unwrap();
             cache.record(blob, mac);
         }
         let one = [kid.clone()];
