@@ -550,7 +550,7 @@ fn clean_reseals_unchanged_plaintext_when_the_recipients_change() {
         kids.sort();
         kids
     };
-    assert_eq!(recipients("HEAD", "secrets/db.env"), [kid.clone()]);
+    assert_eq!(recipients("HEAD", "secrets/db.env"), [kid.as_str()]);
 
     // Touching alone changes nothing while the policy is the same.
     let before = env.git(&dir, &["rev-parse", "HEAD:secrets/db.env"]);
@@ -585,7 +585,7 @@ fn clean_reseals_unchanged_plaintext_when_the_recipients_change() {
     assert_eq!(recipients("", "secrets/db.env"), both);
     // Untouched files keep their envelopes (re-wrapping all is a separate
     // command), and the tree stays clean.
-    assert_eq!(recipients("HEAD", "secrets/api/token.txt"), [kid.clone()]);
+    assert_eq!(recipients("HEAD", "secrets/api/token.txt"), [kid.as_str()]);
     env.git(&dir, &["commit", "-q", "--allow-empty", "-m", "re-add"]);
     assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
     assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
