@@ -285,6 +285,44 @@ pub fn record_merge(project: &Project, verified: bool, signer: &Signer) -> Resul
     Ok(())
 }
 
+/// post-rewrite (`git commit --amend`, `git rebase`): append a `rewrite`
+/// entry mapping each rewritten commit that changes sealed paths to the
+/// commit that replaced it, so the chain's `seal` entries can be followed
+/// through history rewrites. `kind` is Git's argument (`amend`, `rebase`).
+pub fn on_rewrite(project: &Project, kind: &str, pairs: &[(Oid, Oid)]) -> Result<(), AuditError> {
+    let mut commits = Vec::new();
+    for (old, new) in pairs {
+        let parent = project.repo.resolve_commit(&format!("{new}^"));
+        let changes = project.repo.changed_files(parent, *new)?;
+        let mut touches_sealed = false;
+        for (path, _, _) in &changes {
+            touches_sealed |= is_sealed(project, path)?;
+        }
+        if touches_sealed {
+            commits.push(json!({"old": old.to_string(), "new": new.to_string()}));
+        }
+    }
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let Some(signer) = trusted_signer(&project.repo)? else {
+        return Ok(());
+    };
+    let mut data = Map::new();
+    data.insert("kind".into(), json!(kind));
+    data.insert("commits".into(), Value::Array(commits));
+    append(
+        &project.repo,
+        &signer,
+        &NewEntry {
+            event: "rewrite",
+            data,
+        },
+        When::Always,
+    )?;
+    Ok(())
+}
+
 /// `git seal migrate`: append a `migrate` entry for the paths it sealed
 /// (their staged blobs and kids).
 pub fn on_migrate(project: &Project, paths: &[String]) -> Result<(), AuditError> {

@@ -35,7 +35,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
         }
         "post-merge" => post_merge(),
         "post-checkout" => post_checkout(&args.args),
-        "post-rewrite" => post_rewrite(),
+        "post-rewrite" => post_rewrite(&args.args),
         other => Err(CommandError::usage(format!(
             "unknown hook {other:?} (known: pre-commit, post-commit, post-merge, post-checkout, post-rewrite, pre-receive)"
         ))),
@@ -167,7 +167,7 @@ fn post_checkout(args: &[String]) -> CommandResult<u8> {
     Ok(0)
 }
 
-fn post_rewrite() -> CommandResult<u8> {
+fn post_rewrite(args: &[String]) -> CommandResult<u8> {
     let Some(project) = project()? else {
         return Ok(0);
     };
@@ -175,14 +175,17 @@ fn post_rewrite() -> CommandResult<u8> {
     std::io::stdin().read_to_string(&mut input)?;
     let mut findings = Vec::new();
     let mut sealed = 0;
+    let mut rewritten = Vec::new();
     for line in input.lines() {
-        let Some(new) = line
+        // "<old> <new> [<extra>]"
+        let mut ids = line
             .split_whitespace()
-            .nth(1)
-            .and_then(|s| Oid::from_str(s).ok())
-        else {
+            .take(2)
+            .map(|s| Oid::from_str(s).ok());
+        let (Some(Some(old)), Some(Some(new))) = (ids.next(), ids.next()) else {
             continue;
         };
+        rewritten.push((old, new));
         let parent = project.repo.peel_commit(&format!("{new}^")).ok();
         match check::check_arrivals(&project.repo, parent, new) {
             Ok(a) => {
@@ -193,6 +196,11 @@ fn post_rewrite() -> CommandResult<u8> {
         }
     }
     summarize("post-rewrite", sealed, &findings, 0);
+    let kind = args.first().map_or("rewrite", String::as_str);
+    warn_audit(
+        "post-rewrite",
+        audit::on_rewrite(&project, kind, &rewritten),
+    );
     Ok(0)
 }
 

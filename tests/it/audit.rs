@@ -858,3 +858,55 @@ fn doctor_reports_audit_chain_problems_with_their_fixes() {
         "{out}"
     );
 }
+
+#[test]
+fn amend_and_rebase_record_which_commits_replaced_which() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write(&dir, "secrets/a.env", "A=1\n");
+    env.git(&dir, &["add", "secrets"]);
+    env.git(&dir, &["commit", "-q", "-m", "a"]);
+    let old = env.git(&dir, &["rev-parse", "HEAD"]).trim().to_owned();
+    write(&dir, "secrets/a.env", "A=2\n");
+    env.git(&dir, &["commit", "-q", "-a", "--amend", "-m", "a, amended"]);
+    let new = env.git(&dir, &["rev-parse", "HEAD"]).trim().to_owned();
+    let log = log_json(&env, &dir);
+    assert_eq!(log[0]["event"], "rewrite", "{log:?}");
+    assert_eq!(log[0]["data"]["kind"], "amend");
+    assert_eq!(log[0]["data"]["commits"][0]["old"], old.as_str());
+    assert_eq!(log[0]["data"]["commits"][0]["new"], new.as_str());
+    // The amended commit's own content has its `seal` entry.
+    assert_eq!(log[1]["event"], "seal");
+    assert_eq!(log[1]["data"]["commit"], new.as_str());
+
+    // A rebase maps every rewritten commit that touches sealed paths.
+    env.git(&dir, &["checkout", "-q", "-b", "topic"]);
+    write(&dir, "secrets/b.env", "B=1\n");
+    env.git(&dir, &["add", "secrets"]);
+    env.git(&dir, &["commit", "-q", "-m", "b"]);
+    write(&dir, "notes.txt", "plain\n");
+    env.git(&dir, &["add", "notes.txt"]);
+    env.git(&dir, &["commit", "-q", "-m", "notes"]);
+    env.git(&dir, &["checkout", "-q", "main"]);
+    write(&dir, "other.txt", "x\n");
+    env.git(&dir, &["add", "other.txt"]);
+    env.git(&dir, &["commit", "-q", "-m", "other"]);
+    env.git(&dir, &["checkout", "-q", "topic"]);
+    env.git(&dir, &["rebase", "-q", "main"]);
+    let log = log_json(&env, &dir);
+    let rewrite = log
+        .iter()
+        .find(|e| e["event"] == "rewrite" && e["data"]["kind"] == "rebase")
+        .unwrap_or_else(|| panic!("no rebase entry in {log:?}"));
+    let commits = rewrite["data"]["commits"].as_array().unwrap();
+    assert_eq!(
+        commits.len(),
+        1,
+        "only the commit touching secrets/: {commits:?}"
+    );
+    assert_eq!(
+        commits[0]["new"].as_str().unwrap(),
+        env.git(&dir, &["rev-parse", "HEAD~1"]).trim()
+    );
+    env.seal(&dir, &["audit", "verify"]);
+}
