@@ -563,15 +563,12 @@ fn clean_reseals_unchanged_plaintext_when_the_recipients_change() {
     let recovery = git_seal::secret::KekSecret::generate();
     let record = git_seal::meta::KekRecord::new_x25519(&recovery.public(), 0);
     git_seal::meta::store(&dir, &record).unwrap();
-    let mut policy: serde_json::Value =
-        serde_json::from_str(&read(&dir, ".seal/policy.json")).unwrap();
-    policy["recipients"] = serde_json::json!([
-        {"paths": ["secrets/**"], "kids": [kid.as_str(), record.kid.as_str()]}
-    ]);
-    write(
+    crate::harness::set_policy(
         &dir,
-        ".seal/policy.json",
-        &serde_json::to_string_pretty(&policy).unwrap(),
+        "recipients",
+        serde_json::json!([
+            {"paths": ["secrets/**"], "kids": [kid.as_str(), record.kid.as_str()]}
+        ]),
     );
     commit_all(&env, &dir, "recovery KEK for secrets");
 

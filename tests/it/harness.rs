@@ -268,3 +268,12 @@ impl Env {
         self.git(dir, &["rev-parse", rev]).trim().to_owned()
     }
 }
+
+/// Set one field of the work tree's `.seal/policy.json`.
+pub fn set_policy(dir: &Path, field: &str, value: serde_json::Value) {
+    let path = dir.join(".seal/policy.json");
+    let mut policy: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    policy[field] = value;
+    std::fs::write(&path, serde_json::to_string_pretty(&policy).unwrap()).unwrap();
+}

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::harness::{is_envelope, stderr, stdout, write_file, Env};
+use crate::harness::{is_envelope, set_policy, stderr, stdout, write_file, Env};
 
 fn commit_fails(env: &Env, dir: &Path) -> String {
     let before = env.rev(dir, "HEAD");
@@ -105,14 +105,7 @@ fn unsealing_a_path_needs_a_policy_change_in_the_same_commit() {
     );
 
     // Changing the policy in the same commit is the explicit decision.
-    let mut policy: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(".seal/policy.json")).unwrap()).unwrap();
-    policy["never_commit"] = serde_json::json!(["*.pem"]);
-    std::fs::write(
-        dir.join(".seal/policy.json"),
-        serde_json::to_string_pretty(&policy).unwrap(),
-    )
-    .unwrap();
+    set_policy(&dir, "never_commit", serde_json::json!(["*.pem"]));
     env.git(&dir, &["add", "-A"]);
     env.git(&dir, &["commit", "-q", "-m", "unseal extra/ on purpose"]);
     assert_eq!(
@@ -162,14 +155,7 @@ fn key_material_and_never_commit_paths_are_refused_without_printing_the_key() {
     );
 
     // A never_commit glob from the policy, staged with it.
-    let mut policy: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(".seal/policy.json")).unwrap()).unwrap();
-    policy["never_commit"] = serde_json::json!(["*.pem"]);
-    std::fs::write(
-        dir.join(".seal/policy.json"),
-        serde_json::to_string_pretty(&policy).unwrap(),
-    )
-    .unwrap();
+    set_policy(&dir, "never_commit", serde_json::json!(["*.pem"]));
     write_file(&dir, "certs/site.pem", b"-----BEGIN PRIVATE KEY-----\n");
     env.git(&dir, &["add", "-A"]);
     let err = commit_fails(&env, &dir);
