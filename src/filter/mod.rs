@@ -288,7 +288,7 @@ impl Filter {
             let blob = blob_id(&text);
             self.recent.insert(path.to_owned(), blob);
             if let (Some(mac), Some(cache)) = (mac, self.cache_mut()) {
-                cache.record(blob, mac);
+                cache.record(blob, mac, &text);
             }
         }
         Ok(text)
@@ -412,15 +412,15 @@ impl Filter {
             } => {
                 let blob =
                     blob.or_else(|| self.wants_blob_id(plaintext.len()).then(|| blob_id(&text)));
-                drop(text);
                 if let Some(blob) = blob {
                     self.recent.insert(path, blob);
                     if let Some(cache) = self.cache_mut() {
                         if let Some(mac) = cache.mac(aad.as_deref(), &kids, &plaintext) {
-                            cache.record(blob, mac);
+                            cache.record(blob, mac, &text);
                         }
                     }
                 }
+                drop(text);
                 keep(plaintext, None)
             }
             Opened::NoKey => {
@@ -513,13 +513,17 @@ fn reuse(
     aad: Option<&str>,
     kids: &[Kid],
 ) -> Option<Vec<u8>> {
-    let text = project.repo.blob(blob).ok()?;
-    // A hit means this blob is an envelope of exactly this plaintext and aad.
+    // A hit means this blob is an envelope of exactly this plaintext, aad
+    // and recipients; its text is often in the cache too.
     if let (Some(mac), Some(cache)) = (mac, cache.as_deref()) {
         if cache.matches(blob, mac) {
-            return Some(text);
+            return match cache.text(blob) {
+                Some(text) => Some(text.to_vec()),
+                None => project.repo.blob(blob).ok(),
+            };
         }
     }
+    let text = project.repo.blob(blob).ok()?;
     let env = envelope::parse(&text).ok()?;
     // Same aad and same recipients, or the policy changed: seal anew.
     let mut wrapped_to: Vec<&Kid> = env.recipients.iter().map(|r| &r.kid).collect();
@@ -534,7 +538,7 @@ fn reuse(
         return None;
     }
     if let (Some(mac), Some(cache)) = (mac, cache) {
-        cache.record(blob, *mac);
+        cache.record(blob, *mac, &text);
     }
     Some(text)
 }
