@@ -580,9 +580,11 @@ fn clean_reseals_unchanged_plaintext_when_the_recipients_change() {
     let mut both = vec![kid.clone(), record.kid.to_string()];
     both.sort();
     assert_eq!(recipients("", "secrets/db.env"), both);
-    // Untouched files keep their envelopes (re-wrapping all is a separate
-    // command), and the tree stays clean.
+    // Untouched files keep their envelopes until Git cleans them again;
+    // `git add --renormalize` makes it clean every file now.
     assert_eq!(recipients("HEAD", "secrets/api/token.txt"), [kid.as_str()]);
+    env.git(&dir, &["add", "--renormalize", "."]);
+    assert_eq!(recipients("", "secrets/api/token.txt"), both);
     env.git(&dir, &["commit", "-q", "--allow-empty", "-m", "re-add"]);
     assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
     assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
