@@ -376,18 +376,7 @@ struct Team {
 
 fn team() -> Team {
     let ada = Env::new();
-    let server = ada.path("server.git");
-    ada.git(
-        ada.tmp.path(),
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            server.to_str().unwrap(),
-        ],
-    );
+    let server = ada.bare("server.git");
     let ada_dir = ada.sealed_repo("ada");
     ada.git(
         &ada_dir,
@@ -751,9 +740,8 @@ fn parallel_commits_in_linked_worktrees_lose_no_entry() {
 fn a_server_with_pre_receive_refuses_forged_or_rewound_chains() {
     let env = Env::new();
     let dir = env.sealed_repo("r");
-    let server = env.path("server.git");
+    let server = env.bare("server.git");
     let url = server.to_str().unwrap();
-    env.git(env.tmp.path(), &["init", "-q", "--bare", "-b", "main", url]);
     env.seal(&server, &["hooks", "install"]);
     env.git(&dir, &["remote", "add", "origin", url]);
     env.git(&dir, &["push", "-q", "origin", "main"]);

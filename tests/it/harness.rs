@@ -133,6 +133,17 @@ impl Env {
         dir
     }
 
+    /// An empty bare repository (a server) whose default branch is `main`.
+    pub fn bare(&self, name: &str) -> PathBuf {
+        let dir = self.path(name);
+        let path = dir.to_str().unwrap();
+        self.git(
+            self.tmp.path(),
+            &["init", "-q", "--bare", "-b", "main", path],
+        );
+        dir
+    }
+
     /// A repository set up with `git seal init 'secrets/**'` and committed.
     pub fn sealed_repo(&self, name: &str) -> PathBuf {
         let dir = self.repo(name);

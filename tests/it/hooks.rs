@@ -248,18 +248,7 @@ fn no_verify_is_caught_by_check_naming_commit_and_path() {
 fn push_into_bare_repository_with_pre_receive_is_refused() {
     let env = Env::new();
     let dir = env.sealed_repo("r");
-    let server = env.path("server.git");
-    env.git(
-        env.tmp.path(),
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            server.to_str().unwrap(),
-        ],
-    );
+    let server = env.bare("server.git");
     let out = env.seal(&server, &["hooks", "install"]);
     assert!(out.contains("pre-receive"), "{out}");
     assert!(server.join("hooks/pre-receive").exists());
