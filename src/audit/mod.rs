@@ -144,71 +144,61 @@ fn named_signers(repo: &Repo, tip: Oid) -> Result<BTreeSet<String>, AuditError> 
 /// (against its first parent), and a `policy` entry if it changed
 /// `.seal/policy.json`. Appends nothing when neither changed.
 pub fn on_commit(project: &Project) -> Result<(), AuditError> {
-    if !commit_changes_anything(project)? {
-        return Ok(());
-    }
-    match trusted_signer(&project.repo)? {
-        Some(signer) => record_commit(project, &signer),
-        None => Ok(()),
-    }
-}
-
-/// Does HEAD change a sealed path or the policy (cheap test before the
-/// chain is verified)?
-fn commit_changes_anything(project: &Project) -> Result<bool, AuditError> {
     let Some((head, parents)) = project.repo.head_commit()? else {
-        return Ok(false);
+        return Ok(());
     };
     let changes = project.repo.changed_files(parents.first().copied(), head)?;
-    for (path, _, _) in &changes {
-        if path == policy::PATH || is_sealed(project, path)? {
-            return Ok(true);
-        }
+    let policy_change = changes.iter().find(|(p, _, _)| p == policy::PATH);
+    if policy_change.is_none() && !touches_sealed(project, &changes)? {
+        return Ok(());
     }
-    Ok(false)
+    let Some(signer) = trusted_signer(&project.repo)? else {
+        return Ok(());
+    };
+    let paths = sealed_changes(project, &changes)?;
+    if !paths.is_empty() {
+        let mut data = Map::new();
+        data.insert("commit".into(), json!(head.to_string()));
+        data.insert("paths".into(), Value::Array(paths));
+        append_event(&project.repo, &signer, "seal", data)?;
+    }
+    if let Some((_, old, new)) = policy_change {
+        let mut data = Map::new();
+        data.insert("commit".into(), json!(head.to_string()));
+        data.insert("path".into(), json!(policy::PATH));
+        data.insert("old_blob".into(), json!(old.map(|o| o.to_string())));
+        data.insert("blob".into(), json!(new.map(|o| o.to_string())));
+        append_event(&project.repo, &signer, "policy", data)?;
+    }
+    Ok(())
 }
 
 fn is_sealed(project: &Project, path: &str) -> Result<bool, AuditError> {
     Ok(project.policy.must_seal(path) || project.repo.has_seal_filter(path)?)
 }
 
-/// `on_commit` with an explicit signer.
-pub fn record_commit(project: &Project, signer: &Signer) -> Result<(), AuditError> {
-    let Some((head, parents)) = project.repo.head_commit()? else {
-        return Ok(());
-    };
-    let changes = project.repo.changed_files(parents.first().copied(), head)?;
-    let paths = sealed_changes(project, &changes)?;
-    if !paths.is_empty() {
-        let mut data = Map::new();
-        data.insert("commit".into(), json!(head.to_string()));
-        data.insert("paths".into(), Value::Array(paths));
-        append(
-            &project.repo,
-            signer,
-            &NewEntry {
-                event: "seal",
-                data,
-            },
-            When::Always,
-        )?;
+/// Does any of `changes` touch a sealed path (a cheap test, made before
+/// the signer is looked up and envelopes are read)?
+fn touches_sealed(
+    project: &Project,
+    changes: &[(String, Option<Oid>, Option<Oid>)],
+) -> Result<bool, AuditError> {
+    for (path, _, _) in changes {
+        if is_sealed(project, path)? {
+            return Ok(true);
+        }
     }
-    if let Some((_, old, new)) = changes.iter().find(|(p, _, _)| p == policy::PATH) {
-        let mut data = Map::new();
-        data.insert("commit".into(), json!(head.to_string()));
-        data.insert("path".into(), json!(policy::PATH));
-        data.insert("old_blob".into(), json!(old.map(|o| o.to_string())));
-        data.insert("blob".into(), json!(new.map(|o| o.to_string())));
-        append(
-            &project.repo,
-            signer,
-            &NewEntry {
-                event: "policy",
-                data,
-            },
-            When::Always,
-        )?;
-    }
+    Ok(false)
+}
+
+/// Append an entry whatever the chain's state (the caller checked trust).
+fn append_event(
+    repo: &Repo,
+    signer: &Signer,
+    event: &str,
+    data: Map<String, Value>,
+) -> Result<(), AuditError> {
+    append(repo, signer, &NewEntry { event, data }, When::Always)?;
     Ok(())
 }
 
@@ -220,50 +210,21 @@ pub fn on_merge(project: &Project, verified: bool) -> Result<(), AuditError> {
     for note in take_fetched(&project.repo)? {
         eprintln!("git-seal: audit: {note}");
     }
-    let Some(before) = merge_base_of_head(project)? else {
-        return Ok(());
-    };
-    let changes = project.repo.changed_files(before.0, before.1)?;
-    let mut any = false;
-    for (path, _, _) in &changes {
-        any |= is_sealed(project, path)?;
-    }
-    if !any {
-        return Ok(());
-    }
-    match trusted_signer(&project.repo)? {
-        Some(signer) => record_merge(project, verified, &signer),
-        None => Ok(()),
-    }
-}
-
-/// (what HEAD was before the merge, HEAD).
-fn merge_base_of_head(project: &Project) -> Result<Option<(Option<Oid>, Oid)>, AuditError> {
     let Some((head, parents)) = project.repo.head_commit()? else {
-        return Ok(None);
+        return Ok(());
     };
     let before = project
         .repo
         .resolve_commit("ORIG_HEAD")
         .filter(|orig| *orig != head)
         .or_else(|| parents.first().copied());
-    Ok(Some((before, head)))
-}
-
-pub fn record_merge(project: &Project, verified: bool, signer: &Signer) -> Result<(), AuditError> {
-    let Some((before, head)) = merge_base_of_head(project)? else {
-        return Ok(());
-    };
-    let parents = project
-        .repo
-        .head_commit()?
-        .map(|(_, parents)| parents)
-        .unwrap_or_default();
     let changes = project.repo.changed_files(before, head)?;
-    let paths = sealed_changes(project, &changes)?;
-    if paths.is_empty() {
+    if !touches_sealed(project, &changes)? {
         return Ok(());
     }
+    let Some(signer) = trusted_signer(&project.repo)? else {
+        return Ok(());
+    };
     let mut data = Map::new();
     data.insert("commit".into(), json!(head.to_string()));
     data.insert(
@@ -272,17 +233,11 @@ pub fn record_merge(project: &Project, verified: bool, signer: &Signer) -> Resul
     );
     data.insert("before".into(), json!(before.map(|b| b.to_string())));
     data.insert("verified".into(), json!(verified));
-    data.insert("paths".into(), Value::Array(paths));
-    append(
-        &project.repo,
-        signer,
-        &NewEntry {
-            event: "merge",
-            data,
-        },
-        When::Always,
-    )?;
-    Ok(())
+    data.insert(
+        "paths".into(),
+        Value::Array(sealed_changes(project, &changes)?),
+    );
+    append_event(&project.repo, &signer, "merge", data)
 }
 
 /// post-rewrite (`git commit --amend`, `git rebase`): append a `rewrite`
@@ -294,11 +249,7 @@ pub fn on_rewrite(project: &Project, kind: &str, pairs: &[(Oid, Oid)]) -> Result
     for (old, new) in pairs {
         let parent = project.repo.resolve_commit(&format!("{new}^"));
         let changes = project.repo.changed_files(parent, *new)?;
-        let mut touches_sealed = false;
-        for (path, _, _) in &changes {
-            touches_sealed |= is_sealed(project, path)?;
-        }
-        if touches_sealed {
+        if touches_sealed(project, &changes)? {
             commits.push(json!({"old": old.to_string(), "new": new.to_string()}));
         }
     }
@@ -311,16 +262,7 @@ pub fn on_rewrite(project: &Project, kind: &str, pairs: &[(Oid, Oid)]) -> Result
     let mut data = Map::new();
     data.insert("kind".into(), json!(kind));
     data.insert("commits".into(), Value::Array(commits));
-    append(
-        &project.repo,
-        &signer,
-        &NewEntry {
-            event: "rewrite",
-            data,
-        },
-        When::Always,
-    )?;
-    Ok(())
+    append_event(&project.repo, &signer, "rewrite", data)
 }
 
 /// `git seal migrate`: append a `migrate` entry for the paths it sealed
@@ -329,20 +271,9 @@ pub fn on_migrate(project: &Project, paths: &[String]) -> Result<(), AuditError>
     if paths.is_empty() {
         return Ok(());
     }
-    match trusted_signer(&project.repo)? {
-        Some(signer) => record_migrate(project, paths, &signer),
-        None => Ok(()),
-    }
-}
-
-pub fn record_migrate(
-    project: &Project,
-    paths: &[String],
-    signer: &Signer,
-) -> Result<(), AuditError> {
-    if paths.is_empty() {
+    let Some(signer) = trusted_signer(&project.repo)? else {
         return Ok(());
-    }
+    };
     let index = project.repo.index_entries()?;
     let mut listed = Vec::new();
     for path in paths {
@@ -351,16 +282,7 @@ pub fn record_migrate(
     }
     let mut data = Map::new();
     data.insert("paths".into(), Value::Array(listed));
-    append(
-        &project.repo,
-        signer,
-        &NewEntry {
-            event: "migrate",
-            data,
-        },
-        When::Always,
-    )?;
-    Ok(())
+    append_event(&project.repo, &signer, "migrate", data)
 }
 
 /// Move [`REF`] forward to a fetched remote chain (`refs/seal-remote/*/audit`)
