@@ -158,24 +158,6 @@ impl Repo {
         self.tree_files(&tree)
     }
 
-    pub fn head_blob_id(&self, path: &str) -> Result<Option<Oid>, RepoError> {
-        match self.head_tree_id()? {
-            Some(tree) => self.blob_in_tree(tree, path),
-            None => Ok(None),
-        }
-    }
-
-    /// The blob at `path` in `tree` (`None` if absent or not a blob).
-    pub fn blob_in_tree(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
-        let tree = self.inner.find_tree(tree)?;
-        match tree.get_path(Path::new(path)) {
-            Ok(entry) if entry.kind() == Some(ObjectType::Blob) => Ok(Some(entry.id())),
-            Ok(_) => Ok(None),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     fn head_tree(&self) -> Result<Option<git2::Tree<'_>>, RepoError> {
         match self.inner.head() {
             Ok(head) => Ok(Some(head.peel_to_tree()?)),
@@ -495,9 +477,24 @@ impl Repo {
 
     /// The id of the entry at `path` in `tree` (blob or tree), if any.
     pub fn tree_entry_id(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
+        Ok(self.tree_entry(tree, path)?.map(|(id, _)| id))
+    }
+
+    /// The blob at `path` in `tree` (`None` if absent or not a blob).
+    pub fn blob_in_tree(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
+        Ok(self
+            .tree_entry(tree, path)?
+            .and_then(|(id, kind)| (kind == Some(ObjectType::Blob)).then_some(id)))
+    }
+
+    fn tree_entry(
+        &self,
+        tree: Oid,
+        path: &str,
+    ) -> Result<Option<(Oid, Option<ObjectType>)>, RepoError> {
         let tree = self.inner.find_tree(tree)?;
         match tree.get_path(Path::new(path)) {
-            Ok(entry) => Ok(Some(entry.id())),
+            Ok(entry) => Ok(Some((entry.id(), entry.kind()))),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }

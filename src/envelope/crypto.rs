@@ -76,13 +76,18 @@ pub fn seal(
     aad: Option<String>,
     targets: &[WrapTarget],
 ) -> Result<Envelope, SealError> {
-    let wraps = targets
+    seal_prepared(plaintext, aad, prepare_wraps(targets)?)
+}
+
+/// One fresh wrap per target, prepared on this thread (for a few
+/// envelopes; [`WrapPreparer`] serves many).
+pub fn prepare_wraps(targets: &[WrapTarget]) -> Result<Vec<PreparedWrap>, SealError> {
+    targets
         .iter()
         .map(|t| match t {
             WrapTarget::X25519 { kid, public } => PreparedWrap::x25519(kid, public),
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    seal_prepared(plaintext, aad, wraps)
+        .collect()
 }
 
 /// Seal with wrap keys prepared beforehand (see [`PreparedWrap`]).

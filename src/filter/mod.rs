@@ -107,16 +107,6 @@ pub fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
     }
 }
 
-/// Prepare one wrap per target, on this thread.
-fn prepare_now(targets: &[WrapTarget]) -> Result<Vec<PreparedWrap>, SealError> {
-    targets
-        .iter()
-        .map(|t| match t {
-            WrapTarget::X25519 { kid, public } => PreparedWrap::x25519(kid, public),
-        })
-        .collect()
-}
-
 /// A thread that keeps sets of fresh wrap keys ready for one list of
 /// targets, handed over in batches (one wake-up per batch, not per file).
 /// Each set is used once; unused ones are dropped (and zeroized) with the
@@ -216,7 +206,7 @@ impl Filter {
         } else if self.long_running {
             self.wraps = Some(WrapSource::start(targets.to_vec()));
         }
-        prepare_now(targets)
+        crypto::prepare_wraps(targets)
     }
 
     /// Mark this filter as serving a whole Git command.
