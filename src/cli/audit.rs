@@ -329,12 +329,7 @@ fn sync(repo: &Repo, args: SyncArgs) -> CommandResult<u8> {
     }
     let tracking = audit::tracking_ref(&remote);
     for _ in 0..SYNC_ATTEMPTS {
-        let refspec = audit::fetch_refspec(&remote);
-        crate::cli::git::run(
-            &["fetch", "--quiet", "--no-tags", &remote, &refspec],
-            None,
-            &[0],
-        )?;
+        fetch_chain(&remote)?;
         let theirs = repo.ref_target(&tracking);
         let ours = chain::tip(repo);
         let new_tip = match (ours, theirs) {
@@ -378,6 +373,17 @@ fn sync(repo: &Repo, args: SyncArgs) -> CommandResult<u8> {
     Err(CommandError::user(format!(
         "{remote}'s audit chain kept moving during {SYNC_ATTEMPTS} attempts; run `git seal audit sync` again"
     )))
+}
+
+/// Fetch `remote`'s chain to its tracking ref (`refs/seal-remote/REMOTE/`).
+pub fn fetch_chain(remote: &str) -> CommandResult {
+    let refspec = audit::fetch_refspec(remote);
+    crate::cli::git::run(
+        &["fetch", "--quiet", "--no-tags", remote, &refspec],
+        None,
+        &[0],
+    )?;
+    Ok(())
 }
 
 fn default_remote(repo: &Repo) -> CommandResult<String> {

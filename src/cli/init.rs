@@ -135,12 +135,7 @@ fn start_audit_chain(repo: &Repo, keks: &[KekRecord]) -> CommandResult {
         return Ok(());
     }
     for remote in &remotes {
-        let refspec = audit::fetch_refspec(remote);
-        if let Err(e) = crate::cli::git::run(
-            &["fetch", "--quiet", "--no-tags", remote, &refspec],
-            None,
-            &[0],
-        ) {
+        if let Err(e) = crate::cli::audit::fetch_chain(remote) {
             eprintln!("git-seal: warning: cannot fetch {remote}'s audit chain: {e}");
         }
     }
