@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::envelope;
+use crate::keys::record::{self, Status};
 use crate::kid::Kid;
-use crate::meta::{self, Status};
 use crate::policy::{self, Policy, SealAttributes};
 use crate::repo::{EntryKind, Oid, Repo, RepoError};
 use crate::secret::KekSecret;
@@ -180,14 +180,14 @@ impl Rules {
         available: &[Kid],
     ) -> Rules {
         let mut problems = Vec::new();
-        let records = match meta::parse_all(key_records) {
+        let records = match record::parse_all(key_records) {
             Ok(records) => records,
             Err(e) => {
-                problems.push((meta::KEYS_DIR.to_owned(), e.to_string()));
+                problems.push((record::KEYS_DIR.to_owned(), e.to_string()));
                 Vec::new()
             }
         };
-        let known = crate::project::known_kids(&records);
+        let known = crate::workspace::known_kids(&records);
         let policy = match policy_text.map(String::from_utf8_lossy) {
             None => Policy::empty(),
             Some(text) => match Policy::parse(&text, &known) {
@@ -400,7 +400,7 @@ fn rule_files(repo: &Repo, tree: Oid) -> Result<[Option<Oid>; 3], RepoError> {
     Ok([
         repo.tree_entry_id(tree, policy::PATH)?,
         repo.tree_entry_id(tree, ".gitattributes")?,
-        repo.tree_entry_id(tree, meta::KEYS_DIR)?,
+        repo.tree_entry_id(tree, record::KEYS_DIR)?,
     ])
 }
 
@@ -591,7 +591,7 @@ impl<'a> Walk<'a> {
                 for item in items {
                     if item.kind == EntryKind::Blob && item.name.ends_with(".json") {
                         records.push((
-                            PathBuf::from(format!("{}/{}", meta::KEYS_DIR, item.name)),
+                            PathBuf::from(format!("{}/{}", record::KEYS_DIR, item.name)),
                             self.repo.with_blob(item.id, <[u8]>::to_vec)?,
                         ));
                     }

@@ -3,25 +3,23 @@
 //! Sensitive files are stored in Git only as sealed JSON envelopes
 //! (X25519 + HKDF-SHA-256 + AES-256-GCM) under a key-encryption key whose
 //! private half the customer holds. This library holds everything; the
-//! `git-seal` binary only parses arguments and maps errors to exit codes.
+//! `git-seal` binary (`src/main.rs` and `src/cli/`) only parses arguments,
+//! prints, and maps errors to exit codes.
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod check;
-pub mod cli;
+pub mod drivers;
 pub mod envelope;
-pub mod error;
 pub mod filter;
 pub mod hooks;
 pub mod keys;
 pub mod kid;
-pub mod meta;
 pub mod policy;
-pub mod project;
 pub mod repo;
 pub mod secret;
-pub mod setup;
+pub mod workspace;
 
 /// The current time as RFC 3339 UTC with seconds (`2026-11-23T09:30:00Z`).
 pub fn now_rfc3339() -> String {

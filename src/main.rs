@@ -1,10 +1,15 @@
+//! The `git-seal` binary: parses arguments, runs one command from `cli/`,
+//! and maps its error to an exit code. Everything else is the library.
+
 use std::process::ExitCode;
 
 use clap::Parser;
 
+mod cli;
+
 fn main() -> ExitCode {
-    let cli = git_seal::cli::Cli::parse();
-    match git_seal::cli::run(cli) {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {

@@ -18,8 +18,8 @@ use serde_json::{json, Map, Value};
 
 use crate::envelope;
 use crate::policy;
-use crate::project::Project;
 use crate::repo::{Oid, Repo, RepoError};
+use crate::workspace::Workspace;
 
 pub use chain::{append, NewEntry, When, REF};
 pub use signer::Signer;
@@ -143,7 +143,7 @@ fn named_signers(repo: &Repo, tip: Oid) -> Result<BTreeSet<String>, AuditError> 
 /// post-commit: append a `seal` entry for the sealed paths HEAD changed
 /// (against its first parent), and a `policy` entry if it changed
 /// `.seal/policy.json`. Appends nothing when neither changed.
-pub fn on_commit(project: &Project) -> Result<(), AuditError> {
+pub fn on_commit(project: &Workspace) -> Result<(), AuditError> {
     let Some((head, parents)) = project.repo.head_commit()? else {
         return Ok(());
     };
@@ -173,14 +173,14 @@ pub fn on_commit(project: &Project) -> Result<(), AuditError> {
     Ok(())
 }
 
-fn is_sealed(project: &Project, path: &str) -> Result<bool, AuditError> {
+fn is_sealed(project: &Workspace, path: &str) -> Result<bool, AuditError> {
     Ok(project.policy.must_seal(path) || project.repo.has_seal_filter(path)?)
 }
 
 /// Does any of `changes` touch a sealed path (a cheap test, made before
 /// the signer is looked up and envelopes are read)?
 fn touches_sealed(
-    project: &Project,
+    project: &Workspace,
     changes: &[(String, Option<Oid>, Option<Oid>)],
 ) -> Result<bool, AuditError> {
     for (path, _, _) in changes {
@@ -206,7 +206,7 @@ fn append_event(
 /// only, see [`take_fetched`]), then append a `merge` entry for the sealed
 /// paths that arrived (ORIG_HEAD → HEAD, else HEAD's first parent) and
 /// whether they verified.
-pub fn on_merge(project: &Project, verified: bool) -> Result<(), AuditError> {
+pub fn on_merge(project: &Workspace, verified: bool) -> Result<(), AuditError> {
     for note in take_fetched(&project.repo)? {
         eprintln!("git-seal: audit: {note}");
     }
@@ -244,7 +244,7 @@ pub fn on_merge(project: &Project, verified: bool) -> Result<(), AuditError> {
 /// entry mapping each rewritten commit that changes sealed paths to the
 /// commit that replaced it, so the chain's `seal` entries can be followed
 /// through history rewrites. `kind` is Git's argument (`amend`, `rebase`).
-pub fn on_rewrite(project: &Project, kind: &str, pairs: &[(Oid, Oid)]) -> Result<(), AuditError> {
+pub fn on_rewrite(project: &Workspace, kind: &str, pairs: &[(Oid, Oid)]) -> Result<(), AuditError> {
     let mut commits = Vec::new();
     for (old, new) in pairs {
         let parent = project.repo.resolve_commit(&format!("{new}^"));
@@ -267,7 +267,7 @@ pub fn on_rewrite(project: &Project, kind: &str, pairs: &[(Oid, Oid)]) -> Result
 
 /// `git seal migrate`: append a `migrate` entry for the paths it sealed
 /// (their staged blobs and kids).
-pub fn on_migrate(project: &Project, paths: &[String]) -> Result<(), AuditError> {
+pub fn on_migrate(project: &Workspace, paths: &[String]) -> Result<(), AuditError> {
     if paths.is_empty() {
         return Ok(());
     }
@@ -344,7 +344,7 @@ pub fn record_init(
 
 /// The sealed paths among `changes`, as entry data records.
 fn sealed_changes(
-    project: &Project,
+    project: &Workspace,
     changes: &[(String, Option<Oid>, Option<Oid>)],
 ) -> Result<Vec<Value>, AuditError> {
     let mut paths = Vec::new();

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
-use crate::audit::{self, chain, entry, signer, verify, NewEntry, Signer, When, REF};
-use crate::error::{CommandError, CommandResult};
-use crate::repo::{Oid, Repo};
+use super::error::{CommandError, CommandResult};
+use git_seal::audit::{self, chain, entry, signer, verify, NewEntry, Signer, When, REF};
+use git_seal::repo::{Oid, Repo};
 
 /// The signed audit chain: who sealed, rotated or changed what, and when.
 ///
@@ -240,7 +240,11 @@ fn summary(entry: &entry::Entry) -> String {
         ),
         "seal" | "merge" => format!("commit {}: {}", short("commit"), paths()),
         "migrate" => paths(),
-        "policy" => format!("commit {} changed {}", short("commit"), crate::policy::PATH),
+        "policy" => format!(
+            "commit {} changed {}",
+            short("commit"),
+            git_seal::policy::PATH
+        ),
         _ => String::new(),
     }
 }
@@ -350,7 +354,7 @@ fn sync(repo: &Repo, args: SyncArgs) -> CommandResult<u8> {
             println!("git-seal: audit chain in sync with {remote} at {new_tip}");
             return Ok(0);
         }
-        let push = crate::cli::git::run(
+        let push = super::git::run(
             &["push", "--quiet", &remote, &format!("{REF}:{REF}")],
             None,
             &[0, 1],
@@ -378,7 +382,7 @@ fn sync(repo: &Repo, args: SyncArgs) -> CommandResult<u8> {
 /// Fetch `remote`'s chain to its tracking ref (`refs/seal-remote/REMOTE/`).
 pub fn fetch_chain(remote: &str) -> CommandResult {
     let refspec = audit::fetch_refspec(remote);
-    crate::cli::git::run(
+    super::git::run(
         &["fetch", "--quiet", "--no-tags", remote, &refspec],
         None,
         &[0],
@@ -494,7 +498,7 @@ fn allowed_signers(repo: &Repo, args: AllowedSignersArgs) -> CommandResult<u8> {
     }
     match args.out {
         Some(path) => {
-            crate::cli::io::write_file_atomic(&path, text.as_bytes())?;
+            super::io::write_file_atomic(&path, text.as_bytes())?;
             eprintln!(
                 "git-seal: wrote {} signer(s) to {}; check entries with `git -c gpg.ssh.allowedSignersFile={} verify-commit COMMIT`",
                 report.signers.len(),

@@ -1,8 +1,8 @@
 //! `git seal check`: policy verification of history, for CI.
 
-use crate::check;
-use crate::error::{CommandError, CommandResult};
-use crate::repo::Repo;
+use super::error::{CommandError, CommandResult};
+use git_seal::check;
+use git_seal::repo::Repo;
 
 /// Check history for plaintext, bad envelopes and key material (for CI).
 ///

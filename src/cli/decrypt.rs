@@ -1,9 +1,9 @@
 //! `git seal decrypt`: open one envelope outside the filter.
 
-use crate::envelope;
-use crate::error::{CommandError, CommandResult};
-use crate::keys::KeyProvider;
-use crate::project::Project;
+use super::error::{CommandError, CommandResult};
+use git_seal::envelope;
+use git_seal::keys::KeyProvider;
+use git_seal::workspace::Workspace;
 
 /// Open one envelope, outside the Git filter.
 ///
@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
-    let project = Project::open(&std::env::current_dir()?).ok();
+    let project = Workspace::open(&std::env::current_dir()?).ok();
     let keys = opening_keys(project.as_ref())?;
     let text = super::io::read_input(&args.file)?;
     let name = if args.file == "-" {
@@ -45,7 +45,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
 /// Keys for opening by hand: the project's provider first, then any
 /// software key here (key files, GIT_SEAL_KEK). Opening with whichever key
 /// holds the envelope is harmless; sealing never falls back like this.
-pub fn opening_keys(project: Option<&Project>) -> CommandResult<crate::keys::Chain<'static>> {
+pub fn opening_keys(project: Option<&Workspace>) -> CommandResult<git_seal::keys::Chain<'static>> {
     let mut chain = super::encrypt::ambient_keys()?;
     if let Some(p) = project {
         chain.0.insert(0, Box::new(ProjectKeys(p.shared_keys())));
@@ -60,16 +60,16 @@ impl KeyProvider for ProjectKeys {
     fn name(&self) -> &'static str {
         self.0.name()
     }
-    fn available(&self) -> Vec<crate::kid::Kid> {
+    fn available(&self) -> Vec<git_seal::kid::Kid> {
         self.0.available()
     }
     fn unwrap(
         &self,
         r: &envelope::Recipient,
-    ) -> Option<Result<crate::secret::Dek, crate::keys::KeyError>> {
+    ) -> Option<Result<git_seal::secret::Dek, git_seal::keys::KeyError>> {
         self.0.unwrap(r)
     }
-    fn has(&self, kid: &crate::kid::Kid) -> bool {
+    fn has(&self, kid: &git_seal::kid::Kid) -> bool {
         self.0.has(kid)
     }
 }

@@ -1,15 +1,15 @@
 //! `git seal doctor`: what is misconfigured, and the command that fixes it.
 
-use crate::audit;
-use crate::envelope;
-use crate::error::CommandResult;
-use crate::hooks::{self, HookState};
-use crate::keys::file::FileKeys;
-use crate::keys::ProviderKind;
-use crate::policy::{self, SealAttributes};
-use crate::project::{Project, ProjectError};
-use crate::repo::Repo;
-use crate::setup;
+use super::error::CommandResult;
+use git_seal::audit;
+use git_seal::drivers;
+use git_seal::envelope;
+use git_seal::hooks::{self, HookState};
+use git_seal::keys::file::FileKeys;
+use git_seal::keys::ProviderKind;
+use git_seal::policy::{self, SealAttributes};
+use git_seal::repo::Repo;
+use git_seal::workspace::{Workspace, WorkspaceError};
 
 /// List what is misconfigured, with the command that fixes each.
 ///
@@ -24,7 +24,7 @@ pub struct Args {}
 pub fn run(_args: Args) -> CommandResult<u8> {
     let repo = Repo::from_env()?;
     let mut problems: Vec<(String, String)> = Vec::new();
-    let dir = setup::hooks_dir(&repo);
+    let dir = git_seal::hooks::hooks_dir(&repo);
     for name in super::hooks::names(&repo) {
         let problem = match hooks::state(&dir, name)? {
             HookState::Installed => continue,
@@ -38,9 +38,9 @@ pub fn run(_args: Args) -> CommandResult<u8> {
         problems.push((problem, "git seal hooks install".to_owned()));
     }
     if !repo.is_bare() {
-        match Project::from_repo(repo) {
+        match Workspace::from_repo(repo) {
             Ok(project) => work_tree(&project, &mut problems)?,
-            Err(ProjectError::NotInitialized { .. }) => problems.push((
+            Err(WorkspaceError::NotInitialized { .. }) => problems.push((
                 "this repository is not set up for git-seal".to_owned(),
                 "git seal init 'PATTERN'".to_owned(),
             )),
@@ -57,8 +57,8 @@ pub fn run(_args: Args) -> CommandResult<u8> {
     Ok(1)
 }
 
-fn work_tree(project: &Project, problems: &mut Vec<(String, String)>) -> CommandResult {
-    let missing = setup::missing_drivers(&project.repo);
+fn work_tree(project: &Workspace, problems: &mut Vec<(String, String)>) -> CommandResult {
+    let missing = drivers::missing_drivers(&project.repo);
     if !missing.is_empty() {
         let required = missing.contains(&"filter.seal.required");
         problems.push((
@@ -79,10 +79,10 @@ fn work_tree(project: &Project, problems: &mut Vec<(String, String)>) -> Command
         for kek in &project.keks {
             if let Some(Err(e)) = keys.load(&kek.kid) {
                 let fix = match &e {
-                    crate::keys::KeyError::Permissions { path, .. } => {
+                    git_seal::keys::KeyError::Permissions { path, .. } => {
                         format!("chmod 600 {}", path.display())
                     }
-                    crate::keys::KeyError::DirPermissions { path, .. } => {
+                    git_seal::keys::KeyError::DirPermissions { path, .. } => {
                         format!("chmod 700 {}", path.display())
                     }
                     _ => "see the message".to_owned(),
@@ -92,7 +92,7 @@ fn work_tree(project: &Project, problems: &mut Vec<(String, String)>) -> Command
         }
     }
     let locked = super::unlock::locked_paths(project)?;
-    if !locked.is_empty() && !crate::filter::lock_marker(&project.repo).exists() {
+    if !locked.is_empty() && !git_seal::filter::lock_marker(&project.repo).exists() {
         let usable = project.keys().has(&project.active()?.kid);
         problems.push((
             format!(

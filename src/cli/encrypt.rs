@@ -3,11 +3,11 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use crate::envelope::{self, WrapTarget};
-use crate::error::{CommandError, CommandResult};
-use crate::keys::{env::EnvKeys, file::FileKeys, KeyProvider};
-use crate::kid::Kid;
-use crate::project::Project;
+use super::error::{CommandError, CommandResult};
+use git_seal::envelope::{self, WrapTarget};
+use git_seal::keys::{env::EnvKeys, file::FileKeys, KeyProvider};
+use git_seal::kid::Kid;
+use git_seal::workspace::Workspace;
 
 /// Seal one file into an envelope, outside the Git filter.
 ///
@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
-    let project = Project::open(&std::env::current_dir()?).ok();
+    let project = Workspace::open(&std::env::current_dir()?).ok();
     let targets = if args.to.is_empty() {
         let project = project.ok_or_else(|| {
             CommandError::usage("not inside a git-seal repository, so there is no KEK to seal to")
@@ -53,7 +53,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
 }
 
 /// The path of `file` inside the project's work tree, if it is there.
-fn repo_relative(project: &Project, file: &str) -> Option<String> {
+fn repo_relative(project: &Workspace, file: &str) -> Option<String> {
     if file == "-" {
         return None;
     }
@@ -62,7 +62,7 @@ fn repo_relative(project: &Project, file: &str) -> Option<String> {
     Some(abs.strip_prefix(root).ok()?.to_str()?.to_owned())
 }
 
-fn resolve_target(project: Option<&Project>, to: &str) -> CommandResult<WrapTarget> {
+fn resolve_target(project: Option<&Workspace>, to: &str) -> CommandResult<WrapTarget> {
     if let Ok(kid) = Kid::parse(to) {
         if let Some(target) = project
             .and_then(|p| p.record(&kid))
@@ -97,11 +97,11 @@ fn resolve_target(project: Option<&Project>, to: &str) -> CommandResult<WrapTarg
 }
 
 /// Keys usable outside any repository: key files, then GIT_SEAL_KEK.
-pub fn ambient_keys() -> CommandResult<crate::keys::Chain<'static>> {
+pub fn ambient_keys() -> CommandResult<git_seal::keys::Chain<'static>> {
     let mut providers: Vec<Box<dyn KeyProvider>> = Vec::new();
     if let Ok(files) = FileKeys::open_default() {
         providers.push(Box::new(files));
     }
     providers.push(Box::new(EnvKeys::from_env()?));
-    Ok(crate::keys::Chain(providers))
+    Ok(git_seal::keys::Chain(providers))
 }

@@ -3,8 +3,8 @@
 
 use std::io::{Read, Write};
 
-use crate::error::{CommandError, CommandResult};
-use crate::filter::{process, Filter};
+use super::error::{CommandError, CommandResult};
+use git_seal::filter::{process, Filter};
 
 /// Git's long-running filter process (`filter.seal.process`). Plumbing.
 #[derive(clap::Args, Debug)]

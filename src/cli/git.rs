@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use crate::error::{CommandError, CommandResult};
+use super::error::{CommandError, CommandResult};
 
 /// Run `git ARGS` with optional standard input; fail with its stderr unless
 /// it exits with one of `ok_codes`.

@@ -6,11 +6,11 @@
 
 use std::io::Read;
 
-use crate::audit;
-use crate::check::{self, Finding};
-use crate::error::{CommandError, CommandResult};
-use crate::project::{Project, ProjectError};
-use crate::repo::{Oid, Repo};
+use super::error::{CommandError, CommandResult};
+use git_seal::audit;
+use git_seal::check::{self, Finding};
+use git_seal::repo::{Oid, Repo};
+use git_seal::workspace::{Workspace, WorkspaceError};
 
 /// Run one of git-seal's hooks (as the scripts in `hooks/` do).
 #[derive(clap::Args, Debug)]
@@ -206,9 +206,9 @@ fn post_rewrite(args: &[String]) -> CommandResult<u8> {
 
 /// Check what arrived between `old` and `new`, unlock files a key now
 /// opens, print a summary; return whether the arrived envelopes verified.
-fn arrivals(project: &Project, hook: &str, old: Option<Oid>, new: Oid) -> CommandResult<bool> {
+fn arrivals(project: &Workspace, hook: &str, old: Option<Oid>, new: Oid) -> CommandResult<bool> {
     let arrived = check::check_arrivals(&project.repo, old, new)?;
-    let unlocked = if crate::filter::lock_marker(&project.repo).exists() {
+    let unlocked = if git_seal::filter::lock_marker(&project.repo).exists() {
         0 // locked on purpose by `git seal lock`: stay locked
     } else {
         match super::unlock::unlock_quietly(project) {
@@ -243,10 +243,10 @@ fn summarize(hook: &str, sealed: usize, findings: &[Finding], unlocked: usize) {
 
 /// The project, or `None` where git-seal is not set up (the hooks then do
 /// nothing, so that installing them early is harmless).
-fn project() -> CommandResult<Option<Project>> {
-    match Project::from_repo(Repo::from_env()?) {
+fn project() -> CommandResult<Option<Workspace>> {
+    match Workspace::from_repo(Repo::from_env()?) {
         Ok(project) => Ok(Some(project)),
-        Err(ProjectError::NotInitialized { .. }) => Ok(None),
+        Err(WorkspaceError::NotInitialized { .. }) => Ok(None),
         Err(e) => {
             eprintln!("git-seal: warning: hook skipped: {e}");
             Ok(None)

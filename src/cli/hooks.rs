@@ -1,9 +1,8 @@
 //! `git seal hooks install|uninstall`.
 
-use crate::error::CommandResult;
-use crate::hooks::{self, Change};
-use crate::repo::Repo;
-use crate::setup;
+use super::error::CommandResult;
+use git_seal::hooks::{self, Change};
+use git_seal::repo::Repo;
 
 /// Install or remove git-seal's hooks.
 ///
@@ -31,7 +30,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
     match args.action {
         Action::Install => install(&repo, true)?,
         Action::Uninstall => {
-            let dir = setup::hooks_dir(&repo);
+            let dir = git_seal::hooks::hooks_dir(&repo);
             for name in names(&repo) {
                 match hooks::uninstall(&dir, name)? {
                     Change::Removed => println!("git-seal: removed {name}"),
@@ -52,15 +51,15 @@ pub fn run(args: Args) -> CommandResult<u8> {
 /// The hooks this repository gets: server hooks in a bare repository.
 pub fn names(repo: &Repo) -> &'static [&'static str] {
     if repo.is_bare() {
-        setup::SERVER_HOOK_NAMES
+        git_seal::hooks::SERVER_HOOK_NAMES
     } else {
-        setup::HOOK_NAMES
+        git_seal::hooks::HOOK_NAMES
     }
 }
 
 /// Install every hook; print what changed (and, if `verbose`, what did not).
 pub fn install(repo: &Repo, verbose: bool) -> CommandResult {
-    let dir = setup::hooks_dir(repo);
+    let dir = git_seal::hooks::hooks_dir(repo);
     let mut unchanged = Vec::new();
     for name in names(repo) {
         match hooks::install(&dir, name)? {

@@ -2,15 +2,15 @@
 
 use std::path::Path;
 
-use crate::audit;
-use crate::error::{CommandError, CommandResult};
-use crate::keys::{env::EnvKeys, file::FileKeys, ProviderKind};
-use crate::meta::{self, KekRecord, Status};
-use crate::policy;
-use crate::project::{self, PROVIDER_KEY};
-use crate::repo::Repo;
-use crate::secret::KekSecret;
-use crate::setup;
+use super::error::{CommandError, CommandResult};
+use git_seal::audit;
+use git_seal::drivers;
+use git_seal::keys::record::{self, KekRecord, Status};
+use git_seal::keys::{env::EnvKeys, file::FileKeys, ProviderKind};
+use git_seal::policy;
+use git_seal::repo::Repo;
+use git_seal::secret::KekSecret;
+use git_seal::workspace::{self, PROVIDER_KEY};
 
 /// Set up git-seal in the current repository, or repair its configuration.
 ///
@@ -54,7 +54,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
         },
     };
 
-    let mut keks = meta::load_all(&root)?;
+    let mut keks = record::load_all(&root)?;
     match keks
         .iter()
         .filter(|k| k.status == Status::Active)
@@ -64,18 +64,18 @@ pub fn run(args: Args) -> CommandResult<u8> {
         None => {
             let version = keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
             let record = create(provider, version)?;
-            meta::store(&root, &record)?;
+            record::store(&root, &record)?;
             keks.push(record);
         }
     }
 
-    let mut policy = project::load_policy(&root, &keks)?;
+    let mut policy = workspace::load_policy(&root, &keks)?;
     let mut policy_changed = !root.join(policy::PATH).exists();
     for pattern in &args.patterns {
         policy_changed |= policy.add_sealed(pattern)?;
     }
     if policy_changed {
-        crate::cli::io::write_file_atomic(&root.join(policy::PATH), policy.to_text().as_bytes())?;
+        super::io::write_file_atomic(&root.join(policy::PATH), policy.to_text().as_bytes())?;
         println!(
             "git-seal: wrote {} (sealed: {})",
             policy::PATH,
@@ -87,17 +87,17 @@ pub fn run(args: Args) -> CommandResult<u8> {
     let existing = read_optional(&attributes)?;
     // Every required-sealed glob also gets the filter, so policy and
     // .gitattributes agree.
-    if let Some(text) = setup::gitattributes_with(&existing, &policy.file.sealed) {
-        crate::cli::io::write_file_atomic(&attributes, text.as_bytes())?;
+    if let Some(text) = drivers::gitattributes_with(&existing, &policy.file.sealed) {
+        super::io::write_file_atomic(&attributes, text.as_bytes())?;
         println!("git-seal: updated .gitattributes");
     }
 
     repo.config_set(PROVIDER_KEY, provider.name())?;
-    let fixed = setup::configure_drivers(&repo)?;
+    let fixed = drivers::configure_drivers(&repo)?;
     if !fixed.is_empty() {
         println!("git-seal: configured {}", fixed.join(", "));
     }
-    crate::cli::hooks::install(&repo, false)?;
+    super::hooks::install(&repo, false)?;
     // The chain is a record, not a precondition: set-up stands without it.
     if let Err(e) = start_audit_chain(&repo, &keks) {
         eprintln!(
@@ -107,9 +107,9 @@ pub fn run(args: Args) -> CommandResult<u8> {
     }
     // A fresh clone checked its sealed files out before the filter existed:
     // open them now if the key is here (never discarding local changes).
-    if let Ok(project) = crate::project::Project::open(&root) {
+    if let Ok(project) = git_seal::workspace::Workspace::open(&root) {
         if project.keys().has(&project.active()?.kid) {
-            if let Err(e) = crate::cli::unlock::unlock_quietly(&project) {
+            if let Err(e) = super::unlock::unlock_quietly(&project) {
                 eprintln!("git-seal: warning: {e}");
             }
         }
@@ -135,7 +135,7 @@ fn start_audit_chain(repo: &Repo, keks: &[KekRecord]) -> CommandResult {
         return Ok(());
     }
     for remote in &remotes {
-        if let Err(e) = crate::cli::audit::fetch_chain(remote) {
+        if let Err(e) = super::audit::fetch_chain(remote) {
             eprintln!("git-seal: warning: cannot fetch {remote}'s audit chain: {e}");
         }
     }

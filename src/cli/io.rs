@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::error::{CommandError, CommandResult};
+use super::error::{CommandError, CommandResult};
 
 pub fn read_input(path: &str) -> CommandResult<Vec<u8>> {
     if path == "-" {

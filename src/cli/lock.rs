@@ -1,9 +1,9 @@
 //! `git seal lock`: replace work-tree plaintext by envelopes.
 
-use crate::envelope;
-use crate::error::{CommandError, CommandResult};
-use crate::filter::lock_marker;
-use crate::project::Project;
+use super::error::{CommandError, CommandResult};
+use git_seal::envelope;
+use git_seal::filter::lock_marker;
+use git_seal::workspace::Workspace;
 
 /// Replace work-tree plaintext of sealed files by their envelopes.
 ///
@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
-    let project = Project::open(&std::env::current_dir()?)?;
+    let project = Workspace::open(&std::env::current_dir()?)?;
     let sealed = project.sealed_index_paths()?;
     let paths: Vec<String> = sealed.iter().map(|(p, _)| p.clone()).collect();
     if !args.force {
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
 }
 
 /// Sealed paths whose work-tree content differs from the index.
-pub fn unstaged_changes(project: &Project, paths: &[String]) -> CommandResult<Vec<String>> {
+pub fn unstaged_changes(project: &Workspace, paths: &[String]) -> CommandResult<Vec<String>> {
     if paths.is_empty() {
         return Ok(Vec::new());
     }

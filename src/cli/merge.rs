@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
-use crate::envelope;
-use crate::error::{CommandError, CommandResult};
-use crate::project::Project;
+use super::error::{CommandError, CommandResult};
+use git_seal::envelope;
+use git_seal::workspace::Workspace;
 
 /// Three-way merge of the plaintexts of a sealed file, re-sealed. Plumbing.
 ///
@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
-    let project = Project::open(&std::env::current_dir()?)?;
+    let project = Workspace::open(&std::env::current_dir()?)?;
     let open = |file: &str| -> CommandResult<Vec<u8>> {
         let text = super::io::read_input(file)?;
         if !envelope::is_envelope(&text) {

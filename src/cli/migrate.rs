@@ -1,11 +1,11 @@
 //! `git seal migrate`: seal tracked plaintext that the policy now covers.
 
-use crate::audit;
-use crate::envelope;
-use crate::error::{CommandError, CommandResult};
-use crate::policy;
-use crate::project::Project;
-use crate::setup;
+use super::error::{CommandError, CommandResult};
+use git_seal::audit;
+use git_seal::drivers;
+use git_seal::envelope;
+use git_seal::policy;
+use git_seal::workspace::Workspace;
 
 /// Seal tracked plaintext that the policy now covers, and stage it.
 ///
@@ -20,8 +20,8 @@ use crate::setup;
 pub struct Args {}
 
 pub fn run(_args: Args) -> CommandResult<u8> {
-    let project = Project::open(&std::env::current_dir()?)?;
-    let missing = setup::missing_drivers(&project.repo);
+    let project = Workspace::open(&std::env::current_dir()?)?;
+    let missing = drivers::missing_drivers(&project.repo);
     if !missing.is_empty() {
         return Err(CommandError::user(format!(
             "the filter is not configured in this clone ({} missing), so Git would store plaintext again",
@@ -32,7 +32,7 @@ pub fn run(_args: Args) -> CommandResult<u8> {
     let root = project.root.to_string_lossy().into_owned();
     let attributes = project.root.join(".gitattributes");
     let existing = std::fs::read_to_string(&attributes).unwrap_or_default();
-    if let Some(text) = setup::gitattributes_with(&existing, &project.policy.file.sealed) {
+    if let Some(text) = drivers::gitattributes_with(&existing, &project.policy.file.sealed) {
         super::io::write_file_atomic(&attributes, text.as_bytes())?;
         super::git::run(&["-C", &root, "add", "--", ".gitattributes"], None, &[0])?;
         println!("git-seal: added the policy's globs to .gitattributes (staged)");

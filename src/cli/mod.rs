@@ -3,13 +3,14 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::error::CommandResult;
+use error::CommandResult;
 
 pub mod audit;
 pub mod check;
 pub mod decrypt;
 pub mod doctor;
 pub mod encrypt;
+pub mod error;
 pub mod filter_process;
 pub mod git;
 pub mod hook;

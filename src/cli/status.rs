@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::audit;
-use crate::envelope;
-use crate::error::CommandResult;
-use crate::project::Project;
-use crate::setup;
+use super::error::CommandResult;
+use git_seal::audit;
+use git_seal::drivers;
+use git_seal::envelope;
+use git_seal::workspace::Workspace;
 
 /// Show KEKs, sealed files, lock state, drivers, hooks and the audit chain.
 #[derive(clap::Args, Debug)]
@@ -57,7 +57,7 @@ pub struct AuditStatus {
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
-    let project = Project::open(&std::env::current_dir()?)?;
+    let project = Workspace::open(&std::env::current_dir()?)?;
     let status = collect(&project)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -67,7 +67,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
     Ok(0)
 }
 
-pub fn collect(project: &Project) -> CommandResult<Status> {
+pub fn collect(project: &Workspace) -> CommandResult<Status> {
     let keks = project
         .keks
         .iter()
@@ -103,8 +103,8 @@ pub fn collect(project: &Project) -> CommandResult<Status> {
             Err(_) => plaintext_in_head.push(path),
         }
     }
-    let hooks_dir = crate::setup::hooks_dir(&project.repo);
-    let hooks_installed = crate::setup::HOOK_NAMES
+    let hooks_dir = git_seal::hooks::hooks_dir(&project.repo);
+    let hooks_installed = git_seal::hooks::HOOK_NAMES
         .iter()
         .filter(|name| {
             std::fs::read_to_string(hooks_dir.join(name)).is_ok_and(|t| t.contains("git-seal hook"))
@@ -120,7 +120,7 @@ pub fn collect(project: &Project) -> CommandResult<Status> {
         sealed_files,
         plaintext_in_head,
         locked,
-        drivers_missing: setup::missing_drivers(&project.repo)
+        drivers_missing: drivers::missing_drivers(&project.repo)
             .iter()
             .map(|s| s.to_string())
             .collect(),
@@ -129,7 +129,7 @@ pub fn collect(project: &Project) -> CommandResult<Status> {
     })
 }
 
-fn audit_status(repo: &crate::repo::Repo) -> CommandResult<AuditStatus> {
+fn audit_status(repo: &git_seal::repo::Repo) -> CommandResult<AuditStatus> {
     let Some(tip) = audit::chain::tip(repo) else {
         return Ok(AuditStatus {
             tip: None,

@@ -1,9 +1,9 @@
 //! `git seal textconv`: what `git diff`, `git log -p` and `git show` display
 //! for sealed files (`diff.seal.textconv`).
 
-use crate::envelope;
-use crate::error::CommandResult;
-use crate::project::Project;
+use super::error::CommandResult;
+use git_seal::envelope;
+use git_seal::workspace::Workspace;
 
 /// Print a sealed file for diffing: plaintext to key holders, the canonical
 /// envelope JSON to everyone else. Plumbing, called by `git diff`.
@@ -24,7 +24,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
         }
     };
     let canonical = envelope::write(&env);
-    let project = Project::open(&std::env::current_dir()?).ok();
+    let project = Workspace::open(&std::env::current_dir()?).ok();
     let keys = super::decrypt::opening_keys(project.as_ref())?;
     match envelope::open(env, &keys) {
         Ok(plaintext) => super::io::write_output(None, &plaintext)?,

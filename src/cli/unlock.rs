@@ -1,9 +1,9 @@
 //! `git seal unlock`: re-check-out sealed files once a key is available.
 
-use crate::envelope::{self, OpenError};
-use crate::error::{CommandError, CommandResult};
-use crate::filter::lock_marker;
-use crate::project::Project;
+use super::error::{CommandError, CommandResult};
+use git_seal::envelope::{self, OpenError};
+use git_seal::filter::lock_marker;
+use git_seal::workspace::Workspace;
 
 /// Open sealed files left as envelopes in this work tree.
 ///
@@ -19,12 +19,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
-    let project = Project::open(&std::env::current_dir()?)?;
+    let project = Workspace::open(&std::env::current_dir()?)?;
     unlock(&project, args.force)
 }
 
 /// Unlock what can be unlocked, printing only when something was opened.
-pub fn unlock_quietly(project: &Project) -> CommandResult<usize> {
+pub fn unlock_quietly(project: &Workspace) -> CommandResult<usize> {
     let locked = locked_paths(project)?;
     if locked.is_empty() {
         return Ok(0);
@@ -34,7 +34,7 @@ pub fn unlock_quietly(project: &Project) -> CommandResult<usize> {
 }
 
 /// Sealed paths whose work-tree file is an envelope.
-pub fn locked_paths(project: &Project) -> CommandResult<Vec<String>> {
+pub fn locked_paths(project: &Workspace) -> CommandResult<Vec<String>> {
     let mut locked = Vec::new();
     for (path, _) in project.sealed_index_paths()? {
         if std::fs::read(project.root.join(&path)).is_ok_and(|t| envelope::is_envelope(&t)) {
@@ -44,7 +44,7 @@ pub fn locked_paths(project: &Project) -> CommandResult<Vec<String>> {
     Ok(locked)
 }
 
-pub fn unlock(project: &Project, force: bool) -> CommandResult<u8> {
+pub fn unlock(project: &Workspace, force: bool) -> CommandResult<u8> {
     let marker = lock_marker(&project.repo);
     let mut locked = Vec::new();
     for (path, id) in project.sealed_index_paths()? {

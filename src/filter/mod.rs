@@ -20,8 +20,8 @@ use crate::envelope::crypto::PreparedWrap;
 use crate::envelope::{self, crypto, Envelope, OpenError, SealError, WrapTarget};
 use crate::keys::{KeyProvider, ProviderKind};
 use crate::kid::Kid;
-use crate::project::{Project, PROVIDER_KEY};
 use crate::repo::{Oid, Repo};
+use crate::workspace::{Workspace, PROVIDER_KEY};
 use cache::CleanCache;
 
 /// File in a work tree's git dir that marks it locked by `git seal lock`:
@@ -29,7 +29,7 @@ use cache::CleanCache;
 pub const LOCK_MARKER: &str = "seal-locked";
 
 pub struct Filter {
-    project: Result<Project, String>,
+    project: Result<Workspace, String>,
     /// Keys for smudge when the project could not be loaded (e.g. `.seal/`
     /// not checked out yet): smudge needs only keys, never the metadata.
     fallback_keys: Option<Arc<dyn KeyProvider>>,
@@ -169,7 +169,7 @@ impl Filter {
         let provider_name = repo.as_ref().ok().and_then(|r| r.config_get(PROVIDER_KEY));
         let project = repo
             .map_err(|e| e.to_string())
-            .and_then(|r| Project::from_repo(r).map_err(|e| e.to_string()));
+            .and_then(|r| Workspace::from_repo(r).map_err(|e| e.to_string()));
         let fallback_keys = match &project {
             Ok(_) => None,
             Err(_) => ProviderKind::from_name(provider_name.as_deref().unwrap_or("file"))
@@ -495,7 +495,7 @@ impl Filter {
 /// The envelope `blob` again, if it holds exactly `plaintext` (and the same
 /// `aad`): from the cache when it knows the blob, else by opening it once.
 fn reuse(
-    project: &Project,
+    project: &Workspace,
     cache: Option<&mut CleanCache>,
     blob: Oid,
     plaintext: &[u8],

@@ -6,6 +6,7 @@
 
 pub mod env;
 pub mod file;
+pub mod record;
 pub mod software;
 
 use std::path::PathBuf;

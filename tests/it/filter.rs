@@ -561,8 +561,8 @@ fn clean_reseals_unchanged_plaintext_when_the_recipients_change() {
 
     // A recovery KEK (public half only) joins the recipients of secrets/**.
     let recovery = git_seal::secret::KekSecret::generate();
-    let record = git_seal::meta::KekRecord::new_x25519(&recovery.public(), 0);
-    git_seal::meta::store(&dir, &record).unwrap();
+    let record = git_seal::keys::record::KekRecord::new_x25519(&recovery.public(), 0);
+    git_seal::keys::record::store(&dir, &record).unwrap();
     crate::harness::set_policy(
         &dir,
         "recipients",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: sealed vs plain Git on the same files, and one large file.
 #
-#   bench/filter.sh [N_FILES] [FILE_KIB] [BIG_MIB]    (defaults 10000 1 256)
+#   benches/filter.sh [N_FILES] [FILE_KIB] [BIG_MIB]    (defaults 10000 1 256)
 #
 # Prints, for N files of FILE_KIB KiB each, sealed/plain time ratios for
 # `git add`, a full checkout of the tree, and `git status` after touching

@@ -1,5 +1,6 @@
 //! What `git seal init` configures in a clone: the filter, diff and merge
 //! drivers in `.git/config` and the managed lines of `.gitattributes`.
+//! (The hooks are `hooks`' business.)
 //! `doctor` and `status` read the same tables, so they always agree.
 
 use crate::repo::{Repo, RepoError};
@@ -72,41 +73,6 @@ pub fn gitattributes_with(existing: &str, patterns: &[String]) -> Option<String>
     let mut text = lines.join("\n");
     text.push('\n');
     (text != existing).then_some(text)
-}
-
-/// Hooks git-seal installs.
-pub const HOOK_NAMES: &[&str] = &[
-    "pre-commit",
-    "post-commit",
-    "post-merge",
-    "post-checkout",
-    "post-rewrite",
-];
-
-/// Hooks git-seal installs in a bare (server) repository.
-pub const SERVER_HOOK_NAMES: &[&str] = &["pre-receive"];
-
-/// Where hooks go: `core.hooksPath` if set (`~/` expanded; relative to the
-/// work tree top, or to the git dir in a bare repository, as Git resolves
-/// it), else the common git dir's `hooks/` (shared by linked worktrees).
-pub fn hooks_dir(repo: &Repo) -> std::path::PathBuf {
-    match repo.config_get("core.hooksPath") {
-        Some(path) => {
-            let path = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-                (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
-                _ => std::path::PathBuf::from(path),
-            };
-            if path.is_absolute() {
-                path
-            } else {
-                match repo.workdir("hooks") {
-                    Ok(top) => top.join(&path),
-                    Err(_) => repo.git_dir().join(&path),
-                }
-            }
-        }
-        None => repo.common_dir().join("hooks"),
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `git seal check` over a history whose commits share blobs.
 #
-#   bench/check.sh [COMMITS] [FILES_PER_COMMIT]    (defaults 300 70)
+#   benches/check.sh [COMMITS] [FILES_PER_COMMIT]    (defaults 300 70)
 #
 # Builds a repository with 1,000 files (half sealed under secrets/, half
 # plain) and COMMITS commits that each change FILES_PER_COMMIT of them, so

@@ -37,7 +37,7 @@ pub struct KekRecord {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum MetaError {
+pub enum RecordError {
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -82,8 +82,8 @@ impl KekRecord {
         self.public_bytes().map(WrapTarget::x25519)
     }
 
-    fn validate(&self, path: &Path) -> Result<(), MetaError> {
-        let invalid = |problem: String| MetaError::Invalid {
+    fn validate(&self, path: &Path) -> Result<(), RecordError> {
+        let invalid = |problem: String| RecordError::Invalid {
             path: path.to_owned(),
             problem,
         };
@@ -115,23 +115,23 @@ impl KekRecord {
 }
 
 /// Read every `.seal/keys/*.json` under `root`, sorted by version then kid.
-pub fn load_all(root: &Path) -> Result<Vec<KekRecord>, MetaError> {
+pub fn load_all(root: &Path) -> Result<Vec<KekRecord>, RecordError> {
     let dir = root.join(KEYS_DIR);
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(MetaError::Read { path: dir, source }),
+        Err(source) => return Err(RecordError::Read { path: dir, source }),
     };
     let mut files = Vec::new();
     for entry in entries {
         let path = entry
-            .map_err(|source| MetaError::Read {
+            .map_err(|source| RecordError::Read {
                 path: dir.clone(),
                 source,
             })?
             .path();
         if path.extension().and_then(|e| e.to_str()) == Some("json") {
-            let text = fs::read(&path).map_err(|source| MetaError::Read {
+            let text = fs::read(&path).map_err(|source| RecordError::Read {
                 path: path.clone(),
                 source,
             })?;
@@ -143,11 +143,11 @@ pub fn load_all(root: &Path) -> Result<Vec<KekRecord>, MetaError> {
 
 /// Parse and validate records given as (path, content), sorted by version
 /// then kid. Used for work-tree files and for blobs from the index or a tree.
-pub fn parse_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<KekRecord>, MetaError> {
+pub fn parse_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<KekRecord>, RecordError> {
     let mut records = Vec::new();
     for (path, text) in files {
         let record: KekRecord =
-            serde_json::from_slice(&text).map_err(|source| MetaError::Parse {
+            serde_json::from_slice(&text).map_err(|source| RecordError::Parse {
                 path: path.clone(),
                 source,
             })?;
@@ -159,14 +159,14 @@ pub fn parse_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<KekRecord>, MetaE
 }
 
 /// Write a record to `.seal/keys/<kid>.json`.
-pub fn store(root: &Path, record: &KekRecord) -> Result<PathBuf, MetaError> {
+pub fn store(root: &Path, record: &KekRecord) -> Result<PathBuf, RecordError> {
     let dir = root.join(KEYS_DIR);
-    fs::create_dir_all(&dir).map_err(|source| MetaError::Write {
+    fs::create_dir_all(&dir).map_err(|source| RecordError::Write {
         path: dir.clone(),
         source,
     })?;
     let path = dir.join(format!("{}.json", record.kid));
-    fs::write(&path, record.to_text()).map_err(|source| MetaError::Write {
+    fs::write(&path, record.to_text()).map_err(|source| RecordError::Write {
         path: path.clone(),
         source,
     })?;

@@ -35,11 +35,6 @@ impl CommandError {
         self
     }
 
-    pub fn context(mut self, context: impl fmt::Display + Send + Sync + 'static) -> CommandError {
-        self.error = self.error.context(context);
-        self
-    }
-
     /// Is this a closed stdout pipe (which counts as success)?
     pub fn is_broken_pipe(&self) -> bool {
         self.error.chain().any(|e| {
@@ -66,17 +61,5 @@ impl fmt::Display for CommandError {
             write!(f, "\nhint: {hint}")?;
         }
         Ok(())
-    }
-}
-
-/// Add a context line (usually a path) to any error on the way up.
-pub trait ResultExt<T> {
-    fn context_path(self, path: impl fmt::Display) -> CommandResult<T>;
-}
-
-impl<T, E: Into<CommandError>> ResultExt<T> for Result<T, E> {
-    fn context_path(self, path: impl fmt::Display) -> CommandResult<T> {
-        let path = path.to_string();
-        self.map_err(|e| e.into().context(path))
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `git seal audit verify` speed on a long chain.
 #
-#   bench/audit.sh [ENTRIES]      (default 50000)
+#   benches/audit.sh [ENTRIES]      (default 50000)
 #
 # Builds a chain of ENTRIES signed entries and prints the entries verified
 # per second by the release binary, with loose objects and after `git gc`;

@@ -21,12 +21,12 @@ pub const PRIOR_SUFFIX: &str = ".pre-seal";
 /// The script for hook `name`, as shipped in `hooks/`.
 pub fn template(name: &str) -> Option<&'static str> {
     Some(match name {
-        "pre-commit" => include_str!("../hooks/pre-commit"),
-        "post-commit" => include_str!("../hooks/post-commit"),
-        "post-merge" => include_str!("../hooks/post-merge"),
-        "post-checkout" => include_str!("../hooks/post-checkout"),
-        "post-rewrite" => include_str!("../hooks/post-rewrite"),
-        "pre-receive" => include_str!("../hooks/pre-receive"),
+        "pre-commit" => include_str!("../../hooks/pre-commit"),
+        "post-commit" => include_str!("../../hooks/post-commit"),
+        "post-merge" => include_str!("../../hooks/post-merge"),
+        "post-checkout" => include_str!("../../hooks/post-checkout"),
+        "post-rewrite" => include_str!("../../hooks/post-rewrite"),
+        "pre-receive" => include_str!("../../hooks/pre-receive"),
         _ => return None,
     })
 }
@@ -188,9 +188,9 @@ mod tests {
 
     #[test]
     fn every_template_carries_the_marker() {
-        for name in crate::setup::HOOK_NAMES
+        for name in crate::hooks::HOOK_NAMES
             .iter()
-            .chain(crate::setup::SERVER_HOOK_NAMES)
+            .chain(crate::hooks::SERVER_HOOK_NAMES)
         {
             let text = template(name).unwrap();
             assert!(text.contains(MARKER), "{name}");

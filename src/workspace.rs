@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::envelope::WrapTarget;
+use crate::keys::record::{self, KekRecord, RecordError, Status};
 use crate::keys::{KeyError, KeyProvider, ProviderKind};
 use crate::kid::Kid;
-use crate::meta::{self, KekRecord, MetaError, Status};
 use crate::policy::{self, Policy, PolicyError};
 use crate::repo::{Repo, RepoError};
 
@@ -15,13 +15,13 @@ use crate::repo::{Repo, RepoError};
 pub const PROVIDER_KEY: &str = "seal.provider";
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProjectError {
+pub enum WorkspaceError {
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error("{} is not set up for git-seal (no .seal/keys/); run `git seal init`", root.display())]
     NotInitialized { root: PathBuf },
     #[error(transparent)]
-    Meta(#[from] MetaError),
+    Meta(#[from] RecordError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error("cannot read {path}: {source}")]
@@ -45,7 +45,7 @@ pub enum ProjectError {
     NoPublicKey { kid: Kid },
 }
 
-pub struct Project {
+pub struct Workspace {
     pub repo: Repo,
     pub root: PathBuf,
     pub keks: Vec<KekRecord>,
@@ -54,26 +54,26 @@ pub struct Project {
     keys: Arc<dyn KeyProvider>,
 }
 
-impl Project {
+impl Workspace {
     /// Open the project around `start`, failing if it is not set up.
-    pub fn open(start: &Path) -> Result<Project, ProjectError> {
-        Project::from_repo(Repo::discover(start)?)
+    pub fn open(start: &Path) -> Result<Workspace, WorkspaceError> {
+        Workspace::from_repo(Repo::discover(start)?)
     }
 
-    pub fn from_repo(repo: Repo) -> Result<Project, ProjectError> {
+    pub fn from_repo(repo: Repo) -> Result<Workspace, WorkspaceError> {
         let root = repo.workdir("git-seal")?.to_owned();
         // A sparse checkout may leave `.seal/` out of the work tree; the
         // index still has it.
-        let from_index = !root.join(meta::KEYS_DIR).is_dir();
+        let from_index = !root.join(record::KEYS_DIR).is_dir();
         let keks = if from_index {
-            meta::parse_all(index_files(&repo, |p| {
+            record::parse_all(index_files(&repo, |p| {
                 p.starts_with(".seal/keys/") && p.ends_with(".json")
             })?)?
         } else {
-            meta::load_all(&root)?
+            record::load_all(&root)?
         };
         if keks.is_empty() {
-            return Err(ProjectError::NotInitialized { root });
+            return Err(WorkspaceError::NotInitialized { root });
         }
         let policy = match index_files(&repo, |p| p == policy::PATH)?.pop() {
             Some((_, text)) if from_index && !root.join(policy::PATH).exists() => {
@@ -86,7 +86,7 @@ impl Project {
             Some(name) => ProviderKind::from_name(&name)?,
             None => ProviderKind::File,
         };
-        let project = Project {
+        let project = Workspace {
             keys: Arc::from(provider.open()?),
             repo,
             root,
@@ -98,10 +98,10 @@ impl Project {
         Ok(project)
     }
 
-    fn check_install_lock(&self) -> Result<(), ProjectError> {
+    fn check_install_lock(&self) -> Result<(), WorkspaceError> {
         let active = self.active()?;
         if active.custody != self.provider.custody() {
-            return Err(ProjectError::InstallLock {
+            return Err(WorkspaceError::InstallLock {
                 provider: self.provider.name(),
                 kid: active.kid.clone(),
                 custody: active.custody.clone(),
@@ -125,12 +125,12 @@ impl Project {
     }
 
     /// The active KEK: the highest version whose status is `active`.
-    pub fn active(&self) -> Result<&KekRecord, ProjectError> {
+    pub fn active(&self) -> Result<&KekRecord, WorkspaceError> {
         self.keks
             .iter()
             .filter(|k| k.status == Status::Active)
             .max_by_key(|k| k.version)
-            .ok_or(ProjectError::NoActiveKek)
+            .ok_or(WorkspaceError::NoActiveKek)
     }
 
     /// Kids that envelopes may be wrapped to (not removed).
@@ -143,7 +143,7 @@ impl Project {
     }
 
     /// Who a new envelope for `path` is wrapped to.
-    pub fn targets_for(&self, path: Option<&str>) -> Result<Vec<WrapTarget>, ProjectError> {
+    pub fn targets_for(&self, path: Option<&str>) -> Result<Vec<WrapTarget>, WorkspaceError> {
         let kids: Vec<Kid> = match path.and_then(|p| self.policy.recipients_for(p)) {
             Some(kids) => kids.to_vec(),
             None => vec![self.active()?.kid.clone()],
@@ -152,7 +152,7 @@ impl Project {
             .map(|kid| {
                 self.record(&kid)
                     .and_then(KekRecord::wrap_target)
-                    .ok_or(ProjectError::NoPublicKey { kid })
+                    .ok_or(WorkspaceError::NoPublicKey { kid })
             })
             .collect()
     }
@@ -180,21 +180,21 @@ pub fn known_kids(keks: &[KekRecord]) -> Vec<Kid> {
 }
 
 /// Load `.seal/policy.json` (an absent file is the empty policy).
-pub fn load_policy(root: &Path, keks: &[KekRecord]) -> Result<Policy, ProjectError> {
+pub fn load_policy(root: &Path, keks: &[KekRecord]) -> Result<Policy, WorkspaceError> {
     match std::fs::read_to_string(root.join(policy::PATH)) {
         Ok(text) => Ok(Policy::parse(&text, &known_kids(keks))?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::empty()),
-        Err(source) => Err(ProjectError::ReadPolicy {
+        Err(source) => Err(WorkspaceError::ReadPolicy {
             path: policy::PATH.to_owned(),
             source,
         }),
     }
 }
 
-impl Project {
+impl Workspace {
     /// Index paths that are sealed (by policy or `.gitattributes`), with
     /// their blob ids, sorted by path.
-    pub fn sealed_index_paths(&self) -> Result<Vec<(String, crate::repo::Oid)>, ProjectError> {
+    pub fn sealed_index_paths(&self) -> Result<Vec<(String, crate::repo::Oid)>, WorkspaceError> {
         let mut paths = Vec::new();
         for (path, id) in self.repo.index_entries()? {
             if self.policy.must_seal(&path) || self.repo.has_seal_filter(&path)? {

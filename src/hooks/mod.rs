@@ -1,0 +1,47 @@
+//! Git hooks: which ones git-seal installs and where (`install`), and what
+//! each one does when Git runs it (`run`).
+
+pub mod install;
+
+pub use install::{
+    install, state, template, uninstall, Change, HookError, HookState, MARKER, PRIOR_SUFFIX,
+};
+
+use std::path::PathBuf;
+
+use crate::repo::Repo;
+
+/// Hooks git-seal installs.
+pub const HOOK_NAMES: &[&str] = &[
+    "pre-commit",
+    "post-commit",
+    "post-merge",
+    "post-checkout",
+    "post-rewrite",
+];
+
+/// Hooks git-seal installs in a bare (server) repository.
+pub const SERVER_HOOK_NAMES: &[&str] = &["pre-receive"];
+
+/// Where hooks go: `core.hooksPath` if set (`~/` expanded; relative to the
+/// work tree top, or to the git dir in a bare repository, as Git resolves
+/// it), else the common git dir's `hooks/` (shared by linked worktrees).
+pub fn hooks_dir(repo: &Repo) -> PathBuf {
+    match repo.config_get("core.hooksPath") {
+        Some(path) => {
+            let path = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+                (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+                _ => PathBuf::from(path),
+            };
+            if path.is_absolute() {
+                path
+            } else {
+                match repo.workdir("hooks") {
+                    Ok(top) => top.join(&path),
+                    Err(_) => repo.git_dir().join(&path),
+                }
+            }
+        }
+        None => repo.common_dir().join("hooks"),
+    }
+}
