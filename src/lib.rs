@@ -8,14 +8,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod atomic_file;
 pub mod audit;
 pub mod check;
 pub mod drivers;
 pub mod envelope;
 pub mod filter;
 pub mod hooks;
+pub mod init;
 pub mod keys;
 pub mod kid;
+pub mod lock;
+pub mod merge;
+pub mod migrate;
 pub mod policy;
 pub mod repo;
 pub mod secret;

@@ -3,13 +3,13 @@
 //! Each entry is one commit whose tree holds `entry.json`, signed with the
 //! actor's ed25519 signer key as an SSH signature that stock
 //! `git verify-commit` accepts. This module owns the entry format
-//! (`entry`), signer keys (`signer`), reading and appending (`chain`) and
-//! verification (`verify`). It does *not* talk to remotes: `git seal audit
-//! sync` runs the git binary from `cli/audit.rs`.
+//! (`entry`), signer keys (`signer`), reading and appending (`chain`),
+//! verification (`verify`) and the exchange with remotes (`sync`).
 
 pub mod chain;
 pub mod entry;
 pub mod signer;
+pub mod sync;
 pub mod verify;
 
 use std::collections::BTreeSet;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde_json::{json, Map, Value};
 
 use super::error::{CommandError, CommandResult};
+use git_seal::audit::sync::{self, SyncError, Synced};
 use git_seal::audit::{self, chain, entry, signer, verify, NewEntry, Signer, When, REF};
 use git_seal::repo::{Oid, Repo};
 
@@ -172,10 +173,10 @@ fn log(repo: &Repo, args: LogArgs) -> CommandResult<u8> {
                 Value::Object(object)
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
     } else {
         for (id, _, entry) in &listed {
-            println!(
+            outln!(
                 "{:>5}  {}  {}  {:<12} {} <{}>  {}",
                 entry.seq,
                 &id.to_string()[..12],
@@ -288,16 +289,16 @@ fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
             "signers": signers,
             "findings": findings,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for finding in &report.findings {
             match finding.commit {
-                Some(commit) => println!("{}: entry {commit}: {}", args.r#ref, finding.reason),
-                None => println!("{}: {}", args.r#ref, finding.reason),
+                Some(commit) => outln!("{}: entry {commit}: {}", args.r#ref, finding.reason),
+                None => outln!("{}: {}", args.r#ref, finding.reason),
             }
         }
         if report.ok() {
-            println!(
+            outln!(
                 "audit chain verified: {} entries, tip {}, {} trusted signer(s), root {}",
                 report.entries,
                 report.tip,
@@ -318,153 +319,38 @@ fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
     Ok(u8::from(!report.ok()))
 }
 
-/// How many times sync starts over when the remote moves under it.
-const SYNC_ATTEMPTS: u32 = 5;
-
 fn sync(repo: &Repo, args: SyncArgs) -> CommandResult<u8> {
     let remote = match args.remote {
         Some(remote) => remote,
-        None => default_remote(repo)?,
+        None => sync::default_remote(repo).map_err(|e| match e {
+            e @ SyncError::SeveralRemotes(_) => CommandError::usage(e),
+            e => e.into(),
+        })?,
     };
-    if !repo.has_remote(&remote) {
-        return Err(CommandError::user(format!(
-            "there is no remote named {remote:?}"
-        )));
-    }
-    let tracking = audit::tracking_ref(&remote);
-    for _ in 0..SYNC_ATTEMPTS {
-        fetch_chain(&remote)?;
-        let theirs = repo.ref_target(&tracking);
-        let ours = chain::tip(repo);
-        let new_tip = match (ours, theirs) {
-            (None, None) => {
-                return Err(CommandError::user(format!(
-                    "neither this repository nor {remote} has an audit chain"
-                ))
-                .with_hint("`git seal init` starts one"));
+    match sync::sync(repo, &remote) {
+        Ok(Synced::InSync(tip)) => outln!("git-seal: audit chain in sync with {remote} at {tip}"),
+        Ok(Synced::Pushed(tip)) => outln!("git-seal: audit chain pushed to {remote} at {tip}"),
+        Err(e @ SyncError::NoChain { .. }) => {
+            return Err(CommandError::from(e).with_hint("`git seal init` starts one"))
+        }
+        Err(e @ SyncError::Unrelated { .. }) => {
+            return Err(CommandError::from(e).with_hint("keep the chain whose `init` entry is the repository's (see `git seal audit log --ref refs/seal-remote/REMOTE/audit`) and delete the other with `git update-ref -d`"))
+        }
+        Err(SyncError::Unverified { remote, findings }) => {
+            for finding in &findings {
+                eprintln!(
+                    "git-seal: entry {}: {}",
+                    finding
+                        .commit
+                        .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                    finding.reason
+                );
             }
-            (Some(ours), None) => ours,
-            (ours, Some(theirs)) => match merge_chains(repo, &remote, ours, theirs)? {
-                Some(tip) => tip,
-                // Lost a race with a local appender: start over.
-                None => continue,
-            },
-        };
-        if theirs == Some(new_tip) {
-            println!("git-seal: audit chain in sync with {remote} at {new_tip}");
-            return Ok(0);
+            return Err(SyncError::Unverified { remote, findings }.into());
         }
-        let push = super::git::run(
-            &["push", "--quiet", &remote, &format!("{REF}:{REF}")],
-            None,
-            &[0, 1],
-        )?;
-        if push.status.success() {
-            println!("git-seal: audit chain pushed to {remote} at {new_tip}");
-            return Ok(0);
-        }
-        let why = String::from_utf8_lossy(&push.stderr);
-        // Only a remote that moved meanwhile is worth another round; a
-        // refusal by the server (e.g. its pre-receive hook) is reported.
-        if !(why.contains("fetch first") || why.contains("non-fast-forward")) {
-            return Err(CommandError::user(format!(
-                "cannot push {REF} to {remote}: {}",
-                why.trim()
-            )));
-        }
-        // The remote's chain moved since the fetch: fetch and merge again.
+        Err(e) => return Err(e.into()),
     }
-    Err(CommandError::user(format!(
-        "{remote}'s audit chain kept moving during {SYNC_ATTEMPTS} attempts; run `git seal audit sync` again"
-    )))
-}
-
-/// Fetch `remote`'s chain to its tracking ref (`refs/seal-remote/REMOTE/`).
-pub fn fetch_chain(remote: &str) -> CommandResult {
-    let refspec = audit::fetch_refspec(remote);
-    super::git::run(
-        &["fetch", "--quiet", "--no-tags", remote, &refspec],
-        None,
-        &[0],
-    )?;
-    Ok(())
-}
-
-fn default_remote(repo: &Repo) -> CommandResult<String> {
-    let remotes = repo.remotes()?;
-    if remotes.iter().any(|r| r == "origin") {
-        return Ok("origin".into());
-    }
-    match remotes.as_slice() {
-        [only] => Ok(only.clone()),
-        [] => Err(CommandError::user(
-            "this repository has no remote to sync with",
-        )),
-        _ => Err(CommandError::usage(format!(
-            "several remotes ({}); name the one to sync with",
-            remotes.join(", ")
-        ))),
-    }
-}
-
-/// Bring `theirs` into the local chain: take it when ours is behind, keep
-/// ours when theirs is behind, else write a signed `chain-merge` entry with
-/// both as parents. Nothing is taken that does not verify. Returns the new
-/// local tip, or `None` if a local appender moved the chain meanwhile.
-fn merge_chains(
-    repo: &Repo,
-    remote: &str,
-    ours: Option<Oid>,
-    theirs: Oid,
-) -> CommandResult<Option<Oid>> {
-    if let Some(ours) = ours {
-        if repo.is_ancestor(theirs, ours)? {
-            return Ok(Some(ours));
-        }
-        if !repo.has_merge_base(ours, theirs)? {
-            return Err(CommandError::user(format!(
-                "{remote}'s audit chain ({theirs}) does not share a root with {REF} ({ours}): the two were started separately"
-            ))
-            .with_hint("keep the chain whose `init` entry is the repository's (see `git seal audit log --ref refs/seal-remote/REMOTE/audit`) and delete the other with `git update-ref -d`"));
-        }
-    }
-    let merged = match ours {
-        Some(ours) if !repo.is_ancestor(ours, theirs)? => {
-            let signer = Signer::load_or_create()?;
-            let seq = chain::seq_of(repo, ours)?.max(chain::seq_of(repo, theirs)?) + 1;
-            let mut data = Map::new();
-            data.insert("remote".into(), json!(remote));
-            data.insert("ours".into(), json!(ours.to_string()));
-            data.insert("theirs".into(), json!(theirs.to_string()));
-            let new = NewEntry {
-                event: entry::EVENT_CHAIN_MERGE,
-                data,
-            };
-            chain::write_entry(repo, &signer, &[ours, theirs], seq, &new)?
-        }
-        _ => theirs,
-    };
-    let report = verify::verify(repo, merged, &verify::Options::default())?;
-    if !report.ok() {
-        for finding in &report.findings {
-            eprintln!(
-                "git-seal: entry {}: {}",
-                finding
-                    .commit
-                    .map_or_else(|| "-".to_owned(), |c| c.to_string()),
-                finding.reason
-            );
-        }
-        return Err(CommandError::user(format!(
-            "the chain merged with {remote}'s does not verify ({} finding(s)); {REF} is unchanged",
-            report.findings.len()
-        )));
-    }
-    if repo.update_ref_cas(REF, merged, ours, &format!("git-seal audit: sync {remote}"))? {
-        Ok(Some(merged))
-    } else {
-        Ok(None)
-    }
+    Ok(0)
 }
 
 /// The local chain's verification report, or an error (saying `consequence`)
@@ -498,7 +384,7 @@ fn allowed_signers(repo: &Repo, args: AllowedSignersArgs) -> CommandResult<u8> {
     }
     match args.out {
         Some(path) => {
-            super::io::write_file_atomic(&path, text.as_bytes())?;
+            git_seal::atomic_file::write_shared(&path, text.as_bytes())?;
             eprintln!(
                 "git-seal: wrote {} signer(s) to {}; check entries with `git -c gpg.ssh.allowedSignersFile={} verify-commit COMMIT`",
                 report.signers.len(),
@@ -506,7 +392,7 @@ fn allowed_signers(repo: &Repo, args: AllowedSignersArgs) -> CommandResult<u8> {
                 path.display()
             );
         }
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     Ok(0)
 }
@@ -542,7 +428,7 @@ fn signer_add(repo: &Repo, args: SignerAddArgs) -> CommandResult<u8> {
     };
     let report = verified_chain(repo, "fix it before adding signers")?;
     if report.signers.iter().any(|s| s.fingerprint == fingerprint) {
-        println!("git-seal: {fingerprint} is already a trusted signer");
+        outln!("git-seal: {fingerprint} is already a trusted signer");
         return Ok(0);
     }
     let me = Signer::load_or_create()?;
@@ -568,13 +454,13 @@ fn signer_add(repo: &Repo, args: SignerAddArgs) -> CommandResult<u8> {
         data,
     };
     let id = audit::append(repo, &me, &new, When::Always)?.expect("always appends");
-    println!("git-seal: {fingerprint} <{email}> is now a trusted signer (entry {id}); run `git seal audit sync` to publish it");
+    outln!("git-seal: {fingerprint} <{email}> is now a trusted signer (entry {id}); run `git seal audit sync` to publish it");
     Ok(0)
 }
 
 fn signer_show() -> CommandResult<u8> {
     let me = Signer::load_or_create()?;
-    println!("{}", me.public_openssh());
+    outln!("{}", me.public_openssh());
     eprintln!(
         "git-seal: your signer is {}; a trusted signer adds it with `git seal audit signer add '{}' --email YOU`",
         me.fingerprint(),

@@ -35,12 +35,18 @@ pub fn run(args: Args) -> CommandResult<u8> {
         repo.resolve_range(spec)
             .map_err(|e| CommandError::usage(format!("{spec:?} is not a revision range: {e}")))?
     };
-    let report = check::check_commits(&repo, spec, &include, &exclude, threads())?;
+    let report = check::check_commits(
+        &repo,
+        spec,
+        &include,
+        &exclude,
+        git_seal::hooks::run::threads(),
+    )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for finding in &report.findings {
-            println!("{finding}");
+            outln!("{finding}");
         }
         eprintln!(
             "git-seal: checked {} commit(s), {} blob(s): {}",
@@ -53,9 +59,4 @@ pub fn run(args: Args) -> CommandResult<u8> {
         );
     }
     Ok(if report.ok { 0 } else { 1 })
-}
-
-/// Threads for reading blobs: the machine's cores.
-pub fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -22,7 +22,7 @@ pub struct Args {
 pub fn run(args: Args) -> CommandResult<u8> {
     let project = Workspace::open(&std::env::current_dir()?).ok();
     let keys = opening_keys(project.as_ref())?;
-    let text = super::io::read_input(&args.file)?;
+    let text = super::stdio::read_input(&args.file)?;
     let name = if args.file == "-" {
         "<stdin>"
     } else {
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
             _ => err.with_hint("the envelope was altered after sealing; restore it from history"),
         }
     })?;
-    super::io::write_output(args.out.as_deref(), &plaintext)?;
+    super::stdio::write_output(args.out.as_deref(), &plaintext)?;
     Ok(0)
 }
 

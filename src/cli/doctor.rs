@@ -24,9 +24,9 @@ pub struct Args {}
 pub fn run(_args: Args) -> CommandResult<u8> {
     let repo = Repo::from_env()?;
     let mut problems: Vec<(String, String)> = Vec::new();
-    let dir = git_seal::hooks::hooks_dir(&repo);
-    for name in super::hooks::names(&repo) {
-        let problem = match hooks::state(&dir, name)? {
+    let hooks::Each { dir, hooks } = hooks::states(&repo)?;
+    for (name, state) in hooks {
+        let problem = match state {
             HookState::Installed => continue,
             HookState::Missing => format!("the {name} hook is not installed in {}", dir.display()),
             HookState::Foreign => format!(
@@ -48,11 +48,11 @@ pub fn run(_args: Args) -> CommandResult<u8> {
         }
     }
     if problems.is_empty() {
-        println!("git-seal: doctor: nothing to fix");
+        outln!("git-seal: doctor: nothing to fix");
         return Ok(0);
     }
     for (problem, fix) in &problems {
-        println!("{problem}; fix: `{fix}`");
+        outln!("{problem}; fix: `{fix}`");
     }
     Ok(1)
 }
@@ -91,7 +91,7 @@ fn work_tree(project: &Workspace, problems: &mut Vec<(String, String)>) -> Comma
             }
         }
     }
-    let locked = super::unlock::locked_paths(project)?;
+    let locked = git_seal::lock::locked_paths(project)?;
     if !locked.is_empty() && !git_seal::filter::lock_marker(&project.repo).exists() {
         let usable = project.keys().has(&project.active()?.kid);
         problems.push((

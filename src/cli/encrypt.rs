@@ -45,10 +45,10 @@ pub fn run(args: Args) -> CommandResult<u8> {
             .map(|to| resolve_target(project.as_ref(), to))
             .collect::<CommandResult<Vec<_>>>()?
     };
-    let plaintext = super::io::read_input(&args.file)?;
+    let plaintext = super::stdio::read_input(&args.file)?;
     let text = envelope::seal_bytes(plaintext, args.aad, &targets)
         .map_err(|e| CommandError::user(format!("cannot seal {}: {e}", args.file)))?;
-    super::io::write_output(args.out.as_deref(), &text)?;
+    super::stdio::write_output(args.out.as_deref(), &text)?;
     Ok(0)
 }
 

@@ -1,16 +1,11 @@
 //! `git seal init`: set up (or repair) a repository or a fresh clone.
 
-use std::path::Path;
-
-use super::error::{CommandError, CommandResult};
-use git_seal::audit;
-use git_seal::drivers;
-use git_seal::keys::record::{self, KekRecord, Status};
-use git_seal::keys::{env::EnvKeys, file::FileKeys, ProviderKind};
+use git_seal::init::{self, InitError, KekSetup};
+use git_seal::keys::ProviderKind;
 use git_seal::policy;
 use git_seal::repo::Repo;
-use git_seal::secret::KekSecret;
-use git_seal::workspace::{self, PROVIDER_KEY};
+
+use super::error::{CommandError, CommandResult};
 
 /// Set up git-seal in the current repository, or repair its configuration.
 ///
@@ -34,199 +29,67 @@ pub struct Args {
 
 pub fn run(args: Args) -> CommandResult<u8> {
     let repo = Repo::discover(&std::env::current_dir()?)?;
-    let root = repo.workdir("git seal init")?.to_owned();
-    for pattern in &args.patterns {
-        if pattern.is_empty()
-            || pattern.chars().any(char::is_whitespace)
-            || pattern.starts_with('#')
-            || pattern.starts_with('!')
-        {
-            return Err(CommandError::usage(format!(
-                "pattern {pattern:?} cannot be written to .gitattributes (no whitespace, no leading `#` or `!`)"
-            )));
+    let done = init::init(&repo, args.provider, &args.patterns).map_err(|e| match e {
+        e @ InitError::BadPattern(_) => CommandError::usage(e),
+        e @ InitError::EmptyEnv => CommandError::from(e)
+            .with_hint("make one with `openssl rand -hex 32` and keep it in your secret store"),
+        e => e.into(),
+    })?;
+    match &done.kek {
+        KekSetup::Created { kid, path } => {
+            outln!("git-seal: created KEK {kid} (private key: {})", path.display());
+            outln!("git-seal: back that file up; without it nobody can open this repository's sealed files");
         }
+        KekSetup::AdoptedFromEnv { kid } => outln!("git-seal: adopted KEK {kid} from GIT_SEAL_KEK"),
+        KekSetup::Using { kid } => outln!(
+            "git-seal: using KEK {kid} ({} provider)",
+            done.provider.name()
+        ),
+        KekSetup::Unavailable { kid, place } => eprintln!(
+            "git-seal: warning: the private key of KEK {kid} is not available here; sealed files stay locked until it is in {place} (then run `git seal unlock`)"
+        ),
     }
-    let provider = match args.provider {
-        Some(p) => p,
-        None => match repo.config_get(PROVIDER_KEY) {
-            Some(name) => ProviderKind::from_name(&name)?,
-            None => ProviderKind::File,
-        },
-    };
-
-    let mut keks = record::load_all(&root)?;
-    match keks
-        .iter()
-        .filter(|k| k.status == Status::Active)
-        .max_by_key(|k| k.version)
-    {
-        Some(active) => adopt(active, provider)?,
-        None => {
-            let version = keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
-            let record = create(provider, version)?;
-            record::store(&root, &record)?;
-            keks.push(record);
-        }
-    }
-
-    let mut policy = workspace::load_policy(&root, &keks)?;
-    let mut policy_changed = !root.join(policy::PATH).exists();
-    for pattern in &args.patterns {
-        policy_changed |= policy.add_sealed(pattern)?;
-    }
-    if policy_changed {
-        super::io::write_file_atomic(&root.join(policy::PATH), policy.to_text().as_bytes())?;
-        println!(
+    if let Some(sealed) = &done.policy_written {
+        outln!(
             "git-seal: wrote {} (sealed: {})",
             policy::PATH,
-            policy.file.sealed.join(", ")
+            sealed.join(", ")
         );
     }
-
-    let attributes = root.join(".gitattributes");
-    let existing = read_optional(&attributes)?;
-    // Every required-sealed glob also gets the filter, so policy and
-    // .gitattributes agree.
-    if let Some(text) = drivers::gitattributes_with(&existing, &policy.file.sealed) {
-        super::io::write_file_atomic(&attributes, text.as_bytes())?;
-        println!("git-seal: updated .gitattributes");
+    if done.attributes_updated {
+        outln!("git-seal: updated .gitattributes");
     }
-
-    repo.config_set(PROVIDER_KEY, provider.name())?;
-    let fixed = drivers::configure_drivers(&repo)?;
-    if !fixed.is_empty() {
-        println!("git-seal: configured {}", fixed.join(", "));
+    if !done.drivers_fixed.is_empty() {
+        outln!("git-seal: configured {}", done.drivers_fixed.join(", "));
     }
-    super::hooks::install(&repo, false)?;
-    // The chain is a record, not a precondition: set-up stands without it.
-    if let Err(e) = start_audit_chain(&repo, &keks) {
-        eprintln!(
-            "git-seal: warning: the audit chain was not started: {}; run `git seal init` again once that is fixed",
-            e.error
-        );
-    }
-    // A fresh clone checked its sealed files out before the filter existed:
-    // open them now if the key is here (never discarding local changes).
-    if let Ok(project) = git_seal::workspace::Workspace::open(&root) {
-        if project.keys().has(&project.active()?.kid) {
-            if let Err(e) = super::unlock::unlock_quietly(&project) {
-                eprintln!("git-seal: warning: {e}");
+    super::report::hook_changes(&done.hooks, false)?;
+    match &done.chain {
+        Ok(chain) => {
+            for remote in &chain.fetching {
+                outln!("git-seal: {remote} now fetches the audit chain (refs/seal/*)");
+            }
+            for (remote, why) in &chain.unfetched {
+                eprintln!("git-seal: warning: cannot fetch {remote}'s audit chain: {why}");
+            }
+            for note in &chain.notes {
+                outln!("git-seal: audit: {note}");
+            }
+            if let Some((id, signer)) = &chain.started {
+                outln!(
+                    "git-seal: started the audit chain {} at {id}, signed by {signer}",
+                    git_seal::audit::REF
+                );
             }
         }
+        Err(e) => eprintln!(
+            "git-seal: warning: the audit chain was not started: {e}; run `git seal init` again once that is fixed"
+        ),
     }
-    if policy_changed || existing.is_empty() {
-        println!("next: git add .gitattributes .seal && git commit -m 'Set up git-seal'");
+    if let Err(e) = &done.unlocked {
+        eprintln!("git-seal: warning: {e}");
+    }
+    if done.commit_suggested {
+        outln!("next: git add .gitattributes .seal && git commit -m 'Set up git-seal'");
     }
     Ok(0)
-}
-
-/// Configure each remote to fetch the audit chain, take a remote's chain
-/// when there is none here (a fresh clone), else start one with a signed
-/// `init` entry naming the KEKs.
-fn start_audit_chain(repo: &Repo, keks: &[KekRecord]) -> CommandResult {
-    let remotes = repo.remotes()?;
-    for remote in &remotes {
-        let key = format!("remote.{remote}.fetch");
-        if repo.config_set_multivar_once(&key, &audit::fetch_refspec(remote))? {
-            println!("git-seal: {remote} now fetches the audit chain (refs/seal/*)");
-        }
-    }
-    if audit::chain::tip(repo).is_some() {
-        return Ok(());
-    }
-    for remote in &remotes {
-        if let Err(e) = super::audit::fetch_chain(remote) {
-            eprintln!("git-seal: warning: cannot fetch {remote}'s audit chain: {e}");
-        }
-    }
-    for note in audit::take_fetched(repo)? {
-        println!("git-seal: audit: {note}");
-    }
-    if audit::chain::tip(repo).is_some() {
-        return Ok(());
-    }
-    let signer = audit::Signer::load_or_create()?;
-    let kids: Vec<String> = keks.iter().map(|k| k.kid.to_string()).collect();
-    if let Some(id) = audit::record_init(repo, &kids, &signer)? {
-        println!(
-            "git-seal: started the audit chain {} at {id}, signed by {}",
-            audit::REF,
-            signer.fingerprint()
-        );
-    }
-    Ok(())
-}
-
-fn read_optional(path: &Path) -> CommandResult<String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(CommandError::user(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-/// The repository already has an active KEK: use it, never replace it.
-fn adopt(active: &KekRecord, provider: ProviderKind) -> CommandResult {
-    if active.custody != provider.custody() {
-        return Err(CommandError::user(format!(
-            "the active KEK {} has {} custody, which the {} provider cannot serve",
-            active.kid,
-            active.custody,
-            provider.name()
-        )));
-    }
-    let keys = provider.open()?;
-    if keys.has(&active.kid) {
-        println!(
-            "git-seal: using KEK {} ({} provider)",
-            active.kid,
-            provider.name()
-        );
-    } else {
-        let place = match provider {
-            ProviderKind::File => format!(
-                "the key file {}",
-                FileKeys::open_default()?.path_of(&active.kid).display()
-            ),
-            ProviderKind::Env => "GIT_SEAL_KEK".to_owned(),
-        };
-        eprintln!(
-            "git-seal: warning: the private key of KEK {} is not available here; sealed files stay locked until it is in {place} (then run `git seal unlock`)",
-            active.kid
-        );
-    }
-    Ok(())
-}
-
-/// No KEK yet: make one (file) or take the one in GIT_SEAL_KEK (env).
-fn create(provider: ProviderKind, version: u32) -> CommandResult<KekRecord> {
-    match provider {
-        ProviderKind::File => {
-            let secret = KekSecret::generate();
-            let path = FileKeys::open_default()?.store(&secret)?;
-            let record = KekRecord::new_x25519(&secret.public(), version);
-            println!(
-                "git-seal: created KEK {} (private key: {})",
-                record.kid,
-                path.display()
-            );
-            println!("git-seal: back that file up; without it nobody can open this repository's sealed files");
-            Ok(record)
-        }
-        ProviderKind::Env => {
-            let keys = EnvKeys::from_env()?;
-            let (kid, secret) = keys.secrets().next().ok_or_else(|| {
-                CommandError::user("the env provider needs a KEK in GIT_SEAL_KEK, and it is empty")
-                    .with_hint(
-                        "make one with `openssl rand -hex 32` and keep it in your secret store",
-                    )
-            })?;
-            let record = KekRecord::new_x25519(&secret.public(), version);
-            println!("git-seal: adopted KEK {kid} from GIT_SEAL_KEK");
-            Ok(record)
-        }
-    }
 }

@@ -3,6 +3,23 @@
 
 use clap::{Parser, Subcommand};
 
+/// `println!` that returns a closed pipe as an error (which `main` counts
+/// as success) instead of panicking: a line through a locked stdout.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// `print!`, likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 use error::CommandResult;
 
 pub mod audit;
@@ -12,15 +29,16 @@ pub mod doctor;
 pub mod encrypt;
 pub mod error;
 pub mod filter_process;
-pub mod git;
+
 pub mod hook;
 pub mod hooks;
 pub mod init;
-pub mod io;
 pub mod lock;
 pub mod merge;
 pub mod migrate;
+pub mod report;
 pub mod status;
+pub mod stdio;
 pub mod textconv;
 pub mod unlock;
 

@@ -8,6 +8,7 @@ use super::error::CommandResult;
 use git_seal::audit;
 use git_seal::drivers;
 use git_seal::envelope;
+use git_seal::hooks::{self, HookState};
 use git_seal::workspace::Workspace;
 
 /// Show KEKs, sealed files, lock state, drivers, hooks and the audit chain.
@@ -60,9 +61,9 @@ pub fn run(args: Args) -> CommandResult<u8> {
     let project = Workspace::open(&std::env::current_dir()?)?;
     let status = collect(&project)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print_text(&status);
+        print_text(&status)?;
     }
     Ok(0)
 }
@@ -103,13 +104,11 @@ pub fn collect(project: &Workspace) -> CommandResult<Status> {
             Err(_) => plaintext_in_head.push(path),
         }
     }
-    let hooks_dir = git_seal::hooks::hooks_dir(&project.repo);
-    let hooks_installed = git_seal::hooks::HOOK_NAMES
-        .iter()
-        .filter(|name| {
-            std::fs::read_to_string(hooks_dir.join(name)).is_ok_and(|t| t.contains("git-seal hook"))
-        })
-        .map(|n| n.to_string())
+    let hooks_installed = hooks::states(&project.repo)?
+        .hooks
+        .into_iter()
+        .filter(|(_, state)| *state == HookState::Installed)
+        .map(|(name, _)| name.to_owned())
         .collect();
     Ok(Status {
         root: project.root.display().to_string(),
@@ -147,17 +146,17 @@ fn audit_status(repo: &git_seal::repo::Repo) -> CommandResult<AuditStatus> {
     })
 }
 
-fn print_text(s: &Status) {
-    println!("repository: {}", s.root);
-    println!("provider:   {}", s.provider);
-    println!("KEKs:");
+fn print_text(s: &Status) -> CommandResult {
+    outln!("repository: {}", s.root);
+    outln!("provider:   {}", s.provider);
+    outln!("KEKs:");
     for k in &s.keks {
         let active = if k.kid == s.active_kid {
             " (active)"
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {} v{} {}{} custody={} alg={} created={} usable here: {}",
             k.kid,
             k.version,
@@ -169,43 +168,44 @@ fn print_text(s: &Status) {
             if k.usable_here { "yes" } else { "no" }
         );
     }
-    println!("sealed files in HEAD: {}", s.sealed_files);
+    outln!("sealed files in HEAD: {}", s.sealed_files);
     for (kid, n) in &s.sealed_in_head {
-        println!("  {kid}: {n}");
+        outln!("  {kid}: {n}");
     }
     for path in &s.plaintext_in_head {
-        println!("  PLAINTEXT in HEAD (must be sealed): {path}");
+        outln!("  PLAINTEXT in HEAD (must be sealed): {path}");
     }
     if s.locked.is_empty() {
-        println!("work tree: unlocked");
+        outln!("work tree: unlocked");
     } else {
-        println!("work tree: locked ({} of {} sealed files are envelopes); run `git seal unlock` once the key is here", s.locked.len(), s.sealed_files);
+        outln!("work tree: locked ({} of {} sealed files are envelopes); run `git seal unlock` once the key is here", s.locked.len(), s.sealed_files);
         for path in &s.locked {
-            println!("  locked: {path}");
+            outln!("  locked: {path}");
         }
     }
     if s.drivers_missing.is_empty() {
-        println!("drivers: filter, diff and merge configured");
+        outln!("drivers: filter, diff and merge configured");
     } else {
-        println!(
+        outln!(
             "drivers: missing or wrong: {} (run `git seal init`)",
             s.drivers_missing.join(", ")
         );
     }
     if s.hooks_installed.is_empty() {
-        println!("hooks: none installed");
+        outln!("hooks: none installed");
     } else {
-        println!("hooks: {}", s.hooks_installed.join(", "));
+        outln!("hooks: {}", s.hooks_installed.join(", "));
     }
     match (&s.audit.tip, s.audit.verified) {
-        (Some(tip), Some(true)) => println!(
+        (Some(tip), Some(true)) => outln!(
             "audit chain: refs/seal/audit at {tip}, {} entries, verified",
             s.audit.entries
         ),
-        (Some(tip), _) => println!(
+        (Some(tip), _) => outln!(
             "audit chain: refs/seal/audit at {tip}, {} entries, NOT verified: {} finding(s) (run `git seal audit verify`)",
             s.audit.entries, s.audit.findings
         ),
-        (None, _) => println!("audit chain: none (refs/seal/audit does not exist; run `git seal init`)"),
+        (None, _) => outln!("audit chain: none (refs/seal/audit does not exist; run `git seal init`)"),
     }
+    Ok(())
 }

@@ -14,12 +14,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
-    let text = super::io::read_input(&args.file)?;
+    let text = super::stdio::read_input(&args.file)?;
     let env = match envelope::parse(&text) {
         Ok(env) => env,
         // Plaintext (e.g. a work-tree file Git hands over directly) as it is.
         Err(_) => {
-            super::io::write_output(None, &text)?;
+            super::stdio::write_output(None, &text)?;
             return Ok(0);
         }
     };
@@ -27,13 +27,15 @@ pub fn run(args: Args) -> CommandResult<u8> {
     let project = Workspace::open(&std::env::current_dir()?).ok();
     let keys = super::decrypt::opening_keys(project.as_ref())?;
     match envelope::open(env, &keys) {
-        Ok(plaintext) => super::io::write_output(None, &plaintext)?,
-        Err(envelope::OpenError::NoUsableKey { .. }) => super::io::write_output(None, &canonical)?,
+        Ok(plaintext) => super::stdio::write_output(None, &plaintext)?,
+        Err(envelope::OpenError::NoUsableKey { .. }) => {
+            super::stdio::write_output(None, &canonical)?
+        }
         Err(e) => {
             eprintln!(
                 "git-seal: warning: cannot open a sealed blob for diff: {e}; showing the envelope"
             );
-            super::io::write_output(None, &canonical)?;
+            super::stdio::write_output(None, &canonical)?;
         }
     }
     Ok(0)

@@ -1,7 +1,10 @@
 //! Git access: the only module that uses `git2`. It reads the index, HEAD,
-//! blobs, attributes and config; it never runs filters and never shells out
-//! (commands that need Git's porcelain, such as checkout, run `git` in
-//! `cli/`).
+//! blobs, attributes and config, and never runs filters. Work that needs
+//! Git's porcelain (checkout through our filter, index updates, fetch and
+//! push) runs the `git` binary through [`command::Git`], bound to this
+//! repository.
+
+pub mod command;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +75,12 @@ impl Repo {
             what,
             path: self.inner.path().to_owned(),
         })
+    }
+
+    /// The `git` binary, run in this repository (its work tree's top, or
+    /// the git dir of a bare repository).
+    pub fn git(&self) -> command::Git {
+        command::Git::new(self.inner.workdir().unwrap_or(self.inner.path()))
     }
 
     pub fn is_bare(&self) -> bool {

@@ -7,4 +7,6 @@ mod check;
 mod filter;
 mod harness;
 mod hooks;
+mod lock;
+mod output;
 mod policy;

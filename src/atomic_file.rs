@@ -1,0 +1,66 @@
+//! Writing a file so that a crash or a `kill -9` never leaves a partial one:
+//! the bytes go to a temporary file in the same directory, are synced, and
+//! are renamed into place.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}: {source}", path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Write a file that may hold plaintext: 0600 unless it already exists (its
+/// mode is kept).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write(path, bytes, 0o600)
+}
+
+/// Write a file meant to be committed: keeps an existing file's mode, else
+/// 0644 (less the umask).
+pub fn write_shared(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write(path, bytes, 0o644)
+}
+
+fn write(path: &Path, bytes: &[u8], new_mode: u32) -> Result<(), WriteError> {
+    let fail = |source| WriteError {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".git-seal-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(_) => new_mode & !umask(),
+    };
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// The process umask, read without changing it (Linux: /proc/self/status).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}

@@ -1,0 +1,30 @@
+//! Lines that say what a library call did, for results that several
+//! commands print the same way.
+
+use git_seal::hooks::{self, Change};
+
+use super::error::CommandResult;
+
+/// Say what installing hooks changed (and, if `verbose`, what it did not).
+pub fn hook_changes(changes: &hooks::Each<Change>, verbose: bool) -> CommandResult {
+    let mut unchanged = Vec::new();
+    for (name, change) in &changes.hooks {
+        match change {
+            Change::Installed => outln!("git-seal: installed {name} hook"),
+            Change::Updated => outln!("git-seal: updated {name} hook"),
+            Change::Chained => outln!(
+                "git-seal: installed {name} hook; the {name} hook that was there is kept as {name}{} and runs first",
+                hooks::PRIOR_SUFFIX
+            ),
+            _ => unchanged.push(*name),
+        }
+    }
+    if verbose && !unchanged.is_empty() {
+        outln!(
+            "git-seal: already installed in {}: {}",
+            changes.dir.display(),
+            unchanged.join(", ")
+        );
+    }
+    Ok(())
+}

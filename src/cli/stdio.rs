@@ -1,0 +1,36 @@
+//! Where a command's bytes come from and go: `-` for stdin/stdout; output
+//! files are written atomically (0600, as they may hold plaintext), so a
+//! failure never leaves partial output behind.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use super::error::{CommandError, CommandResult};
+
+pub fn read_input(path: &str) -> CommandResult<Vec<u8>> {
+    if path == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| CommandError::user(format!("cannot read standard input: {e}")))?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(|e| CommandError::user(format!("cannot read {path}: {e}")))
+}
+
+/// Write `bytes` to `out` (`None` or `-`: stdout). Files are created 0600 via
+/// a temporary file in the same directory and renamed into place.
+pub fn write_output(out: Option<&str>, bytes: &[u8]) -> CommandResult {
+    match out {
+        None | Some("-") => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(bytes)?;
+            stdout.flush()?;
+            Ok(())
+        }
+        Some(path) => Ok(git_seal::atomic_file::write_private(
+            Path::new(path),
+            bytes,
+        )?),
+    }
+}

@@ -1,0 +1,269 @@
+//! What each hook does when Git runs it (`git seal hook NAME`).
+//!
+//! pre-commit and pre-receive refuse with one line per finding; the post-*
+//! hooks never change Git's outcome: they report what arrived, unlock what
+//! a key now opens, and append audit entries, warning on failure. Every
+//! hook returns its lines for the caller to print on stderr.
+
+use crate::audit::{self, AuditError};
+use crate::check::{self, Finding};
+use crate::filter::lock_marker;
+use crate::lock;
+use crate::repo::{Oid, Repo, RepoError};
+use crate::workspace::{Workspace, WorkspaceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HookRunError {
+    #[error("unknown hook {0:?} (known: pre-commit, post-commit, post-merge, post-checkout, post-rewrite, pre-receive)")]
+    Unknown(String),
+    #[error("pre-receive: bad input line {line:?}")]
+    BadInput { line: String },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// What a hook has to say, and whether Git must stop.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Lines for stderr, each without the `git-seal: ` prefix.
+    pub lines: Vec<String>,
+    /// Refuse the commit or push (exit 1).
+    pub refuse: bool,
+}
+
+impl Outcome {
+    fn say(&mut self, line: impl Into<String>) {
+        self.lines.push(line.into());
+    }
+
+    fn warn(&mut self, line: impl std::fmt::Display) {
+        self.lines.push(format!("warning: {line}"));
+    }
+}
+
+/// Run hook `name` with the arguments and standard input Git gave it.
+pub fn run(name: &str, args: &[String], stdin: &str) -> Result<Outcome, HookRunError> {
+    match name {
+        "pre-commit" => pre_commit(&Repo::from_env()?),
+        "pre-receive" => pre_receive(&Repo::from_env()?, stdin),
+        "post-commit" => Ok(with_workspace(|ws, out| {
+            warn_audit(out, "post-commit", audit::on_commit(ws))
+        })),
+        "post-merge" => Ok(with_workspace(post_merge)),
+        "post-checkout" => Ok(with_workspace(|ws, out| post_checkout(ws, args, out))),
+        "post-rewrite" => Ok(with_workspace(|ws, out| {
+            post_rewrite(
+                ws,
+                args.first().map_or("rewrite", String::as_str),
+                stdin,
+                out,
+            )
+        })),
+        other => Err(HookRunError::Unknown(other.to_owned())),
+    }
+}
+
+/// Threads for reading blobs: the machine's cores.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn pre_commit(repo: &Repo) -> Result<Outcome, HookRunError> {
+    let findings = check::check_index(repo)?;
+    let mut out = Outcome::default();
+    if findings.is_empty() {
+        return Ok(out);
+    }
+    out.lines.extend(findings.iter().map(ToString::to_string));
+    out.say(format!("commit refused ({} finding(s))", findings.len()));
+    out.refuse = true;
+    Ok(out)
+}
+
+fn pre_receive(repo: &Repo, input: &str) -> Result<Outcome, HookRunError> {
+    let mut include = Vec::new();
+    let mut chain_problems = Vec::new();
+    for line in input.lines() {
+        // "<old> <new> <ref>"; a zero <new> deletes the ref.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [old, new, name] = fields[..] else {
+            continue;
+        };
+        let parse = |hex: &str| {
+            Oid::from_str(hex).map_err(|_| HookRunError::BadInput {
+                line: line.to_owned(),
+            })
+        };
+        let (old, new) = (parse(old)?, parse(new)?);
+        if name == audit::REF {
+            chain_problems.extend(pushed_chain_problems(repo, old, new)?);
+        } else if !new.is_zero() && repo.peel_commit(&new.to_string()).is_ok() {
+            include.push(new);
+        }
+    }
+    let mut out = Outcome::default();
+    if !chain_problems.is_empty() {
+        for problem in &chain_problems {
+            out.say(format!("{}: {problem}", audit::REF));
+        }
+        out.say("push refused: the audit chain would not verify; fix it (see `git seal audit verify`) and push again");
+        out.refuse = true;
+        return Ok(out);
+    }
+    if include.is_empty() {
+        return Ok(out);
+    }
+    // Only what the push adds: commits no reference reaches yet.
+    let exclude = repo.ref_commits()?;
+    let report = check::check_commits(repo, "push", &include, &exclude, threads())?;
+    if report.ok {
+        return Ok(out);
+    }
+    out.lines
+        .extend(report.findings.iter().map(ToString::to_string));
+    out.say(format!(
+        "push refused ({} finding(s) in {} new commit(s)); fix them and push again",
+        report.findings.len(),
+        report.commits
+    ));
+    out.refuse = true;
+    Ok(out)
+}
+
+/// What is wrong with a push to the audit chain: it may only grow (the old
+/// tip stays an ancestor; never deleted) and must verify.
+fn pushed_chain_problems(repo: &Repo, old: Oid, new: Oid) -> Result<Vec<String>, HookRunError> {
+    if new.is_zero() {
+        return Ok(vec!["deleting the audit chain is not allowed".into()]);
+    }
+    let options = audit::verify::Options {
+        since: (!old.is_zero()).then(|| old.to_string()),
+        trust: None,
+    };
+    let report = audit::verify::verify(repo, new, &options)?;
+    Ok(report
+        .findings
+        .iter()
+        .map(|f| match f.commit {
+            Some(commit) => format!("entry {commit}: {}", f.reason),
+            None => f.reason.clone(),
+        })
+        .collect())
+}
+
+/// Run `hook` in the workspace, or do nothing where git-seal is not set up
+/// (so that installing hooks early is harmless). A post-* hook never fails:
+/// its problems become warnings.
+fn with_workspace(hook: impl FnOnce(&Workspace, &mut Outcome)) -> Outcome {
+    let mut out = Outcome::default();
+    match Repo::from_env()
+        .map_err(WorkspaceError::from)
+        .and_then(Workspace::from_repo)
+    {
+        Ok(ws) => hook(&ws, &mut out),
+        Err(WorkspaceError::NotInitialized { .. }) => {}
+        Err(e) => out.warn(format_args!("hook skipped: {e}")),
+    }
+    out
+}
+
+fn post_merge(ws: &Workspace, out: &mut Outcome) {
+    let (head, parents) = match ws.repo.head_commit() {
+        Ok(Some(head)) => head,
+        Ok(None) => return,
+        Err(e) => return out.warn(format_args!("post-merge: {e}")),
+    };
+    let old = ws
+        .repo
+        .resolve_commit("ORIG_HEAD")
+        .or(parents.first().copied());
+    let verified = arrivals(ws, "post-merge", old, head, out);
+    warn_audit(out, "post-merge", audit::on_merge(ws, verified));
+}
+
+fn post_checkout(ws: &Workspace, args: &[String], out: &mut Outcome) {
+    let commit = |at: usize| {
+        args.get(at)
+            .and_then(|s| Oid::from_str(s).ok())
+            .filter(|id| !id.is_zero())
+    };
+    if let (Some(new), old) = (commit(1), commit(0)) {
+        arrivals(ws, "post-checkout", old, new, out);
+    }
+}
+
+fn post_rewrite(ws: &Workspace, kind: &str, input: &str, out: &mut Outcome) {
+    let mut findings = Vec::new();
+    let mut sealed = 0;
+    let mut rewritten = Vec::new();
+    for line in input.lines() {
+        // "<old> <new> [<extra>]"
+        let mut ids = line
+            .split_whitespace()
+            .take(2)
+            .map(|s| Oid::from_str(s).ok());
+        let (Some(Some(old)), Some(Some(new))) = (ids.next(), ids.next()) else {
+            continue;
+        };
+        rewritten.push((old, new));
+        let parent = ws.repo.peel_commit(&format!("{new}^")).ok();
+        match check::check_arrivals(&ws.repo, parent, new) {
+            Ok(a) => {
+                sealed += a.sealed;
+                findings.extend(a.findings);
+            }
+            Err(e) => out.warn(format_args!("post-rewrite: cannot check {new}: {e}")),
+        }
+    }
+    summarize(out, "post-rewrite", sealed, &findings, 0);
+    warn_audit(out, "post-rewrite", audit::on_rewrite(ws, kind, &rewritten));
+}
+
+/// Check what arrived between `old` and `new`, unlock files a key now
+/// opens, and summarise; return whether the arrived envelopes verified.
+fn arrivals(ws: &Workspace, hook: &str, old: Option<Oid>, new: Oid, out: &mut Outcome) -> bool {
+    let arrived = match check::check_arrivals(&ws.repo, old, new) {
+        Ok(arrived) => arrived,
+        Err(e) => {
+            out.warn(format_args!("{hook}: cannot check what arrived: {e}"));
+            return false;
+        }
+    };
+    let unlocked = if lock_marker(&ws.repo).exists() {
+        0 // locked on purpose by `git seal lock`: stay locked
+    } else {
+        match lock::unlock_if_locked(ws) {
+            Ok(n) => n,
+            Err(e) => {
+                out.warn(format_args!("{hook}: files stay locked: {e}"));
+                0
+            }
+        }
+    };
+    summarize(out, hook, arrived.sealed, &arrived.findings, unlocked);
+    arrived.findings.is_empty()
+}
+
+fn summarize(out: &mut Outcome, hook: &str, sealed: usize, findings: &[Finding], unlocked: usize) {
+    out.lines.extend(findings.iter().map(ToString::to_string));
+    if sealed == 0 && findings.is_empty() && unlocked == 0 {
+        return;
+    }
+    let mut line = format!("{hook}: {sealed} sealed file(s) arrived");
+    line.push_str(&match findings.len() {
+        0 => ", all envelopes valid".to_owned(),
+        n => format!(", {n} finding(s) (run `git seal check` in CI to refuse them)"),
+    });
+    if unlocked > 0 {
+        line.push_str(&format!("; unlocked {unlocked} file(s)"));
+    }
+    out.say(line);
+}
+
+fn warn_audit(out: &mut Outcome, hook: &str, result: Result<(), AuditError>) {
+    if let Err(e) = result {
+        out.warn(format_args!("{hook}: the audit entry was not written: {e}"));
+    }
+}

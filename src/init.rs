@@ -1,0 +1,275 @@
+//! Setting a repository, or a fresh clone, up for git-seal (`git seal
+//! init`): the KEK (created, or adopted from `.seal/keys/`), `.seal/`,
+//! `.gitattributes`, the drivers, the hooks, the audit chain, and opening
+//! files a fresh clone checked out before the filter existed. Idempotent:
+//! running it again repairs configuration and never replaces a KEK.
+
+use std::path::{Path, PathBuf};
+
+use crate::atomic_file::{self, WriteError};
+use crate::audit::{self, sync, AuditError};
+use crate::drivers;
+use crate::hooks::{self, Change, HookError};
+use crate::keys::record::{self, KekRecord, RecordError, Status};
+use crate::keys::{env::EnvKeys, file::FileKeys, KeyError, ProviderKind};
+use crate::kid::Kid;
+use crate::lock::{self, LockError};
+use crate::policy::{self, PolicyError};
+use crate::repo::{Repo, RepoError};
+use crate::secret::KekSecret;
+use crate::workspace::{self, Workspace, WorkspaceError, PROVIDER_KEY};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(
+        "pattern {0:?} cannot be written to .gitattributes (no whitespace, no leading `#` or `!`)"
+    )]
+    BadPattern(String),
+    #[error(
+        "the active KEK {kid} has {custody} custody, which the {provider} provider cannot serve"
+    )]
+    Custody {
+        kid: Kid,
+        custody: String,
+        provider: &'static str,
+    },
+    #[error("the env provider needs a KEK in GIT_SEAL_KEK, and it is empty")]
+    EmptyEnv,
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// How the KEK was set up.
+#[derive(Debug)]
+pub enum KekSetup {
+    /// A new KEK; its private key is in this file.
+    Created { kid: Kid, path: PathBuf },
+    /// A new KEK record for the private key in GIT_SEAL_KEK.
+    AdoptedFromEnv { kid: Kid },
+    /// The repository's active KEK, usable here.
+    Using { kid: Kid },
+    /// The repository's active KEK, whose private key is not here yet:
+    /// sealed files stay locked until it is in `place`.
+    Unavailable { kid: Kid, place: String },
+}
+
+/// What starting (or joining) the audit chain did.
+#[derive(Debug, Default)]
+pub struct ChainSetup {
+    /// Remotes that now fetch the chain.
+    pub fetching: Vec<String>,
+    /// Remotes whose chain could not be fetched, and why.
+    pub unfetched: Vec<(String, String)>,
+    /// What taking fetched entries did.
+    pub notes: Vec<String>,
+    /// A new chain: its first entry and signer.
+    pub started: Option<(crate::repo::Oid, String)>,
+}
+
+/// What `init` did, step by step.
+#[derive(Debug)]
+pub struct Initialized {
+    pub provider: ProviderKind,
+    pub kek: KekSetup,
+    /// `.seal/policy.json` was written; its sealed globs.
+    pub policy_written: Option<Vec<String>>,
+    pub attributes_updated: bool,
+    pub drivers_fixed: Vec<&'static str>,
+    pub hooks: hooks::Each<Change>,
+    /// The chain is a record, not a precondition: set-up stands without it.
+    pub chain: Result<ChainSetup, InitError>,
+    /// Files a fresh clone had left locked, opened now.
+    pub unlocked: Result<usize, LockError>,
+    /// `.gitattributes` or `.seal/` are new or changed: commit them.
+    pub commit_suggested: bool,
+}
+
+/// Set the repository around `repo` up; `provider` defaults to the one this
+/// clone was set up with, else `file`.
+pub fn init(
+    repo: &Repo,
+    provider: Option<ProviderKind>,
+    patterns: &[String],
+) -> Result<Initialized, InitError> {
+    let root = repo.workdir("git seal init")?.to_owned();
+    for pattern in patterns {
+        if pattern.is_empty()
+            || pattern.chars().any(char::is_whitespace)
+            || pattern.starts_with('#')
+            || pattern.starts_with('!')
+        {
+            return Err(InitError::BadPattern(pattern.clone()));
+        }
+    }
+    let provider = match provider {
+        Some(p) => p,
+        None => match repo.config_get(PROVIDER_KEY) {
+            Some(name) => ProviderKind::from_name(&name)?,
+            None => ProviderKind::File,
+        },
+    };
+
+    let mut keks = record::load_all(&root)?;
+    let active = keks
+        .iter()
+        .filter(|k| k.status == Status::Active)
+        .max_by_key(|k| k.version);
+    let kek = match active {
+        Some(active) => adopt(active, provider)?,
+        None => {
+            let version = keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
+            let (record, setup) = create(provider, version)?;
+            record::store(&root, &record)?;
+            keks.push(record);
+            setup
+        }
+    };
+
+    let mut policy = workspace::load_policy(&root, &keks)?;
+    let mut policy_changed = !root.join(policy::PATH).exists();
+    for pattern in patterns {
+        policy_changed |= policy.add_sealed(pattern)?;
+    }
+    if policy_changed {
+        atomic_file::write_shared(&root.join(policy::PATH), policy.to_text().as_bytes())?;
+    }
+
+    let attributes = root.join(".gitattributes");
+    let existing = read_optional(&attributes)?;
+    // Every required-sealed glob also gets the filter, so policy and
+    // .gitattributes agree.
+    let attributes_updated = match drivers::gitattributes_with(&existing, &policy.file.sealed) {
+        Some(text) => {
+            atomic_file::write_shared(&attributes, text.as_bytes())?;
+            true
+        }
+        None => false,
+    };
+
+    repo.config_set(PROVIDER_KEY, provider.name())?;
+    let drivers_fixed = drivers::configure_drivers(repo)?;
+    let hooks = hooks::install_all(repo)?;
+    let chain = start_audit_chain(repo, &keks);
+    // A fresh clone checked its sealed files out before the filter existed:
+    // open them now if the key is here (never discarding local changes).
+    let unlocked = match Workspace::open(&root) {
+        Ok(ws) if ws.active().is_ok_and(|a| ws.keys().has(&a.kid)) => lock::unlock_if_locked(&ws),
+        _ => Ok(0),
+    };
+    Ok(Initialized {
+        provider,
+        kek,
+        policy_written: policy_changed.then(|| policy.file.sealed.clone()),
+        attributes_updated,
+        drivers_fixed,
+        hooks,
+        chain,
+        unlocked,
+        commit_suggested: policy_changed || existing.is_empty(),
+    })
+}
+
+/// Configure each remote to fetch the audit chain, take a remote's chain
+/// when there is none here (a fresh clone), else start one with a signed
+/// `init` entry naming the KEKs.
+fn start_audit_chain(repo: &Repo, keks: &[KekRecord]) -> Result<ChainSetup, InitError> {
+    let mut setup = ChainSetup::default();
+    let remotes = repo.remotes()?;
+    for remote in &remotes {
+        let key = format!("remote.{remote}.fetch");
+        if repo.config_set_multivar_once(&key, &audit::fetch_refspec(remote))? {
+            setup.fetching.push(remote.clone());
+        }
+    }
+    if audit::chain::tip(repo).is_some() {
+        return Ok(setup);
+    }
+    for remote in &remotes {
+        if let Err(e) = sync::fetch_chain(repo, remote) {
+            setup.unfetched.push((remote.clone(), e.to_string()));
+        }
+    }
+    setup.notes = audit::take_fetched(repo)?;
+    if audit::chain::tip(repo).is_some() {
+        return Ok(setup);
+    }
+    let signer = audit::Signer::load_or_create()?;
+    let kids: Vec<String> = keks.iter().map(|k| k.kid.to_string()).collect();
+    if let Some(id) = audit::record_init(repo, &kids, &signer)? {
+        setup.started = Some((id, signer.fingerprint().to_owned()));
+    }
+    Ok(setup)
+}
+
+fn read_optional(path: &Path) -> Result<String, InitError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(InitError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The repository already has an active KEK: use it, never replace it.
+fn adopt(active: &KekRecord, provider: ProviderKind) -> Result<KekSetup, InitError> {
+    if active.custody != provider.custody() {
+        return Err(InitError::Custody {
+            kid: active.kid.clone(),
+            custody: active.custody.clone(),
+            provider: provider.name(),
+        });
+    }
+    let kid = active.kid.clone();
+    if provider.open()?.has(&kid) {
+        return Ok(KekSetup::Using { kid });
+    }
+    let place = match provider {
+        ProviderKind::File => format!(
+            "the key file {}",
+            FileKeys::open_default()?.path_of(&kid).display()
+        ),
+        ProviderKind::Env => "GIT_SEAL_KEK".to_owned(),
+    };
+    Ok(KekSetup::Unavailable { kid, place })
+}
+
+/// No KEK yet: make one (file) or take the one in GIT_SEAL_KEK (env).
+fn create(provider: ProviderKind, version: u32) -> Result<(KekRecord, KekSetup), InitError> {
+    match provider {
+        ProviderKind::File => {
+            let secret = KekSecret::generate();
+            let path = FileKeys::open_default()?.store(&secret)?;
+            let record = KekRecord::new_x25519(&secret.public(), version);
+            let kid = record.kid.clone();
+            Ok((record, KekSetup::Created { kid, path }))
+        }
+        ProviderKind::Env => {
+            let keys = EnvKeys::from_env()?;
+            let (kid, secret) = keys.secrets().next().ok_or(InitError::EmptyEnv)?;
+            let record = KekRecord::new_x25519(&secret.public(), version);
+            Ok((record, KekSetup::AdoptedFromEnv { kid: kid.clone() }))
+        }
+    }
+}

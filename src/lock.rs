@@ -1,0 +1,270 @@
+//! The work tree's lock state: `lock` replaces the plaintext of sealed files
+//! by their envelopes; `unlock` checks them out again through the filter
+//! once a key is here.
+//!
+//! Nothing is ever removed before its replacement is in place. `lock`
+//! writes each envelope atomically over the plaintext (the plaintext is in
+//! the index, and unstaged edits are refused). `unlock` has Git rewrite the
+//! files (`git checkout-index -f`), and first records which paths it is
+//! rewriting in a journal in the git dir: Git replaces a file by unlinking
+//! and recreating it, so a `kill -9` in between leaves it missing, and the
+//! next `unlock` restores every journalled path that is missing.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::atomic_file::{self, WriteError};
+use crate::envelope::{self, OpenError};
+use crate::filter::lock_marker;
+use crate::repo::command::{nul_list, nul_records, GitCommandError};
+use crate::repo::{Oid, RepoError};
+use crate::workspace::{Workspace, WorkspaceError};
+
+/// The journal of an unlock under way, in the git dir.
+const JOURNAL: &str = "seal-unlocking";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Git(#[from] GitCommandError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sealed files have unstaged changes that locking would discard: {}", .paths.join(", "))]
+    UnstagedChanges { paths: Vec<String> },
+    #[error("{path} is locked but differs from the index; unlocking would discard that change")]
+    EditedWhileLocked { path: String },
+    #[error("cannot unlock {path}: {source}")]
+    NoKey {
+        path: String,
+        #[source]
+        source: OpenError,
+    },
+    #[error("{} file(s) stayed locked (damaged envelope or no key): {}", .paths.len(), .paths.join(", "))]
+    StayedLocked { paths: Vec<String> },
+}
+
+fn io_error(what: &'static str, path: PathBuf) -> impl FnOnce(std::io::Error) -> LockError {
+    move |source| LockError::Io { what, path, source }
+}
+
+/// What `lock` did.
+#[derive(Debug, Default)]
+pub struct Locked {
+    /// Files whose plaintext was replaced by their envelope.
+    pub locked: Vec<String>,
+    /// Sealed paths that the index holds as plaintext, left alone.
+    pub plaintext_in_index: Vec<String>,
+}
+
+/// Replace the work-tree plaintext of every sealed file by its envelope,
+/// and keep the work tree locked on later checkouts. Refuses when a sealed
+/// file has unstaged changes, unless `force`.
+pub fn lock(ws: &Workspace, force: bool) -> Result<Locked, LockError> {
+    let sealed = ws.sealed_index_paths()?;
+    if !force {
+        let paths = unstaged_changes(ws, sealed.iter().map(|(p, _)| p.as_str()))?;
+        if !paths.is_empty() {
+            return Err(LockError::UnstagedChanges { paths });
+        }
+    }
+    // Mark first: a checkout racing with us must not unseal again.
+    let marker = lock_marker(&ws.repo);
+    std::fs::write(&marker, b"locked by `git seal lock`\n")
+        .map_err(io_error("write", marker.clone()))?;
+    let mut done = Locked::default();
+    for (path, id) in &sealed {
+        let file = ws.root.join(path);
+        let Ok(current) = std::fs::read(&file) else {
+            continue;
+        };
+        if envelope::is_envelope(&current) {
+            continue;
+        }
+        let text = ws.repo.blob(*id)?;
+        if !envelope::is_envelope(&text) {
+            done.plaintext_in_index.push(path.clone());
+            continue;
+        }
+        // Keeps the file's mode.
+        atomic_file::write_shared(&file, &text)?;
+        done.locked.push(path.clone());
+    }
+    // The index still records the plaintext's size, and Git calls an entry
+    // whose size changed modified without looking at its content: re-add the
+    // envelopes (they clean to the same blobs) so the index matches again.
+    if !done.locked.is_empty() {
+        ws.repo.git().run_with(
+            &[
+                "add",
+                "--sparse",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+            ],
+            Some(&nul_list(&done.locked)),
+            &[0],
+        )?;
+    }
+    Ok(done)
+}
+
+/// Of `paths`, those whose work-tree content differs from the index.
+fn unstaged_changes<'a>(
+    ws: &Workspace,
+    paths: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, LockError> {
+    let wanted: BTreeSet<&str> = paths.into_iter().collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Every change, filtered here: no path list in argv.
+    let out = ws.repo.git().run(&[
+        "diff",
+        "--name-only",
+        "-z",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--no-renames",
+    ])?;
+    Ok(nul_records(&out.stdout)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .filter(|p| wanted.contains(p.as_str()))
+        .collect())
+}
+
+/// Sealed paths whose work-tree file is an envelope.
+pub fn locked_paths(ws: &Workspace) -> Result<Vec<String>, LockError> {
+    let mut locked = Vec::new();
+    for (path, _) in ws.sealed_index_paths()? {
+        if std::fs::read(ws.root.join(&path)).is_ok_and(|t| envelope::is_envelope(&t)) {
+            locked.push(path);
+        }
+    }
+    Ok(locked)
+}
+
+/// Sealed paths that an interrupted `unlock` left missing.
+pub fn interrupted_unlock(ws: &Workspace) -> Result<Vec<String>, LockError> {
+    let journal = ws.repo.git_dir().join(JOURNAL);
+    let text = match std::fs::read(&journal) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(LockError::Io {
+                what: "read",
+                path: journal,
+                source,
+            })
+        }
+    };
+    let sealed: BTreeSet<String> = ws
+        .sealed_index_paths()?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    Ok(nul_records(&text)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .filter(|p| sealed.contains(p) && !ws.root.join(p).exists())
+        .collect())
+}
+
+/// Check out again every sealed file left as an envelope (and any file an
+/// interrupted unlock left missing). Refuses when a locked file was edited
+/// since checkout, unless `force`. Returns the paths unlocked.
+pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
+    let mut locked: Vec<(String, Oid, Vec<u8>)> = Vec::new();
+    for (path, id) in ws.sealed_index_paths()? {
+        let Ok(current) = std::fs::read(ws.root.join(&path)) else {
+            continue;
+        };
+        if !envelope::is_envelope(&current) {
+            continue;
+        }
+        if !force && current != ws.repo.blob(id)? {
+            return Err(LockError::EditedWhileLocked { path });
+        }
+        locked.push((path, id, current));
+    }
+    // Say which key is missing before touching anything.
+    if let Some((path, _, text)) = locked.first() {
+        if let Err(source @ OpenError::NoUsableKey { .. }) = envelope::open_bytes(text, ws.keys()) {
+            return Err(LockError::NoKey {
+                path: path.clone(),
+                source,
+            });
+        }
+    }
+    let marker = lock_marker(&ws.repo);
+    if marker.exists() {
+        std::fs::remove_file(&marker).map_err(io_error("remove", marker.clone()))?;
+    }
+    let mut paths: Vec<String> = locked.into_iter().map(|(p, _, _)| p).collect();
+    paths.extend(interrupted_unlock(ws)?);
+    paths.sort();
+    paths.dedup();
+    let journal = ws.repo.git_dir().join(JOURNAL);
+    if paths.is_empty() {
+        remove_journal(&journal)?;
+        return Ok(paths);
+    }
+    atomic_file::write_private(&journal, &nul_list(&paths))?;
+    // Git skips an entry whose file it considers up to date (a locked file
+    // cleans to the very blob in the index): an old modification time makes
+    // it look changed, so `checkout-index -f` rewrites it. Nothing is
+    // removed here; Git replaces each file itself.
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
+    for path in &paths {
+        let file = ws.root.join(path);
+        if let Ok(handle) = std::fs::File::options().write(true).open(&file) {
+            handle
+                .set_modified(old)
+                .map_err(io_error("touch", file.clone()))?;
+        }
+    }
+    ws.repo.git().run_with(
+        &["checkout-index", "-f", "-u", "-z", "--stdin"],
+        Some(&nul_list(&paths)),
+        &[0],
+    )?;
+    remove_journal(&journal)?;
+    let still: Vec<String> = paths
+        .iter()
+        .filter(|p| std::fs::read(ws.root.join(p)).is_ok_and(|t| envelope::is_envelope(&t)))
+        .cloned()
+        .collect();
+    if !still.is_empty() {
+        return Err(LockError::StayedLocked { paths: still });
+    }
+    Ok(paths)
+}
+
+fn remove_journal(journal: &std::path::Path) -> Result<(), LockError> {
+    match std::fs::remove_file(journal) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LockError::Io {
+            what: "remove",
+            path: journal.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Unlock what can be unlocked, if anything is locked; the count opened.
+pub fn unlock_if_locked(ws: &Workspace) -> Result<usize, LockError> {
+    if locked_paths(ws)?.is_empty() && interrupted_unlock(ws)?.is_empty() {
+        return Ok(0);
+    }
+    Ok(unlock(ws, false)?.len())
+}

@@ -1,0 +1,116 @@
+//! Sealing tracked plaintext that the policy now covers: each such index
+//! entry is replaced by its envelope (mode kept), for the user to commit,
+//! and `.gitattributes` gains the policy's globs so the filter keeps those
+//! files sealed from now on.
+
+use std::collections::HashMap;
+
+use crate::atomic_file::{self, WriteError};
+use crate::audit::{self, AuditError};
+use crate::drivers;
+use crate::envelope::{self, SealError};
+use crate::policy;
+use crate::repo::command::{nul_records, GitCommandError};
+use crate::repo::{Oid, RepoError};
+use crate::workspace::{Workspace, WorkspaceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("the filter is not configured in this clone ({} missing), so Git would store plaintext again", .missing.join(", "))]
+    NoFilter { missing: Vec<&'static str> },
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Git(#[from] GitCommandError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("cannot seal {path}: {source}")]
+    Seal {
+        path: String,
+        #[source]
+        source: SealError,
+    },
+}
+
+/// What `migrate` staged.
+#[derive(Debug)]
+pub struct Migrated {
+    /// `.gitattributes` gained lines for the policy's globs (staged).
+    pub attributes_updated: bool,
+    /// Paths whose envelope replaced their plaintext in the index.
+    pub sealed: Vec<String>,
+    /// The audit entry; a failure here does not undo the migration.
+    pub audit: Result<(), AuditError>,
+}
+
+pub fn migrate(ws: &Workspace) -> Result<Migrated, MigrateError> {
+    let missing = drivers::missing_drivers(&ws.repo);
+    if !missing.is_empty() {
+        return Err(MigrateError::NoFilter { missing });
+    }
+    let git = ws.repo.git();
+    let attributes = ws.root.join(".gitattributes");
+    let existing = std::fs::read_to_string(&attributes).unwrap_or_default();
+    let attributes_updated = match drivers::gitattributes_with(&existing, &ws.policy.file.sealed) {
+        Some(text) => {
+            atomic_file::write_shared(&attributes, text.as_bytes())?;
+            git.run(&["add", "--", ".gitattributes"])?;
+            true
+        }
+        None => false,
+    };
+
+    let mut sealed: Vec<(String, Oid)> = Vec::new();
+    for (path, id) in ws.sealed_index_paths()? {
+        if policy::is_exempt(&path) {
+            continue;
+        }
+        let plaintext = ws.repo.blob(id)?;
+        if envelope::is_envelope(&plaintext) {
+            continue;
+        }
+        let targets = ws.targets_for(Some(&path))?;
+        let text = envelope::seal_bytes(plaintext, ws.policy.aad_for(&path), &targets).map_err(
+            |source| MigrateError::Seal {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        sealed.push((path, ws.repo.write_blob(&text)?));
+    }
+    if sealed.is_empty() {
+        return Ok(Migrated {
+            attributes_updated,
+            sealed: Vec::new(),
+            audit: Ok(()),
+        });
+    }
+    // Keep each entry's mode, as the index has it (read whole: no path
+    // list in argv).
+    let listed = git.run(&["ls-files", "-s", "-z"])?;
+    let mut mode_of = HashMap::new();
+    for record in nul_records(&listed.stdout) {
+        let record = String::from_utf8_lossy(record);
+        if let Some((meta, path)) = record.split_once('\t') {
+            if let Some(mode) = meta.split_whitespace().next() {
+                mode_of.insert(path.to_owned(), mode.to_owned());
+            }
+        }
+    }
+    let mut info = Vec::new();
+    for (path, id) in &sealed {
+        let mode = mode_of.get(path).map_or("100644", String::as_str);
+        info.extend_from_slice(format!("{mode} {id}\t{path}").as_bytes());
+        info.push(0);
+    }
+    git.run_with(&["update-index", "-z", "--index-info"], Some(&info), &[0])?;
+    let paths: Vec<String> = sealed.into_iter().map(|(p, _)| p).collect();
+    let audit = audit::on_migrate(ws, &paths);
+    Ok(Migrated {
+        attributes_updated,
+        sealed: paths,
+        audit,
+    })
+}

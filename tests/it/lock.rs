@@ -1,0 +1,136 @@
+//! `git seal lock` and `unlock` against the Git features that walk around
+//! them: a subdirectory as working directory, pathspec magic in file names,
+//! and a `kill -9` half-way.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::harness::{is_envelope, stderr, write_file, Env};
+
+#[test]
+fn lock_from_a_subdirectory_keeps_unstaged_edits() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "secrets/sub/a.env", b"orig\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "one"]);
+    write_file(&dir, "secrets/sub/a.env", b"EDITED\n");
+    let sub = dir.join("secrets/sub");
+    let out = env.fails("git-seal", &sub, &["lock"], 1);
+    assert!(
+        stderr(&out).contains("secrets/sub/a.env"),
+        "{}",
+        stderr(&out)
+    );
+    env.seal(&dir, &["unlock"]);
+    assert_eq!(
+        std::fs::read(dir.join("secrets/sub/a.env")).unwrap(),
+        b"EDITED\n"
+    );
+    // Staged, the same lock from the subdirectory locks it.
+    env.git(&dir, &["add", "-A"]);
+    env.seal(&sub, &["lock"]);
+    assert!(is_envelope(
+        &std::fs::read(dir.join("secrets/sub/a.env")).unwrap()
+    ));
+    env.seal(&sub, &["unlock"]);
+    assert_eq!(
+        std::fs::read(dir.join("secrets/sub/a.env")).unwrap(),
+        b"EDITED\n"
+    );
+}
+
+#[test]
+fn lock_with_a_colon_prefixed_sealed_file() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    env.seal(&dir, &["init", "*.env"]);
+    write_file(&dir, ":x.env", b"colon\n");
+    write_file(&dir, "b.env", b"plain b\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "one"]);
+    write_file(&dir, ":x.env", b"colon edited\n");
+    let out = env.fails("git-seal", &dir, &["lock"], 1);
+    assert!(stderr(&out).contains(":x.env"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(dir.join(":x.env")).unwrap(),
+        b"colon edited\n"
+    );
+
+    env.git(&dir, &["commit", "-q", "-a", "-m", "two"]);
+    env.seal(&dir, &["lock"]);
+    for path in [":x.env", "b.env"] {
+        assert!(
+            is_envelope(&std::fs::read(dir.join(path)).unwrap()),
+            "{path} not locked"
+        );
+    }
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+    env.seal(&dir, &["unlock"]);
+    assert_eq!(
+        std::fs::read(dir.join(":x.env")).unwrap(),
+        b"colon edited\n"
+    );
+    assert_eq!(std::fs::read(dir.join("b.env")).unwrap(), b"plain b\n");
+}
+
+fn plain(i: usize) -> Vec<u8> {
+    format!("secret number {i}\n").into_bytes()
+}
+
+/// `kill -9` of git-seal leaves the `git` it started running to the end;
+/// wait for it to let go of the index before running again.
+fn wait_for_orphans(dir: &Path) {
+    let lock = dir.join(".git/index.lock");
+    for _ in 0..1000 {
+        if !lock.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{} stayed for 10 s", lock.display());
+}
+
+fn assert_complete(env: &Env, dir: &Path, n: usize) {
+    for i in 0..n {
+        let path = format!("secrets/f{i}.env");
+        let bytes = std::fs::read(dir.join(&path))
+            .unwrap_or_else(|e| panic!("{path} is missing after a rerun: {e}"));
+        assert_eq!(bytes, plain(i), "{path}");
+    }
+    assert_eq!(env.git(dir, &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn unlock_killed_half_way_loses_no_file_and_finishes_on_rerun() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let n = 400;
+    for i in 0..n {
+        write_file(&dir, &format!("secrets/f{i}.env"), &plain(i));
+    }
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "many"]);
+    let mut killed_mid_run = 0;
+    for round in 0..12u64 {
+        env.seal(&dir, &["lock"]);
+        let mut child = env
+            .command("git-seal", &dir)
+            .arg("unlock")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread the kills over the run (a few ms to a few hundred).
+        std::thread::sleep(std::time::Duration::from_millis(5 + (round * 37) % 300));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        wait_for_orphans(&dir);
+        env.seal(&dir, &["unlock"]);
+        assert_complete(&env, &dir, n);
+    }
+    assert!(killed_mid_run > 0, "no kill landed while unlock ran");
+}
