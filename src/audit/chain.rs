@@ -8,10 +8,38 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::entry::{self, Actor, Entry};
+use super::entry::{self, Actor, Entry, EntryError};
 use super::signer::Signer;
 use super::AuditError;
-use crate::repo::{Oid, RawKind, Repo};
+use crate::repo::{Oid, RawKind, Repo, RepoError};
+
+/// Why a chain commit cannot be read as an entry.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("commit has no message separator")]
+    NoSeparator,
+    #[error("unexpected continuation line in commit header")]
+    Continuation,
+    #[error("unexpected commit header {0:?}")]
+    Header(String),
+    #[error("commit has no tree")]
+    NoTree,
+    #[error("bad object id {0:?}")]
+    BadId(String),
+    #[error(
+        "the entry's tree must hold exactly one file, {} (mode 100644)",
+        entry::FILE
+    )]
+    TreeShape,
+    #[error("{0} is not a commit in this repository")]
+    NotACommit(Oid),
+    #[error("{what} {id} is missing")]
+    Missing { what: &'static str, id: Oid },
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
 
 /// Where the chain lives.
 pub const REF: &str = "refs/seal/audit";
@@ -32,7 +60,7 @@ pub struct RawCommit {
 
 /// Parse a raw commit. Only the headers git writes for an entry are
 /// accepted (tree, parent, author, committer, gpgsig).
-pub fn parse_commit(raw: &[u8]) -> Result<RawCommit, String> {
+pub fn parse_commit(raw: &[u8]) -> Result<RawCommit, CommitError> {
     let mut tree = None;
     let mut parents = Vec::new();
     let mut payload = Vec::with_capacity(raw.len());
@@ -41,7 +69,7 @@ pub fn parse_commit(raw: &[u8]) -> Result<RawCommit, String> {
     let mut in_sig = false;
     loop {
         let Some(end) = rest.iter().position(|b| *b == b'\n') else {
-            return Err("commit has no message separator".into());
+            return Err(CommitError::NoSeparator);
         };
         let line = &rest[..end];
         let after = &rest[end + 1..];
@@ -55,7 +83,7 @@ pub fn parse_commit(raw: &[u8]) -> Result<RawCommit, String> {
                 sig.push_str(&String::from_utf8_lossy(cont));
                 sig.push('\n');
             } else {
-                return Err("unexpected continuation line in commit header".into());
+                return Err(CommitError::Continuation);
             }
             rest = after;
             continue;
@@ -78,9 +106,8 @@ pub fn parse_commit(raw: &[u8]) -> Result<RawCommit, String> {
                 continue;
             }
             other => {
-                return Err(format!(
-                    "unexpected commit header {:?}",
-                    String::from_utf8_lossy(other)
+                return Err(CommitError::Header(
+                    String::from_utf8_lossy(other).into_owned(),
                 ))
             }
         }
@@ -88,51 +115,52 @@ pub fn parse_commit(raw: &[u8]) -> Result<RawCommit, String> {
         rest = after;
     }
     Ok(RawCommit {
-        tree: tree.ok_or("commit has no tree")?,
+        tree: tree.ok_or(CommitError::NoTree)?,
         parents,
         payload,
         signature,
     })
 }
 
-fn parse_oid(hex: &[u8]) -> Result<Oid, String> {
+fn parse_oid(hex: &[u8]) -> Result<Oid, CommitError> {
     std::str::from_utf8(hex)
         .ok()
         .filter(|h| h.len() == 40)
         .and_then(|h| Oid::from_str(h).ok())
-        .ok_or_else(|| format!("bad object id {:?}", String::from_utf8_lossy(hex)))
+        .ok_or_else(|| CommitError::BadId(String::from_utf8_lossy(hex).into_owned()))
 }
 
 /// The blob id of `entry.json` in a raw tree that holds exactly that file.
-pub fn entry_blob_of_tree(raw: &[u8]) -> Result<Oid, String> {
+pub fn entry_blob_of_tree(raw: &[u8]) -> Result<Oid, CommitError> {
     let prefix = format!("100644 {}\0", entry::FILE);
     let prefix = prefix.as_bytes();
     if raw.len() == prefix.len() + 20 && raw.starts_with(prefix) {
-        return Oid::from_bytes(&raw[prefix.len()..]).map_err(|e| e.to_string());
+        if let Ok(id) = Oid::from_bytes(&raw[prefix.len()..]) {
+            return Ok(id);
+        }
     }
-    Err(format!(
-        "the entry's tree must hold exactly one file, {} (mode 100644)",
-        entry::FILE
-    ))
+    Err(CommitError::TreeShape)
 }
 
-pub fn read_commit(repo: &Repo, id: Oid) -> Result<RawCommit, String> {
-    match repo.with_raw(id, RawKind::Commit, parse_commit) {
-        Ok(Some(parsed)) => parsed,
-        Ok(None) => Err(format!("{id} is not a commit in this repository")),
-        Err(e) => Err(e.to_string()),
-    }
+pub fn read_commit(repo: &Repo, id: Oid) -> Result<RawCommit, CommitError> {
+    repo.with_raw(id, RawKind::Commit, parse_commit)?
+        .ok_or(CommitError::NotACommit(id))?
 }
 
 /// The entry a chain commit's tree holds.
-pub fn read_entry(repo: &Repo, tree: Oid) -> Result<Entry, String> {
+pub fn read_entry(repo: &Repo, tree: Oid) -> Result<Entry, CommitError> {
     let blob = repo
-        .with_raw(tree, RawKind::Tree, entry_blob_of_tree)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("tree {tree} is missing"))??;
-    repo.with_raw(blob, RawKind::Blob, Entry::parse)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} blob {blob} is missing", entry::FILE))?
+        .with_raw(tree, RawKind::Tree, entry_blob_of_tree)?
+        .ok_or(CommitError::Missing {
+            what: "tree",
+            id: tree,
+        })??;
+    Ok(repo
+        .with_raw(blob, RawKind::Blob, Entry::parse)?
+        .ok_or(CommitError::Missing {
+            what: "entry.json blob",
+            id: blob,
+        })??)
 }
 
 pub fn tip(repo: &Repo) -> Option<Oid> {

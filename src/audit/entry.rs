@@ -34,6 +34,25 @@ pub struct Actor {
     pub signer: String,
 }
 
+/// What is wrong with an `entry.json`.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("{FILE} is not a valid entry: {0}")]
+    Json(serde_json::Error),
+    #[error("unknown schema {0:?} (expected {SCHEMA})")]
+    Schema(String),
+    #[error("seq is 0 (sequence numbers start at 1)")]
+    ZeroSeq,
+    #[error("time {0:?} is not RFC 3339 UTC")]
+    Time(String),
+    #[error("event {0:?} is not an event name")]
+    Event(String),
+    #[error("actor.signer {0:?} is not an SSH SHA256 fingerprint")]
+    Signer(String),
+    #[error("signer-add entry without data.{0}")]
+    MissingData(&'static str),
+}
+
 impl Entry {
     /// Canonical text: two-space indented JSON, keys in field order (data
     /// keys sorted), one final newline.
@@ -44,39 +63,32 @@ impl Entry {
     }
 
     /// Parse and check an entry; the error says what is wrong.
-    pub fn parse(bytes: &[u8]) -> Result<Entry, String> {
-        let entry: Entry = serde_json::from_slice(bytes)
-            .map_err(|e| format!("{FILE} is not a valid entry: {e}"))?;
+    pub fn parse(bytes: &[u8]) -> Result<Entry, EntryError> {
+        let entry: Entry = serde_json::from_slice(bytes).map_err(EntryError::Json)?;
         entry.check()?;
         Ok(entry)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), EntryError> {
         if self.schema != SCHEMA {
-            return Err(format!(
-                "unknown schema {:?} (expected {SCHEMA})",
-                self.schema
-            ));
+            return Err(EntryError::Schema(self.schema.clone()));
         }
         if self.seq == 0 {
-            return Err("seq is 0 (sequence numbers start at 1)".into());
+            return Err(EntryError::ZeroSeq);
         }
         if !self.time.ends_with('Z') || humantime::parse_rfc3339(&self.time).is_err() {
-            return Err(format!("time {:?} is not RFC 3339 UTC", self.time));
+            return Err(EntryError::Time(self.time.clone()));
         }
         if !is_event_name(&self.event) {
-            return Err(format!("event {:?} is not an event name", self.event));
+            return Err(EntryError::Event(self.event.clone()));
         }
         if !self.actor.signer.starts_with("SHA256:") {
-            return Err(format!(
-                "actor.signer {:?} is not an SSH SHA256 fingerprint",
-                self.actor.signer
-            ));
+            return Err(EntryError::Signer(self.actor.signer.clone()));
         }
         if self.event == EVENT_SIGNER_ADD {
             for field in ["public_key", "fingerprint", "email"] {
                 if !self.data.get(field).is_some_and(Value::is_string) {
-                    return Err(format!("signer-add entry without data.{field}"));
+                    return Err(EntryError::MissingData(field));
                 }
             }
         }

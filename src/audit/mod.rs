@@ -26,14 +26,13 @@ pub use signer::Signer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("audit: {0}")]
-    Other(String),
     #[error("audit signer: {0}")]
-    Signer(String),
-    #[error("audit signer: no signer key at {}", path.display())]
-    SignerMissing { path: std::path::PathBuf },
+    Signer(#[from] signer::SignerError),
     #[error("audit chain entry {commit}: {problem}")]
-    Chain { commit: Oid, problem: String },
+    Chain {
+        commit: Oid,
+        problem: chain::CommitError,
+    },
     #[error(
         "audit: {} stayed contended after {attempts} attempts; try again",
         chain::REF

@@ -17,6 +17,40 @@ use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey};
 
 use super::AuditError;
 
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error("no signer key at {}", path.display())]
+    Missing { path: PathBuf },
+    #[error(transparent)]
+    KeyDir(#[from] crate::keys::KeyError),
+    #[error("signer key {} has mode {mode:o}, readable by others; run `chmod 600 {}`", path.display(), path.display())]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("signer directory {} has mode {mode:o}; run `chmod 700 {}`", path.display(), path.display())]
+    DirPermissions { path: PathBuf, mode: u32 },
+    #[error("{} is not an OpenSSH ed25519 private key", path.display())]
+    NotAKey { path: PathBuf },
+    #[error("{} must be an unencrypted ed25519 key", path.display())]
+    WrongKind { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot {what}: {source}")]
+    Ssh {
+        what: &'static str,
+        #[source]
+        source: ssh_key::Error,
+    },
+}
+
 pub const DIR_VAR: &str = "GIT_SEAL_SIGNER_DIR";
 /// Git's namespace for commit signatures.
 pub const NAMESPACE: &str = "git";
@@ -40,7 +74,7 @@ pub fn signer_dir() -> Result<PathBuf, AuditError> {
     if let Some(dir) = std::env::var_os(DIR_VAR).filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    let keys = crate::keys::file::key_dir().map_err(|e| AuditError::Signer(e.to_string()))?;
+    let keys = crate::keys::file::key_dir().map_err(SignerError::from)?;
     Ok(match keys.parent() {
         Some(parent) => parent.join("signers"),
         None => keys.join("signers"),
@@ -65,15 +99,22 @@ impl Signer {
     pub fn load_or_create_in(dir: &Path) -> Result<Signer, AuditError> {
         let path = dir.join(FILE);
         match Signer::read(&path) {
-            Err(AuditError::SignerMissing { .. }) => {}
+            Err(AuditError::Signer(SignerError::Missing { .. })) => {}
             other => return other,
         }
         ensure_private_dir(dir)?;
-        let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
-            .map_err(|e| AuditError::Signer(format!("cannot make a signer key: {e}")))?;
+        let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).map_err(
+            |source| SignerError::Ssh {
+                what: "make a signer key",
+                source,
+            },
+        )?;
         let text = key
             .to_openssh(LineEnding::LF)
-            .map_err(|e| AuditError::Signer(format!("cannot encode the signer key: {e}")))?;
+            .map_err(|source| SignerError::Ssh {
+                what: "encode the signer key",
+                source,
+            })?;
         // Write a private temporary file, then link it into place: of
         // several processes creating the key at once, exactly one wins and
         // the others read its key.
@@ -105,33 +146,31 @@ impl Signer {
         let meta = match fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(AuditError::SignerMissing {
+                return Err(SignerError::Missing {
                     path: path.to_owned(),
-                })
+                }
+                .into())
             }
             Err(e) => return Err(read_error(path, e)),
         };
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(AuditError::Signer(format!(
-                "signer key {} has mode {mode:o}, readable by others; run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            )));
+            return Err(SignerError::Permissions {
+                path: path.to_owned(),
+                mode,
+            }
+            .into());
         }
         let text =
             zeroize::Zeroizing::new(fs::read_to_string(path).map_err(|e| read_error(path, e))?);
-        let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|_| {
-            AuditError::Signer(format!(
-                "{} is not an OpenSSH ed25519 private key",
-                path.display()
-            ))
+        let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|_| SignerError::NotAKey {
+            path: path.to_owned(),
         })?;
         if key.algorithm() != ssh_key::Algorithm::Ed25519 || key.is_encrypted() {
-            return Err(AuditError::Signer(format!(
-                "{} must be an unencrypted ed25519 key",
-                path.display()
-            )));
+            return Err(SignerError::WrongKind {
+                path: path.to_owned(),
+            }
+            .into());
         }
         Ok(Signer::from_key(key))
     }
@@ -157,9 +196,16 @@ impl Signer {
         let sig = self
             .key
             .sign(NAMESPACE, HashAlg::Sha512, message)
-            .map_err(|e| AuditError::Signer(format!("signing failed: {e}")))?;
-        sig.to_pem(LineEnding::LF)
-            .map_err(|e| AuditError::Signer(format!("cannot encode a signature: {e}")))
+            .map_err(|source| SignerError::Ssh {
+                what: "sign",
+                source,
+            })?;
+        Ok(sig
+            .to_pem(LineEnding::LF)
+            .map_err(|source| SignerError::Ssh {
+                what: "encode a signature",
+                source,
+            })?)
     }
 }
 
@@ -177,21 +223,29 @@ fn ensure_private_dir(dir: &Path) -> Result<(), AuditError> {
         .mode()
         & 0o777;
     if mode & 0o077 != 0 {
-        return Err(AuditError::Signer(format!(
-            "signer directory {} has mode {mode:o}; run `chmod 700 {}`",
-            dir.display(),
-            dir.display()
-        )));
+        return Err(SignerError::DirPermissions {
+            path: dir.to_owned(),
+            mode,
+        }
+        .into());
     }
     Ok(())
 }
 
-fn read_error(path: &Path, e: std::io::Error) -> AuditError {
-    AuditError::Signer(format!("cannot read {}: {e}", path.display()))
+fn read_error(path: &Path, source: std::io::Error) -> AuditError {
+    SignerError::Read {
+        path: path.to_owned(),
+        source,
+    }
+    .into()
 }
 
-fn write_error(path: &Path, e: std::io::Error) -> AuditError {
-    AuditError::Signer(format!("cannot write {}: {e}", path.display()))
+fn write_error(path: &Path, source: std::io::Error) -> AuditError {
+    SignerError::Write {
+        path: path.to_owned(),
+        source,
+    }
+    .into()
 }
 
 /// Parse an OpenSSH ed25519 public key line; returns (key line without

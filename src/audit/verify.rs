@@ -311,9 +311,9 @@ fn discover(
         if !seen.insert(id) {
             continue;
         }
-        let commit = chain::read_commit(repo, id).map_err(|reason| AuditError::Chain {
+        let commit = chain::read_commit(repo, id).map_err(|problem| AuditError::Chain {
             commit: id,
-            problem: format!("cannot read the chain: {reason}"),
+            problem,
         })?;
         stack.extend(commit.parents.iter().filter(|p| !seen.contains(p)));
         chunk.push((id, commit));
@@ -386,7 +386,7 @@ fn check_chunk(repo: &Repo, commits: Vec<(Oid, RawCommit)>) -> Vec<(Oid, Vec<Oid
     for (id, commit) in commits {
         let mut problems = Vec::new();
         let entry = chain::read_entry(repo, commit.tree)
-            .map_err(|e| problems.push(e))
+            .map_err(|e| problems.push(e.to_string()))
             .ok();
         match &commit.signature {
             None => problems.push("unsigned entry (no gpgsig header)".into()),

@@ -19,7 +19,9 @@ pub enum RepoError {
     NotARepo { path: PathBuf },
     #[error("{what} needs a work tree, and {} is a bare repository", path.display())]
     Bare { what: &'static str, path: PathBuf },
-    #[error("git: {0}")]
+    /// libgit2's message only: its `class=…; code=…` tail means nothing
+    /// to a user.
+    #[error("git: {}", .0.message())]
     Git(#[from] git2::Error),
 }
 
