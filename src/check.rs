@@ -218,9 +218,13 @@ impl Rules {
         &self.policy
     }
 
-    /// Must `path` be stored sealed (by the policy or `.gitattributes`)?
+    /// Must `path` be stored sealed by these rules? [`policy::must_seal`]
+    /// with the tree's policy and its root `.gitattributes`.
     pub fn requires_seal(&self, path: &str) -> bool {
-        !policy::is_exempt(path) && (self.policy.must_seal(path) || self.attributes.seals(path))
+        let Ok(sealed) = policy::must_seal(&self.policy, path, |path| {
+            Ok::<_, std::convert::Infallible>(self.attributes.seals(path))
+        });
+        sealed
     }
 
     /// Findings for one stored (path, blob).
@@ -487,8 +491,10 @@ pub fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
         .any(|p| staged.get(p) != head.get(p));
     let mut facts_of: HashMap<Oid, BlobFacts> = HashMap::new();
     for (path, id) in &entries {
-        let sealed = rules.requires_seal(path)
-            || (!policy::is_exempt(path) && repo.has_seal_filter(path)?);
+        // Git's attributes too: they see nested `.gitattributes` files.
+        let sealed = policy::must_seal(&rules.policy, path, |path| {
+            Ok::<_, RepoError>(rules.attributes.seals(path) || repo.has_seal_filter(path)?)
+        })?;
         let before = head.get(path);
         if before == Some(id) && !rules_changed {
             continue;
