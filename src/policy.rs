@@ -121,6 +121,26 @@ pub fn is_exempt(path: &str) -> bool {
     path == ".gitattributes" || path.starts_with(".seal/")
 }
 
+/// Must `path` be stored sealed? The one answer, which status, the hooks,
+/// `check`, the audit chain and the commands all ask: a `sealed` glob of
+/// `policy` matches it, or `.gitattributes` gives it `filter=seal`, and it is
+/// not one of git-seal's own files ([`is_exempt`]).
+///
+/// `filter_seal` says whether `.gitattributes` gives a path `filter=seal`:
+/// the caller knows where attributes come from (Git's own lookup in a work
+/// tree, the root `.gitattributes` of a stored tree). It is asked only when
+/// the answer still depends on it.
+pub fn must_seal<E>(
+    policy: &Policy,
+    path: &str,
+    filter_seal: impl FnOnce(&str) -> Result<bool, E>,
+) -> Result<bool, E> {
+    if is_exempt(path) {
+        return Ok(false);
+    }
+    Ok(policy.sealed_glob_matches(path) || filter_seal(path)?)
+}
+
 /// The `filter=seal` patterns of one `.gitattributes` file (the root one:
 /// nested `.gitattributes` files are not read here), evaluated as Git does:
 /// the last line that sets or unsets `filter` for a path wins.
@@ -229,7 +249,9 @@ impl Policy {
         Policy::from_file(PolicyFile::default(), "", &[]).expect("the default policy is valid")
     }
 
-    pub fn must_seal(&self, path: &str) -> bool {
+    /// Does one of the `sealed` globs match `path`? Only half of whether it
+    /// must be sealed: ask [`must_seal`].
+    fn sealed_glob_matches(&self, path: &str) -> bool {
         self.sealed.is_match(path)
     }
 
@@ -289,11 +311,38 @@ mod tests {
         let text =
             r#"{"schema": "git-seal.policy/v1", "sealed": ["secrets/**", "*.env", "/top.txt"]}"#;
         let p = Policy::parse(text, &[]).unwrap();
-        assert!(p.must_seal("secrets/a"));
-        assert!(p.must_seal("secrets/a/b.json"));
-        assert!(!p.must_seal("other/secrets/a"));
-        assert!(p.must_seal("prod.env") && p.must_seal("deep/dir/prod.env"));
-        assert!(p.must_seal("top.txt") && !p.must_seal("x/top.txt"));
+        assert!(p.sealed_glob_matches("secrets/a"));
+        assert!(p.sealed_glob_matches("secrets/a/b.json"));
+        assert!(!p.sealed_glob_matches("other/secrets/a"));
+        assert!(p.sealed_glob_matches("prod.env") && p.sealed_glob_matches("deep/dir/prod.env"));
+        assert!(p.sealed_glob_matches("top.txt") && !p.sealed_glob_matches("x/top.txt"));
+    }
+
+    #[test]
+    fn must_seal_is_glob_or_attribute_but_never_an_exempt_path() {
+        let text = r#"{"schema": "git-seal.policy/v1", "sealed": ["*.json", "secrets/**"]}"#;
+        let p = Policy::parse(text, &[]).unwrap();
+        let attrs = SealAttributes::parse("** filter=seal\n");
+        let ask = |path| must_seal(&p, path, |path| Ok::<_, ()>(attrs.seals(path)));
+        assert_eq!(ask("config/app.json"), Ok(true));
+        assert_eq!(ask("README"), Ok(true), "by the attribute alone");
+        for own in [
+            ".seal/policy.json",
+            ".seal/keys/k_0000000000000001.json",
+            ".gitattributes",
+        ] {
+            assert_eq!(ask(own), Ok(false), "{own}");
+        }
+        // The attribute lookup (Git I/O for some callers) runs only when the
+        // answer depends on it, and its error is the caller's.
+        let unasked = |_: &str| -> Result<bool, ()> { panic!("asked") };
+        assert_eq!(must_seal(&p, "secrets/a", unasked), Ok(true));
+        assert_eq!(must_seal(&p, ".seal/policy.json", unasked), Ok(false));
+        assert_eq!(
+            must_seal(&p, "README", |_| Err("no attributes")),
+            Err("no attributes")
+        );
+        assert_eq!(must_seal(&p, "README", |_| Ok::<_, ()>(false)), Ok(false));
     }
 
     #[test]

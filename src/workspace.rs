@@ -192,12 +192,19 @@ pub fn load_policy(root: &Path, keks: &[KekRecord]) -> Result<Policy, WorkspaceE
 }
 
 impl Workspace {
-    /// Index paths that are sealed (by policy or `.gitattributes`), with
+    /// Must `path` be stored sealed in this clone? [`policy::must_seal`]
+    /// with this clone's policy and Git's attributes (which also read
+    /// nested `.gitattributes` files).
+    pub fn must_seal(&self, path: &str) -> Result<bool, RepoError> {
+        policy::must_seal(&self.policy, path, |path| self.repo.has_seal_filter(path))
+    }
+
+    /// Index paths that must be sealed ([`Workspace::must_seal`]), with
     /// their blob ids, sorted by path.
     pub fn sealed_index_paths(&self) -> Result<Vec<(String, crate::repo::Oid)>, WorkspaceError> {
         let mut paths = Vec::new();
         for (path, id) in self.repo.index_entries()? {
-            if self.policy.must_seal(&path) || self.repo.has_seal_filter(&path)? {
+            if self.must_seal(&path)? {
                 paths.push((path, id));
             }
         }

@@ -172,10 +172,6 @@ pub fn on_commit(project: &Workspace) -> Result<(), AuditError> {
     Ok(())
 }
 
-fn is_sealed(project: &Workspace, path: &str) -> Result<bool, AuditError> {
-    Ok(project.policy.must_seal(path) || project.repo.has_seal_filter(path)?)
-}
-
 /// Does any of `changes` touch a sealed path (a cheap test, made before
 /// the signer is looked up and envelopes are read)?
 fn touches_sealed(
@@ -183,7 +179,7 @@ fn touches_sealed(
     changes: &[(String, Option<Oid>, Option<Oid>)],
 ) -> Result<bool, AuditError> {
     for (path, _, _) in changes {
-        if is_sealed(project, path)? {
+        if project.must_seal(path)? {
             return Ok(true);
         }
     }
@@ -348,7 +344,7 @@ fn sealed_changes(
 ) -> Result<Vec<Value>, AuditError> {
     let mut paths = Vec::new();
     for (path, old, new) in changes {
-        if !(project.policy.must_seal(path) || project.repo.has_seal_filter(path)?) {
+        if !project.must_seal(path)? {
             continue;
         }
         let change = match (old, new) {

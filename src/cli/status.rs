@@ -87,7 +87,7 @@ pub fn collect(project: &Workspace) -> CommandResult<Status> {
     let mut plaintext_in_head = Vec::new();
     let mut locked = Vec::new();
     for (path, id) in project.repo.head_files()? {
-        if !(project.policy.must_seal(&path) || project.repo.has_seal_filter(&path)?) {
+        if !project.must_seal(&path)? {
             continue;
         }
         match envelope::parse(&project.repo.blob(id)?) {

@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 use super::pktline;
 use super::{open_work, Filter, Opened, Prepared, Smudged, Work};
-use crate::keys::KeyProvider;
 use crate::repo::Oid;
 
 fn protocol_error(message: impl Into<String>) -> io::Error {
@@ -30,6 +30,24 @@ fn expect_list(r: &mut impl Read, expected: &[&str], what: &str) -> io::Result<V
     Ok(lines)
 }
 
+/// Opens one envelope (normally [`open_work`] with the filter's keys).
+type Job = Arc<dyn Fn(&mut Work) -> Opened + Send + Sync>;
+
+/// Run `job` on `work`. A panic fails only this file, as a damaged envelope
+/// does (the envelope stays in the work tree and the error names the path),
+/// and the worker goes on: otherwise its result never comes back, so
+/// [`Pool::ready`] waits forever and Git's checkout hangs. Answering
+/// `status=error` instead would not help: under `filter.seal.required` Git
+/// then aborts the checkout, and without it writes the collected (empty)
+/// content.
+fn run_job(job: &Job, work: &mut Work) -> Opened {
+    match panic::catch_unwind(AssertUnwindSafe(|| job(work))) {
+        Ok(opened) => opened,
+        // The panic hook already printed the panic's message on stderr.
+        Err(_) => Opened::Failed("internal error: opening it panicked".to_owned()),
+    }
+}
+
 /// Smudges deferred with Git's `delay` capability, opened by worker
 /// threads (one per core) while the main thread keeps talking to Git.
 struct Pool {
@@ -40,7 +58,7 @@ struct Pool {
 }
 
 impl Pool {
-    fn start(keys: Arc<dyn KeyProvider>) -> Pool {
+    fn start(job: Job) -> Pool {
         let threads = thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 8);
@@ -49,12 +67,12 @@ impl Pool {
         let (result_tx, results) = mpsc::channel();
         let workers = (0..threads)
             .map(|_| {
-                let (jobs, results, keys) =
-                    (Arc::clone(&job_rx), result_tx.clone(), Arc::clone(&keys));
+                let (jobs, results, job) =
+                    (Arc::clone(&job_rx), result_tx.clone(), Arc::clone(&job));
                 thread::spawn(move || loop {
                     let next = jobs.lock().map(|rx| rx.recv());
                     let Ok(Ok(mut work)) = next else { return };
-                    let opened = open_work(keys.as_ref(), &mut work);
+                    let opened = run_job(&job, &mut work);
                     if results.send((work, opened)).is_err() {
                         return;
                     }
@@ -129,6 +147,20 @@ fn smudged(s: Smudged) -> Result<Vec<u8>, String> {
 
 /// Serve one Git command's worth of filter requests.
 pub fn serve(input: impl Read, output: impl Write, filter: &mut Filter) -> io::Result<()> {
+    let open = filter
+        .shared_keys()
+        .map(|keys| -> Job { Arc::new(move |work: &mut Work| open_work(keys.as_ref(), work)) });
+    serve_with(input, output, filter, open)
+}
+
+/// [`serve`], opening envelopes with `open` (`None`: no key provider here,
+/// so every envelope stays sealed).
+fn serve_with(
+    input: impl Read,
+    output: impl Write,
+    filter: &mut Filter,
+    open: Option<Job>,
+) -> io::Result<()> {
     let mut r = BufReader::with_capacity(1 << 16, input);
     let mut w = BufWriter::with_capacity(1 << 16, output);
 
@@ -183,8 +215,8 @@ pub fn serve(input: impl Read, output: impl Write, filter: &mut Filter) -> io::R
                     Prepared::Open(work) if can_delay => {
                         let pool = match &mut pool {
                             Some(pool) => pool,
-                            None => match filter.shared_keys() {
-                                Some(keys) => pool.insert(Pool::start(keys)),
+                            None => match &open {
+                                Some(open) => pool.insert(Pool::start(Arc::clone(open))),
                                 None => {
                                     respond(
                                         &mut w,
@@ -201,8 +233,8 @@ pub fn serve(input: impl Read, output: impl Write, filter: &mut Filter) -> io::R
                         continue;
                     }
                     Prepared::Open(mut work) => {
-                        let opened = match filter.shared_keys() {
-                            Some(keys) => open_work(keys.as_ref(), &mut work),
+                        let opened = match &open {
+                            Some(open) => run_job(open, &mut work),
                             None => Opened::NoKey,
                         };
                         smudged(filter.complete_smudge(work, opened))
@@ -223,6 +255,126 @@ pub fn serve(input: impl Read, output: impl Write, filter: &mut Filter) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// Git's side of a session, written as Git writes it.
+    #[derive(Default)]
+    struct Git(Vec<u8>);
+
+    impl Git {
+        /// Text packets, then a flush.
+        fn list(mut self, lines: &[&str]) -> Git {
+            for line in lines {
+                pktline::write_text(&mut self.0, line).unwrap();
+            }
+            pktline::write_flush(&mut self.0).unwrap();
+            self
+        }
+
+        /// File content, then a flush.
+        fn content(mut self, content: &[u8]) -> Git {
+            pktline::write_content(&mut self.0, content).unwrap();
+            self
+        }
+    }
+
+    /// The filter's answers, as the packets between flushes.
+    fn answers(mut output: &[u8]) -> Vec<Vec<Vec<u8>>> {
+        let mut lists = vec![Vec::new()];
+        while let Some(packet) = pktline::read(&mut output).unwrap() {
+            match packet {
+                pktline::Packet::Flush => lists.push(Vec::new()),
+                pktline::Packet::Data(data) => lists.last_mut().unwrap().push(data),
+            }
+        }
+        assert_eq!(lists.pop(), Some(Vec::new()), "output ends with a flush");
+        lists
+    }
+
+    /// Run `serve_with` on another thread, failing (not hanging) if it
+    /// does not finish in time. Returns the output and the files that
+    /// failed.
+    fn serve_within(input: Vec<u8>, open: Job) -> (Vec<u8>, usize) {
+        let (done, finished) = mpsc::channel();
+        thread::spawn(move || {
+            let mut filter = Filter::from_env();
+            let mut output = Vec::new();
+            let served = serve_with(&input[..], &mut output, &mut filter, Some(open));
+            let _ = done.send(served.map(|()| (output, filter.error_count())));
+        });
+        match finished.recv_timeout(Duration::from_secs(30)) {
+            Ok(served) => served.expect("the session ends cleanly"),
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the filter process hung"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the filter process crashed"),
+        }
+    }
+
+    const ENVELOPE: &[u8] = include_bytes!("../../tests/vectors/envelope-v1/valid/text.envelope");
+
+    /// Opens every envelope to `opened\n`, except that it panics on
+    /// `boom.env`.
+    fn panics_on_boom() -> Job {
+        Arc::new(|work: &mut Work| {
+            if work.path == "boom.env" {
+                panic!("test: opening boom.env panics");
+            }
+            Opened::Plain {
+                plaintext: b"opened\n".to_vec(),
+                aad: None,
+                kids: Vec::new(),
+            }
+        })
+    }
+
+    fn text(list: &[Vec<u8>]) -> Vec<String> {
+        list.iter()
+            .map(|p| String::from_utf8_lossy(p).trim_end().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn pool_job_that_panics_fails_its_path_instead_of_hanging() {
+        let envelope = ENVELOPE;
+        let input = Git::default()
+            .list(&["git-filter-client", "version=2"])
+            .list(&["capability=clean", "capability=smudge", "capability=delay"])
+            .list(&["command=smudge", "pathname=boom.env", "can-delay=1"])
+            .content(envelope)
+            .list(&["command=smudge", "pathname=fine.env", "can-delay=1"])
+            .content(envelope)
+            // Each list waits for at least one job while any is pending:
+            // two lists see both jobs through.
+            .list(&["command=list_available_blobs"])
+            .list(&["command=list_available_blobs"])
+            // Git collects a delayed path with empty content.
+            .list(&["command=smudge", "pathname=boom.env"])
+            .content(b"")
+            .list(&["command=smudge", "pathname=fine.env"])
+            .content(b"")
+            .0;
+        let (output, failed) = serve_within(input, panics_on_boom());
+        assert_eq!(failed, 1, "boom.env failed");
+        let lists = answers(&output);
+        assert_eq!(text(&lists[2]), ["status=delayed"]);
+        assert_eq!(text(&lists[3]), ["status=delayed"]);
+        let mut listed: Vec<String> = [&lists[4], &lists[6]]
+            .into_iter()
+            .flat_map(|l| text(l))
+            .collect();
+        listed.sort();
+        assert_eq!(listed, ["pathname=boom.env", "pathname=fine.env"]);
+        assert_eq!(text(&lists[5]), ["status=success"]);
+        assert_eq!(text(&lists[7]), ["status=success"]);
+        // The panicking path is left sealed (never partial plaintext), and
+        // the checkout goes on: the other path opens.
+        assert_eq!(text(&lists[8]), ["status=success"]);
+        assert_eq!(lists[9].concat(), envelope);
+        assert!(lists[10].is_empty(), "status stays success");
+        assert_eq!(text(&lists[11]), ["status=success"]);
+        assert_eq!(lists[12].concat(), b"opened\n");
+        assert!(lists[13].is_empty());
+        assert_eq!(lists.len(), 14, "{lists:?}");
+    }
 
     #[test]
     fn handshake_refuses_other_protocols() {
@@ -233,5 +385,28 @@ mod tests {
         let mut filter = Filter::from_env();
         let err = serve(&input[..], Vec::new(), &mut filter).unwrap_err();
         assert!(err.to_string().contains("version=2"), "{err}");
+    }
+
+    #[test]
+    fn open_that_panics_without_delay_fails_its_path_and_serving_goes_on() {
+        let input = Git::default()
+            .list(&["git-filter-client", "version=2"])
+            .list(&["capability=clean", "capability=smudge"])
+            .list(&["command=smudge", "pathname=boom.env"])
+            .content(ENVELOPE)
+            .list(&["command=smudge", "pathname=fine.env"])
+            .content(ENVELOPE)
+            .0;
+        let (output, failed) = serve_within(input, panics_on_boom());
+        assert_eq!(failed, 1, "boom.env failed");
+        let lists = answers(&output);
+        assert_eq!(text(&lists[1]), ["capability=clean", "capability=smudge"]);
+        assert_eq!(text(&lists[2]), ["status=success"]);
+        assert_eq!(lists[3].concat(), ENVELOPE);
+        assert!(lists[4].is_empty());
+        assert_eq!(text(&lists[5]), ["status=success"]);
+        assert_eq!(lists[6].concat(), b"opened\n");
+        assert!(lists[7].is_empty());
+        assert_eq!(lists.len(), 8, "{lists:?}");
     }
 }

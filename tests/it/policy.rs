@@ -88,3 +88,76 @@ fn doctor_lists_each_problem_with_its_fix_and_migrate_seals_old_plaintext() {
     );
     env.seal(&dir, &["check", "HEAD~1..HEAD"]);
 }
+
+/// A policy glob that also matches git-seal's own files (`*.json` covers
+/// `.seal/policy.json` and `.seal/keys/*.json`) once made `status` list them
+/// as plaintext and the post-commit `seal` entry record them, while `check`
+/// and pre-commit exempted them: every place must give the same answer.
+#[test]
+fn policy_glob_over_seal_files_leaves_them_unsealed_in_status_check_hooks_and_audit() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    env.seal(&dir, &["init", "*.json"]);
+    write_file(&dir, "config/app.json", b"{\"token\": 1}\n");
+    env.git(&dir, &["add", "-A"]);
+    // pre-commit runs here: it must not refuse the plaintext policy file.
+    env.git(&dir, &["commit", "-q", "-m", "set up git-seal"]);
+
+    let status: serde_json::Value =
+        serde_json::from_str(&env.seal(&dir, &["status", "--json"])).unwrap();
+    assert_eq!(
+        status["plaintext_in_head"],
+        serde_json::json!([]),
+        "{status}"
+    );
+    assert_eq!(status["sealed_files"], 1, "{status}");
+    let check: serde_json::Value =
+        serde_json::from_str(&env.seal(&dir, &["check", "--json"])).unwrap();
+    assert_eq!(check["ok"], true, "{check}");
+
+    // A commit changing the policy and a sealed file: pre-commit accepts it,
+    // and the audit's `seal` entry names only the sealed file.
+    let policy = dir.join(".seal/policy.json");
+    let mut text: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&policy).unwrap()).unwrap();
+    text["sealed"] = serde_json::json!(["*.json", "secrets/**"]);
+    std::fs::write(&policy, serde_json::to_string_pretty(&text).unwrap()).unwrap();
+    write_file(&dir, "config/app.json", b"{\"token\": 2}\n");
+    env.git(&dir, &["add", "-A"]);
+    env.seal(&dir, &["hook", "pre-commit"]);
+    env.git(&dir, &["commit", "-q", "-m", "seal secrets too"]);
+    let log: serde_json::Value =
+        serde_json::from_str(&env.seal(&dir, &["audit", "log", "--json"])).unwrap();
+    let head = env.rev(&dir, "HEAD");
+    let seal = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "seal" && e["data"]["commit"] == head.as_str())
+        .unwrap_or_else(|| panic!("no seal entry for {head}: {log}"));
+    let paths: Vec<&str> = seal["data"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["config/app.json"], "{seal}");
+    // Nor did the set-up commit's entry name them.
+    for entry in log.as_array().unwrap() {
+        for path in entry["data"]["paths"].as_array().into_iter().flatten() {
+            let path = path["path"].as_str().unwrap();
+            assert!(
+                !path.starts_with(".seal/") && path != ".gitattributes",
+                "{entry}"
+            );
+        }
+    }
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "policy" && e["data"]["commit"] == head.as_str()),
+        "{log}"
+    );
+    env.seal(&dir, &["check", "--json"]);
+}

@@ -1,0 +1,75 @@
+//! What `check` reports: a [`Finding`] names a path, the [`Kind`] of
+//! problem and the command that fixes it; the [`Place`] it was found in
+//! (index or history) decides which command that is.
+
+use serde::Serialize;
+
+/// What is wrong, as named in `--json` output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A path that must be sealed is stored as plaintext.
+    Plaintext,
+    /// Claims to be an envelope but does not parse.
+    MalformedEnvelope,
+    /// An envelope wrapped to a kid `.seal/keys/` does not list.
+    UnknownKid,
+    /// An envelope wrapped to a kid `.seal/keys/` lists as removed.
+    RemovedKid,
+    /// An envelope whose `aad` does not bind its path although the policy
+    /// says it must.
+    AadMismatch,
+    /// Private KEK material in stored content.
+    KeyMaterial,
+    /// A path the policy says must never be committed.
+    NeverCommit,
+    /// `.seal/policy.json` or a `.seal/keys/` record is invalid.
+    BadPolicy,
+    /// Sealed in HEAD, staged as plaintext without a policy change.
+    Unsealed,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Plaintext => "plaintext",
+            Kind::MalformedEnvelope => "malformed-envelope",
+            Kind::UnknownKid => "unknown-kid",
+            Kind::RemovedKid => "removed-kid",
+            Kind::AadMismatch => "aad-mismatch",
+            Kind::KeyMaterial => "key-material",
+            Kind::NeverCommit => "never-commit",
+            Kind::BadPolicy => "bad-policy",
+            Kind::Unsealed => "unsealed",
+        }
+    }
+}
+
+/// Where a finding was made, which decides the command that fixes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// The index, before a commit.
+    Index,
+    /// A commit already made (CI, pre-receive).
+    History,
+}
+
+/// One problem with one path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The commit that introduced it (`None` for the index).
+    pub commit: Option<String>,
+    pub path: String,
+    pub kind: Kind,
+    /// What is wrong and the command that fixes it. Never key material.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(commit) = &self.commit {
+            write!(f, "{commit}: ")?;
+        }
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}

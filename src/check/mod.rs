@@ -1,0 +1,223 @@
+//! Policy verification of stored content: what `git seal check` runs over
+//! history, the pre-commit hook over the index, and `pre-receive` over a
+//! push. It reads only Git objects (never the work tree, never a filter),
+//! so it works in a clone without the filter and in a bare repository.
+//!
+//! Each tree is judged by the rules it carries itself: its
+//! `.seal/policy.json`, its root `.gitattributes` and its `.seal/keys/`.
+//! Envelopes are parsed, never opened: no private key is needed, and none
+//! is read. Key material is found by deriving the kid of every 64-hex-digit
+//! run and comparing it with the repository's KEKs, so a committed private
+//! key is caught in CI too, and nothing secret is ever printed.
+//!
+//! This file holds the three entry points ([`check_commits`],
+//! [`check_arrivals`], [`check_index`]) and their reports; `finding` is
+//! what they report, `blob` what a blob is, `rules` what a tree requires,
+//! and `walk` the history walker with its blob-reader threads.
+
+mod blob;
+mod finding;
+mod rules;
+mod walk;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::envelope;
+use crate::kid::Kid;
+use crate::policy;
+use crate::repo::{Oid, Repo, RepoError};
+use walk::{read_blobs, Walk};
+
+pub use blob::{BlobFacts, Form};
+pub use finding::{Finding, Kind, Place};
+pub use rules::{tree_rules, Rules};
+
+/// Kids whose private key this machine holds (key files and GIT_SEAL_KEK),
+/// never the keys themselves; errors count as none.
+pub fn available_kids() -> Vec<Kid> {
+    use crate::keys::KeyProvider;
+    let mut kids = Vec::new();
+    if let Ok(keys) = crate::keys::file::FileKeys::open_default() {
+        kids.extend(keys.available());
+    }
+    if let Ok(keys) = crate::keys::env::EnvKeys::from_env() {
+        kids.extend(keys.available());
+    }
+    kids.sort();
+    kids.dedup();
+    kids
+}
+
+/// The result of checking a range of commits.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub range: String,
+    /// Commits checked.
+    pub commits: usize,
+    /// Distinct blobs read (each once, however many commits share it).
+    pub blobs: usize,
+    pub findings: Vec<Finding>,
+    pub ok: bool,
+}
+
+/// Check every commit reachable from `include` and not from `exclude`.
+pub fn check_commits(
+    repo: &Repo,
+    range: &str,
+    include: &[Oid],
+    exclude: &[Oid],
+    threads: usize,
+) -> Result<Report, RepoError> {
+    let commits = repo.commits_between(include, exclude)?;
+    let available = available_kids();
+    let mut walk = Walk::new(repo, &available);
+    for (at, commit) in commits.iter().enumerate() {
+        walk.commit(at, *commit)?;
+    }
+    let facts = read_blobs(repo, &walk.blobs, threads)?;
+    let mut findings = walk.findings;
+    for pair in &walk.pairs {
+        let rules = &walk.rules[pair.rules];
+        let sealed = rules.requires_seal(&pair.path);
+        for (kind, message) in rules.judge(&pair.path, &facts[pair.blob], sealed, Place::History) {
+            findings.push(Finding {
+                commit: Some(commits[pair.commit].to_string()),
+                path: pair.path.clone(),
+                kind,
+                message,
+            });
+        }
+    }
+    // Rule-file problems were found while walking, blob findings after:
+    // order them by commit as the walk met them.
+    let order: HashMap<String, usize> = commits
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.to_string(), i))
+        .collect();
+    findings.sort_by_key(|f| f.commit.as_ref().map(|c| order[c]));
+    Ok(Report {
+        range: range.to_owned(),
+        commits: commits.len(),
+        blobs: walk.blobs.len(),
+        ok: findings.is_empty(),
+        findings,
+    })
+}
+
+/// What arrived in a merge, checkout or rewrite: the files that differ
+/// between `old` (`None`: nothing) and `new`, judged by `new`'s rules.
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    /// Arrived paths that must be sealed.
+    pub sealed: usize,
+    pub findings: Vec<Finding>,
+}
+
+pub fn check_arrivals(repo: &Repo, old: Option<Oid>, new: Oid) -> Result<Arrivals, RepoError> {
+    let rules = tree_rules(repo, repo.commit_tree_id(new)?, &available_kids())?;
+    let mut arrivals = Arrivals::default();
+    for (path, _, blob) in repo.changed_files(old, new)? {
+        let Some(blob) = blob else { continue };
+        let sealed = rules.requires_seal(&path);
+        arrivals.sealed += usize::from(sealed);
+        let facts = repo.with_blob(blob, BlobFacts::of)?;
+        for (kind, message) in rules.judge(&path, &facts, sealed, Place::History) {
+            arrivals.findings.push(Finding {
+                commit: Some(new.to_string()),
+                path: path.clone(),
+                kind,
+                message,
+            });
+        }
+    }
+    Ok(arrivals)
+}
+
+/// The pre-commit check: the index as it would be committed, judged by the
+/// rules staged with it, reading staged blobs directly (so a clone without
+/// the filter is checked all the same). Reads only the blobs whose staged
+/// version differs from HEAD's, or every staged blob when the commit changes
+/// the rules (`.seal/policy.json`, `.gitattributes`, `.seal/keys/`).
+pub fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
+    let available = available_kids();
+    let entries = repo.index_blobs()?;
+    let staged: HashMap<&str, Oid> = entries.iter().map(|(p, id)| (p.as_str(), *id)).collect();
+    let head: HashMap<String, Oid> = repo.head_files()?.into_iter().collect();
+    let read = |id: Oid| repo.with_blob(id, <[u8]>::to_vec);
+    let mut records = Vec::new();
+    for (path, id) in &entries {
+        if path.starts_with(".seal/keys/") && path.ends_with(".json") {
+            records.push((PathBuf::from(path), read(*id)?));
+        }
+    }
+    let rules = Rules::from_files(
+        staged
+            .get(policy::PATH)
+            .map(|id| read(*id))
+            .transpose()?
+            .as_deref(),
+        staged
+            .get(".gitattributes")
+            .map(|id| read(*id))
+            .transpose()?
+            .as_deref(),
+        records,
+        &available,
+    );
+    let mut findings: Vec<Finding> = rules
+        .problems()
+        .iter()
+        .map(|(path, message)| Finding {
+            commit: None,
+            path: path.clone(),
+            kind: Kind::BadPolicy,
+            message: format!("{message}; fix it and `git add {path}`"),
+        })
+        .collect();
+    let policy_changed = staged.get(policy::PATH) != head.get(policy::PATH);
+    // Entries unchanged since HEAD were judged when HEAD was committed,
+    // unless the rules changed: then every entry is judged again.
+    let is_rule_file =
+        |p: &str| p == policy::PATH || p == ".gitattributes" || p.starts_with(".seal/keys/");
+    let rules_changed = entries
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .chain(head.keys().map(String::as_str))
+        .filter(|p| is_rule_file(p))
+        .any(|p| staged.get(p) != head.get(p));
+    let mut facts_of: HashMap<Oid, BlobFacts> = HashMap::new();
+    for (path, id) in &entries {
+        // Git's attributes too: they see nested `.gitattributes` files.
+        let sealed = rules.requires_seal_or(path, |path| repo.has_seal_filter(path))?;
+        let before = head.get(path);
+        if before == Some(id) && !rules_changed {
+            continue;
+        }
+        if !facts_of.contains_key(id) {
+            facts_of.insert(*id, repo.with_blob(*id, BlobFacts::of)?);
+        }
+        let facts = &facts_of[id];
+        let mut found = rules.judge(path, facts, sealed, Place::Index);
+        if facts.form == Form::Plain && !sealed && !policy_changed {
+            if let Some(before) = before {
+                if repo.with_blob(*before, envelope::is_envelope)? {
+                    found.push((
+                        Kind::Unsealed,
+                        format!("sealed in HEAD but staged as plaintext, and this commit does not change {} to allow it; run `git seal init`, then `git add {path}` (or change the policy in the same commit)", policy::PATH),
+                    ));
+                }
+            }
+        }
+        findings.extend(found.into_iter().map(|(kind, message)| Finding {
+            commit: None,
+            path: path.clone(),
+            kind,
+            message,
+        }));
+    }
+    Ok(findings)
+}

@@ -1,0 +1,241 @@
+//! The rules a tree (or the index) carries, read from Git objects (its
+//! `.seal/policy.json`, root `.gitattributes` and `.seal/keys/` records),
+//! and how they judge one stored (path, blob). Whether a path must be
+//! sealed is [`policy::must_seal`]'s answer; this module only supplies a
+//! tree's inputs to it.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::path::PathBuf;
+
+use super::blob::{BlobFacts, Form};
+use super::finding::{Kind, Place};
+use crate::keys::record::{self, Status};
+use crate::kid::Kid;
+use crate::policy::{self, Policy, SealAttributes};
+use crate::repo::{EntryKind, Oid, Repo, RepoError};
+
+/// The rules one tree (or the index) carries.
+pub struct Rules {
+    policy: Policy,
+    attributes: SealAttributes,
+    /// Every KEK `.seal/keys/` lists, with its status.
+    keks: HashMap<Kid, Status>,
+    /// Kids whose private key is available on this machine.
+    available: HashSet<Kid>,
+    /// Problems with the rule files themselves, as (path, message).
+    problems: Vec<(String, String)>,
+}
+
+impl Rules {
+    /// Build from the files' contents: `.seal/policy.json`, the root
+    /// `.gitattributes`, and `.seal/keys/*.json` as (path, content).
+    pub fn from_files(
+        policy_text: Option<&[u8]>,
+        attributes: Option<&[u8]>,
+        key_records: Vec<(PathBuf, Vec<u8>)>,
+        available: &[Kid],
+    ) -> Rules {
+        let mut problems = Vec::new();
+        let records = match record::parse_all(key_records) {
+            Ok(records) => records,
+            Err(e) => {
+                problems.push((record::KEYS_DIR.to_owned(), e.to_string()));
+                Vec::new()
+            }
+        };
+        let known = crate::workspace::known_kids(&records);
+        let policy = match policy_text.map(String::from_utf8_lossy) {
+            None => Policy::empty(),
+            Some(text) => match Policy::parse(&text, &known) {
+                Ok(policy) => policy,
+                Err(e) => {
+                    problems.push((policy::PATH.to_owned(), e.to_string()));
+                    // Still enforce what can be read: the globs, without
+                    // the recipient check that failed.
+                    serde_json::from_str(&text)
+                        .ok()
+                        .and_then(|file| Policy::from_file(file, "", &lenient(&text)).ok())
+                        .unwrap_or_else(Policy::empty)
+                }
+            },
+        };
+        Rules {
+            policy,
+            attributes: SealAttributes::parse(&String::from_utf8_lossy(
+                attributes.unwrap_or_default(),
+            )),
+            keks: records.into_iter().map(|r| (r.kid, r.status)).collect(),
+            available: available.iter().cloned().collect(),
+            problems,
+        }
+    }
+
+    /// Read the rule files [`rule_files`] found in a tree.
+    pub(super) fn load(
+        repo: &Repo,
+        files: &[Option<Oid>; 3],
+        available: &[Kid],
+    ) -> Result<Rules, RepoError> {
+        let read = |id: Option<Oid>| -> Result<Option<Vec<u8>>, RepoError> {
+            id.map(|id| repo.with_blob(id, <[u8]>::to_vec)).transpose()
+        };
+        let mut records = Vec::new();
+        if let Some(keys) = files[2] {
+            if let Ok(items) = repo.tree_items(keys) {
+                for item in items {
+                    if item.kind == EntryKind::Blob && item.name.ends_with(".json") {
+                        records.push((
+                            PathBuf::from(format!("{}/{}", record::KEYS_DIR, item.name)),
+                            repo.with_blob(item.id, <[u8]>::to_vec)?,
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Rules::from_files(
+            read(files[0])?.as_deref(),
+            read(files[1])?.as_deref(),
+            records,
+            available,
+        ))
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Problems with the rule files themselves, as (path, message).
+    pub(super) fn problems(&self) -> &[(String, String)] {
+        &self.problems
+    }
+
+    /// Must `path` be stored sealed by these rules? [`policy::must_seal`]
+    /// with the tree's policy and its root `.gitattributes`.
+    pub fn requires_seal(&self, path: &str) -> bool {
+        let Ok(sealed) = self.requires_seal_or(path, |_| Ok::<_, Infallible>(false));
+        sealed
+    }
+
+    /// [`Rules::requires_seal`], with `filter_seal` as a further source of
+    /// `filter=seal` (pre-commit asks Git too, which also reads nested
+    /// `.gitattributes` files).
+    pub fn requires_seal_or<E>(
+        &self,
+        path: &str,
+        filter_seal: impl FnOnce(&str) -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        policy::must_seal(&self.policy, path, |path| {
+            Ok(self.attributes.seals(path) || filter_seal(path)?)
+        })
+    }
+
+    /// Findings for one stored (path, blob).
+    /// `sealed` says whether the path must be sealed (usually
+    /// [`Rules::requires_seal`]; the pre-commit hook also asks Git's
+    /// attributes, through [`Rules::requires_seal_or`]).
+    pub fn judge(
+        &self,
+        path: &str,
+        facts: &BlobFacts,
+        sealed: bool,
+        place: Place,
+    ) -> Vec<(Kind, String)> {
+        let mut out = Vec::new();
+        if let Some(glob) = self.policy.never_commit_glob(path) {
+            out.push((
+                Kind::NeverCommit,
+                format!(
+                    "matches never_commit glob {glob:?} of {}; {}",
+                    policy::PATH,
+                    remove_fix(path, place)
+                ),
+            ));
+        }
+        for kid in &facts.key_kids {
+            if self.keks.contains_key(kid) || self.available.contains(kid) {
+                out.push((
+                    Kind::KeyMaterial,
+                    format!(
+                        "contains the private key of KEK {kid}; {}, and treat the key as exposed (`git seal rotate --reencrypt`)",
+                        remove_fix(path, place)
+                    ),
+                ));
+            }
+        }
+        match &facts.form {
+            Form::Plain if sealed => out.push((
+                Kind::Plaintext,
+                match place {
+                    Place::Index => format!("staged as plaintext but the policy requires it sealed; run `git seal init` to configure the filter, then `git add {path}`"),
+                    Place::History => format!("stored as plaintext but the policy requires it sealed; rewrite this commit to add it through the filter (`git seal init`, then `git add {path}` and amend or rebase), and rotate the secrets it held"),
+                },
+            )),
+            Form::Plain => {}
+            Form::Malformed(problem) => out.push((
+                Kind::MalformedEnvelope,
+                format!("not a valid envelope ({problem}); {}", match place {
+                    Place::Index => format!("restore it with `git checkout HEAD -- {path}` or put its plaintext back and `git add {path}`"),
+                    Place::History => "rewrite this commit with an envelope made by `git add` through the filter".to_owned(),
+                }),
+            )),
+            Form::Envelope { kids, aad } => {
+                for kid in kids {
+                    match self.keks.get(kid) {
+                        None => out.push((
+                            Kind::UnknownKid,
+                            format!("envelope is wrapped to {kid}, which .seal/keys/ does not list; add its record (`git seal kek add`) or re-seal the file with `git add {path}` from its plaintext"),
+                        )),
+                        Some(Status::Removed) => out.push((
+                            Kind::RemovedKid,
+                            format!("envelope is wrapped to {kid}, which .seal/keys/ lists as removed; re-seal it to the active KEK with `git seal rotate --reencrypt`"),
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                if let Some(expected) = self.policy.aad_for(path) {
+                    if aad.as_deref() != Some(expected.as_str()) {
+                        out.push((
+                            Kind::AadMismatch,
+                            format!(
+                                "envelope's aad is {aad:?} but the policy binds the path ({expected:?}): it was moved or copied from another path; re-seal it here with `git add {path}` from its plaintext"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Kids named anywhere in policy text (so a policy rejected only for an
+/// unknown recipient still enforces its globs).
+fn lenient(text: &str) -> Vec<Kid> {
+    text.split('"').filter_map(|w| Kid::parse(w).ok()).collect()
+}
+
+fn remove_fix(path: &str, place: Place) -> String {
+    match place {
+        Place::Index => format!("unstage it with `git rm --cached {path}`"),
+        Place::History => {
+            "remove it from history (e.g. `git filter-repo --invert-paths --path` it)".to_owned()
+        }
+    }
+}
+
+/// The rules a tree carries.
+pub fn tree_rules(repo: &Repo, tree: Oid, available: &[Kid]) -> Result<Rules, RepoError> {
+    Rules::load(repo, &rule_files(repo, tree)?, available)
+}
+
+/// The ids of a tree's rule files (`.seal/policy.json`, the root
+/// `.gitattributes`, `.seal/keys/`): trees with the same ids carry the same
+/// rules.
+pub(super) fn rule_files(repo: &Repo, tree: Oid) -> Result<[Option<Oid>; 3], RepoError> {
+    Ok([
+        repo.tree_entry_id(tree, policy::PATH)?,
+        repo.tree_entry_id(tree, ".gitattributes")?,
+        repo.tree_entry_id(tree, record::KEYS_DIR)?,
+    ])
+}

@@ -1,0 +1,152 @@
+//! The history walker behind `check_commits`: every (path, blob) of every
+//! commit, each paired with the rules its commit carries, each distinct
+//! tree, pair and blob met once; then each distinct blob read once, on
+//! reader threads with their own repository handles.
+
+use std::collections::{HashMap, HashSet};
+
+use super::blob::BlobFacts;
+use super::finding::{Finding, Kind};
+use super::rules::{rule_files, Rules};
+use crate::kid::Kid;
+use crate::repo::{EntryKind, Oid, Repo, RepoError};
+
+/// One (path, blob) to judge: indexes into the walk's commits, rules and
+/// blobs.
+pub(super) struct Pair {
+    pub(super) commit: usize,
+    pub(super) rules: usize,
+    pub(super) path: String,
+    pub(super) blob: usize,
+}
+
+pub(super) struct Walk<'a> {
+    repo: &'a Repo,
+    available: &'a [Kid],
+    pub(super) rules: Vec<Rules>,
+    rules_by_files: HashMap<[Option<Oid>; 3], usize>,
+    /// (rules, directory path, tree id) already walked.
+    seen_trees: HashSet<(usize, String, Oid)>,
+    /// (rules, path, blob id) already judged.
+    seen_pairs: HashSet<(usize, String, Oid)>,
+    pub(super) pairs: Vec<Pair>,
+    /// Distinct blob ids in the order first met.
+    pub(super) blobs: Vec<Oid>,
+    blob_seen: HashMap<Oid, usize>,
+    /// Problems with rule files, found as their commits are met.
+    pub(super) findings: Vec<Finding>,
+}
+
+impl<'a> Walk<'a> {
+    pub(super) fn new(repo: &'a Repo, available: &'a [Kid]) -> Walk<'a> {
+        Walk {
+            repo,
+            available,
+            rules: Vec::new(),
+            rules_by_files: HashMap::new(),
+            seen_trees: HashSet::new(),
+            seen_pairs: HashSet::new(),
+            pairs: Vec::new(),
+            blobs: Vec::new(),
+            blob_seen: HashMap::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    pub(super) fn commit(&mut self, index: usize, commit: Oid) -> Result<(), RepoError> {
+        let tree = self.repo.commit_tree_id(commit)?;
+        let files = rule_files(self.repo, tree)?;
+        let rules = match self.rules_by_files.get(&files) {
+            Some(&at) => at,
+            None => {
+                let rules = Rules::load(self.repo, &files, self.available)?;
+                for (path, message) in rules.problems() {
+                    self.findings.push(Finding {
+                        commit: Some(commit.to_string()),
+                        path: path.clone(),
+                        kind: Kind::BadPolicy,
+                        message: format!("{message}; fix it in a new commit"),
+                    });
+                }
+                self.rules.push(rules);
+                self.rules_by_files.insert(files, self.rules.len() - 1);
+                self.rules.len() - 1
+            }
+        };
+        self.tree(index, rules, String::new(), tree)
+    }
+
+    fn tree(
+        &mut self,
+        commit: usize,
+        rules: usize,
+        dir: String,
+        tree: Oid,
+    ) -> Result<(), RepoError> {
+        if !self.seen_trees.insert((rules, dir.clone(), tree)) {
+            return Ok(());
+        }
+        for item in self.repo.tree_items(tree)? {
+            let path = if dir.is_empty() {
+                item.name
+            } else {
+                format!("{dir}/{}", item.name)
+            };
+            match item.kind {
+                EntryKind::Tree => self.tree(commit, rules, path, item.id)?,
+                EntryKind::Blob => {
+                    if !self.seen_pairs.insert((rules, path.clone(), item.id)) {
+                        continue;
+                    }
+                    let next = self.blobs.len();
+                    let blob = *self.blob_seen.entry(item.id).or_insert(next);
+                    if blob == next {
+                        self.blobs.push(item.id);
+                    }
+                    self.pairs.push(Pair {
+                        commit,
+                        rules,
+                        path,
+                        blob,
+                    });
+                }
+                EntryKind::Other => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Facts for each blob, read once each, on up to `threads` threads (each
+/// with its own repository handle: libgit2 handles are not shared).
+pub(super) fn read_blobs(
+    repo: &Repo,
+    blobs: &[Oid],
+    threads: usize,
+) -> Result<Vec<BlobFacts>, RepoError> {
+    let read = |repo: &Repo, ids: &[Oid]| -> Result<Vec<BlobFacts>, RepoError> {
+        ids.iter()
+            .map(|id| repo.with_blob(*id, BlobFacts::of))
+            .collect()
+    };
+    let threads = threads.clamp(1, 16);
+    if threads == 1 || blobs.len() < 256 {
+        return read(repo, blobs);
+    }
+    let chunk = blobs.len().div_ceil(threads);
+    let handles = blobs
+        .chunks(chunk)
+        .map(|ids| Ok((repo.reopen()?, ids)))
+        .collect::<Result<Vec<_>, RepoError>>()?;
+    std::thread::scope(|scope| {
+        let running: Vec<_> = handles
+            .into_iter()
+            .map(|(repo, ids)| scope.spawn(move || read(&repo, ids)))
+            .collect();
+        let mut facts = Vec::with_capacity(blobs.len());
+        for handle in running {
+            facts.extend(handle.join().expect("blob reader panicked")?);
+        }
+        Ok(facts)
+    })
+}
