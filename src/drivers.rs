@@ -14,6 +14,10 @@ pub const DRIVER_CONFIG: &[(&str, &str)] = &[
     ("filter.seal.smudge", "git-seal smudge %f"),
     ("filter.seal.required", "true"),
     ("diff.seal.textconv", "git-seal textconv"),
+    // Binary to Git's plumbing diff, so `git add -p`, `reset -p` and
+    // `stash -p` cannot splice the JSON lines of two envelopes (the result
+    // would open for nobody); `git diff` and `log -p` still show textconv.
+    ("diff.seal.binary", "true"),
     (
         "merge.seal.name",
         "git-seal: three-way merge of plaintext, re-sealed",

@@ -9,7 +9,6 @@ use crate::atomic_file::{self, WriteError};
 use crate::audit::{self, AuditError};
 use crate::drivers;
 use crate::envelope::{self, SealError};
-use crate::policy;
 use crate::repo::command::{nul_records, GitCommandError};
 use crate::repo::{Oid, RepoError};
 use crate::workspace::{Workspace, WorkspaceError};
@@ -64,9 +63,6 @@ pub fn migrate(ws: &Workspace) -> Result<Migrated, MigrateError> {
 
     let mut sealed: Vec<(String, Oid)> = Vec::new();
     for (path, id) in ws.sealed_index_paths()? {
-        if policy::is_exempt(&path) {
-            continue;
-        }
         let plaintext = ws.repo.blob(id)?;
         if envelope::is_envelope(&plaintext) {
             continue;

@@ -5,6 +5,7 @@ mod audit;
 mod basics;
 mod check;
 mod filter;
+mod hardening;
 mod harness;
 mod hooks;
 mod lock;

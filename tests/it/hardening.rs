@@ -1,0 +1,96 @@
+//! Git features that could walk around sealing (issue: "Sealing that Git
+//! cannot break"). Each test is named after the way around it pinned.
+
+use std::path::Path;
+
+use crate::harness::{is_envelope, write_file, Env};
+
+/// Every sealed path in the index and in HEAD is an envelope that opens
+/// here, and `git seal check` passes.
+#[track_caller]
+fn assert_index_and_head_open(env: &Env, dir: &Path, path: &str) {
+    for rev in [format!(":{path}"), format!("HEAD:{path}")] {
+        let stored = env.ok("git", dir, &["cat-file", "-p", &rev]).stdout;
+        assert!(is_envelope(&stored), "{rev} is not an envelope");
+        let file = env.path("stored.envelope");
+        std::fs::write(&file, &stored).unwrap();
+        env.ok("git-seal", dir, &["decrypt", file.to_str().unwrap()]);
+    }
+    env.ok("git-seal", dir, &["check"]);
+}
+
+fn partial_staging_repo(env: &Env) -> std::path::PathBuf {
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "secrets/s.txt", b"a\nb\nc\n");
+    env.git(&dir, &["add", "secrets"]);
+    env.git(&dir, &["commit", "-q", "-m", "v1"]);
+    write_file(&dir, "secrets/s.txt", b"a\nB\nc\nd\n");
+    dir
+}
+
+#[test]
+fn add_p_cannot_splice_two_envelopes() {
+    let env = Env::new();
+    let dir = partial_staging_repo(&env);
+    env.run(
+        "git",
+        &dir,
+        &["add", "-p", "secrets/s.txt"],
+        Some(b"s\ny\nn\nq\n"),
+    );
+    env.run("git", &dir, &["commit", "-q", "-m", "partial"], None);
+    assert_index_and_head_open(&env, &dir, "secrets/s.txt");
+    // The reviewer's view still shows plaintext.
+    let diff = env.git(&dir, &["diff", "--", "secrets/s.txt"]);
+    assert!(diff.contains("+B"), "{diff}");
+}
+
+#[test]
+fn reset_p_cannot_splice_two_envelopes() {
+    let env = Env::new();
+    let dir = partial_staging_repo(&env);
+    env.git(&dir, &["add", "secrets/s.txt"]);
+    env.run(
+        "git",
+        &dir,
+        &["reset", "-p", "secrets/s.txt"],
+        Some(b"s\ny\nn\nq\n"),
+    );
+    env.run("git", &dir, &["commit", "-q", "-m", "partial"], None);
+    assert_index_and_head_open(&env, &dir, "secrets/s.txt");
+}
+
+#[test]
+fn stash_p_cannot_splice_two_envelopes() {
+    let env = Env::new();
+    let dir = partial_staging_repo(&env);
+    env.run("git", &dir, &["stash", "-p"], Some(b"s\ny\nn\nq\n"));
+    // Whatever was stashed is an envelope that opens.
+    if env
+        .run(
+            "git",
+            &dir,
+            &["rev-parse", "-q", "--verify", "refs/stash"],
+            None,
+        )
+        .status
+        .success()
+    {
+        let stashed = env
+            .ok("git", &dir, &["cat-file", "-p", "stash@{0}:secrets/s.txt"])
+            .stdout;
+        let file = env.path("stashed.envelope");
+        std::fs::write(&file, &stashed).unwrap();
+        env.ok("git-seal", &dir, &["decrypt", file.to_str().unwrap()]);
+    }
+    env.git(&dir, &["add", "secrets/s.txt"]);
+    env.run("git", &dir, &["commit", "-q", "-m", "after stash -p"], None);
+    assert_index_and_head_open(&env, &dir, "secrets/s.txt");
+    if env
+        .run("git", &dir, &["stash", "pop"], None)
+        .status
+        .success()
+    {
+        assert_index_and_head_open(&env, &dir, "secrets/s.txt");
+    }
+}
