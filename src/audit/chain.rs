@@ -313,6 +313,9 @@ msg\n";
             "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nparent 1111111111111111111111111111111111111111\nauthor A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\n\nmsg\n"
         );
         let odd = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nencoding x\n\nm";
-        assert!(parse_commit(odd).unwrap_err().contains("encoding"));
+        assert!(parse_commit(odd)
+            .unwrap_err()
+            .to_string()
+            .contains("encoding"));
     }
 }

@@ -144,16 +144,22 @@ mod tests {
         let extra = text.replacen("\"seq\"", "\"extra\": 1,\n  \"seq\"", 1);
         assert!(Entry::parse(extra.as_bytes())
             .unwrap_err()
+            .to_string()
             .contains("unknown field"));
         let schema = text.replace("audit/v1", "audit/v9");
         assert!(Entry::parse(schema.as_bytes())
             .unwrap_err()
+            .to_string()
             .contains("schema"));
         let time = text.replace("10:00:00Z", "10:00:00+01:00");
-        assert!(Entry::parse(time.as_bytes()).unwrap_err().contains("time"));
+        assert!(Entry::parse(time.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("time"));
         let event = text.replace("\"seal\"", "\"Seal!\"");
         assert!(Entry::parse(event.as_bytes())
             .unwrap_err()
+            .to_string()
             .contains("event"));
         let seq = text.replace("\"seq\": 3", "\"seq\": 0");
         assert!(Entry::parse(seq.as_bytes()).is_err());
