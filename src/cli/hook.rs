@@ -9,8 +9,8 @@ use super::error::{CommandError, CommandResult};
 /// Run one of git-seal's hooks (as the scripts in `hooks/` do).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// pre-commit, post-commit, post-merge, post-checkout, post-rewrite or
-    /// pre-receive.
+    /// pre-commit, pre-merge-commit, post-commit, post-merge, post-checkout,
+    /// post-rewrite or pre-receive.
     pub name: String,
     /// The arguments Git gave the hook.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -22,6 +22,7 @@ pub const PRIOR_SUFFIX: &str = ".pre-seal";
 pub fn template(name: &str) -> Option<&'static str> {
     Some(match name {
         "pre-commit" => include_str!("../../hooks/pre-commit"),
+        "pre-merge-commit" => include_str!("../../hooks/pre-merge-commit"),
         "post-commit" => include_str!("../../hooks/post-commit"),
         "post-merge" => include_str!("../../hooks/post-merge"),
         "post-checkout" => include_str!("../../hooks/post-checkout"),

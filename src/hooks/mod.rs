@@ -15,6 +15,7 @@ use crate::repo::Repo;
 /// Hooks git-seal installs.
 pub const HOOK_NAMES: &[&str] = &[
     "pre-commit",
+    "pre-merge-commit",
     "post-commit",
     "post-merge",
     "post-checkout",

@@ -14,7 +14,7 @@ use crate::workspace::{Workspace, WorkspaceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookRunError {
-    #[error("unknown hook {0:?} (known: pre-commit, post-commit, post-merge, post-checkout, post-rewrite, pre-receive)")]
+    #[error("unknown hook {0:?} (known: pre-commit, pre-merge-commit, post-commit, post-merge, post-checkout, post-rewrite, pre-receive)")]
     Unknown(String),
     #[error("pre-receive: bad input line {line:?}")]
     BadInput { line: String },
@@ -46,7 +46,10 @@ impl Outcome {
 /// Run hook `name` with the arguments and standard input Git gave it.
 pub fn run(name: &str, args: &[String], stdin: &str) -> Result<Outcome, HookRunError> {
     match name {
-        "pre-commit" => pre_commit(&Repo::from_env()?),
+        "pre-commit" => pre_commit(&Repo::from_env()?, "commit"),
+        // A merge that creates a commit runs this instead of pre-commit:
+        // the same rules, on the index the merge prepared.
+        "pre-merge-commit" => pre_commit(&Repo::from_env()?, "merge"),
         "pre-receive" => pre_receive(&Repo::from_env()?, stdin),
         "post-commit" => Ok(with_workspace(|ws, out| {
             warn_audit(out, "post-commit", audit::on_commit(ws))
@@ -70,14 +73,14 @@ pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn pre_commit(repo: &Repo) -> Result<Outcome, HookRunError> {
+fn pre_commit(repo: &Repo, what: &str) -> Result<Outcome, HookRunError> {
     let findings = check::check_index(repo)?;
     let mut out = Outcome::default();
     if findings.is_empty() {
         return Ok(out);
     }
     out.lines.extend(findings.iter().map(ToString::to_string));
-    out.say(format!("commit refused ({} finding(s))", findings.len()));
+    out.say(format!("{what} refused ({} finding(s))", findings.len()));
     out.refuse = true;
     Ok(out)
 }

@@ -94,3 +94,27 @@ fn stash_p_cannot_splice_two_envelopes() {
         assert_index_and_head_open(&env, &dir, "secrets/s.txt");
     }
 }
+
+#[test]
+fn merge_cannot_commit_plaintext_from_another_branch() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    env.git(&dir, &["checkout", "-q", "-b", "side"]);
+    // A client that runs no filter and no hook put plaintext on a branch.
+    env.stage_raw(&dir, "secrets/leak.env", b"PASSWORD=hunter2\n");
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "leak"]);
+    // (The work-tree copy cleans to an envelope, so Git calls it modified.)
+    env.git(&dir, &["checkout", "-q", "-f", "main"]);
+    write_file(&dir, "other.txt", b"main moves on\n");
+    env.git(&dir, &["add", "other.txt"]);
+    env.git(&dir, &["commit", "-q", "-m", "main"]);
+    let head = env.rev(&dir, "HEAD");
+    let out = env.run("git", &dir, &["merge", "--no-edit", "side"], None);
+    let err = crate::harness::stderr(&out);
+    assert!(!out.status.success(), "the merge went through:\n{err}");
+    assert!(
+        err.contains("secrets/leak.env") && err.contains("merge refused"),
+        "{err}"
+    );
+    assert_eq!(env.rev(&dir, "HEAD"), head, "a merge commit was made");
+}
