@@ -143,6 +143,9 @@ impl Signer {
     }
 
     fn read(path: &Path) -> Result<Signer, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| d.exists()) {
+            check_private_dir(dir)?;
+        }
         let meta = match fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -217,6 +220,12 @@ fn ensure_private_dir(dir: &Path) -> Result<(), AuditError> {
             .create(dir)
             .map_err(|e| write_error(dir, e))?;
     }
+    check_private_dir(dir)
+}
+
+/// Refuse a signer directory that group or others can enter, as ssh
+/// refuses a loose key.
+fn check_private_dir(dir: &Path) -> Result<(), AuditError> {
     let mode = fs::metadata(dir)
         .map_err(|e| read_error(dir, e))?
         .permissions()

@@ -2,6 +2,7 @@
 
 use super::error::CommandResult;
 use git_seal::audit;
+use git_seal::audit::signer::SignerError;
 use git_seal::drivers;
 use git_seal::envelope;
 use git_seal::hooks::{self, HookState};
@@ -179,7 +180,20 @@ fn audit_chain(repo: &Repo, problems: &mut Vec<(String, String)>) -> CommandResu
             "git seal audit verify".to_owned(),
         ));
     }
-    match audit::Signer::load()? {
+    let me = match audit::Signer::load() {
+        Ok(me) => me,
+        Err(audit::AuditError::Signer(e)) => {
+            let fix = match &e {
+                SignerError::Permissions { path, .. } => format!("chmod 600 {}", path.display()),
+                SignerError::DirPermissions { path, .. } => format!("chmod 700 {}", path.display()),
+                _ => "see the message".to_owned(),
+            };
+            problems.push((e.to_string(), fix));
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match me {
         None => problems.push((
             "you have no audit signer key yet, so your sealing events are not recorded".to_owned(),
             "git seal audit signer show (makes one), then a trusted signer runs the `git seal audit signer add` it prints".to_owned(),

@@ -118,3 +118,26 @@ fn merge_cannot_commit_plaintext_from_another_branch() {
     );
     assert_eq!(env.rev(&dir, "HEAD"), head, "a merge commit was made");
 }
+
+#[test]
+fn signer_directory_open_to_others_is_refused_and_doctor_names_the_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let signers = env.home.join("signers");
+    assert!(
+        signers.join("signer").exists() || signers.is_dir(),
+        "no signer dir at {}",
+        signers.display()
+    );
+    std::fs::set_permissions(&signers, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = env.fails("git-seal", &dir, &["audit", "signer", "show"], 1);
+    let err = crate::harness::stderr(&out);
+    assert!(err.contains("chmod 700"), "{err}");
+    let out = env.fails("git-seal", &dir, &["doctor"], 1);
+    let text = crate::harness::stdout(&out);
+    assert!(
+        text.contains(&format!("chmod 700 {}", signers.display())),
+        "{text}"
+    );
+}
