@@ -53,6 +53,18 @@ pub enum LockError {
     },
     #[error("{} file(s) stayed locked (damaged envelope or no key): {}", .paths.len(), .paths.join(", "))]
     StayedLocked { paths: Vec<String> },
+    #[error("cannot seal {path}: {source}")]
+    Seal {
+        path: String,
+        #[source]
+        source: envelope::SealError,
+    },
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: OpenError,
+    },
 }
 
 fn io_error(what: &'static str, path: PathBuf) -> impl FnOnce(std::io::Error) -> LockError {
@@ -66,12 +78,39 @@ pub struct Locked {
     pub locked: Vec<String>,
     /// Sealed paths that the index holds as plaintext, left alone.
     pub plaintext_in_index: Vec<String>,
+    /// Untracked files under sealed paths: left as plaintext, or sealed in
+    /// place when asked to include them.
+    pub untracked: Vec<String>,
+    pub untracked_sealed: bool,
+}
+
+/// Untracked (not ignored) files under paths that must be sealed, with
+/// whether each is an envelope already.
+fn untracked_sealed_paths(ws: &Workspace) -> Result<Vec<(String, bool)>, LockError> {
+    let out = ws
+        .repo
+        .git()
+        .run(&["ls-files", "--others", "--exclude-standard", "-z"])?;
+    let mut found = Vec::new();
+    for path in nul_records(&out.stdout) {
+        let path = String::from_utf8_lossy(path).into_owned();
+        if !ws.must_seal(&path)? {
+            continue;
+        }
+        let file = ws.root.join(&path);
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        found.push((path, envelope::is_envelope(&bytes)));
+    }
+    Ok(found)
 }
 
 /// Replace the work-tree plaintext of every sealed file by its envelope,
 /// and keep the work tree locked on later checkouts. Refuses when a sealed
-/// file has unstaged changes, unless `force`.
-pub fn lock(ws: &Workspace, force: bool) -> Result<Locked, LockError> {
+/// file has unstaged changes, unless `force`. Untracked files under sealed
+/// paths are reported, and sealed in place with `include_untracked`.
+pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Locked, LockError> {
     let sealed = ws.sealed_index_paths()?;
     if !force {
         let paths = unstaged_changes(ws, sealed.iter().map(|(p, _)| p.as_str()))?;
@@ -101,6 +140,24 @@ pub fn lock(ws: &Workspace, force: bool) -> Result<Locked, LockError> {
         atomic_file::write_shared(&file, &text)?;
         done.locked.push(path.clone());
     }
+    for (path, is_envelope) in untracked_sealed_paths(ws)? {
+        if is_envelope {
+            continue;
+        }
+        if include_untracked {
+            let file = ws.root.join(&path);
+            let plaintext = std::fs::read(&file).map_err(io_error("read", file.clone()))?;
+            let targets = ws.targets_for(Some(&path))?;
+            let text = envelope::seal_bytes(plaintext, ws.policy.aad_for(&path), &targets)
+                .map_err(|source| LockError::Seal {
+                    path: path.clone(),
+                    source,
+                })?;
+            atomic_file::write_shared(&file, &text)?;
+        }
+        done.untracked.push(path);
+    }
+    done.untracked_sealed = include_untracked;
     // The index still records the plaintext's size, and Git calls an entry
     // whose size changed modified without looking at its content: re-add the
     // envelopes (they clean to the same blobs) so the index matches again.
@@ -209,6 +266,21 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     if marker.exists() {
         std::fs::remove_file(&marker).map_err(io_error("remove", marker.clone()))?;
     }
+    let mut opened = Vec::new();
+    for (path, is_envelope) in untracked_sealed_paths(ws)? {
+        if !is_envelope {
+            continue;
+        }
+        let file = ws.root.join(&path);
+        let text = std::fs::read(&file).map_err(io_error("read", file.clone()))?;
+        let plaintext =
+            envelope::open_bytes(&text, ws.keys()).map_err(|source| LockError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        atomic_file::write_shared(&file, &plaintext)?;
+        opened.push(path);
+    }
     let mut paths: Vec<String> = locked.into_iter().map(|(p, _, _)| p).collect();
     paths.extend(interrupted_unlock(ws)?);
     paths.sort();
@@ -216,7 +288,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     let journal = ws.repo.git_dir().join(JOURNAL);
     if paths.is_empty() {
         remove_journal(&journal)?;
-        return Ok(paths);
+        return Ok(opened);
     }
     atomic_file::write_private(&journal, &nul_list(&paths))?;
     // Git skips an entry whose file it considers up to date (a locked file
@@ -246,6 +318,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     if !still.is_empty() {
         return Err(LockError::StayedLocked { paths: still });
     }
+    paths.extend(opened);
     Ok(paths)
 }
 

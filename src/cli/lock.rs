@@ -17,11 +17,15 @@ pub struct Args {
     /// Discard unstaged changes to sealed files.
     #[arg(long)]
     pub force: bool,
+    /// Also seal untracked files under sealed paths in place (`unlock`
+    /// opens them again). Without it they are listed and left as they are.
+    #[arg(long)]
+    pub include_untracked: bool,
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
     let ws = Workspace::open(&std::env::current_dir()?)?;
-    let done = lock::lock(&ws, args.force).map_err(|e| match e {
+    let done = lock::lock(&ws, args.force, args.include_untracked).map_err(|e| match e {
         e @ LockError::UnstagedChanges { .. } => CommandError::from(e).with_hint(
             "stage or commit them (`git add`), stash them, or run `git seal lock --force` to discard them",
         ),
@@ -29,6 +33,18 @@ pub fn run(args: Args) -> CommandResult<u8> {
     })?;
     for path in &done.plaintext_in_index {
         eprintln!("git-seal: warning: {path} is stored in plaintext in the index; `git seal check` will report it");
+    }
+    if !done.untracked.is_empty() && !done.untracked_sealed {
+        eprintln!(
+            "git-seal: warning: {} untracked file(s) under sealed paths stay plaintext: {}; run `git seal lock --include-untracked` to seal them too",
+            done.untracked.len(),
+            done.untracked.join(", ")
+        );
+    } else if !done.untracked.is_empty() {
+        outln!(
+            "git-seal: sealed {} untracked file(s) in place",
+            done.untracked.len()
+        );
     }
     outln!(
         "git-seal: locked {} file(s); this work tree stays locked until `git seal unlock`",

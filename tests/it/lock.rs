@@ -134,3 +134,36 @@ fn unlock_killed_half_way_loses_no_file_and_finishes_on_rerun() {
     }
     assert!(killed_mid_run > 0, "no kill landed while unlock ran");
 }
+
+#[test]
+fn lock_reports_untracked_plaintext_under_sealed_paths_and_can_include_it() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "secrets/tracked.env", b"tracked\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "one"]);
+    write_file(&dir, "secrets/new.env", b"not yet added\n");
+    let out = env.ok("git-seal", &dir, &["lock"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/new.env") && err.contains("--include-untracked"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("secrets/new.env")).unwrap(),
+        b"not yet added\n"
+    );
+    env.seal(&dir, &["lock", "--include-untracked"]);
+    assert!(is_envelope(
+        &std::fs::read(dir.join("secrets/new.env")).unwrap()
+    ));
+    env.seal(&dir, &["unlock"]);
+    assert_eq!(
+        std::fs::read(dir.join("secrets/new.env")).unwrap(),
+        b"not yet added\n"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("secrets/tracked.env")).unwrap(),
+        b"tracked\n"
+    );
+}
