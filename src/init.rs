@@ -15,6 +15,7 @@ use crate::keys::{env::EnvKeys, file::FileKeys, KeyError, ProviderKind};
 use crate::kid::Kid;
 use crate::lock::{self, LockError};
 use crate::policy::{self, PolicyError};
+use crate::repo::command::{nul_records, GitCommandError};
 use crate::repo::{Repo, RepoError};
 use crate::secret::KekSecret;
 use crate::workspace::{self, Workspace, WorkspaceError, PROVIDER_KEY};
@@ -57,6 +58,8 @@ pub enum InitError {
     Hook(#[from] HookError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error("cannot list the files of the work tree: {0}")]
+    ListFiles(#[source] GitCommandError),
 }
 
 /// How the KEK was set up.
@@ -102,6 +105,10 @@ pub struct Initialized {
     pub unlocked: Result<usize, LockError>,
     /// `.gitattributes` or `.seal/` are new or changed: commit them.
     pub commit_suggested: bool,
+    /// Patterns as given and as written, where they differ.
+    pub normalized: Vec<(String, String)>,
+    /// Patterns that match no tracked or new file (yet).
+    pub unmatched: Vec<String>,
 }
 
 /// Set the repository around `repo` up; `provider` defaults to the one this
@@ -112,7 +119,18 @@ pub fn init(
     patterns: &[String],
 ) -> Result<Initialized, InitError> {
     let root = repo.workdir("git seal init")?.to_owned();
-    for pattern in patterns {
+    let given = patterns;
+    let patterns: Vec<String> = given
+        .iter()
+        .map(|p| policy::normalize_pattern(p, |dir| root.join(dir).is_dir()))
+        .collect();
+    let normalized = given
+        .iter()
+        .zip(&patterns)
+        .filter(|(g, p)| g != p)
+        .map(|(g, p)| (g.clone(), p.clone()))
+        .collect();
+    for pattern in &patterns {
         if pattern.is_empty()
             || pattern.chars().any(char::is_whitespace)
             || pattern.starts_with('#')
@@ -147,7 +165,7 @@ pub fn init(
 
     let mut policy = workspace::load_policy(&root, &keks)?;
     let mut policy_changed = !root.join(policy::PATH).exists();
-    for pattern in patterns {
+    for pattern in &patterns {
         policy_changed |= policy.add_sealed(pattern)?;
     }
     if policy_changed {
@@ -169,6 +187,7 @@ pub fn init(
     repo.config_set(PROVIDER_KEY, provider.name())?;
     let drivers_fixed = drivers::configure_drivers(repo)?;
     let hooks = hooks::install_all(repo)?;
+    let unmatched = unmatched_patterns(repo, &patterns)?;
     let chain = start_audit_chain(repo, &keks);
     // A fresh clone checked its sealed files out before the filter existed:
     // open them now if the key is here (never discarding local changes).
@@ -186,7 +205,39 @@ pub fn init(
         chain,
         unlocked,
         commit_suggested: policy_changed || existing.is_empty(),
+        normalized,
+        unmatched,
     })
+}
+
+/// Of `patterns`, those that match no tracked file and no new (untracked,
+/// not ignored) file: most likely a typo.
+fn unmatched_patterns(repo: &Repo, patterns: &[String]) -> Result<Vec<String>, InitError> {
+    if patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listed = repo
+        .git()
+        .run(&[
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "-z",
+        ])
+        .map_err(InitError::ListFiles)?;
+    let paths: Vec<String> = nul_records(&listed.stdout)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    Ok(patterns
+        .iter()
+        .filter(|pattern| {
+            !paths
+                .iter()
+                .any(|path| policy::pattern_matches(pattern, path))
+        })
+        .cloned()
+        .collect())
 }
 
 /// Configure each remote to fetch the audit chain, take a remote's chain

@@ -196,6 +196,30 @@ impl SealAttributes {
     }
 }
 
+/// What a user means by a pattern given to `init`, in the form that
+/// `.gitattributes` and the policy match: a directory means everything
+/// under it (`secrets/`, `secrets/**/`, and `secrets` when `is_dir` says it
+/// is one, become `secrets/**`), and a leading `./` means the top.
+pub fn normalize_pattern(pattern: &str, is_dir: impl Fn(&str) -> bool) -> String {
+    let mut p = pattern;
+    while let Some(rest) = p.strip_prefix("./") {
+        p = rest;
+    }
+    let p = p.trim_end_matches('/');
+    let is_glob = p.contains(['*', '?', '[']);
+    if pattern.ends_with('/') && !p.ends_with("**") || !is_glob && !p.is_empty() && is_dir(p) {
+        format!("{p}/**")
+    } else {
+        p.to_owned()
+    }
+}
+
+/// Does `.gitattributes` pattern `pattern` match `path` (as [`SealAttributes`]
+/// matches)?
+pub fn pattern_matches(pattern: &str, path: &str) -> bool {
+    glob_for(pattern).is_ok_and(|g| g.compile_matcher().is_match(path))
+}
+
 fn glob_for(pattern: &str) -> Result<Glob, globset::Error> {
     let trimmed = pattern.strip_prefix('/').unwrap_or(pattern);
     let anchored = pattern.starts_with('/') || trimmed.contains('/');
@@ -343,6 +367,26 @@ mod tests {
             Err("no attributes")
         );
         assert_eq!(must_seal(&p, "README", |_| Ok::<_, ()>(false)), Ok(false));
+    }
+
+    #[test]
+    fn patterns_mean_what_users_mean() {
+        let dir = |p: &str| p == "secrets" || p == "config/prod";
+        for (given, meant) in [
+            ("secrets/", "secrets/**"),
+            ("secrets", "secrets/**"),
+            ("./secrets/**", "secrets/**"),
+            ("secrets/**/", "secrets/**"),
+            ("./config/prod", "config/prod/**"),
+            ("*.env", "*.env"),
+            ("secrets/**", "secrets/**"),
+            ("notadir", "notadir"),
+        ] {
+            assert_eq!(normalize_pattern(given, dir), meant, "{given}");
+        }
+        assert!(pattern_matches("secrets/**", "secrets/a/b.env"));
+        assert!(pattern_matches("*.env", "deep/x.env"));
+        assert!(!pattern_matches("secrets/", "secrets/a"));
     }
 
     #[test]

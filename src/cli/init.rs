@@ -35,6 +35,9 @@ pub fn run(args: Args) -> CommandResult<u8> {
             .with_hint("make one with `openssl rand -hex 32` and keep it in your secret store"),
         e => e.into(),
     })?;
+    for (given, written) in &done.normalized {
+        outln!("git-seal: pattern {given:?} means everything under it: writing {written:?}");
+    }
     match &done.kek {
         KekSetup::Created { kid, path } => {
             outln!("git-seal: created KEK {kid} (private key: {})", path.display());
@@ -87,6 +90,9 @@ pub fn run(args: Args) -> CommandResult<u8> {
     }
     if let Err(e) = &done.unlocked {
         eprintln!("git-seal: warning: {e}");
+    }
+    for pattern in &done.unmatched {
+        eprintln!("git-seal: warning: pattern {pattern:?} matches no tracked or new file yet; check its spelling (patterns are relative to the top of the work tree, as in .gitattributes)");
     }
     if done.commit_suggested {
         outln!("next: git add .gitattributes .seal && git commit -m 'Set up git-seal'");

@@ -141,3 +141,39 @@ fn signer_directory_open_to_others_is_refused_and_doctor_names_the_chmod() {
         "{text}"
     );
 }
+
+#[test]
+fn init_patterns_that_name_a_directory_seal_everything_under_it() {
+    for given in ["secrets/", "secrets", "./secrets/**", "secrets/**/"] {
+        let env = Env::new();
+        let dir = env.repo("r");
+        write_file(&dir, "secrets/db.env", b"PASSWORD=x\n");
+        let out = env.ok("git-seal", &dir, &["init", given]);
+        let attributes = std::fs::read_to_string(dir.join(".gitattributes")).unwrap();
+        assert!(
+            attributes.contains("secrets/** filter=seal"),
+            "{given}: {attributes}\n{}",
+            crate::harness::stdout(&out)
+        );
+        assert!(
+            !crate::harness::stderr(&out).contains("matches no"),
+            "{given}"
+        );
+        env.git(&dir, &["add", "-A"]);
+        env.git(&dir, &["commit", "-q", "-m", "seal"]);
+        crate::harness::assert_sealed(&env, &dir, "secrets/db.env", b"PASSWORD=x\n");
+    }
+}
+
+#[test]
+fn init_warns_about_a_pattern_that_matches_nothing() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    write_file(&dir, "secrets/db.env", b"x\n");
+    let out = env.ok("git-seal", &dir, &["init", "secret/**"]);
+    let err = crate::harness::stderr(&out);
+    assert!(
+        err.contains("\"secret/**\" matches no tracked or new file"),
+        "{err}"
+    );
+}
