@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::envelope::WrapTarget;
 use crate::keys::record::{self, KekRecord, RecordError, Status};
+use crate::keys::WrapTarget;
 use crate::keys::{KeyError, KeyProvider, ProviderKind};
 use crate::kid::Kid;
 use crate::policy::{self, Policy, PolicyError};

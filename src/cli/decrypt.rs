@@ -2,7 +2,7 @@
 
 use super::error::{CommandError, CommandResult};
 use git_seal::envelope;
-use git_seal::keys::KeyProvider;
+use git_seal::keys::{self, KeyProvider};
 use git_seal::workspace::Workspace;
 
 /// Open one envelope, outside the Git filter.
@@ -28,13 +28,13 @@ pub fn run(args: Args) -> CommandResult<u8> {
     } else {
         args.file.as_str()
     };
-    let plaintext = envelope::open_bytes(&text, &keys).map_err(|e| {
+    let plaintext = keys::open_bytes(&text, &keys).map_err(|e| {
         let err = CommandError::user(format!("cannot open {name}: {e}"));
         match e {
-            envelope::OpenError::NoUsableKey { .. } => err.with_hint(
+            keys::OpenError::NoUsableKey { .. } => err.with_hint(
                 "install the KEK's key file in the key directory (GIT_SEAL_KEY_DIR) or put it in GIT_SEAL_KEK",
             ),
-            envelope::OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
+            keys::OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
             _ => err.with_hint("the envelope was altered after sealing; restore it from history"),
         }
     })?;

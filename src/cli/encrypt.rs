@@ -4,8 +4,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::error::{CommandError, CommandResult};
-use git_seal::envelope::{self, WrapTarget};
-use git_seal::keys::{env::EnvKeys, file::FileKeys, KeyProvider};
+use git_seal::keys::{self, env::EnvKeys, file::FileKeys, KeyProvider, WrapTarget};
 use git_seal::kid::Kid;
 use git_seal::workspace::Workspace;
 
@@ -46,7 +45,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
             .collect::<CommandResult<Vec<_>>>()?
     };
     let plaintext = super::io::read_input(&args.file)?;
-    let text = envelope::seal_bytes(plaintext, args.aad, &targets)
+    let text = keys::seal_bytes(plaintext, args.aad, &targets)
         .map_err(|e| CommandError::user(format!("cannot seal {}: {e}", args.file)))?;
     super::io::write_output(args.out.as_deref(), &text)?;
     Ok(0)

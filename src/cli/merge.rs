@@ -6,6 +6,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 use super::error::{CommandError, CommandResult};
 use git_seal::envelope;
+use git_seal::keys;
 use git_seal::workspace::Workspace;
 
 /// Three-way merge of the plaintexts of a sealed file, re-sealed. Plumbing.
@@ -34,7 +35,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
         if !envelope::is_envelope(&text) {
             return Ok(text);
         }
-        envelope::open_bytes(&text, project.keys()).map_err(|e| {
+        keys::open_bytes(&text, project.keys()).map_err(|e| {
             CommandError::user(format!("cannot merge {}: {e}", args.path))
                 .with_hint("merging sealed files needs the KEK; install it or resolve the conflict on a machine that has it")
         })
@@ -99,7 +100,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
         }
     };
     let targets = project.targets_for(Some(&args.path))?;
-    let sealed = envelope::seal_bytes(merged, project.policy.aad_for(&args.path), &targets)
+    let sealed = keys::seal_bytes(merged, project.policy.aad_for(&args.path), &targets)
         .map_err(|e| CommandError::user(format!("cannot seal the merge of {}: {e}", args.path)))?;
     super::io::write_file_atomic(std::path::Path::new(&args.ours), &sealed)?;
     Ok(u8::from(conflicts))

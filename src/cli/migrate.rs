@@ -4,6 +4,7 @@ use super::error::{CommandError, CommandResult};
 use git_seal::audit;
 use git_seal::drivers;
 use git_seal::envelope;
+use git_seal::keys;
 use git_seal::policy;
 use git_seal::workspace::Workspace;
 
@@ -48,7 +49,7 @@ pub fn run(_args: Args) -> CommandResult<u8> {
             continue;
         }
         let targets = project.targets_for(Some(&path))?;
-        let text = envelope::seal_bytes(plaintext, project.policy.aad_for(&path), &targets)
+        let text = keys::seal_bytes(plaintext, project.policy.aad_for(&path), &targets)
             .map_err(|e| CommandError::user(format!("cannot seal {path}: {e}")))?;
         sealed.push((path, project.repo.write_blob(&text)?));
     }

@@ -1,8 +1,9 @@
 //! `git seal unlock`: re-check-out sealed files once a key is available.
 
 use super::error::{CommandError, CommandResult};
-use git_seal::envelope::{self, OpenError};
+use git_seal::envelope;
 use git_seal::filter::lock_marker;
+use git_seal::keys::{self, OpenError};
 use git_seal::workspace::Workspace;
 
 /// Open sealed files left as envelopes in this work tree.
@@ -64,7 +65,7 @@ pub fn unlock(project: &Workspace, force: bool) -> CommandResult<u8> {
     }
     // Say which key is missing before touching anything.
     if let Some((path, text)) = locked.first() {
-        if let Err(e @ OpenError::NoUsableKey { .. }) = envelope::open_bytes(text, project.keys()) {
+        if let Err(e @ OpenError::NoUsableKey { .. }) = keys::open_bytes(text, project.keys()) {
             return Err(
                 CommandError::user(format!("cannot unlock {path}: {e}")).with_hint(format!(
                     "install the key ({} provider) and run `git seal unlock` again",

@@ -16,9 +16,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 
-use crate::envelope::crypto::PreparedWrap;
-use crate::envelope::{self, crypto, Envelope, OpenError, SealError, WrapTarget};
-use crate::keys::{KeyProvider, ProviderKind};
+use crate::envelope::{self, Envelope};
+use crate::keys::sealing::{self, PendingWrap};
+use crate::keys::{self, x25519, KeyProvider, OpenError, ProviderKind, SealError, WrapTarget};
 use crate::kid::Kid;
 use crate::repo::{Oid, Repo};
 use crate::workspace::{Workspace, PROVIDER_KEY};
@@ -87,7 +87,7 @@ pub fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
     let Some(env) = work.env.take() else {
         return Opened::Failed("internal: envelope already taken".to_owned());
     };
-    let (kid, dek) = match crypto::unwrap_dek(&env, keys) {
+    let (kid, dek) = match sealing::unwrap_dek(&env, keys) {
         Ok(found) => found,
         Err(OpenError::NoUsableKey { .. }) => {
             work.env = Some(env);
@@ -97,7 +97,7 @@ pub fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
     };
     let aad = env.aad.clone();
     let kids = env.recipients.iter().map(|r| r.kid.clone()).collect();
-    match crypto::decrypt(env, &kid, &dek) {
+    match sealing::decrypt(env, &kid, &dek) {
         Ok(plaintext) => Opened::Plain {
             plaintext,
             aad,
@@ -113,8 +113,8 @@ pub fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
 /// channel when the filter ends.
 struct WrapSource {
     targets: Vec<WrapTarget>,
-    next: mpsc::Receiver<Vec<Result<Vec<PreparedWrap>, SealError>>>,
-    ready: std::collections::VecDeque<Result<Vec<PreparedWrap>, SealError>>,
+    next: mpsc::Receiver<Vec<Result<Vec<PendingWrap>, SealError>>>,
+    ready: std::collections::VecDeque<Result<Vec<PendingWrap>, SealError>>,
 }
 
 /// Wrap sets per hand-over.
@@ -125,9 +125,17 @@ impl WrapSource {
         let (tx, next) = mpsc::sync_channel(2);
         let for_thread = targets.clone();
         std::thread::spawn(move || {
-            let preparer = crypto::WrapPreparer::new(&for_thread);
+            let preparers: Vec<x25519::WrapPreparer> = for_thread
+                .iter()
+                .map(|target| match target {
+                    WrapTarget::X25519 { kid, public } => x25519::WrapPreparer::new(kid, public),
+                })
+                .collect();
+            let prepare = || -> Result<Vec<PendingWrap>, SealError> {
+                preparers.iter().map(|p| Ok(p.prepare()?.into())).collect()
+            };
             loop {
-                let batch = (0..WRAP_BATCH).map(|_| preparer.prepare()).collect();
+                let batch = (0..WRAP_BATCH).map(|_| prepare()).collect();
                 if tx.send(batch).is_err() {
                     break;
                 }
@@ -142,7 +150,7 @@ impl WrapSource {
 
     /// A prepared set if one is ready now (never waits: the caller then
     /// prepares one itself, so both cores work).
-    fn take(&mut self) -> Option<Result<Vec<PreparedWrap>, SealError>> {
+    fn take(&mut self) -> Option<Result<Vec<PendingWrap>, SealError>> {
         if self.ready.is_empty() {
             self.ready.extend(self.next.try_recv().ok()?);
         }
@@ -196,7 +204,7 @@ impl Filter {
 
     /// Wrap keys for `targets`: from the background source when it serves
     /// these targets (starting it in a long-running process), else now.
-    fn prepared_wraps(&mut self, targets: &[WrapTarget]) -> Result<Vec<PreparedWrap>, SealError> {
+    fn prepared_wraps(&mut self, targets: &[WrapTarget]) -> Result<Vec<PendingWrap>, SealError> {
         if let Some(source) = &mut self.wraps {
             if source.targets == targets {
                 if let Some(wraps) = source.take() {
@@ -206,7 +214,7 @@ impl Filter {
         } else if self.long_running {
             self.wraps = Some(WrapSource::start(targets.to_vec()));
         }
-        crypto::prepare_wraps(targets)
+        sealing::prepare_wraps(targets)
     }
 
     /// Mark this filter as serving a whole Git command.
@@ -270,7 +278,7 @@ impl Filter {
         let wraps = self
             .prepared_wraps(&targets)
             .map_err(|e| format!("{path}: cannot seal: {e}"))?;
-        let sealed = crypto::seal_prepared(plaintext, aad, wraps)
+        let sealed = sealing::seal_prepared(plaintext, aad, wraps)
             .map_err(|e| format!("{path}: cannot seal: {e}"))?;
         let text = envelope::write(&sealed);
         drop(sealed);
@@ -523,7 +531,7 @@ fn reuse(
     if env.aad.as_deref() != aad || wrapped_to != wanted {
         return None;
     }
-    let opened = envelope::open(env, project.keys()).ok()?;
+    let opened = keys::open(env, project.keys()).ok()?;
     if opened != plaintext {
         return None;
     }

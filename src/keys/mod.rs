@@ -2,12 +2,19 @@
 //!
 //! Each provider is one small [`KeyProvider`] in its own file, chosen by name
 //! (`file`, `env`). Wrapping to an X25519 KEK needs only its public key (see
-//! `envelope::crypto`), so providers only unwrap.
+//! `x25519`), so providers only unwrap. `sealing` wraps and unwraps DEKs
+//! for envelopes; the envelope format itself knows nothing of keys.
 
 pub mod env;
 pub mod file;
 pub mod record;
+pub mod sealing;
 pub mod software;
+pub mod x25519;
+
+pub use sealing::{
+    open, open_bytes, seal, seal_bytes, OpenError, PendingWrap, SealError, WrapTarget,
+};
 
 use std::path::PathBuf;
 
@@ -79,6 +86,8 @@ pub enum KeyError {
     },
     #[error("cannot unwrap the DEK for {kid}: authentication failed (the envelope's recipient entry was altered, or it names a key it was not wrapped to)")]
     Unwrap { kid: Kid },
+    #[error("refusing to wrap to {kid}: its public key is a low-order point")]
+    LowOrder { kid: Kid },
     #[error("recipient {kid} uses wrap {wrap:?}, which this provider does not serve")]
     WrongWrap { kid: Kid, wrap: &'static str },
     #[error("cannot find a user data directory for key files; set GIT_SEAL_KEY_DIR")]

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::WrapTarget;
+use crate::keys::WrapTarget;
 use crate::kid::Kid;
 
 pub const KEYS_DIR: &str = ".seal/keys";

@@ -2,8 +2,8 @@
 //! serve `software` custody, so a laptop's key file and CI's environment
 //! secret are the same KEK.
 
-use crate::envelope::crypto::unwrap_x25519;
 use crate::envelope::{Recipient, Wrap};
+use crate::keys::x25519;
 use crate::keys::{KeyError, KeyProvider};
 use crate::kid::Kid;
 use crate::secret::{Dek, KekSecret};
@@ -41,7 +41,7 @@ impl KeyProvider for SoftwareKeys {
             return None;
         }
         let (_, secret) = self.keys.iter().find(|(k, _)| *k == r.kid)?;
-        Some(unwrap_x25519(secret, r))
+        Some(x25519::unwrap(secret, r))
     }
 
     fn local_key(&self, kid: &Kid, purpose: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
