@@ -63,10 +63,7 @@ fn repo_relative(project: &Workspace, file: &str) -> Option<String> {
 
 fn resolve_target(project: Option<&Workspace>, to: &str) -> CommandResult<WrapTarget> {
     if let Ok(kid) = Kid::parse(to) {
-        if let Some(target) = project
-            .and_then(|p| p.record(&kid))
-            .and_then(|r| r.wrap_target())
-        {
+        if let Some(target) = project.and_then(|p| p.public_keys().target(&kid)) {
             return Ok(target);
         }
         // A kid whose private key is here also gives us its public key.

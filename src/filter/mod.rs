@@ -117,6 +117,32 @@ struct WrapSource {
     ready: std::collections::VecDeque<Result<Vec<PendingWrap>, SealError>>,
 }
 
+/// Fresh wraps for one target, many times over: an X25519 KEK's public point
+/// becomes a fixed-base table once; other targets wrap through their
+/// provider when the DEK exists, so there is nothing to prepare.
+enum Preparer {
+    X25519(x25519::WrapPreparer),
+    Other(WrapTarget),
+}
+
+impl Preparer {
+    fn new(target: WrapTarget) -> Preparer {
+        match &target {
+            WrapTarget::X25519 { kid, public } => {
+                Preparer::X25519(x25519::WrapPreparer::new(kid, public))
+            }
+            WrapTarget::Provider { .. } => Preparer::Other(target),
+        }
+    }
+
+    fn prepare(&self) -> Result<PendingWrap, SealError> {
+        match self {
+            Preparer::X25519(preparer) => Ok(preparer.prepare()?.into()),
+            Preparer::Other(target) => target.prepare(),
+        }
+    }
+}
+
 /// Wrap sets per hand-over.
 const WRAP_BATCH: usize = 16;
 
@@ -125,14 +151,9 @@ impl WrapSource {
         let (tx, next) = mpsc::sync_channel(2);
         let for_thread = targets.clone();
         std::thread::spawn(move || {
-            let preparers: Vec<x25519::WrapPreparer> = for_thread
-                .iter()
-                .map(|target| match target {
-                    WrapTarget::X25519 { kid, public } => x25519::WrapPreparer::new(kid, public),
-                })
-                .collect();
+            let preparers: Vec<Preparer> = for_thread.into_iter().map(Preparer::new).collect();
             let prepare = || -> Result<Vec<PendingWrap>, SealError> {
-                preparers.iter().map(|p| Ok(p.prepare()?.into())).collect()
+                preparers.iter().map(Preparer::prepare).collect()
             };
             loop {
                 let batch = (0..WRAP_BATCH).map(|_| prepare()).collect();

@@ -168,6 +168,13 @@ impl KeyProvider for FileKeys {
         kids
     }
 
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        Some(
+            self.load(kid)?
+                .and_then(|secret| x25519::wrap(kid, &secret.public(), dek)),
+        )
+    }
+
     fn unwrap(&self, r: &Recipient) -> Option<Result<Dek, KeyError>> {
         if !matches!(r.wrap, Wrap::X25519 { .. }) {
             return None;

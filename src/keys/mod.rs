@@ -1,12 +1,16 @@
 //! Key-encryption-key providers: where the private half of a KEK lives.
 //!
 //! Each provider is one small [`KeyProvider`] in its own file, chosen by name
-//! (`file`, `env`). Wrapping to an X25519 KEK needs only its public key (see
-//! `x25519`), so providers only unwrap. `sealing` wraps and unwraps DEKs
-//! for envelopes; the envelope format itself knows nothing of keys.
+//! (`file`, `env`): software keys (`software`, served by `file` and `env`)
+//! wrap to and unwrap for their own kids; `public` holds public keys only and
+//! wraps but never unwraps; [`Chain`] asks several in order. The
+//! `x25519-hkdf-sha256` wrap itself is `x25519`; `sealing` wraps a new
+//! envelope's DEK to its targets and unwraps it to open one. The envelope
+//! format knows nothing of keys.
 
 pub mod env;
 pub mod file;
+pub mod public;
 pub mod record;
 pub mod sealing;
 pub mod software;
@@ -17,6 +21,7 @@ pub use sealing::{
 };
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::envelope::Recipient;
 use crate::kid::Kid;
@@ -24,12 +29,18 @@ use zeroize::Zeroizing;
 
 use crate::secret::{Dek, KekSecret, SecretParseError};
 
-/// A source of private KEKs.
+/// A source of KEKs: wraps a DEK to the kids it serves and unwraps it again.
+/// As rage's `Identity`, `None` means "not mine" and `Some(Err)` "mine, but
+/// broken", so that several providers can be asked in turn (see [`Chain`]).
 pub trait KeyProvider: Send + Sync {
     /// The provider's name, as in `--provider NAME` and `seal.provider`.
     fn name(&self) -> &'static str;
-    /// Kids whose private half is usable here.
+    /// Kids whose private half is usable here (the kids it can unwrap for).
     fn available(&self) -> Vec<Kid>;
+    /// Wrap a DEK to `kid`: `None` when this provider does not serve the
+    /// kid, `Some(Err)` when it does but wrapping fails (bad key file,
+    /// low-order public key).
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>>;
     /// Unwrap a recipient's DEK: `None` when the kid is not this provider's,
     /// `Some(Err)` when it is but unwrapping fails (wrong key, bad key file).
     fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>>;
@@ -43,6 +54,49 @@ pub trait KeyProvider: Send + Sync {
     fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
         let _ = (kid, purpose);
         None
+    }
+}
+
+/// A shared provider is a provider (for worker threads and chains).
+impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn available(&self) -> Vec<Kid> {
+        (**self).available()
+    }
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        (**self).wrap(kid, dek)
+    }
+    fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {
+        (**self).unwrap(recipient)
+    }
+    fn has(&self, kid: &Kid) -> bool {
+        (**self).has(kid)
+    }
+    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
+        (**self).local_key(kid, purpose)
+    }
+}
+
+impl<P: KeyProvider + ?Sized> KeyProvider for Box<P> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn available(&self) -> Vec<Kid> {
+        (**self).available()
+    }
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        (**self).wrap(kid, dek)
+    }
+    fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {
+        (**self).unwrap(recipient)
+    }
+    fn has(&self, kid: &Kid) -> bool {
+        (**self).has(kid)
+    }
+    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
+        (**self).local_key(kid, purpose)
     }
 }
 
@@ -141,7 +195,8 @@ impl ProviderKind {
 }
 
 /// Several providers asked in order (used outside a repository, where no
-/// install lock says which one to use).
+/// install lock says which one to use): the first that serves a kid wraps
+/// or unwraps for it.
 pub struct Chain<'a>(pub Vec<Box<dyn KeyProvider + 'a>>);
 
 impl KeyProvider for Chain<'_> {
@@ -154,6 +209,10 @@ impl KeyProvider for Chain<'_> {
         kids.sort();
         kids.dedup();
         kids
+    }
+
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        self.0.iter().find_map(|p| p.wrap(kid, dek))
     }
 
     fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {

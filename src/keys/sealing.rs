@@ -3,6 +3,8 @@
 //! content under a DEK; this module wraps that DEK to each target and
 //! unwraps it again.
 
+use std::sync::Arc;
+
 use super::x25519::PreparedWrap;
 use super::{KeyError, KeyProvider};
 use crate::envelope::{self, Envelope, FormatError, Recipient};
@@ -10,11 +12,54 @@ use crate::kid::Kid;
 use crate::secret::Dek;
 
 /// A KEK that new envelopes are wrapped to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum WrapTarget {
     /// An X25519 public key: wrapping needs no private key, and the X25519
     /// work can be prepared ahead (see [`PendingWrap`]).
     X25519 { kid: Kid, public: [u8; 32] },
+    /// A KEK that only its provider can wrap to (a key inside an HSM wraps
+    /// inside the token): nothing to prepare before the DEK exists.
+    Provider {
+        kid: Kid,
+        provider: Arc<dyn KeyProvider>,
+    },
+}
+
+impl PartialEq for WrapTarget {
+    fn eq(&self, other: &WrapTarget) -> bool {
+        match (self, other) {
+            (
+                WrapTarget::X25519 { kid, public },
+                WrapTarget::X25519 {
+                    kid: other_kid,
+                    public: other_public,
+                },
+            ) => kid == other_kid && public == other_public,
+            (
+                WrapTarget::Provider { kid, provider },
+                WrapTarget::Provider {
+                    kid: other_kid,
+                    provider: other_provider,
+                },
+            ) => kid == other_kid && Arc::ptr_eq(provider, other_provider),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for WrapTarget {}
+
+impl std::fmt::Debug for WrapTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WrapTarget::X25519 { kid, .. } => f.debug_tuple("X25519").field(kid).finish(),
+            WrapTarget::Provider { kid, provider } => f
+                .debug_struct("Provider")
+                .field("kid", kid)
+                .field("provider", &provider.name())
+                .finish(),
+        }
+    }
 }
 
 impl WrapTarget {
@@ -27,7 +72,7 @@ impl WrapTarget {
 
     pub fn kid(&self) -> &Kid {
         match self {
-            WrapTarget::X25519 { kid, .. } => kid,
+            WrapTarget::X25519 { kid, .. } | WrapTarget::Provider { kid, .. } => kid,
         }
     }
 
@@ -35,14 +80,25 @@ impl WrapTarget {
     pub fn prepare(&self) -> Result<PendingWrap, SealError> {
         match self {
             WrapTarget::X25519 { kid, public } => Ok(PreparedWrap::new(kid, public)?.into()),
+            WrapTarget::Provider { kid, provider } => Ok(PendingWrap::Provider {
+                kid: kid.clone(),
+                provider: Arc::clone(provider),
+            }),
         }
     }
 }
 
 /// One target's wrap, waiting for the DEK. Each is used once: an X25519
 /// wrap key must never wrap two DEKs (the zero nonce relies on that).
+// X25519 wraps are the usual ones (an AES key schedule each); boxing them
+// would add an allocation per file to make the rare provider variant cheap.
+#[allow(clippy::large_enum_variant)]
 pub enum PendingWrap {
     X25519(PreparedWrap),
+    Provider {
+        kid: Kid,
+        provider: Arc<dyn KeyProvider>,
+    },
 }
 
 impl From<PreparedWrap> for PendingWrap {
@@ -55,6 +111,13 @@ impl PendingWrap {
     fn wrap(self, dek: &Dek) -> Result<Recipient, SealError> {
         match self {
             PendingWrap::X25519(wrap) => Ok(wrap.wrap(dek)),
+            PendingWrap::Provider { kid, provider } => match provider.wrap(&kid, dek) {
+                Some(recipient) => Ok(recipient?),
+                None => Err(SealError::NotServed {
+                    kid,
+                    provider: provider.name(),
+                }),
+            },
         }
     }
 }
@@ -63,6 +126,8 @@ impl PendingWrap {
 pub enum SealError {
     #[error("no recipients to seal to")]
     NoRecipients,
+    #[error("the {provider} provider cannot wrap to {kid}")]
+    NotServed { kid: Kid, provider: &'static str },
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -158,7 +223,9 @@ pub fn decrypt(env: Envelope, kid: &Kid, dek: &Dek) -> Result<Vec<u8>, OpenError
 mod tests {
     use super::*;
     use crate::envelope::format;
+    use crate::keys::public::PublicKeys;
     use crate::keys::software::SoftwareKeys;
+    use crate::keys::Chain;
     use crate::secret::KekSecret;
     use proptest::prelude::*;
 
@@ -209,6 +276,67 @@ mod tests {
         let err = open(env, &other).unwrap_err().to_string();
         assert!(err.contains(targets[0].kid().as_str()), "{err}");
         assert!(err.contains("keys available here: k_"), "{err}");
+    }
+
+    /// A target that wraps through its provider (as an HSM key will) seals
+    /// envelopes that open like any other; a provider that does not serve
+    /// the kid seals nothing.
+    #[test]
+    fn provider_targets_wrap_through_their_provider() {
+        let (secrets, _) = keyring(2);
+        let software: Arc<dyn KeyProvider> =
+            Arc::new(SoftwareKeys::new("test", vec![secrets[0].clone()]));
+        let public: Arc<dyn KeyProvider> = Arc::new(PublicKeys::new([secrets[1].public()]));
+        let kids: Vec<Kid> = secrets
+            .iter()
+            .map(|s| Kid::of_x25519(&s.public()))
+            .collect();
+        let targets = [
+            WrapTarget::Provider {
+                kid: kids[0].clone(),
+                provider: Arc::clone(&software),
+            },
+            WrapTarget::Provider {
+                kid: kids[1].clone(),
+                provider: Arc::clone(&public),
+            },
+        ];
+        let env = seal(b"hsm-shaped".to_vec(), None, &targets).unwrap();
+        let wrapped_to: Vec<Kid> = env.recipients.iter().map(|r| r.kid.clone()).collect();
+        assert_eq!(wrapped_to, kids);
+        assert_eq!(open(env.clone(), &software).unwrap(), b"hsm-shaped");
+        let second = SoftwareKeys::new("test", vec![secrets[1].clone()]);
+        assert_eq!(open(env, &second).unwrap(), b"hsm-shaped");
+
+        let wrong = WrapTarget::Provider {
+            kid: kids[1].clone(),
+            provider: Arc::clone(&software),
+        };
+        let err = seal(b"x".to_vec(), None, &[wrong]).unwrap_err().to_string();
+        assert!(err.contains(kids[1].as_str()), "{err}");
+        assert_ne!(targets[0], targets[1]);
+        assert_eq!(targets[0], targets[0].clone());
+    }
+
+    #[test]
+    fn chains_and_shared_providers_wrap_and_unwrap_like_their_members() {
+        let (secrets, _) = keyring(2);
+        let kids: Vec<Kid> = secrets
+            .iter()
+            .map(|s| Kid::of_x25519(&s.public()))
+            .collect();
+        let first = Arc::new(SoftwareKeys::new("one", vec![secrets[0].clone()]));
+        let chain = Chain(vec![
+            Box::new(Arc::clone(&first)),
+            Box::new(PublicKeys::new([secrets[1].public()])),
+        ]);
+        let dek = Dek::random();
+        let r0 = chain.wrap(&kids[0], &dek).unwrap().unwrap();
+        let r1 = chain.wrap(&kids[1], &dek).unwrap().unwrap();
+        assert_eq!(chain.unwrap(&r0).unwrap().unwrap().expose(), dek.expose());
+        assert!(chain.unwrap(&r1).is_none(), "public keys never unwrap");
+        assert_eq!(chain.available(), vec![kids[0].clone()]);
+        assert_eq!(first.name(), "one");
     }
 
     #[test]

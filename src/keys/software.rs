@@ -36,6 +36,11 @@ impl KeyProvider for SoftwareKeys {
         self.keys.iter().map(|(k, _)| k.clone()).collect()
     }
 
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        let (_, secret) = self.keys.iter().find(|(k, _)| k == kid)?;
+        Some(x25519::wrap(kid, &secret.public(), dek))
+    }
+
     fn unwrap(&self, r: &Recipient) -> Option<Result<Dek, KeyError>> {
         if !matches!(r.wrap, Wrap::X25519 { .. }) {
             return None;
