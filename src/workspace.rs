@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::keys::public::PublicKeys;
 use crate::keys::record::{self, KekRecord, RecordError, Status};
-use crate::keys::{KeyError, KeyProvider, ProviderKind, WrapTarget};
+use crate::keys::{self, KeyError, KeyProvider, ProviderInfo, WrapTarget};
 use crate::kid::Kid;
 use crate::policy::{self, Policy, PolicyError};
 use crate::repo::{Repo, RepoError};
@@ -50,7 +50,7 @@ pub struct Workspace {
     pub root: PathBuf,
     pub keks: Vec<KekRecord>,
     pub policy: Policy,
-    pub provider: ProviderKind,
+    pub provider: &'static ProviderInfo,
     keys: Arc<dyn KeyProvider>,
     /// The records' public keys: what new envelopes can be wrapped to.
     public_keys: PublicKeys,
@@ -84,10 +84,7 @@ impl Workspace {
             }
             _ => load_policy(&root, &keks)?,
         };
-        let provider = match repo.config_get(PROVIDER_KEY) {
-            Some(name) => ProviderKind::from_name(&name)?,
-            None => ProviderKind::File,
-        };
+        let provider = keys::provider_or_default(repo.config_get(PROVIDER_KEY).as_deref())?;
         let project = Workspace {
             keys: Arc::from(provider.open()?),
             public_keys: PublicKeys::from_records(&keks),

@@ -6,7 +6,7 @@ use super::error::{CommandError, CommandResult};
 use git_seal::audit;
 use git_seal::drivers;
 use git_seal::keys::record::{self, KekRecord, Status};
-use git_seal::keys::{env::EnvKeys, file::FileKeys, ProviderKind};
+use git_seal::keys::{self, env::EnvKeys, file::FileKeys, ProviderInfo};
 use git_seal::policy;
 use git_seal::repo::Repo;
 use git_seal::secret::KekSecret;
@@ -25,11 +25,21 @@ use git_seal::workspace::{self, PROVIDER_KEY};
 pub struct Args {
     /// Where the KEK's private half lives: `file` (a key file in your user
     /// data directory; the default) or `env` (GIT_SEAL_KEK, for CI).
-    #[arg(long, value_enum)]
-    pub provider: Option<ProviderKind>,
+    #[arg(long, value_parser = provider_parser())]
+    pub provider: Option<&'static ProviderInfo>,
     /// Paths to seal, as `.gitattributes` patterns (e.g. 'secrets/**', '*.env').
     #[arg(value_name = "PATTERN")]
     pub patterns: Vec<String>,
+}
+
+/// `--provider NAME`: one of the library's registered providers.
+fn provider_parser() -> impl clap::builder::TypedValueParser<Value = &'static ProviderInfo> {
+    use clap::builder::TypedValueParser as _;
+    let names = keys::PROVIDERS
+        .iter()
+        .map(|p| clap::builder::PossibleValue::new(p.name()).help(p.description()));
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|name| keys::provider(&name).expect("clap accepts only registered names"))
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {
@@ -48,10 +58,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
     }
     let provider = match args.provider {
         Some(p) => p,
-        None => match repo.config_get(PROVIDER_KEY) {
-            Some(name) => ProviderKind::from_name(&name)?,
-            None => ProviderKind::File,
-        },
+        None => keys::provider_or_default(repo.config_get(PROVIDER_KEY).as_deref())?,
     };
 
     let mut keks = record::load_all(&root)?;
@@ -169,7 +176,7 @@ fn read_optional(path: &Path) -> CommandResult<String> {
 }
 
 /// The repository already has an active KEK: use it, never replace it.
-fn adopt(active: &KekRecord, provider: ProviderKind) -> CommandResult {
+fn adopt(active: &KekRecord, provider: &ProviderInfo) -> CommandResult {
     if active.custody != provider.custody() {
         return Err(CommandError::user(format!(
             "the active KEK {} has {} custody, which the {} provider cannot serve",
@@ -186,12 +193,13 @@ fn adopt(active: &KekRecord, provider: ProviderKind) -> CommandResult {
             provider.name()
         );
     } else {
-        let place = match provider {
-            ProviderKind::File => format!(
+        let place = match provider.name() {
+            "file" => format!(
                 "the key file {}",
                 FileKeys::open_default()?.path_of(&active.kid).display()
             ),
-            ProviderKind::Env => "GIT_SEAL_KEK".to_owned(),
+            "env" => "GIT_SEAL_KEK".to_owned(),
+            other => format!("the {other} provider"),
         };
         eprintln!(
             "git-seal: warning: the private key of KEK {} is not available here; sealed files stay locked until it is in {place} (then run `git seal unlock`)",
@@ -202,9 +210,9 @@ fn adopt(active: &KekRecord, provider: ProviderKind) -> CommandResult {
 }
 
 /// No KEK yet: make one (file) or take the one in GIT_SEAL_KEK (env).
-fn create(provider: ProviderKind, version: u32) -> CommandResult<KekRecord> {
-    match provider {
-        ProviderKind::File => {
+fn create(provider: &ProviderInfo, version: u32) -> CommandResult<KekRecord> {
+    match provider.name() {
+        "file" => {
             let secret = KekSecret::generate();
             let path = FileKeys::open_default()?.store(&secret)?;
             let record = KekRecord::new_x25519(&secret.public(), version);
@@ -216,7 +224,7 @@ fn create(provider: ProviderKind, version: u32) -> CommandResult<KekRecord> {
             println!("git-seal: back that file up; without it nobody can open this repository's sealed files");
             Ok(record)
         }
-        ProviderKind::Env => {
+        "env" => {
             let keys = EnvKeys::from_env()?;
             let (kid, secret) = keys.secrets().next().ok_or_else(|| {
                 CommandError::user("the env provider needs a KEK in GIT_SEAL_KEK, and it is empty")
@@ -228,5 +236,8 @@ fn create(provider: ProviderKind, version: u32) -> CommandResult<KekRecord> {
             println!("git-seal: adopted KEK {kid} from GIT_SEAL_KEK");
             Ok(record)
         }
+        other => Err(CommandError::user(format!(
+            "the {other} provider cannot create a KEK"
+        ))),
     }
 }

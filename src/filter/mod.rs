@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc};
 
 use crate::envelope::{self, Envelope};
 use crate::keys::sealing::{self, PendingWrap};
-use crate::keys::{self, x25519, KeyProvider, OpenError, ProviderKind, SealError, WrapTarget};
+use crate::keys::{self, x25519, KeyProvider, OpenError, SealError, WrapTarget};
 use crate::kid::Kid;
 use crate::repo::{Oid, Repo};
 use crate::workspace::{Workspace, PROVIDER_KEY};
@@ -201,8 +201,8 @@ impl Filter {
             .and_then(|r| Workspace::from_repo(r).map_err(|e| e.to_string()));
         let fallback_keys = match &project {
             Ok(_) => None,
-            Err(_) => ProviderKind::from_name(provider_name.as_deref().unwrap_or("file"))
-                .and_then(ProviderKind::open)
+            Err(_) => keys::provider_or_default(provider_name.as_deref())
+                .and_then(|provider| provider.open())
                 .ok()
                 .map(Arc::from),
         };

@@ -1,7 +1,7 @@
 //! Key-encryption-key providers: where the private half of a KEK lives.
 //!
 //! Each provider is one small [`KeyProvider`] in its own file, chosen by name
-//! (`file`, `env`): software keys (`software`, served by `file` and `env`)
+//! from `registry` (`file`, `env`): software keys (`software`, served by `file` and `env`)
 //! wrap to and unwrap for their own kids; `public` holds public keys only and
 //! wraps but never unwraps; [`Chain`] asks several in order. The
 //! `x25519-hkdf-sha256` wrap itself is `x25519`; `sealing` wraps a new
@@ -12,10 +12,12 @@ pub mod env;
 pub mod file;
 pub mod public;
 pub mod record;
+pub mod registry;
 pub mod sealing;
 pub mod software;
 pub mod x25519;
 
+pub use registry::{provider, provider_or_default, ProviderInfo, PROVIDERS};
 pub use sealing::{
     open, open_bytes, seal, seal_bytes, OpenError, PendingWrap, SealError, WrapTarget,
 };
@@ -152,46 +154,8 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("unknown provider {0:?} (known: file, env)")]
+    #[error("unknown provider {0:?} (known: {known})", known = registry::names())]
     UnknownProvider(String),
-}
-
-/// The providers this build knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProviderKind {
-    /// A key file in the user data directory (default).
-    File,
-    /// Private keys in the GIT_SEAL_KEK environment variable (for CI).
-    Env,
-}
-
-impl ProviderKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::File => "file",
-            ProviderKind::Env => "env",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Result<ProviderKind, KeyError> {
-        match name {
-            "file" => Ok(ProviderKind::File),
-            "env" => Ok(ProviderKind::Env),
-            other => Err(KeyError::UnknownProvider(other.to_owned())),
-        }
-    }
-
-    /// The custody this provider can serve (SPEC §3).
-    pub fn custody(self) -> &'static str {
-        "software"
-    }
-
-    pub fn open(self) -> Result<Box<dyn KeyProvider>, KeyError> {
-        Ok(match self {
-            ProviderKind::File => Box::new(file::FileKeys::open_default()?),
-            ProviderKind::Env => Box::new(env::EnvKeys::from_env()?),
-        })
-    }
 }
 
 /// Several providers asked in order (used outside a repository, where no
