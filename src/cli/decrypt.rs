@@ -1,7 +1,7 @@
 //! `git seal decrypt`: open one envelope outside the filter.
 
 use super::error::{CommandError, CommandResult};
-use git_seal::keys;
+use git_seal::keys::OpenError;
 use git_seal::workspace::Workspace;
 
 /// Open one envelope, outside the Git filter.
@@ -27,13 +27,13 @@ pub fn run(args: Args) -> CommandResult<u8> {
     } else {
         args.file.as_str()
     };
-    let plaintext = keys::open_bytes(&text, &keys).map_err(|e| {
+    let plaintext = git_seal::keys::open_bytes(&text, &keys).map_err(|e| {
         let err = CommandError::user(format!("cannot open {name}: {e}"));
         match e {
-            keys::OpenError::NoUsableKey { .. } => err.with_hint(
+            OpenError::NoUsableKey { .. } => err.with_hint(
                 "install the KEK's key file in the key directory (GIT_SEAL_KEY_DIR) or put it in GIT_SEAL_KEK",
             ),
-            keys::OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
+            OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
             _ => err.with_hint("the envelope was altered after sealing; restore it from history"),
         }
     })?;

@@ -1,12 +1,13 @@
-//! Key-encryption-key providers: where the private half of a KEK lives.
+//! Key-encryption keys: where a KEK's private half lives, and how a DEK is
+//! wrapped to a KEK and unwrapped again.
 //!
-//! Each provider is one small [`KeyProvider`] in its own file, chosen by name
-//! from `registry` (`file`, `env`): software keys (`software`, served by `file` and `env`)
-//! wrap to and unwrap for their own kids; `public` holds public keys only and
-//! wraps but never unwraps; [`Chain`] asks several in order. The
-//! `x25519-hkdf-sha256` wrap itself is `x25519`; `sealing` wraps a new
-//! envelope's DEK to its targets and unwraps it to open one. The envelope
-//! format knows nothing of keys.
+//! One narrow trait, [`KeyProvider`], with each provider in its own file,
+//! chosen by name from `registry` (`file`, `env`). `software` holds the
+//! X25519 keys that `file` and `env` serve; `public` holds public keys only
+//! (it wraps, never unwraps); [`Chain`] asks several in order. `x25519` is
+//! the `x25519-hkdf-sha256` wrap; `sealing` seals an envelope to wrap
+//! targets and opens one with a provider; `record` is the committed public
+//! metadata. The envelope format (`envelope`) knows nothing of keys.
 
 pub mod env;
 pub mod file;
@@ -18,17 +19,15 @@ pub mod software;
 pub mod x25519;
 
 pub use registry::{provider, provider_or_default, ProviderInfo, PROVIDERS};
-pub use sealing::{
-    open, open_bytes, seal, seal_bytes, OpenError, PendingWrap, SealError, WrapTarget,
-};
+pub use sealing::{open, open_bytes, seal, seal_bytes, OpenError, SealError, WrapTarget};
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::envelope::Recipient;
-use crate::kid::Kid;
 use zeroize::Zeroizing;
 
+use crate::envelope::Recipient;
+use crate::kid::Kid;
 use crate::secret::{Dek, KekSecret, SecretParseError};
 
 /// A source of KEKs: wraps a DEK to the kids it serves and unwraps it again.
