@@ -11,7 +11,7 @@ use crate::audit::{self, sync, AuditError};
 use crate::drivers;
 use crate::hooks::{self, Change, HookError};
 use crate::keys::record::{self, KekRecord, RecordError, Status};
-use crate::keys::{env::EnvKeys, file::FileKeys, KeyError, ProviderKind};
+use crate::keys::{self, env::EnvKeys, file::FileKeys, KeyError, ProviderInfo};
 use crate::kid::Kid;
 use crate::lock::{self, LockError};
 use crate::policy::{self, PolicyError};
@@ -92,7 +92,7 @@ pub struct ChainSetup {
 /// What `init` did, step by step.
 #[derive(Debug)]
 pub struct Initialized {
-    pub provider: ProviderKind,
+    pub provider: &'static ProviderInfo,
     pub kek: KekSetup,
     /// `.seal/policy.json` was written; its sealed globs.
     pub policy_written: Option<Vec<String>>,
@@ -115,7 +115,7 @@ pub struct Initialized {
 /// clone was set up with, else `file`.
 pub fn init(
     repo: &Repo,
-    provider: Option<ProviderKind>,
+    provider: Option<&'static ProviderInfo>,
     patterns: &[String],
 ) -> Result<Initialized, InitError> {
     let root = repo.workdir("git seal init")?.to_owned();
@@ -141,10 +141,7 @@ pub fn init(
     }
     let provider = match provider {
         Some(p) => p,
-        None => match repo.config_get(PROVIDER_KEY) {
-            Some(name) => ProviderKind::from_name(&name)?,
-            None => ProviderKind::File,
-        },
+        None => keys::provider_or_default(repo.config_get(PROVIDER_KEY).as_deref())?,
     };
 
     let mut keks = record::load_all(&root)?;
@@ -284,7 +281,7 @@ fn read_optional(path: &Path) -> Result<String, InitError> {
 }
 
 /// The repository already has an active KEK: use it, never replace it.
-fn adopt(active: &KekRecord, provider: ProviderKind) -> Result<KekSetup, InitError> {
+fn adopt(active: &KekRecord, provider: &ProviderInfo) -> Result<KekSetup, InitError> {
     if active.custody != provider.custody() {
         return Err(InitError::Custody {
             kid: active.kid.clone(),
@@ -296,31 +293,32 @@ fn adopt(active: &KekRecord, provider: ProviderKind) -> Result<KekSetup, InitErr
     if provider.open()?.has(&kid) {
         return Ok(KekSetup::Using { kid });
     }
-    let place = match provider {
-        ProviderKind::File => format!(
+    let place = match provider.name() {
+        "file" => format!(
             "the key file {}",
             FileKeys::open_default()?.path_of(&kid).display()
         ),
-        ProviderKind::Env => "GIT_SEAL_KEK".to_owned(),
+        "env" => "GIT_SEAL_KEK".to_owned(),
+        other => format!("the {other} provider"),
     };
     Ok(KekSetup::Unavailable { kid, place })
 }
 
 /// No KEK yet: make one (file) or take the one in GIT_SEAL_KEK (env).
-fn create(provider: ProviderKind, version: u32) -> Result<(KekRecord, KekSetup), InitError> {
-    match provider {
-        ProviderKind::File => {
+fn create(provider: &ProviderInfo, version: u32) -> Result<(KekRecord, KekSetup), InitError> {
+    match provider.name() {
+        "env" => {
+            let keys = EnvKeys::from_env()?;
+            let (kid, secret) = keys.secrets().next().ok_or(InitError::EmptyEnv)?;
+            let record = KekRecord::new_x25519(&secret.public(), version);
+            Ok((record, KekSetup::AdoptedFromEnv { kid: kid.clone() }))
+        }
+        _ => {
             let secret = KekSecret::generate();
             let path = FileKeys::open_default()?.store(&secret)?;
             let record = KekRecord::new_x25519(&secret.public(), version);
             let kid = record.kid.clone();
             Ok((record, KekSetup::Created { kid, path }))
-        }
-        ProviderKind::Env => {
-            let keys = EnvKeys::from_env()?;
-            let (kid, secret) = keys.secrets().next().ok_or(InitError::EmptyEnv)?;
-            let record = KekRecord::new_x25519(&secret.public(), version);
-            Ok((record, KekSetup::AdoptedFromEnv { kid: kid.clone() }))
         }
     }
 }

@@ -15,8 +15,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::atomic_file::{self, WriteError};
-use crate::envelope::{self, OpenError};
+use crate::envelope;
 use crate::filter::lock_marker;
+use crate::keys::{self, OpenError};
 use crate::repo::command::{nul_list, nul_records, GitCommandError};
 use crate::repo::{Oid, RepoError};
 use crate::workspace::{Workspace, WorkspaceError};
@@ -57,7 +58,7 @@ pub enum LockError {
     Seal {
         path: String,
         #[source]
-        source: envelope::SealError,
+        source: keys::SealError,
     },
     #[error("cannot open {path}: {source}")]
     Open {
@@ -148,11 +149,12 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
             let file = ws.root.join(&path);
             let plaintext = std::fs::read(&file).map_err(io_error("read", file.clone()))?;
             let targets = ws.targets_for(Some(&path))?;
-            let text = envelope::seal_bytes(plaintext, ws.policy.aad_for(&path), &targets)
-                .map_err(|source| LockError::Seal {
+            let text = keys::seal_bytes(plaintext, ws.policy.aad_for(&path), &targets).map_err(
+                |source| LockError::Seal {
                     path: path.clone(),
                     source,
-                })?;
+                },
+            )?;
             atomic_file::write_shared(&file, &text)?;
         }
         done.untracked.push(path);
@@ -255,7 +257,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     }
     // Say which key is missing before touching anything.
     if let Some((path, _, text)) = locked.first() {
-        if let Err(source @ OpenError::NoUsableKey { .. }) = envelope::open_bytes(text, ws.keys()) {
+        if let Err(source @ OpenError::NoUsableKey { .. }) = keys::open_bytes(text, ws.keys()) {
             return Err(LockError::NoKey {
                 path: path.clone(),
                 source,
@@ -273,11 +275,10 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
         }
         let file = ws.root.join(&path);
         let text = std::fs::read(&file).map_err(io_error("read", file.clone()))?;
-        let plaintext =
-            envelope::open_bytes(&text, ws.keys()).map_err(|source| LockError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let plaintext = keys::open_bytes(&text, ws.keys()).map_err(|source| LockError::Open {
+            path: path.clone(),
+            source,
+        })?;
         atomic_file::write_shared(&file, &plaintext)?;
         opened.push(path);
     }

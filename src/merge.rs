@@ -7,7 +7,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
-use crate::envelope::{self, OpenError, SealError};
+use crate::envelope;
+use crate::keys::{self, OpenError, SealError};
 use crate::workspace::{Workspace, WorkspaceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +63,7 @@ pub fn merge(
         if !envelope::is_envelope(&text) {
             return Ok(text);
         }
-        envelope::open_bytes(&text, ws.keys()).map_err(|source| MergeError::Open {
+        keys::open_bytes(&text, ws.keys()).map_err(|source| MergeError::Open {
             path: path.to_owned(),
             source,
         })
@@ -76,7 +77,7 @@ pub fn merge(
     };
     let targets = ws.targets_for(Some(path))?;
     let envelope =
-        envelope::seal_bytes(merged, ws.policy.aad_for(path), &targets).map_err(|source| {
+        keys::seal_bytes(merged, ws.policy.aad_for(path), &targets).map_err(|source| {
             MergeError::Seal {
                 path: path.to_owned(),
                 source,

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use crate::atomic_file::{self, WriteError};
 use crate::audit::{self, AuditError};
 use crate::drivers;
-use crate::envelope::{self, SealError};
+use crate::envelope;
+use crate::keys::{self, SealError};
 use crate::repo::command::{nul_records, GitCommandError};
 use crate::repo::{Oid, RepoError};
 use crate::workspace::{Workspace, WorkspaceError};
@@ -68,12 +69,13 @@ pub fn migrate(ws: &Workspace) -> Result<Migrated, MigrateError> {
             continue;
         }
         let targets = ws.targets_for(Some(&path))?;
-        let text = envelope::seal_bytes(plaintext, ws.policy.aad_for(&path), &targets).map_err(
-            |source| MigrateError::Seal {
-                path: path.clone(),
-                source,
-            },
-        )?;
+        let text =
+            keys::seal_bytes(plaintext, ws.policy.aad_for(&path), &targets).map_err(|source| {
+                MigrateError::Seal {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
         sealed.push((path, ws.repo.write_blob(&text)?));
     }
     if sealed.is_empty() {

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::envelope::WrapTarget;
+use crate::keys::public::PublicKeys;
 use crate::keys::record::{self, KekRecord, RecordError, Status};
-use crate::keys::{KeyError, KeyProvider, ProviderKind};
+use crate::keys::{self, KeyError, KeyProvider, ProviderInfo, WrapTarget};
 use crate::kid::Kid;
 use crate::policy::{self, Policy, PolicyError};
 use crate::repo::{Repo, RepoError};
@@ -50,8 +50,10 @@ pub struct Workspace {
     pub root: PathBuf,
     pub keks: Vec<KekRecord>,
     pub policy: Policy,
-    pub provider: ProviderKind,
+    pub provider: &'static ProviderInfo,
     keys: Arc<dyn KeyProvider>,
+    /// The records' public keys: what new envelopes can be wrapped to.
+    public_keys: PublicKeys,
 }
 
 impl Workspace {
@@ -82,12 +84,10 @@ impl Workspace {
             }
             _ => load_policy(&root, &keks)?,
         };
-        let provider = match repo.config_get(PROVIDER_KEY) {
-            Some(name) => ProviderKind::from_name(&name)?,
-            None => ProviderKind::File,
-        };
+        let provider = keys::provider_or_default(repo.config_get(PROVIDER_KEY).as_deref())?;
         let project = Workspace {
             keys: Arc::from(provider.open()?),
+            public_keys: PublicKeys::from_records(&keks),
             repo,
             root,
             keks,
@@ -142,6 +142,11 @@ impl Workspace {
         self.keks.iter().find(|k| &k.kid == kid)
     }
 
+    /// The committed KEKs' public keys.
+    pub fn public_keys(&self) -> &PublicKeys {
+        &self.public_keys
+    }
+
     /// Who a new envelope for `path` is wrapped to.
     pub fn targets_for(&self, path: Option<&str>) -> Result<Vec<WrapTarget>, WorkspaceError> {
         let kids: Vec<Kid> = match path.and_then(|p| self.policy.recipients_for(p)) {
@@ -150,8 +155,8 @@ impl Workspace {
         };
         kids.into_iter()
             .map(|kid| {
-                self.record(&kid)
-                    .and_then(KekRecord::wrap_target)
+                self.public_keys
+                    .target(&kid)
                     .ok_or(WorkspaceError::NoPublicKey { kid })
             })
             .collect()

@@ -6,8 +6,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use git_seal::envelope::{self, OpenError};
+use git_seal::envelope;
 use git_seal::keys::software::SoftwareKeys;
+use git_seal::keys::{open, open_bytes, seal_bytes, OpenError, WrapTarget};
 use git_seal::kid::Kid;
 use git_seal::secret::KekSecret;
 
@@ -111,7 +112,7 @@ fn valid_vectors_open_with_listed_keys_only_and_rewrite_identically() {
             text,
             "{name}: not re-written byte-identical"
         );
-        let opened = envelope::open(parsed, &holder).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let opened = open(parsed, &holder).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(opened, plain, "{name}: wrong plaintext");
         // Keys that are not listed must not open it.
         let others = SoftwareKeys::new(
@@ -128,7 +129,7 @@ fn valid_vectors_open_with_listed_keys_only_and_rewrite_identically() {
             .any(|(k, _)| wrapped_to.contains(k) && !listed.contains(k))
         {
             assert!(
-                envelope::open(env, &others).is_err(),
+                open(env, &others).is_err(),
                 "{name}: opened without a listed key"
             );
         }
@@ -151,7 +152,7 @@ fn invalid_vectors_are_refused_by_the_first_key() {
                 .join(format!("{name}.envelope")),
         )
         .unwrap();
-        let result: Result<Vec<u8>, OpenError> = envelope::open_bytes(&text, &holder);
+        let result: Result<Vec<u8>, OpenError> = open_bytes(&text, &holder);
         assert!(result.is_err(), "{name}: was accepted");
     }
 }
@@ -159,8 +160,7 @@ fn invalid_vectors_are_refused_by_the_first_key() {
 #[test]
 fn our_envelopes_rewrite_identically_after_parse() {
     let keys = all_keys();
-    let target = envelope::WrapTarget::x25519(keys[1].1.public());
-    let text =
-        envelope::seal_bytes(b"abc\r\n\x00\xff".to_vec(), Some("ctx ✓".into()), &[target]).unwrap();
+    let target = WrapTarget::x25519(keys[1].1.public());
+    let text = seal_bytes(b"abc\r\n\x00\xff".to_vec(), Some("ctx ✓".into()), &[target]).unwrap();
     assert_eq!(envelope::write(&envelope::parse(&text).unwrap()), text);
 }

@@ -1,8 +1,7 @@
 //! `git seal decrypt`: open one envelope outside the filter.
 
 use super::error::{CommandError, CommandResult};
-use git_seal::envelope;
-use git_seal::keys::KeyProvider;
+use git_seal::keys::OpenError;
 use git_seal::workspace::Workspace;
 
 /// Open one envelope, outside the Git filter.
@@ -28,13 +27,13 @@ pub fn run(args: Args) -> CommandResult<u8> {
     } else {
         args.file.as_str()
     };
-    let plaintext = envelope::open_bytes(&text, &keys).map_err(|e| {
+    let plaintext = git_seal::keys::open_bytes(&text, &keys).map_err(|e| {
         let err = CommandError::user(format!("cannot open {name}: {e}"));
         match e {
-            envelope::OpenError::NoUsableKey { .. } => err.with_hint(
+            OpenError::NoUsableKey { .. } => err.with_hint(
                 "install the KEK's key file in the key directory (GIT_SEAL_KEY_DIR) or put it in GIT_SEAL_KEK",
             ),
-            envelope::OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
+            OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
             _ => err.with_hint("the envelope was altered after sealing; restore it from history"),
         }
     })?;
@@ -48,28 +47,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
 pub fn opening_keys(project: Option<&Workspace>) -> CommandResult<git_seal::keys::Chain<'static>> {
     let mut chain = super::encrypt::ambient_keys()?;
     if let Some(p) = project {
-        chain.0.insert(0, Box::new(ProjectKeys(p.shared_keys())));
+        chain.0.insert(0, Box::new(p.shared_keys()));
     }
     Ok(chain)
-}
-
-/// A project's provider in a chain.
-struct ProjectKeys(std::sync::Arc<dyn KeyProvider>);
-
-impl KeyProvider for ProjectKeys {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-    fn available(&self) -> Vec<git_seal::kid::Kid> {
-        self.0.available()
-    }
-    fn unwrap(
-        &self,
-        r: &envelope::Recipient,
-    ) -> Option<Result<git_seal::secret::Dek, git_seal::keys::KeyError>> {
-        self.0.unwrap(r)
-    }
-    fn has(&self, kid: &git_seal::kid::Kid) -> bool {
-        self.0.has(kid)
-    }
 }

@@ -7,7 +7,6 @@ use git_seal::drivers;
 use git_seal::envelope;
 use git_seal::hooks::{self, HookState};
 use git_seal::keys::file::FileKeys;
-use git_seal::keys::ProviderKind;
 use git_seal::policy::{self, SealAttributes};
 use git_seal::repo::Repo;
 use git_seal::workspace::{Workspace, WorkspaceError};
@@ -75,7 +74,7 @@ fn work_tree(project: &Workspace, problems: &mut Vec<(String, String)>) -> Comma
             "git seal init".to_owned(),
         ));
     }
-    if project.provider == ProviderKind::File {
+    if project.provider.name() == "file" {
         let keys = FileKeys::open_default()?;
         for kek in &project.keks {
             if let Some(Err(e)) = keys.load(&kek.kid) {

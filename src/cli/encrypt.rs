@@ -4,8 +4,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::error::{CommandError, CommandResult};
-use git_seal::envelope::{self, WrapTarget};
-use git_seal::keys::{env::EnvKeys, file::FileKeys, KeyProvider};
+use git_seal::keys::{self, env::EnvKeys, file::FileKeys, KeyProvider, WrapTarget};
 use git_seal::kid::Kid;
 use git_seal::workspace::Workspace;
 
@@ -46,7 +45,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
             .collect::<CommandResult<Vec<_>>>()?
     };
     let plaintext = super::stdio::read_input(&args.file)?;
-    let text = envelope::seal_bytes(plaintext, args.aad, &targets)
+    let text = keys::seal_bytes(plaintext, args.aad, &targets)
         .map_err(|e| CommandError::user(format!("cannot seal {}: {e}", args.file)))?;
     super::stdio::write_output(args.out.as_deref(), &text)?;
     Ok(0)
@@ -64,10 +63,7 @@ fn repo_relative(project: &Workspace, file: &str) -> Option<String> {
 
 fn resolve_target(project: Option<&Workspace>, to: &str) -> CommandResult<WrapTarget> {
     if let Ok(kid) = Kid::parse(to) {
-        if let Some(target) = project
-            .and_then(|p| p.record(&kid))
-            .and_then(|r| r.wrap_target())
-        {
+        if let Some(target) = project.and_then(|p| p.public_keys().target(&kid)) {
             return Ok(target);
         }
         // A kid whose private key is here also gives us its public key.

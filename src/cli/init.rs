@@ -1,7 +1,7 @@
 //! `git seal init`: set up (or repair) a repository or a fresh clone.
 
 use git_seal::init::{self, InitError, KekSetup};
-use git_seal::keys::ProviderKind;
+use git_seal::keys::{self, ProviderInfo};
 use git_seal::policy;
 use git_seal::repo::Repo;
 
@@ -20,11 +20,21 @@ use super::error::{CommandError, CommandResult};
 pub struct Args {
     /// Where the KEK's private half lives: `file` (a key file in your user
     /// data directory; the default) or `env` (GIT_SEAL_KEK, for CI).
-    #[arg(long, value_enum)]
-    pub provider: Option<ProviderKind>,
+    #[arg(long, value_parser = provider_parser())]
+    pub provider: Option<&'static ProviderInfo>,
     /// Paths to seal, as `.gitattributes` patterns (e.g. 'secrets/**', '*.env').
     #[arg(value_name = "PATTERN")]
     pub patterns: Vec<String>,
+}
+
+/// `--provider NAME`: one of the library's registered providers.
+fn provider_parser() -> impl clap::builder::TypedValueParser<Value = &'static ProviderInfo> {
+    use clap::builder::TypedValueParser as _;
+    let names = keys::PROVIDERS
+        .iter()
+        .map(|p| clap::builder::PossibleValue::new(p.name()).help(p.description()));
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|name| keys::provider(&name).expect("clap accepts only registered names"))
 }
 
 pub fn run(args: Args) -> CommandResult<u8> {

@@ -3,6 +3,7 @@
 
 use super::error::CommandResult;
 use git_seal::envelope;
+use git_seal::keys::OpenError;
 use git_seal::workspace::Workspace;
 
 /// Print a sealed file for diffing: plaintext to key holders, the canonical
@@ -26,11 +27,9 @@ pub fn run(args: Args) -> CommandResult<u8> {
     let canonical = envelope::write(&env);
     let project = Workspace::open(&std::env::current_dir()?).ok();
     let keys = super::decrypt::opening_keys(project.as_ref())?;
-    match envelope::open(env, &keys) {
+    match git_seal::keys::open(env, &keys) {
         Ok(plaintext) => super::stdio::write_output(None, &plaintext)?,
-        Err(envelope::OpenError::NoUsableKey { .. }) => {
-            super::stdio::write_output(None, &canonical)?
-        }
+        Err(OpenError::NoUsableKey { .. }) => super::stdio::write_output(None, &canonical)?,
         Err(e) => {
             eprintln!(
                 "git-seal: warning: cannot open a sealed blob for diff: {e}; showing the envelope"

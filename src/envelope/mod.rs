@@ -1,24 +1,13 @@
 //! Envelopes: the sealed form of one file. `format` owns the wire format,
-//! `crypto` the sealing and opening.
+//! `crypto` the content encryption under a DEK.
+//!
+//! Nothing here knows which keys exist or how a DEK is wrapped to them: that
+//! is `keys`, which depends on this module and never the reverse.
 
 pub mod crypto;
 pub mod format;
 
-pub use crypto::{open, seal, OpenError, SealError, WrapTarget};
+pub use crypto::{decrypt, seal, ContentError};
 pub use format::{
     is_envelope, might_be_envelope, parse, write, Envelope, FormatError, Recipient, Wrap,
 };
-
-/// Parse and open envelope text in one step.
-pub fn open_bytes(text: &[u8], keys: &dyn crate::keys::KeyProvider) -> Result<Vec<u8>, OpenError> {
-    open(parse(text)?, keys)
-}
-
-/// Seal plaintext and return canonical envelope text.
-pub fn seal_bytes(
-    plaintext: Vec<u8>,
-    aad: Option<String>,
-    targets: &[WrapTarget],
-) -> Result<Vec<u8>, SealError> {
-    Ok(write(&seal(plaintext, aad, targets)?))
-}

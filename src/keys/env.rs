@@ -47,6 +47,10 @@ impl KeyProvider for EnvKeys {
         self.0.available()
     }
 
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        self.0.wrap(kid, dek)
+    }
+
     fn unwrap(&self, r: &Recipient) -> Option<Result<Dek, KeyError>> {
         self.0.unwrap(r)
     }

@@ -13,8 +13,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::envelope::crypto::unwrap_x25519;
 use crate::envelope::{Recipient, Wrap};
+use crate::keys::x25519;
 use crate::keys::{KeyError, KeyProvider};
 use crate::kid::Kid;
 use crate::secret::{Dek, KekSecret};
@@ -168,13 +168,20 @@ impl KeyProvider for FileKeys {
         kids
     }
 
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        Some(
+            self.load(kid)?
+                .and_then(|secret| x25519::wrap(kid, &secret.public(), dek)),
+        )
+    }
+
     fn unwrap(&self, r: &Recipient) -> Option<Result<Dek, KeyError>> {
         if !matches!(r.wrap, Wrap::X25519 { .. }) {
             return None;
         }
         Some(
             self.load(&r.kid)?
-                .and_then(|secret| unwrap_x25519(&secret, r)),
+                .and_then(|secret| x25519::unwrap(&secret, r)),
         )
     }
 

@@ -1,28 +1,47 @@
-//! Key-encryption-key providers: where the private half of a KEK lives.
+//! Key-encryption keys: where a KEK's private half lives, and how a DEK is
+//! wrapped to a KEK and unwrapped again.
 //!
-//! Each provider is one small [`KeyProvider`] in its own file, chosen by name
-//! (`file`, `env`). Wrapping to an X25519 KEK needs only its public key (see
-//! `envelope::crypto`), so providers only unwrap.
+//! One narrow trait, [`KeyProvider`], with each provider in its own file,
+//! chosen by name from `registry` (`file`, `env`). `software` holds the
+//! X25519 keys that `file` and `env` serve; `public` holds public keys only
+//! (it wraps, never unwraps); [`Chain`] asks several in order. `x25519` is
+//! the `x25519-hkdf-sha256` wrap; `sealing` seals an envelope to wrap
+//! targets and opens one with a provider; `record` is the committed public
+//! metadata. The envelope format (`envelope`) knows nothing of keys.
 
 pub mod env;
 pub mod file;
+pub mod public;
 pub mod record;
+pub mod registry;
+pub mod sealing;
 pub mod software;
+pub mod x25519;
+
+pub use registry::{provider, provider_or_default, ProviderInfo, PROVIDERS};
+pub use sealing::{open, open_bytes, seal, seal_bytes, OpenError, SealError, WrapTarget};
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
 
 use crate::envelope::Recipient;
 use crate::kid::Kid;
-use zeroize::Zeroizing;
-
 use crate::secret::{Dek, KekSecret, SecretParseError};
 
-/// A source of private KEKs.
+/// A source of KEKs: wraps a DEK to the kids it serves and unwraps it again.
+/// As rage's `Identity`, `None` means "not mine" and `Some(Err)` "mine, but
+/// broken", so that several providers can be asked in turn (see [`Chain`]).
 pub trait KeyProvider: Send + Sync {
     /// The provider's name, as in `--provider NAME` and `seal.provider`.
     fn name(&self) -> &'static str;
-    /// Kids whose private half is usable here.
+    /// Kids whose private half is usable here (the kids it can unwrap for).
     fn available(&self) -> Vec<Kid>;
+    /// Wrap a DEK to `kid`: `None` when this provider does not serve the
+    /// kid, `Some(Err)` when it does but wrapping fails (bad key file,
+    /// low-order public key).
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>>;
     /// Unwrap a recipient's DEK: `None` when the kid is not this provider's,
     /// `Some(Err)` when it is but unwrapping fails (wrong key, bad key file).
     fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>>;
@@ -36,6 +55,49 @@ pub trait KeyProvider: Send + Sync {
     fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
         let _ = (kid, purpose);
         None
+    }
+}
+
+/// A shared provider is a provider (for worker threads and chains).
+impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn available(&self) -> Vec<Kid> {
+        (**self).available()
+    }
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        (**self).wrap(kid, dek)
+    }
+    fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {
+        (**self).unwrap(recipient)
+    }
+    fn has(&self, kid: &Kid) -> bool {
+        (**self).has(kid)
+    }
+    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
+        (**self).local_key(kid, purpose)
+    }
+}
+
+impl<P: KeyProvider + ?Sized> KeyProvider for Box<P> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn available(&self) -> Vec<Kid> {
+        (**self).available()
+    }
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        (**self).wrap(kid, dek)
+    }
+    fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {
+        (**self).unwrap(recipient)
+    }
+    fn has(&self, kid: &Kid) -> bool {
+        (**self).has(kid)
+    }
+    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
+        (**self).local_key(kid, purpose)
     }
 }
 
@@ -79,6 +141,8 @@ pub enum KeyError {
     },
     #[error("cannot unwrap the DEK for {kid}: authentication failed (the envelope's recipient entry was altered, or it names a key it was not wrapped to)")]
     Unwrap { kid: Kid },
+    #[error("refusing to wrap to {kid}: its public key is a low-order point")]
+    LowOrder { kid: Kid },
     #[error("recipient {kid} uses wrap {wrap:?}, which this provider does not serve")]
     WrongWrap { kid: Kid, wrap: &'static str },
     #[error("cannot find a user data directory for key files; set GIT_SEAL_KEY_DIR")]
@@ -89,50 +153,13 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("unknown provider {0:?} (known: file, env)")]
+    #[error("unknown provider {0:?} (known: {known})", known = registry::names())]
     UnknownProvider(String),
 }
 
-/// The providers this build knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProviderKind {
-    /// A key file in the user data directory (default).
-    File,
-    /// Private keys in the GIT_SEAL_KEK environment variable (for CI).
-    Env,
-}
-
-impl ProviderKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::File => "file",
-            ProviderKind::Env => "env",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Result<ProviderKind, KeyError> {
-        match name {
-            "file" => Ok(ProviderKind::File),
-            "env" => Ok(ProviderKind::Env),
-            other => Err(KeyError::UnknownProvider(other.to_owned())),
-        }
-    }
-
-    /// The custody this provider can serve (SPEC §3).
-    pub fn custody(self) -> &'static str {
-        "software"
-    }
-
-    pub fn open(self) -> Result<Box<dyn KeyProvider>, KeyError> {
-        Ok(match self {
-            ProviderKind::File => Box::new(file::FileKeys::open_default()?),
-            ProviderKind::Env => Box::new(env::EnvKeys::from_env()?),
-        })
-    }
-}
-
 /// Several providers asked in order (used outside a repository, where no
-/// install lock says which one to use).
+/// install lock says which one to use): the first that serves a kid wraps
+/// or unwraps for it.
 pub struct Chain<'a>(pub Vec<Box<dyn KeyProvider + 'a>>);
 
 impl KeyProvider for Chain<'_> {
@@ -145,6 +172,10 @@ impl KeyProvider for Chain<'_> {
         kids.sort();
         kids.dedup();
         kids
+    }
+
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        self.0.iter().find_map(|p| p.wrap(kid, dek))
     }
 
     fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {

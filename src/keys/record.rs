@@ -8,7 +8,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::WrapTarget;
 use crate::kid::Kid;
 
 pub const KEYS_DIR: &str = ".seal/keys";
@@ -76,10 +75,6 @@ impl KekRecord {
     pub fn public_bytes(&self) -> Option<[u8; 32]> {
         let bytes = B64.decode(self.public_key.as_deref()?).ok()?;
         bytes.try_into().ok()
-    }
-
-    pub fn wrap_target(&self) -> Option<WrapTarget> {
-        self.public_bytes().map(WrapTarget::x25519)
     }
 
     fn validate(&self, path: &Path) -> Result<(), RecordError> {

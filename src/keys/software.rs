@@ -2,8 +2,8 @@
 //! serve `software` custody, so a laptop's key file and CI's environment
 //! secret are the same KEK.
 
-use crate::envelope::crypto::unwrap_x25519;
 use crate::envelope::{Recipient, Wrap};
+use crate::keys::x25519;
 use crate::keys::{KeyError, KeyProvider};
 use crate::kid::Kid;
 use crate::secret::{Dek, KekSecret};
@@ -36,12 +36,17 @@ impl KeyProvider for SoftwareKeys {
         self.keys.iter().map(|(k, _)| k.clone()).collect()
     }
 
+    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+        let (_, secret) = self.keys.iter().find(|(k, _)| k == kid)?;
+        Some(x25519::wrap(kid, &secret.public(), dek))
+    }
+
     fn unwrap(&self, r: &Recipient) -> Option<Result<Dek, KeyError>> {
         if !matches!(r.wrap, Wrap::X25519 { .. }) {
             return None;
         }
         let (_, secret) = self.keys.iter().find(|(k, _)| *k == r.kid)?;
-        Some(unwrap_x25519(secret, r))
+        Some(x25519::unwrap(secret, r))
     }
 
     fn local_key(&self, kid: &Kid, purpose: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {

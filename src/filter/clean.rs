@@ -1,0 +1,175 @@
+//! Clean (work tree → repository): seal a file's plaintext, or return the
+//! envelope it already has when the plaintext is unchanged, so that
+//! `git status` stays clean when Git runs the filter again (random nonces
+//! are kept: no deterministic encryption).
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use super::cache::CleanCache;
+use super::{blob_id, open_cache, Filter};
+use crate::envelope;
+use crate::keys::{self, sealing};
+use crate::kid::Kid;
+use crate::repo::{Oid, Repo};
+use crate::workspace::Workspace;
+
+impl Filter {
+    /// Seal `plaintext` for `path`. An error means nothing may be stored.
+    pub fn clean(&mut self, path: &str, plaintext: Vec<u8>) -> Result<Vec<u8>, String> {
+        if envelope::might_be_envelope(&plaintext) && envelope::is_envelope(&plaintext) {
+            return Ok(plaintext);
+        }
+        let refuse = |e: &dyn std::fmt::Display| {
+            format!("{path}: cannot seal, so refusing to store plaintext: {e}")
+        };
+        let project = self.project.as_ref().map_err(|e| refuse(e))?;
+        let aad = project.policy.aad_for(path);
+        let targets = project.targets_for(Some(path)).map_err(|e| refuse(&e))?;
+        let kids: Vec<Kid> = targets.iter().map(|t| t.kid().clone()).collect();
+        // Candidates for "the same envelope again": what this process last
+        // produced or opened for the path, then the index (else HEAD) blob.
+        let mut candidates: Vec<Oid> = self.recent.get(path).copied().into_iter().collect();
+        let prior = self
+            .priors
+            .blob(&project.repo, path)
+            .map_err(|e| format!("{path}: {e}"))?;
+        if let Some(prior) = prior {
+            if !candidates.contains(&prior) {
+                candidates.push(prior);
+            }
+        }
+        let mut cache = open_cache(&mut self.cache, Some(project));
+        let mac = cache
+            .as_deref()
+            .and_then(|c| c.mac(aad.as_deref(), &kids, &plaintext));
+        let wanted = Wanted {
+            plaintext: &plaintext,
+            aad: aad.as_deref(),
+            kids: &kids,
+            mac: mac.as_ref(),
+        };
+        for blob in candidates {
+            if let Some(same) = reuse(project, cache.as_deref_mut(), blob, &wanted) {
+                self.recent.insert(path.to_owned(), blob);
+                return Ok(same);
+            }
+        }
+        let wraps = self
+            .wraps
+            .take(&targets, self.long_running)
+            .map_err(|e| format!("{path}: cannot seal: {e}"))?;
+        let sealed = sealing::seal_prepared(plaintext, aad, wraps)
+            .map_err(|e| format!("{path}: cannot seal: {e}"))?;
+        let text = envelope::write(&sealed);
+        drop(sealed);
+        if self.wants_blob_id(text.len() / 4 * 3) {
+            let blob = blob_id(&text);
+            self.recent.insert(path.to_owned(), blob);
+            if let (Some(mac), Some(cache)) = (mac, self.cache_mut()) {
+                cache.record(blob, mac, &text);
+            }
+        }
+        Ok(text)
+    }
+}
+
+/// Where a path's previous envelope may be: the index, else HEAD. Both are
+/// read once per version of the index file: one filter process can outlive
+/// several index rewrites (rebase, cherry-pick sequences).
+#[derive(Default)]
+pub(super) struct Priors {
+    /// The index's entries, and the identity of the index file they were
+    /// read from.
+    index: Option<(Option<IndexStamp>, HashMap<String, Oid>)>,
+    /// HEAD's tree as of that index (`None` inside: no commit yet).
+    head_tree: OnceCell<Option<Oid>>,
+}
+
+/// Inode, modification time (seconds, nanoseconds) and length.
+type IndexStamp = (u64, i64, i64, u64);
+
+impl Priors {
+    /// The blob `path` has in the index, else in HEAD.
+    fn blob(&mut self, repo: &Repo, path: &str) -> Result<Option<Oid>, String> {
+        let stamp = std::fs::metadata(repo.git_dir().join("index"))
+            .ok()
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.ino(), m.mtime(), m.mtime_nsec(), m.len())
+            });
+        let index = match &self.index {
+            Some((read_at, index)) if *read_at == stamp => index,
+            _ => {
+                let entries = repo.index_entries().map_err(|e| e.to_string())?;
+                self.head_tree = OnceCell::new();
+                &self.index.insert((stamp, entries)).1
+            }
+        };
+        if let Some(id) = index.get(path) {
+            return Ok(Some(*id));
+        }
+        // HEAD is read again whenever the index changed. A stale HEAD could
+        // only offer an envelope that opens to the same plaintext, which
+        // is checked before it is reused.
+        let head_tree = match self.head_tree.get() {
+            Some(tree) => *tree,
+            None => {
+                let tree = repo.head_tree_id().map_err(|e| e.to_string())?;
+                *self.head_tree.get_or_init(|| tree)
+            }
+        };
+        match head_tree {
+            Some(tree) => repo.blob_in_tree(tree, path).map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+}
+
+/// What an envelope must hold to be returned again: exactly this
+/// plaintext, under the same aad, wrapped to the same kids.
+struct Wanted<'a> {
+    plaintext: &'a [u8],
+    aad: Option<&'a str>,
+    kids: &'a [Kid],
+    /// The clean cache's hash of the three, when there is a cache.
+    mac: Option<&'a [u8; 32]>,
+}
+
+/// The envelope `blob` again, if it holds what is `wanted`: from the cache
+/// when it knows the blob, else by opening it once.
+fn reuse(
+    project: &Workspace,
+    cache: Option<&mut CleanCache>,
+    blob: Oid,
+    wanted: &Wanted<'_>,
+) -> Option<Vec<u8>> {
+    // A hit means this blob is an envelope of exactly this plaintext, aad
+    // and recipients; its text is often in the cache too.
+    if let (Some(mac), Some(cache)) = (wanted.mac, cache.as_deref()) {
+        if cache.matches(blob, mac) {
+            return match cache.text(blob) {
+                Some(text) => Some(text.to_vec()),
+                None => project.repo.blob(blob).ok(),
+            };
+        }
+    }
+    let text = project.repo.blob(blob).ok()?;
+    let env = envelope::parse(&text).ok()?;
+    // Same aad and same recipients, or the policy changed: seal anew.
+    let mut wrapped_to: Vec<&Kid> = env.recipients.iter().map(|r| &r.kid).collect();
+    let mut kids: Vec<&Kid> = wanted.kids.iter().collect();
+    wrapped_to.sort_unstable_by_key(|k| k.as_str());
+    kids.sort_unstable_by_key(|k| k.as_str());
+    if env.aad.as_deref() != wanted.aad || wrapped_to != kids {
+        return None;
+    }
+    let opened = keys::open(env, project.keys()).ok()?;
+    if opened != wanted.plaintext {
+        return None;
+    }
+    if let (Some(mac), Some(cache)) = (wanted.mac, cache) {
+        cache.record(blob, *mac, &text);
+    }
+    Some(text)
+}

@@ -1,0 +1,220 @@
+//! Smudge (repository → work tree): open an envelope, or leave it as it is
+//! (a locked work tree, no usable key, a damaged envelope) without failing
+//! the checkout or writing partial plaintext; and the one summary line for
+//! the files left locked. Opening is split out ([`open_work`]) so that the
+//! protocol can run it on worker threads.
+
+use std::collections::BTreeSet;
+
+use super::{blob_id, Filter};
+use crate::envelope::{self, Envelope};
+use crate::keys::{sealing, KeyProvider, OpenError};
+use crate::kid::Kid;
+use crate::repo::Oid;
+
+/// A smudge that needs a key: the envelope (taken by [`open_work`]) and the
+/// text to keep if it does not open.
+pub struct Work {
+    pub path: String,
+    text: Vec<u8>,
+    env: Option<Envelope>,
+    blob: Option<Oid>,
+}
+
+pub enum Prepared {
+    Done(Smudged),
+    Open(Work),
+}
+
+/// The outcome of trying to open one envelope.
+pub enum Opened {
+    Plain {
+        plaintext: Vec<u8>,
+        aad: Option<String>,
+        /// The kids the envelope is wrapped to.
+        kids: Vec<Kid>,
+    },
+    NoKey,
+    Failed(String),
+}
+
+/// What smudge produced for one file.
+pub struct Smudged {
+    pub bytes: Vec<u8>,
+    /// A message naming the path, when the envelope was left as it is
+    /// because it is damaged (never for a missing key: see [`Filter::finish`]).
+    pub error: Option<String>,
+}
+
+/// Unwrap and decrypt: the expensive, key-using part of smudge. Pure, so
+/// it can run on a worker thread.
+pub fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
+    let Some(env) = work.env.take() else {
+        return Opened::Failed("internal: envelope already taken".to_owned());
+    };
+    let (kid, dek) = match sealing::unwrap_dek(&env, keys) {
+        Ok(found) => found,
+        Err(OpenError::NoUsableKey { .. }) => {
+            work.env = Some(env);
+            return Opened::NoKey;
+        }
+        Err(e) => return Opened::Failed(e.to_string()),
+    };
+    let aad = env.aad.clone();
+    let kids = env.recipients.iter().map(|r| r.kid.clone()).collect();
+    match sealing::decrypt(env, &kid, &dek) {
+        Ok(plaintext) => Opened::Plain {
+            plaintext,
+            aad,
+            kids,
+        },
+        Err(e) => Opened::Failed(e.to_string()),
+    }
+}
+
+impl Filter {
+    /// Open `text` for `path`; `blob` is its id when Git says it.
+    pub fn smudge(&mut self, path: &str, text: Vec<u8>, blob: Option<Oid>) -> Smudged {
+        match self.prepare_smudge(path, text, blob) {
+            Prepared::Done(smudged) => smudged,
+            Prepared::Open(mut work) => {
+                let opened = match self.keys() {
+                    Some(keys) => open_work(keys, &mut work),
+                    None => Opened::NoKey,
+                };
+                self.complete_smudge(work, opened)
+            }
+        }
+    }
+
+    /// The part of smudge that needs no key: pass-through, parse, lock and
+    /// aad checks. What remains is [`open_work`], which may run on another
+    /// thread, then [`Filter::complete_smudge`].
+    pub fn prepare_smudge(&mut self, path: &str, text: Vec<u8>, blob: Option<Oid>) -> Prepared {
+        let done = |bytes, error| Prepared::Done(Smudged { bytes, error });
+        if !envelope::might_be_envelope(&text) {
+            return done(text, None);
+        }
+        let env = match envelope::parse(&text) {
+            Ok(env) => env,
+            Err(e) => {
+                return done(
+                    text,
+                    Some(format!(
+                        "{path}: malformed envelope ({e}); left it sealed in the work tree"
+                    )),
+                );
+            }
+        };
+        if self.locked.work_tree_locked {
+            self.locked.paths.push(path.to_owned());
+            return done(text, None);
+        }
+        if let Some(message) = self.aad_problem(path, &env) {
+            return done(text, Some(message));
+        }
+        Prepared::Open(Work {
+            path: path.to_owned(),
+            text,
+            env: Some(env),
+            blob,
+        })
+    }
+
+    /// Account for an opened (or not) envelope and produce the output.
+    pub fn complete_smudge(&mut self, work: Work, opened: Opened) -> Smudged {
+        let Work {
+            path,
+            text,
+            env,
+            blob,
+        } = work;
+        let keep = |bytes, error| Smudged { bytes, error };
+        match opened {
+            Opened::Plain {
+                plaintext,
+                aad,
+                kids,
+            } => {
+                let blob =
+                    blob.or_else(|| self.wants_blob_id(plaintext.len()).then(|| blob_id(&text)));
+                if let Some(blob) = blob {
+                    self.recent.insert(path, blob);
+                    if let Some(cache) = self.cache_mut() {
+                        if let Some(mac) = cache.mac(aad.as_deref(), &kids, &plaintext) {
+                            cache.record(blob, mac, &text);
+                        }
+                    }
+                }
+                drop(text);
+                keep(plaintext, None)
+            }
+            Opened::NoKey => {
+                self.locked.paths.push(path);
+                let kids = env
+                    .iter()
+                    .flat_map(|e| e.recipients.iter().map(|r| r.kid.clone()));
+                self.locked.kids.extend(kids);
+                keep(text, None)
+            }
+            Opened::Failed(message) => keep(
+                text,
+                Some(format!(
+                    "{path}: {message}; left it sealed in the work tree"
+                )),
+            ),
+        }
+    }
+
+    fn aad_problem(&self, path: &str, env: &Envelope) -> Option<String> {
+        let project = self.project.as_ref().ok()?;
+        let expected = project.policy.aad_for(path)?;
+        match env.aad.as_deref() {
+            Some(aad) if aad.starts_with("path:") && aad != expected => Some(format!(
+                "{path}: the envelope is bound to {aad:?}, not this path (moved or swapped?); left it sealed in the work tree"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Files smudge left sealed in the work tree, and why.
+pub(super) struct Locked {
+    /// `git seal lock` locked this work tree: envelopes stay by request.
+    work_tree_locked: bool,
+    paths: Vec<String>,
+    /// The kids the envelopes left for want of a key are wrapped to.
+    kids: BTreeSet<Kid>,
+}
+
+impl Locked {
+    pub(super) fn new(work_tree_locked: bool) -> Locked {
+        Locked {
+            work_tree_locked,
+            paths: Vec::new(),
+            kids: BTreeSet::new(),
+        }
+    }
+
+    /// The one summary line, if any file was left locked; `here` lists the
+    /// kids usable here (asked only when the line names them).
+    pub(super) fn summary(&self, here: impl FnOnce() -> Vec<Kid>) -> Option<String> {
+        let first = self.paths.first()?;
+        let n = self.paths.len();
+        let files = if n == 1 { "file" } else { "files" };
+        if self.work_tree_locked {
+            return Some(format!("git-seal: {n} sealed {files} left locked (this work tree is locked; `git seal unlock` opens them)"));
+        }
+        let kids: Vec<&str> = self.kids.iter().map(Kid::as_str).collect();
+        let here = here();
+        let here = if here.is_empty() {
+            "none".to_owned()
+        } else {
+            here.iter().map(Kid::as_str).collect::<Vec<_>>().join(", ")
+        };
+        Some(format!(
+            "git-seal: warning: {n} sealed {files} left locked (e.g. {first}): no usable key (wrapped to {}; keys here: {here}); install the key, then run `git seal unlock`",
+            kids.join(", ")
+        ))
+    }
+}

@@ -1,0 +1,104 @@
+//! The providers this build knows, chosen by name (`--provider NAME`, and
+//! the `seal.provider` install lock in a clone's git config). A plain list:
+//! the binary turns it into a command-line argument; the library parses none.
+
+use super::{env, file, KeyError, KeyProvider};
+
+/// One provider this build can open.
+pub struct ProviderInfo {
+    name: &'static str,
+    custody: &'static str,
+    description: &'static str,
+    open: fn() -> Result<Box<dyn KeyProvider>, KeyError>,
+}
+
+/// Every provider, in the order help lists them.
+pub const PROVIDERS: &[ProviderInfo] = &[
+    ProviderInfo {
+        name: "file",
+        custody: "software",
+        description: "A key file in the user data directory (default)",
+        open: open_file,
+    },
+    ProviderInfo {
+        name: "env",
+        custody: "software",
+        description: "Private keys in the GIT_SEAL_KEK environment variable (for CI)",
+        open: open_env,
+    },
+];
+
+/// The provider a clone uses when its config names none.
+pub const DEFAULT: &str = "file";
+
+fn open_file() -> Result<Box<dyn KeyProvider>, KeyError> {
+    Ok(Box::new(file::FileKeys::open_default()?))
+}
+
+fn open_env() -> Result<Box<dyn KeyProvider>, KeyError> {
+    Ok(Box::new(env::EnvKeys::from_env()?))
+}
+
+/// The provider called `name`.
+pub fn provider(name: &str) -> Result<&'static ProviderInfo, KeyError> {
+    PROVIDERS
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| KeyError::UnknownProvider(name.to_owned()))
+}
+
+/// The provider called `name`, or the default one when none is named.
+pub fn provider_or_default(name: Option<&str>) -> Result<&'static ProviderInfo, KeyError> {
+    provider(name.unwrap_or(DEFAULT))
+}
+
+/// The known names, for messages.
+pub(super) fn names() -> String {
+    PROVIDERS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ProviderInfo {
+    /// As in `--provider NAME` and `seal.provider`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The custody this provider can serve (SPEC §3).
+    pub fn custody(&self) -> &'static str {
+        self.custody
+    }
+
+    /// One line for help text.
+    pub fn description(&self) -> &'static str {
+        self.description
+    }
+
+    /// Open the provider here (reading its configuration, e.g. GIT_SEAL_KEK).
+    pub fn open(&self) -> Result<Box<dyn KeyProvider>, KeyError> {
+        (self.open)()
+    }
+}
+
+impl std::fmt::Debug for ProviderInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ProviderInfo").field(&self.name).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_by_name() {
+        assert_eq!(provider("env").unwrap().name(), "env");
+        assert_eq!(provider_or_default(None).unwrap().name(), "file");
+        assert!(PROVIDERS.iter().all(|p| p.custody() == "software"));
+        let err = provider("pkcs12").unwrap_err().to_string();
+        assert_eq!(err, "unknown provider \"pkcs12\" (known: file, env)");
+    }
+}
