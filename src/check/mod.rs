@@ -26,7 +26,6 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::envelope;
-use crate::kid::Kid;
 use crate::policy;
 use crate::repo::{Oid, Repo, RepoError};
 use walk::{read_blobs, Walk};
@@ -34,22 +33,6 @@ use walk::{read_blobs, Walk};
 pub use blob::{BlobFacts, Form};
 pub use finding::{Finding, Kind, Place};
 pub use rules::{tree_rules, Rules};
-
-/// Kids whose private key this machine holds (key files and GIT_SEAL_KEK),
-/// never the keys themselves; errors count as none.
-pub fn available_kids() -> Vec<Kid> {
-    use crate::keys::KeyProvider;
-    let mut kids = Vec::new();
-    if let Ok(keys) = crate::keys::file::FileKeys::open_default() {
-        kids.extend(keys.available());
-    }
-    if let Ok(keys) = crate::keys::env::EnvKeys::from_env() {
-        kids.extend(keys.available());
-    }
-    kids.sort();
-    kids.dedup();
-    kids
-}
 
 /// The result of checking a range of commits.
 #[derive(Debug, Serialize)]
@@ -72,7 +55,7 @@ pub fn check_commits(
     threads: usize,
 ) -> Result<Report, RepoError> {
     let commits = repo.commits_between(include, exclude)?;
-    let available = available_kids();
+    let available = crate::keys::kids_here();
     let mut walk = Walk::new(repo, &available);
     for (at, commit) in commits.iter().enumerate() {
         walk.commit(at, *commit)?;
@@ -118,7 +101,7 @@ pub struct Arrivals {
 }
 
 pub fn check_arrivals(repo: &Repo, old: Option<Oid>, new: Oid) -> Result<Arrivals, RepoError> {
-    let rules = tree_rules(repo, repo.commit_tree_id(new)?, &available_kids())?;
+    let rules = tree_rules(repo, repo.commit_tree_id(new)?, &crate::keys::kids_here())?;
     let mut arrivals = Arrivals::default();
     for (path, _, blob) in repo.changed_files(old, new)? {
         let Some(blob) = blob else { continue };
@@ -143,7 +126,7 @@ pub fn check_arrivals(repo: &Repo, old: Option<Oid>, new: Oid) -> Result<Arrival
 /// version differs from HEAD's, or every staged blob when the commit changes
 /// the rules (`.seal/policy.json`, `.gitattributes`, `.seal/keys/`).
 pub fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
-    let available = available_kids();
+    let available = crate::keys::kids_here();
     let entries = repo.index_blobs()?;
     let staged: HashMap<&str, Oid> = entries.iter().map(|(p, id)| (p.as_str(), *id)).collect();
     let head: HashMap<String, Oid> = repo.head_files()?.into_iter().collect();

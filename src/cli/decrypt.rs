@@ -20,7 +20,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> CommandResult<u8> {
     let project = Workspace::open(&std::env::current_dir()?).ok();
-    let keys = opening_keys(project.as_ref())?;
+    let keys = git_seal::keys::for_opening(project.as_ref().map(Workspace::shared_keys))?;
     let text = super::stdio::read_input(&args.file)?;
     let name = if args.file == "-" {
         "<stdin>"
@@ -39,15 +39,4 @@ pub fn run(args: Args) -> CommandResult<u8> {
     })?;
     super::stdio::write_output(args.out.as_deref(), &plaintext)?;
     Ok(0)
-}
-
-/// Keys for opening by hand: the project's provider first, then any
-/// software key here (key files, GIT_SEAL_KEK). Opening with whichever key
-/// holds the envelope is harmless; sealing never falls back like this.
-pub fn opening_keys(project: Option<&Workspace>) -> CommandResult<git_seal::keys::Chain<'static>> {
-    let mut chain = super::encrypt::ambient_keys()?;
-    if let Some(p) = project {
-        chain.0.insert(0, Box::new(p.shared_keys()));
-    }
-    Ok(chain)
 }

@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::error::{CommandError, CommandResult};
-use git_seal::keys::{self, env::EnvKeys, file::FileKeys, KeyProvider, WrapTarget};
+use git_seal::keys::{self, env::EnvKeys, file::FileKeys, WrapTarget};
 use git_seal::kid::Kid;
 use git_seal::workspace::Workspace;
 
@@ -90,14 +90,4 @@ fn resolve_target(project: Option<&Workspace>, to: &str) -> CommandResult<WrapTa
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| CommandError::usage(format!("--to {to:?} is neither a kid (k_ + 16 hex digits) nor a base64 32-byte X25519 public key")))?;
     Ok(WrapTarget::x25519(public))
-}
-
-/// Keys usable outside any repository: key files, then GIT_SEAL_KEK.
-pub fn ambient_keys() -> CommandResult<git_seal::keys::Chain<'static>> {
-    let mut providers: Vec<Box<dyn KeyProvider>> = Vec::new();
-    if let Ok(files) = FileKeys::open_default() {
-        providers.push(Box::new(files));
-    }
-    providers.push(Box::new(EnvKeys::from_env()?));
-    Ok(git_seal::keys::Chain(providers))
 }

@@ -26,7 +26,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
     };
     let canonical = envelope::write(&env);
     let project = Workspace::open(&std::env::current_dir()?).ok();
-    let keys = super::decrypt::opening_keys(project.as_ref())?;
+    let keys = git_seal::keys::for_opening(project.as_ref().map(Workspace::shared_keys))?;
     match git_seal::keys::open(env, &keys) {
         Ok(plaintext) => super::stdio::write_output(None, &plaintext)?,
         Err(OpenError::NoUsableKey { .. }) => super::stdio::write_output(None, &canonical)?,

@@ -157,6 +157,45 @@ pub enum KeyError {
     UnknownProvider(String),
 }
 
+/// The one answer to "which keys are here?": the software keys this
+/// machine holds outside any repository's install lock (key files, then
+/// GIT_SEAL_KEK). A malformed GIT_SEAL_KEK is an error.
+pub fn here() -> Result<Chain<'static>, KeyError> {
+    let mut providers: Vec<Box<dyn KeyProvider>> = Vec::new();
+    if let Ok(files) = file::FileKeys::open_default() {
+        providers.push(Box::new(files));
+    }
+    providers.push(Box::new(env::EnvKeys::from_env()?));
+    Ok(Chain(providers))
+}
+
+/// Kids whose private key is [`here`], never the keys themselves; a
+/// malformed GIT_SEAL_KEK counts as holding none (its error surfaces where
+/// a key is used).
+pub fn kids_here() -> Vec<Kid> {
+    let mut kids = Vec::new();
+    if let Ok(files) = file::FileKeys::open_default() {
+        kids.extend(files.available());
+    }
+    if let Ok(env) = env::EnvKeys::from_env() {
+        kids.extend(env.available());
+    }
+    kids.sort();
+    kids.dedup();
+    kids
+}
+
+/// Keys for opening by hand (`decrypt`, `textconv`): a repository's own
+/// provider first, then the keys [`here`]. Opening with whichever key
+/// holds the envelope is harmless; sealing never falls back like this.
+pub fn for_opening(repository: Option<Arc<dyn KeyProvider>>) -> Result<Chain<'static>, KeyError> {
+    let mut chain = here()?;
+    if let Some(keys) = repository {
+        chain.0.insert(0, Box::new(keys));
+    }
+    Ok(chain)
+}
+
 /// Several providers asked in order (used outside a repository, where no
 /// install lock says which one to use): the first that serves a kid wraps
 /// or unwraps for it.
