@@ -214,7 +214,7 @@ pub fn locked_paths(ws: &Workspace) -> Result<Vec<String>, LockError> {
 }
 
 /// Sealed paths that an interrupted `unlock` left missing.
-pub fn interrupted_unlock(ws: &Workspace) -> Result<Vec<String>, LockError> {
+fn interrupted_unlock(ws: &Workspace) -> Result<Vec<String>, LockError> {
     let journal = ws.repo.git_dir().join(JOURNAL);
     let text = match std::fs::read(&journal) {
         Ok(text) => text,

@@ -104,7 +104,7 @@ fn compile(text: &str, globs: &[String]) -> Result<GlobSet, PolicyError> {
 }
 
 /// Built-in never-commit glob: a git-seal key file copied into a work tree.
-pub const KEY_FILE_GLOB: &str = "k_????????????????.key";
+const KEY_FILE_GLOB: &str = "k_????????????????.key";
 
 fn builtin_never() -> &'static GlobSet {
     static SET: std::sync::OnceLock<GlobSet> = std::sync::OnceLock::new();
@@ -117,7 +117,7 @@ fn builtin_never() -> &'static GlobSet {
 
 /// git-seal's own files, which are never sealed whatever a glob says (the
 /// guard lines of `.gitattributes` say the same to Git).
-pub fn is_exempt(path: &str) -> bool {
+fn is_exempt(path: &str) -> bool {
     path == ".gitattributes" || path.starts_with(".seal/")
 }
 

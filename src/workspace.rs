@@ -45,6 +45,7 @@ pub enum WorkspaceError {
     NoPublicKey { kid: Kid },
 }
 
+#[derive(Debug)]
 pub struct Workspace {
     pub repo: Repo,
     pub root: PathBuf,

@@ -169,7 +169,7 @@ pub fn tip(repo: &Repo) -> Option<Oid> {
 
 /// The actor appending: Git's committer identity (environment, then
 /// config), as `git commit` would record it.
-pub fn actor_identity(repo: &Repo) -> (String, String) {
+fn actor_identity(repo: &Repo) -> (String, String) {
     let pick = |vars: [&str; 2], key: &str, fallback: &str| {
         std::env::var(vars[0])
             .ok()
@@ -193,13 +193,14 @@ pub fn actor_identity(repo: &Repo) -> (String, String) {
 }
 
 /// One entry to append.
+#[derive(Debug)]
 pub struct NewEntry<'a> {
     pub event: &'a str,
     pub data: Map<String, Value>,
 }
 
 /// When an append should happen.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum When {
     Always,
     /// Only when the chain does not exist yet (the `init` entry).

@@ -61,7 +61,7 @@ pub fn fetch_refspec(remote: &str) -> String {
 /// otherwise `None` after a one-line warning that says what to do. An
 /// entry signed by an untrusted key would make the whole chain fail
 /// verification, so such events are reported here instead of recorded.
-pub fn trusted_signer(repo: &Repo) -> Result<Option<Signer>, AuditError> {
+fn trusted_signer(repo: &Repo) -> Result<Option<Signer>, AuditError> {
     let Some(tip) = chain::tip(repo) else {
         eprintln!(
             "git-seal: audit: no audit chain here ({REF}); this event is not recorded (run `git seal init` to start the chain)"

@@ -70,7 +70,7 @@ impl std::fmt::Debug for Signer {
 }
 
 /// Where this user's signer key lives.
-pub fn signer_dir() -> Result<PathBuf, AuditError> {
+fn signer_dir() -> Result<PathBuf, AuditError> {
     if let Some(dir) = std::env::var_os(DIR_VAR).filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }

@@ -16,6 +16,7 @@ use crate::policy::{self, Policy, SealAttributes};
 use crate::repo::{EntryKind, Oid, Repo, RepoError};
 
 /// The rules one tree (or the index) carries.
+#[derive(Debug)]
 pub struct Rules {
     policy: Policy,
     attributes: SealAttributes,

@@ -17,13 +17,13 @@ use git_seal::repo::{Oid, Repo};
 /// SSH signature. Verifying needs no secret, so CI can run `git seal audit
 /// verify` on every push.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub command: AuditCommand,
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub enum AuditCommand {
+pub(crate) enum AuditCommand {
     Log(LogArgs),
     Verify(VerifyArgs),
     Sync(SyncArgs),
@@ -34,7 +34,7 @@ pub enum AuditCommand {
 
 /// List the chain's entries, newest first.
 #[derive(clap::Args, Debug)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// Print a JSON array of entries (each with its commit and parents).
     #[arg(long)]
     pub json: bool,
@@ -53,7 +53,7 @@ pub struct LogArgs {
 /// `signer-add` entry (signed by an already-trusted signer) that adds them.
 /// Exit 1 with one line per finding, naming the entry's commit.
 #[derive(clap::Args, Debug)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// A tip seen earlier (e.g. in the last CI run): fail unless it is still
     /// in the chain, i.e. the chain only grew.
     #[arg(long, value_name = "OLD_TIP")]
@@ -76,7 +76,7 @@ pub struct VerifyArgs {
 /// Fetches the remote's chain, takes its new entries, merges diverged
 /// chains with a signed `chain-merge` entry, and pushes.
 #[derive(clap::Args, Debug)]
-pub struct SyncArgs {
+pub(crate) struct SyncArgs {
     /// The remote (default: `origin`, or the only remote).
     pub remote: Option<String>,
 }
@@ -87,7 +87,7 @@ pub struct SyncArgs {
 /// (with `gpg.ssh.allowedSignersFile`) can check every entry without
 /// git-seal.
 #[derive(clap::Args, Debug)]
-pub struct AllowedSignersArgs {
+pub(crate) struct AllowedSignersArgs {
     /// Write to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -95,7 +95,7 @@ pub struct AllowedSignersArgs {
 
 /// Manage who may sign audit entries.
 #[derive(clap::Subcommand, Debug)]
-pub enum SignerCommand {
+pub(crate) enum SignerCommand {
     /// Trust another signer key from now on.
     ///
     /// Appends a `signer-add` entry signed by you; you must already be
@@ -108,7 +108,7 @@ pub enum SignerCommand {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct SignerAddArgs {
+pub(crate) struct SignerAddArgs {
     /// The new signer's public key: an `ssh-ed25519 AAAA…` line, or a file
     /// holding one (e.g. the output of `git seal audit signer show`).
     #[arg(value_name = "PUBLIC_KEY")]
@@ -118,7 +118,7 @@ pub struct SignerAddArgs {
     pub email: Option<String>,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let repo = Repo::discover(&std::env::current_dir()?)?;
     match args.command {
         AuditCommand::Log(args) => log(&repo, args),

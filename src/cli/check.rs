@@ -15,7 +15,7 @@ use git_seal::repo::Repo;
 /// key is needed. Prints one line per finding, naming the commit that
 /// introduced it and the path, and exits 1 when there is any.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Commits to check: `A..B`, `A...B` or a revision (all its history).
     /// Default: everything reachable from HEAD.
     #[arg(value_name = "REV-RANGE")]
@@ -26,7 +26,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let repo = Repo::from_env()?;
     let spec = args.range.as_deref().unwrap_or("HEAD");
     let (include, exclude) = if args.range.is_none() && repo.head_commit()?.is_none() {

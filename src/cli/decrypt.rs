@@ -10,7 +10,7 @@ use git_seal::workspace::Workspace;
 /// key file in the key directory, then GIT_SEAL_KEK. On any failure nothing
 /// is written: no partial plaintext, ever.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Envelope to open, or `-` for standard input.
     pub file: String,
     /// Write the plaintext here (mode 0600) instead of standard output.
@@ -18,7 +18,7 @@ pub struct Args {
     pub out: Option<String>,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let project = Workspace::open(&std::env::current_dir()?).ok();
     let keys = git_seal::keys::for_opening(project.as_ref().map(Workspace::shared_keys))?;
     let text = super::stdio::read_input(&args.file)?;

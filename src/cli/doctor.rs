@@ -19,9 +19,9 @@ use git_seal::workspace::{Workspace, WorkspaceError};
 /// missing, not fetched, not verifying or not trusting your signer key.
 /// Exits 1 when anything is wrong.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub(crate) struct Args {}
 
-pub fn run(_args: Args) -> CommandResult<u8> {
+pub(crate) fn run(_args: Args) -> CommandResult<u8> {
     let repo = Repo::from_env()?;
     let mut problems: Vec<(String, String)> = Vec::new();
     let hooks::Each { dir, hooks } = hooks::states(&repo)?;

@@ -14,7 +14,7 @@ use git_seal::workspace::Workspace;
 /// active KEK (or the policy's recipients for that path). Outside one, say
 /// who to seal to with --to.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// File to seal, or `-` for standard input.
     pub file: String,
     /// Write the envelope here instead of standard output (`-`: stdout).
@@ -29,7 +29,7 @@ pub struct Args {
     pub to: Vec<String>,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let project = Workspace::open(&std::env::current_dir()?).ok();
     let targets = if args.to.is_empty() {
         let project = project.ok_or_else(|| {

@@ -4,17 +4,17 @@
 
 use std::fmt;
 
-pub struct CommandError {
+pub(crate) struct CommandError {
     pub code: u8,
     pub error: anyhow::Error,
     pub hint: Option<String>,
 }
 
-pub type CommandResult<T = ()> = Result<T, CommandError>;
+pub(crate) type CommandResult<T = ()> = Result<T, CommandError>;
 
 impl CommandError {
     /// A failure the user must act on (exit 1).
-    pub fn user(message: impl fmt::Display) -> CommandError {
+    pub(crate) fn user(message: impl fmt::Display) -> CommandError {
         CommandError {
             code: 1,
             error: anyhow::anyhow!("{message}"),
@@ -23,20 +23,20 @@ impl CommandError {
     }
 
     /// Bad usage (exit 2).
-    pub fn usage(message: impl fmt::Display) -> CommandError {
+    pub(crate) fn usage(message: impl fmt::Display) -> CommandError {
         CommandError {
             code: 2,
             ..CommandError::user(message)
         }
     }
 
-    pub fn with_hint(mut self, hint: impl Into<String>) -> CommandError {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> CommandError {
         self.hint = Some(hint.into());
         self
     }
 
     /// Is this a closed stdout pipe (which counts as success)?
-    pub fn is_broken_pipe(&self) -> bool {
+    pub(crate) fn is_broken_pipe(&self) -> bool {
         self.error.chain().any(|e| {
             e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)

@@ -8,23 +8,23 @@ use git_seal::filter::{process, Filter};
 
 /// Git's long-running filter process (`filter.seal.process`). Plumbing.
 #[derive(clap::Args, Debug)]
-pub struct ProcessArgs {}
+pub(crate) struct ProcessArgs {}
 
 /// Seal standard input for PATH (`filter.seal.clean`). Plumbing.
 #[derive(clap::Args, Debug)]
-pub struct CleanArgs {
+pub(crate) struct CleanArgs {
     /// The path Git is adding (as `%f`).
     pub path: String,
 }
 
 /// Open standard input for PATH (`filter.seal.smudge`). Plumbing.
 #[derive(clap::Args, Debug)]
-pub struct SmudgeArgs {
+pub(crate) struct SmudgeArgs {
     /// The path Git is checking out (as `%f`).
     pub path: String,
 }
 
-pub fn run_process(_: ProcessArgs) -> CommandResult<u8> {
+pub(crate) fn run_process(_: ProcessArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env().long_running();
     // Standard output as a plain file: Rust's stdout is line-buffered, which
     // would split every response after the envelope's last newline into a
@@ -49,7 +49,7 @@ fn write_stdout(bytes: &[u8]) -> CommandResult {
     Ok(())
 }
 
-pub fn run_clean(args: CleanArgs) -> CommandResult<u8> {
+pub(crate) fn run_clean(args: CleanArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env();
     let sealed = filter
         .clean(&args.path, stdin_bytes()?)
@@ -59,7 +59,7 @@ pub fn run_clean(args: CleanArgs) -> CommandResult<u8> {
     Ok(0)
 }
 
-pub fn run_smudge(args: SmudgeArgs) -> CommandResult<u8> {
+pub(crate) fn run_smudge(args: SmudgeArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env();
     let smudged = filter.smudge(&args.path, stdin_bytes()?, None);
     if let Some(error) = &smudged.error {

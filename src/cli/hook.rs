@@ -8,7 +8,7 @@ use super::error::{CommandError, CommandResult};
 
 /// Run one of git-seal's hooks (as the scripts in `hooks/` do).
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// pre-commit, pre-merge-commit, post-commit, post-merge, post-checkout,
     /// post-rewrite or pre-receive.
     pub name: String,
@@ -17,7 +17,7 @@ pub struct Args {
     pub args: Vec<String>,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let mut stdin = String::new();
     if matches!(args.name.as_str(), "pre-receive" | "post-rewrite") {
         std::io::stdin().read_to_string(&mut stdin)?;

@@ -13,20 +13,20 @@ use super::error::CommandResult;
 /// operation. In a bare repository the server hook (pre-receive) is
 /// installed instead of the client hooks. Both subcommands are idempotent.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub action: Action,
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// Install the hooks, chaining any hook already there.
     Install,
     /// Remove git-seal's hooks and put back the hooks they chained.
     Uninstall,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let repo = Repo::from_env()?;
     match args.action {
         Action::Install => {

@@ -17,7 +17,7 @@ use super::error::{CommandError, CommandResult};
 /// Running it again changes nothing that is already right and never replaces
 /// an existing KEK.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where the KEK's private half lives: `file` (a key file in your user
     /// data directory; the default) or `env` (GIT_SEAL_KEK, for CI).
     #[arg(long, value_parser = provider_parser())]
@@ -37,7 +37,7 @@ fn provider_parser() -> impl clap::builder::TypedValueParser<Value = &'static Pr
         .map(|name| keys::provider(&name).expect("clap accepts only registered names"))
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let repo = Repo::discover(&std::env::current_dir()?)?;
     let done = init::init(&repo, args.provider, &args.patterns).map_err(|e| match e {
         e @ InitError::BadPattern(_) => CommandError::usage(e),

@@ -13,7 +13,7 @@ use super::error::{CommandError, CommandResult};
 /// Refuses when a sealed file has changes not yet staged (they would be
 /// lost) unless --force.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Discard unstaged changes to sealed files.
     #[arg(long)]
     pub force: bool,
@@ -23,7 +23,7 @@ pub struct Args {
     pub include_untracked: bool,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let ws = Workspace::open(&std::env::current_dir()?)?;
     let done = lock::lock(&ws, args.force, args.include_untracked).map_err(|e| match e {
         e @ LockError::UnstagedChanges { .. } => CommandError::from(e).with_hint(

@@ -12,7 +12,7 @@ use super::error::{CommandError, CommandResult};
 /// %A holds an envelope of the result (conflict markers included), which Git
 /// checks out as plaintext.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Ancestor version (%O).
     pub base: String,
     /// Current version (%A); the result is written here.
@@ -25,7 +25,7 @@ pub struct Args {
     pub path: String,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let ws = Workspace::open(&std::env::current_dir()?)?;
     let sides = merge::Sides {
         base: super::stdio::read_input(&args.base)?,

@@ -15,9 +15,9 @@ use super::error::{CommandError, CommandResult};
 /// the filter keeps those files sealed from now on. Their plaintext stays
 /// in the work tree, and in earlier commits: rotate what it protected.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub(crate) struct Args {}
 
-pub fn run(_args: Args) -> CommandResult<u8> {
+pub(crate) fn run(_args: Args) -> CommandResult<u8> {
     let ws = Workspace::open(&std::env::current_dir()?)?;
     let done = migrate::migrate(&ws).map_err(|e| match e {
         e @ MigrateError::NoFilter { .. } => {

@@ -22,25 +22,25 @@ macro_rules! out {
 
 use error::CommandResult;
 
-pub mod audit;
-pub mod check;
-pub mod decrypt;
-pub mod doctor;
-pub mod encrypt;
-pub mod error;
-pub mod filter_process;
+pub(crate) mod audit;
+pub(crate) mod check;
+pub(crate) mod decrypt;
+pub(crate) mod doctor;
+pub(crate) mod encrypt;
+pub(crate) mod error;
+pub(crate) mod filter_process;
 
-pub mod hook;
-pub mod hooks;
-pub mod init;
-pub mod lock;
-pub mod merge;
-pub mod migrate;
-pub mod report;
-pub mod status;
-pub mod stdio;
-pub mod textconv;
-pub mod unlock;
+pub(crate) mod hook;
+pub(crate) mod hooks;
+pub(crate) mod init;
+pub(crate) mod lock;
+pub(crate) mod merge;
+pub(crate) mod migrate;
+pub(crate) mod report;
+pub(crate) mod status;
+pub(crate) mod stdio;
+pub(crate) mod textconv;
+pub(crate) mod unlock;
 
 /// Customer-managed-key encryption for Git repositories.
 ///
@@ -57,13 +57,13 @@ pub mod unlock;
     version,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     Init(init::Args),
     Status(status::Args),
     Encrypt(encrypt::Args),
@@ -91,7 +91,7 @@ pub enum Command {
 
 /// Run a parsed command; the `u8` is the exit code on success paths that
 /// still report findings.
-pub fn run(cli: Cli) -> CommandResult<u8> {
+pub(crate) fn run(cli: Cli) -> CommandResult<u8> {
     match cli.command {
         Command::Init(args) => init::run(args),
         Command::Status(args) => status::run(args),

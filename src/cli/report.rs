@@ -6,7 +6,7 @@ use git_seal::hooks::{self, Change};
 use super::error::CommandResult;
 
 /// Say what installing hooks changed (and, if `verbose`, what it did not).
-pub fn hook_changes(changes: &hooks::Each<Change>, verbose: bool) -> CommandResult {
+pub(crate) fn hook_changes(changes: &hooks::Each<Change>, verbose: bool) -> CommandResult {
     let mut unchanged = Vec::new();
     for (name, change) in &changes.hooks {
         match change {

@@ -13,14 +13,14 @@ use git_seal::workspace::Workspace;
 
 /// Show KEKs, sealed files, lock state, drivers, hooks and the audit chain.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     pub root: String,
     pub provider: String,
     pub keks: Vec<KekStatus>,
@@ -38,7 +38,7 @@ pub struct Status {
 }
 
 #[derive(Serialize)]
-pub struct KekStatus {
+pub(crate) struct KekStatus {
     pub kid: String,
     pub version: u32,
     pub status: String,
@@ -49,7 +49,7 @@ pub struct KekStatus {
 }
 
 #[derive(Serialize)]
-pub struct AuditStatus {
+pub(crate) struct AuditStatus {
     pub tip: Option<String>,
     /// Whether `git seal audit verify` would pass (`None`: no chain).
     pub verified: Option<bool>,
@@ -57,7 +57,7 @@ pub struct AuditStatus {
     pub findings: usize,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let project = Workspace::open(&std::env::current_dir()?)?;
     let status = collect(&project)?;
     if args.json {
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> CommandResult<u8> {
     Ok(0)
 }
 
-pub fn collect(project: &Workspace) -> CommandResult<Status> {
+pub(crate) fn collect(project: &Workspace) -> CommandResult<Status> {
     let keks = project
         .keks
         .iter()

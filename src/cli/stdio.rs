@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::error::{CommandError, CommandResult};
 
-pub fn read_input(path: &str) -> CommandResult<Vec<u8>> {
+pub(crate) fn read_input(path: &str) -> CommandResult<Vec<u8>> {
     if path == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -20,7 +20,7 @@ pub fn read_input(path: &str) -> CommandResult<Vec<u8>> {
 
 /// Write `bytes` to `out` (`None` or `-`: stdout). Files are created 0600 via
 /// a temporary file in the same directory and renamed into place.
-pub fn write_output(out: Option<&str>, bytes: &[u8]) -> CommandResult {
+pub(crate) fn write_output(out: Option<&str>, bytes: &[u8]) -> CommandResult {
     match out {
         None | Some("-") => {
             let mut stdout = std::io::stdout().lock();

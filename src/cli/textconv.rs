@@ -9,12 +9,12 @@ use git_seal::workspace::Workspace;
 /// Print a sealed file for diffing: plaintext to key holders, the canonical
 /// envelope JSON to everyone else. Plumbing, called by `git diff`.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The file Git wants converted.
     pub file: String,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let text = super::stdio::read_input(&args.file)?;
     let env = match envelope::parse(&text) {
         Ok(env) => env,

@@ -13,13 +13,13 @@ use super::error::{CommandError, CommandResult};
 ///
 /// Refuses when a locked file was edited since checkout unless --force.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Overwrite locked files even if they differ from the index.
     #[arg(long)]
     pub force: bool,
 }
 
-pub fn run(args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let ws = Workspace::open(&std::env::current_dir()?)?;
     let unlocked = lock::unlock(&ws, args.force).map_err(|e| with_hint(&ws, e))?;
     if unlocked.is_empty() {

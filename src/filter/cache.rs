@@ -44,6 +44,15 @@ pub struct CleanCache {
     pending: Vec<u8>,
 }
 
+impl std::fmt::Debug for CleanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CleanCache")
+            .field("path", &self.path)
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl CleanCache {
     pub fn open(
         common_dir: &std::path::Path,

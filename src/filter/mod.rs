@@ -32,7 +32,7 @@ pub use smudge::{open_work, Opened, Prepared, Smudged, Work};
 
 /// File in a work tree's git dir that marks it locked by `git seal lock`:
 /// smudge then leaves envelopes as they are until `git seal unlock`.
-pub const LOCK_MARKER: &str = "seal-locked";
+const LOCK_MARKER: &str = "seal-locked";
 
 pub struct Filter {
     project: Result<Workspace, String>,
@@ -56,6 +56,15 @@ pub struct Filter {
     wraps: wraps::Wraps,
     /// Files smudge left sealed, for the summary.
     locked: smudge::Locked,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("project", &self.project.as_ref().map(|p| &p.root))
+            .field("long_running", &self.long_running)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Filter {

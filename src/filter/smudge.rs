@@ -14,6 +14,7 @@ use crate::repo::Oid;
 
 /// A smudge that needs a key: the envelope (taken by [`open_work`]) and the
 /// text to keep if it does not open.
+#[derive(Debug)]
 pub struct Work {
     pub path: String,
     text: Vec<u8>,
@@ -21,6 +22,7 @@ pub struct Work {
     blob: Option<Oid>,
 }
 
+#[derive(Debug)]
 pub enum Prepared {
     Done(Smudged),
     Open(Work),
@@ -48,6 +50,30 @@ pub struct Smudged {
 
 /// Unwrap and decrypt: the expensive, key-using part of smudge. Pure, so
 /// it can run on a worker thread.
+/// Never prints plaintext.
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Opened::Plain { kids, .. } => f
+                .debug_struct("Plain")
+                .field("kids", kids)
+                .finish_non_exhaustive(),
+            Opened::NoKey => f.write_str("NoKey"),
+            Opened::Failed(why) => f.debug_tuple("Failed").field(why).finish(),
+        }
+    }
+}
+
+/// Never prints the bytes (they may be plaintext).
+impl std::fmt::Debug for Smudged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Smudged")
+            .field("len", &self.bytes.len())
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
 pub fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
     let Some(env) = work.env.take() else {
         return Opened::Failed("internal: envelope already taken".to_owned());

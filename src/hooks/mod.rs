@@ -28,7 +28,7 @@ pub const SERVER_HOOK_NAMES: &[&str] = &["pre-receive"];
 /// Where hooks go: `core.hooksPath` if set (`~/` expanded; relative to the
 /// work tree top, or to the git dir in a bare repository, as Git resolves
 /// it), else the common git dir's `hooks/` (shared by linked worktrees).
-pub fn hooks_dir(repo: &Repo) -> PathBuf {
+fn hooks_dir(repo: &Repo) -> PathBuf {
     match repo.config_get("core.hooksPath") {
         Some(path) => {
             let path = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {

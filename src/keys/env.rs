@@ -10,6 +10,7 @@ use crate::secret::{Dek, KekSecret};
 
 pub const VAR: &str = "GIT_SEAL_KEK";
 
+#[derive(Debug)]
 pub struct EnvKeys(SoftwareKeys);
 
 impl EnvKeys {

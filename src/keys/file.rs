@@ -35,6 +35,15 @@ pub fn key_dir() -> Result<PathBuf, KeyError> {
     Ok(base.data_dir().join("git-seal").join("keys"))
 }
 
+/// Names the directory, never the keys.
+impl std::fmt::Debug for FileKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileKeys")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FileKeys {
     pub fn open_default() -> Result<FileKeys, KeyError> {
         Ok(FileKeys::new(key_dir()?))

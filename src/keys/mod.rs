@@ -33,7 +33,7 @@ use crate::secret::{Dek, KekSecret, SecretParseError};
 /// A source of KEKs: wraps a DEK to the kids it serves and unwraps it again.
 /// As rage's `Identity`, `None` means "not mine" and `Some(Err)` "mine, but
 /// broken", so that several providers can be asked in turn (see [`Chain`]).
-pub trait KeyProvider: Send + Sync {
+pub trait KeyProvider: Send + Sync + std::fmt::Debug {
     /// The provider's name, as in `--provider NAME` and `seal.provider`.
     fn name(&self) -> &'static str;
     /// Kids whose private half is usable here (the kids it can unwrap for).
@@ -199,6 +199,7 @@ pub fn for_opening(repository: Option<Arc<dyn KeyProvider>>) -> Result<Chain<'st
 /// Several providers asked in order (used outside a repository, where no
 /// install lock says which one to use): the first that serves a kid wraps
 /// or unwraps for it.
+#[derive(Debug)]
 pub struct Chain<'a>(pub Vec<Box<dyn KeyProvider + 'a>>);
 
 impl KeyProvider for Chain<'_> {

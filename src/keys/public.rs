@@ -9,6 +9,7 @@ use crate::envelope::Recipient;
 use crate::kid::Kid;
 use crate::secret::Dek;
 
+#[derive(Debug)]
 pub struct PublicKeys {
     keys: Vec<(Kid, [u8; 32])>,
 }

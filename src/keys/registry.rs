@@ -29,7 +29,7 @@ pub const PROVIDERS: &[ProviderInfo] = &[
 ];
 
 /// The provider a clone uses when its config names none.
-pub const DEFAULT: &str = "file";
+const DEFAULT: &str = "file";
 
 fn open_file() -> Result<Box<dyn KeyProvider>, KeyError> {
     Ok(Box::new(file::FileKeys::open_default()?))

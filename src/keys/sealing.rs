@@ -93,6 +93,7 @@ impl WrapTarget {
 // X25519 wraps are the usual ones (an AES key schedule each); boxing them
 // would add an allocation per file to make the rare provider variant cheap.
 #[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
 pub enum PendingWrap {
     X25519(PreparedWrap),
     Provider {

@@ -13,6 +13,19 @@ pub struct SoftwareKeys {
     keys: Vec<(Kid, KekSecret)>,
 }
 
+/// Names the kids, never the keys.
+impl std::fmt::Debug for SoftwareKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftwareKeys")
+            .field("name", &self.name)
+            .field(
+                "kids",
+                &self.keys.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 impl SoftwareKeys {
     pub fn new(name: &'static str, secrets: Vec<KekSecret>) -> SoftwareKeys {
         let keys = secrets

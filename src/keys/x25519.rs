@@ -40,6 +40,15 @@ pub struct PreparedWrap {
     cipher: Aes256Gcm,
 }
 
+/// Never prints the wrap key.
+impl std::fmt::Debug for PreparedWrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedWrap")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PreparedWrap {
     /// One wrap key, with the Montgomery ladder (for a few envelopes;
     /// [`WrapPreparer`] serves many).
@@ -110,6 +119,15 @@ pub struct WrapPreparer {
     kid: Kid,
     public: [u8; 32],
     table: Option<Box<EdwardsBasepointTable>>,
+}
+
+impl std::fmt::Debug for WrapPreparer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrapPreparer")
+            .field("kid", &self.kid)
+            .field("fixed_base_table", &self.table.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WrapPreparer {

@@ -33,6 +33,14 @@ pub struct Repo {
     from_env: bool,
 }
 
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("git_dir", &self.inner.path())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Repo {
     /// libgit2 re-hashes every object it reads (with collision-detecting
     /// SHA-1) by default; Git itself does not on the read path, and for the
@@ -101,10 +109,6 @@ impl Repo {
 
     pub fn config_get(&self, key: &str) -> Option<String> {
         self.inner.config().ok()?.get_string(key).ok()
-    }
-
-    pub fn config_get_bool(&self, key: &str) -> Option<bool> {
-        self.inner.config().ok()?.get_bool(key).ok()
     }
 
     /// Set a key in the repository's own (`.git/config`) configuration.
@@ -349,14 +353,6 @@ impl Repo {
             {
                 Ok(false)
             }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    pub fn delete_ref(&self, name: &str) -> Result<(), RepoError> {
-        match self.inner.find_reference(name) {
-            Ok(mut r) => Ok(r.delete()?),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

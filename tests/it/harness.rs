@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub struct Env {
+pub(crate) struct Env {
     pub tmp: tempfile::TempDir,
     pub home: PathBuf,
     pub key_dir: PathBuf,
@@ -15,7 +15,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new() -> Env {
+    pub(crate) fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
@@ -30,21 +30,21 @@ impl Env {
         }
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
 
     /// Set an extra environment variable for every later command.
-    pub fn set(&mut self, key: &str, value: &str) {
+    pub(crate) fn set(&mut self, key: &str, value: &str) {
         self.extra.retain(|(k, _)| k != key);
         self.extra.push((key.to_owned(), value.to_owned()));
     }
 
-    pub fn unset(&mut self, key: &str) {
+    pub(crate) fn unset(&mut self, key: &str) {
         self.extra.retain(|(k, _)| k != key);
     }
 
-    pub fn command(&self, program: impl AsRef<OsStr>, dir: &Path) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<OsStr>, dir: &Path) -> Command {
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_git-seal")).parent().unwrap();
         let path = format!(
             "{}:{}",
@@ -77,7 +77,13 @@ impl Env {
     }
 
     /// Run a command, feeding `stdin`, and return its output (any status).
-    pub fn run(&self, program: &str, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    pub(crate) fn run(
+        &self,
+        program: &str,
+        dir: &Path,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Output {
         let mut cmd = self.command(program, dir);
         cmd.args(args);
         if stdin.is_some() {
@@ -95,7 +101,7 @@ impl Env {
     }
 
     #[track_caller]
-    pub fn ok(&self, program: &str, dir: &Path, args: &[&str]) -> Output {
+    pub(crate) fn ok(&self, program: &str, dir: &Path, args: &[&str]) -> Output {
         let out = self.run(program, dir, args, None);
         if !out.status.success() {
             fail(program, dir, args, &out, "expected success");
@@ -104,7 +110,7 @@ impl Env {
     }
 
     #[track_caller]
-    pub fn fails(&self, program: &str, dir: &Path, args: &[&str], code: i32) -> Output {
+    pub(crate) fn fails(&self, program: &str, dir: &Path, args: &[&str], code: i32) -> Output {
         let out = self.run(program, dir, args, None);
         if out.status.code() != Some(code) {
             fail(program, dir, args, &out, &format!("expected exit {code}"));
@@ -113,17 +119,17 @@ impl Env {
     }
 
     #[track_caller]
-    pub fn git(&self, dir: &Path, args: &[&str]) -> String {
+    pub(crate) fn git(&self, dir: &Path, args: &[&str]) -> String {
         stdout(&self.ok("git", dir, args))
     }
 
     #[track_caller]
-    pub fn seal(&self, dir: &Path, args: &[&str]) -> String {
+    pub(crate) fn seal(&self, dir: &Path, args: &[&str]) -> String {
         stdout(&self.ok("git-seal", dir, args))
     }
 
     /// A new repository with one commit on `main`.
-    pub fn repo(&self, name: &str) -> PathBuf {
+    pub(crate) fn repo(&self, name: &str) -> PathBuf {
         let dir = self.path(name);
         std::fs::create_dir_all(&dir).unwrap();
         self.git(&dir, &["init", "-q", "-b", "main"]);
@@ -134,7 +140,7 @@ impl Env {
     }
 
     /// An empty bare repository (a server) whose default branch is `main`.
-    pub fn bare(&self, name: &str) -> PathBuf {
+    pub(crate) fn bare(&self, name: &str) -> PathBuf {
         let dir = self.path(name);
         let path = dir.to_str().unwrap();
         self.git(
@@ -145,7 +151,7 @@ impl Env {
     }
 
     /// A repository set up with `git seal init 'secrets/**'` and committed.
-    pub fn sealed_repo(&self, name: &str) -> PathBuf {
+    pub(crate) fn sealed_repo(&self, name: &str) -> PathBuf {
         let dir = self.repo(name);
         self.seal(&dir, &["init", "secrets/**"]);
         self.git(&dir, &["add", ".gitattributes", ".seal"]);
@@ -154,7 +160,7 @@ impl Env {
     }
 
     /// The only key file's kid.
-    pub fn kid(&self) -> String {
+    pub(crate) fn kid(&self) -> String {
         let mut kids: Vec<String> = std::fs::read_dir(&self.key_dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -165,22 +171,22 @@ impl Env {
     }
 
     /// Move the key directory away (as on a machine without the key).
-    pub fn hide_keys(&self) -> PathBuf {
+    pub(crate) fn hide_keys(&self) -> PathBuf {
         let hidden = self.path("hidden-keys");
         std::fs::rename(&self.key_dir, &hidden).unwrap();
         hidden
     }
 
-    pub fn restore_keys(&self, hidden: &Path) {
+    pub(crate) fn restore_keys(&self, hidden: &Path) {
         std::fs::rename(hidden, &self.key_dir).unwrap();
     }
 }
 
-pub fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-pub fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -204,13 +210,13 @@ fn fail(program: &str, dir: &Path, args: &[&str], out: &Output, why: &str) -> ! 
 }
 
 /// Is this byte string a git-seal envelope (by the library's strict parser)?
-pub fn is_envelope(bytes: &[u8]) -> bool {
+pub(crate) fn is_envelope(bytes: &[u8]) -> bool {
     git_seal::envelope::is_envelope(bytes)
 }
 
 /// Assert that `HEAD:path` is an envelope and the work tree holds `plain`.
 #[track_caller]
-pub fn assert_sealed(env: &Env, dir: &Path, path: &str, plain: &[u8]) {
+pub(crate) fn assert_sealed(env: &Env, dir: &Path, path: &str, plain: &[u8]) {
     let stored = env
         .ok("git", dir, &["cat-file", "-p", &format!("HEAD:{path}")])
         .stdout;
@@ -236,19 +242,19 @@ pub fn assert_sealed(env: &Env, dir: &Path, path: &str, plain: &[u8]) {
 }
 
 /// Is `CI=true` (tests that need an installed component must not skip)?
-pub fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// A base64 string with its first character changed (a flipped bit or two).
-pub fn flip_first(text: &str) -> String {
+pub(crate) fn flip_first(text: &str) -> String {
     let mut chars = text.chars();
     let first = chars.next().expect("non-empty");
     format!("{}{}", if first == 'A' { 'B' } else { 'A' }, chars.as_str())
 }
 
 /// Write a work-tree file, creating its directories.
-pub fn write_file(dir: &Path, path: &str, content: &[u8]) {
+pub(crate) fn write_file(dir: &Path, path: &str, content: &[u8]) {
     let file = dir.join(path);
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(file, content).unwrap();
@@ -256,7 +262,7 @@ pub fn write_file(dir: &Path, path: &str, content: &[u8]) {
 
 impl Env {
     /// `git clone` `from` into a new directory `name` (no git-seal setup).
-    pub fn clone_repo(&self, from: &Path, name: &str) -> PathBuf {
+    pub(crate) fn clone_repo(&self, from: &Path, name: &str) -> PathBuf {
         let to = self.path(name);
         self.git(
             self.tmp.path(),
@@ -267,7 +273,7 @@ impl Env {
 
     /// Stage `content` at `path` exactly as given, running no filter (what
     /// a libgit2-based client does); also writes the work-tree file.
-    pub fn stage_raw(&self, dir: &Path, path: &str, content: &[u8]) {
+    pub(crate) fn stage_raw(&self, dir: &Path, path: &str, content: &[u8]) {
         write_file(dir, path, content);
         let id = self.git(dir, &["hash-object", "-w", "--no-filters", path]);
         let info = format!("100644,{},{path}", id.trim());
@@ -275,13 +281,13 @@ impl Env {
     }
 
     /// `git rev-parse REV`, trimmed.
-    pub fn rev(&self, dir: &Path, rev: &str) -> String {
+    pub(crate) fn rev(&self, dir: &Path, rev: &str) -> String {
         self.git(dir, &["rev-parse", rev]).trim().to_owned()
     }
 }
 
 /// Set one field of the work tree's `.seal/policy.json`.
-pub fn set_policy(dir: &Path, field: &str, value: serde_json::Value) {
+pub(crate) fn set_policy(dir: &Path, field: &str, value: serde_json::Value) {
     let path = dir.join(".seal/policy.json");
     let mut policy: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
