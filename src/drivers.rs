@@ -36,7 +36,7 @@ pub const GUARD_LINES: &[&str] = &[
 ];
 
 /// Set every driver key that is missing or different; return the ones fixed.
-pub fn configure_drivers(repo: &Repo) -> Result<Vec<&'static str>, RepoError> {
+pub(crate) fn configure_drivers(repo: &Repo) -> Result<Vec<&'static str>, RepoError> {
     let mut fixed = Vec::new();
     for (key, value) in DRIVER_CONFIG {
         if repo.config_get(key).as_deref() != Some(value) {
@@ -58,7 +58,7 @@ pub fn missing_drivers(repo: &Repo) -> Vec<&'static str> {
 
 /// `.gitattributes` text with a line for each pattern, guard lines last.
 /// Returns `None` when nothing would change.
-pub fn gitattributes_with(existing: &str, patterns: &[String]) -> Option<String> {
+pub(crate) fn gitattributes_with(existing: &str, patterns: &[String]) -> Option<String> {
     let mut lines: Vec<String> = existing
         .lines()
         .filter(|l| !GUARD_LINES.contains(&l.trim()))

@@ -336,7 +336,7 @@ fn remove_journal(journal: &std::path::Path) -> Result<(), LockError> {
 }
 
 /// Unlock what can be unlocked, if anything is locked; the count opened.
-pub fn unlock_if_locked(ws: &Workspace) -> Result<usize, LockError> {
+pub(crate) fn unlock_if_locked(ws: &Workspace) -> Result<usize, LockError> {
     if locked_paths(ws)?.is_empty() && interrupted_unlock(ws)?.is_empty() {
         return Ok(0);
     }

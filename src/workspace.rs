@@ -134,11 +134,6 @@ impl Workspace {
             .ok_or(WorkspaceError::NoActiveKek)
     }
 
-    /// Kids that envelopes may be wrapped to (not removed).
-    pub fn known_kids(&self) -> Vec<Kid> {
-        known_kids(&self.keks)
-    }
-
     pub fn record(&self, kid: &Kid) -> Option<&KekRecord> {
         self.keks.iter().find(|k| &k.kid == kid)
     }
@@ -178,7 +173,7 @@ fn index_files(
     Ok(files)
 }
 
-pub fn known_kids(keks: &[KekRecord]) -> Vec<Kid> {
+pub(crate) fn known_kids(keks: &[KekRecord]) -> Vec<Kid> {
     keks.iter()
         .filter(|k| k.status != Status::Removed)
         .map(|k| k.kid.clone())
@@ -186,7 +181,7 @@ pub fn known_kids(keks: &[KekRecord]) -> Vec<Kid> {
 }
 
 /// Load `.seal/policy.json` (an absent file is the empty policy).
-pub fn load_policy(root: &Path, keks: &[KekRecord]) -> Result<Policy, WorkspaceError> {
+pub(crate) fn load_policy(root: &Path, keks: &[KekRecord]) -> Result<Policy, WorkspaceError> {
     match std::fs::read_to_string(root.join(policy::PATH)) {
         Ok(text) => Ok(Policy::parse(&text, &known_kids(keks))?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::empty()),

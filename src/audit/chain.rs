@@ -142,7 +142,7 @@ pub fn entry_blob_of_tree(raw: &[u8]) -> Result<Oid, CommitError> {
     Err(CommitError::TreeShape)
 }
 
-pub fn read_commit(repo: &Repo, id: Oid) -> Result<RawCommit, CommitError> {
+pub(crate) fn read_commit(repo: &Repo, id: Oid) -> Result<RawCommit, CommitError> {
     repo.with_raw(id, RawKind::Commit, parse_commit)?
         .ok_or(CommitError::NotACommit(id))?
 }
@@ -241,7 +241,7 @@ pub fn write_entry(
 }
 
 /// The sequence number of the entry at `id`.
-pub fn seq_of(repo: &Repo, id: Oid) -> Result<u64, AuditError> {
+pub(crate) fn seq_of(repo: &Repo, id: Oid) -> Result<u64, AuditError> {
     let commit = read_commit(repo, id).map_err(|e| AuditError::Chain {
         commit: id,
         problem: e,
@@ -281,7 +281,7 @@ pub fn append(
 }
 
 /// Sleep a little, longer after each lost race, jittered so racers spread.
-pub fn backoff(attempt: u32) {
+pub(crate) fn backoff(attempt: u32) {
     let mut byte = [0u8; 1];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut byte);
     let base = 1 + u64::from(attempt.min(20));

@@ -45,7 +45,7 @@ pub enum AuditError {
 /// Where `git fetch` keeps a remote's chain: `init` adds
 /// [`fetch_refspec`] to each remote, and `audit sync` / post-merge take
 /// entries from there into [`REF`].
-pub fn tracking_ref(remote: &str) -> String {
+pub(crate) fn tracking_ref(remote: &str) -> String {
     format!("refs/seal-remote/{remote}/audit")
 }
 
@@ -142,7 +142,7 @@ fn named_signers(repo: &Repo, tip: Oid) -> Result<BTreeSet<String>, AuditError> 
 /// post-commit: append a `seal` entry for the sealed paths HEAD changed
 /// (against its first parent), and a `policy` entry if it changed
 /// `.seal/policy.json`. Appends nothing when neither changed.
-pub fn on_commit(project: &Workspace) -> Result<(), AuditError> {
+pub(crate) fn on_commit(project: &Workspace) -> Result<(), AuditError> {
     let Some((head, parents)) = project.repo.head_commit()? else {
         return Ok(());
     };
@@ -201,7 +201,7 @@ fn append_event(
 /// only, see [`take_fetched`]), then append a `merge` entry for the sealed
 /// paths that arrived (ORIG_HEAD → HEAD, else HEAD's first parent) and
 /// whether they verified.
-pub fn on_merge(project: &Workspace, verified: bool) -> Result<(), AuditError> {
+pub(crate) fn on_merge(project: &Workspace, verified: bool) -> Result<(), AuditError> {
     for note in take_fetched(&project.repo)? {
         eprintln!("git-seal: audit: {note}");
     }
@@ -239,7 +239,11 @@ pub fn on_merge(project: &Workspace, verified: bool) -> Result<(), AuditError> {
 /// entry mapping each rewritten commit that changes sealed paths to the
 /// commit that replaced it, so the chain's `seal` entries can be followed
 /// through history rewrites. `kind` is Git's argument (`amend`, `rebase`).
-pub fn on_rewrite(project: &Workspace, kind: &str, pairs: &[(Oid, Oid)]) -> Result<(), AuditError> {
+pub(crate) fn on_rewrite(
+    project: &Workspace,
+    kind: &str,
+    pairs: &[(Oid, Oid)],
+) -> Result<(), AuditError> {
     let mut commits = Vec::new();
     for (old, new) in pairs {
         let parent = project.repo.resolve_commit(&format!("{new}^"));
@@ -262,7 +266,7 @@ pub fn on_rewrite(project: &Workspace, kind: &str, pairs: &[(Oid, Oid)]) -> Resu
 
 /// `git seal migrate`: append a `migrate` entry for the paths it sealed
 /// (their staged blobs and kids).
-pub fn on_migrate(project: &Workspace, paths: &[String]) -> Result<(), AuditError> {
+pub(crate) fn on_migrate(project: &Workspace, paths: &[String]) -> Result<(), AuditError> {
     if paths.is_empty() {
         return Ok(());
     }
@@ -284,7 +288,7 @@ pub fn on_migrate(project: &Workspace, paths: &[String]) -> Result<(), AuditErro
 /// when that only adds entries and the result verifies. Diverged chains are
 /// left for `git seal audit sync`, which merges them with a signed entry.
 /// Returns one note per chain taken or left.
-pub fn take_fetched(repo: &Repo) -> Result<Vec<String>, AuditError> {
+pub(crate) fn take_fetched(repo: &Repo) -> Result<Vec<String>, AuditError> {
     let mut notes = Vec::new();
     for (name, fetched) in repo.refs_matching("refs/seal-remote/*/audit")? {
         let local = chain::tip(repo);
@@ -319,7 +323,7 @@ pub fn take_fetched(repo: &Repo) -> Result<Vec<String>, AuditError> {
 
 /// `git seal init`: the chain's first entry, naming the KEKs, unless the
 /// chain already exists. Returns the new entry's commit.
-pub fn record_init(
+pub(crate) fn record_init(
     repo: &Repo,
     kids: &[String],
     signer: &Signer,

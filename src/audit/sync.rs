@@ -72,7 +72,7 @@ pub fn default_remote(repo: &Repo) -> Result<String, SyncError> {
 }
 
 /// Fetch `remote`'s chain to its tracking ref (`refs/seal-remote/REMOTE/`).
-pub fn fetch_chain(repo: &Repo, remote: &str) -> Result<(), SyncError> {
+pub(crate) fn fetch_chain(repo: &Repo, remote: &str) -> Result<(), SyncError> {
     let refspec = fetch_refspec(remote);
     repo.git()
         .run(&["fetch", "--quiet", "--no-tags", remote, &refspec])?;

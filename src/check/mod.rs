@@ -32,7 +32,8 @@ use walk::{read_blobs, Walk};
 
 pub use blob::{BlobFacts, Form};
 pub use finding::{Finding, Kind, Place};
-pub use rules::{tree_rules, Rules};
+pub(crate) use rules::tree_rules;
+pub use rules::Rules;
 
 /// The result of checking a range of commits.
 #[derive(Debug, Serialize)]
@@ -100,7 +101,11 @@ pub struct Arrivals {
     pub findings: Vec<Finding>,
 }
 
-pub fn check_arrivals(repo: &Repo, old: Option<Oid>, new: Oid) -> Result<Arrivals, RepoError> {
+pub(crate) fn check_arrivals(
+    repo: &Repo,
+    old: Option<Oid>,
+    new: Oid,
+) -> Result<Arrivals, RepoError> {
     let rules = tree_rules(repo, repo.commit_tree_id(new)?, &crate::keys::kids_here())?;
     let mut arrivals = Arrivals::default();
     for (path, _, blob) in repo.changed_files(old, new)? {
@@ -125,7 +130,7 @@ pub fn check_arrivals(repo: &Repo, old: Option<Oid>, new: Oid) -> Result<Arrival
 /// the filter is checked all the same). Reads only the blobs whose staged
 /// version differs from HEAD's, or every staged blob when the commit changes
 /// the rules (`.seal/policy.json`, `.gitattributes`, `.seal/keys/`).
-pub fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
+pub(crate) fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
     let available = crate::keys::kids_here();
     let entries = repo.index_blobs()?;
     let staged: HashMap<&str, Oid> = entries.iter().map(|(p, id)| (p.as_str(), *id)).collect();

@@ -31,7 +31,7 @@ pub struct Rules {
 impl Rules {
     /// Build from the files' contents: `.seal/policy.json`, the root
     /// `.gitattributes`, and `.seal/keys/*.json` as (path, content).
-    pub fn from_files(
+    pub(crate) fn from_files(
         policy_text: Option<&[u8]>,
         attributes: Option<&[u8]>,
         key_records: Vec<(PathBuf, Vec<u8>)>,
@@ -113,7 +113,7 @@ impl Rules {
 
     /// Must `path` be stored sealed by these rules? [`policy::must_seal`]
     /// with the tree's policy and its root `.gitattributes`.
-    pub fn requires_seal(&self, path: &str) -> bool {
+    pub(crate) fn requires_seal(&self, path: &str) -> bool {
         let Ok(sealed) = self.requires_seal_or(path, |_| Ok::<_, Infallible>(false));
         sealed
     }
@@ -121,7 +121,7 @@ impl Rules {
     /// [`Rules::requires_seal`], with `filter_seal` as a further source of
     /// `filter=seal` (pre-commit asks Git too, which also reads nested
     /// `.gitattributes` files).
-    pub fn requires_seal_or<E>(
+    pub(crate) fn requires_seal_or<E>(
         &self,
         path: &str,
         filter_seal: impl FnOnce(&str) -> Result<bool, E>,
@@ -135,7 +135,7 @@ impl Rules {
     /// `sealed` says whether the path must be sealed (usually
     /// [`Rules::requires_seal`]; the pre-commit hook also asks Git's
     /// attributes, through [`Rules::requires_seal_or`]).
-    pub fn judge(
+    pub(crate) fn judge(
         &self,
         path: &str,
         facts: &BlobFacts,
@@ -226,7 +226,7 @@ fn remove_fix(path: &str, place: Place) -> String {
 }
 
 /// The rules a tree carries.
-pub fn tree_rules(repo: &Repo, tree: Oid, available: &[Kid]) -> Result<Rules, RepoError> {
+pub(crate) fn tree_rules(repo: &Repo, tree: Oid, available: &[Kid]) -> Result<Rules, RepoError> {
     Rules::load(repo, &rule_files(repo, tree)?, available)
 }
 

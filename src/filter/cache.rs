@@ -101,7 +101,12 @@ impl CleanCache {
     /// recipients" and the envelope need not be parsed. `None` for
     /// plaintexts over [`MAX_CACHED`]: hashing them would cost more than
     /// opening the envelope once when Git asks again.
-    pub fn mac(&self, aad: Option<&str>, kids: &[Kid], plaintext: &[u8]) -> Option<[u8; MAC_LEN]> {
+    pub(crate) fn mac(
+        &self,
+        aad: Option<&str>,
+        kids: &[Kid],
+        plaintext: &[u8],
+    ) -> Option<[u8; MAC_LEN]> {
         if plaintext.len() > MAX_CACHED {
             return None;
         }

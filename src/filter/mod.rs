@@ -28,7 +28,8 @@ use crate::keys::{self, KeyProvider};
 use crate::repo::{Oid, Repo};
 use crate::workspace::{Workspace, PROVIDER_KEY};
 use cache::CleanCache;
-pub use smudge::{open_work, Opened, Prepared, Smudged, Work};
+pub(crate) use smudge::open_work;
+pub use smudge::{Opened, Prepared, Smudged, Work};
 
 /// File in a work tree's git dir that marks it locked by `git seal lock`:
 /// smudge then leaves envelopes as they are until `git seal unlock`.
@@ -160,7 +161,7 @@ fn open_cache<'a>(
 /// Git's blob id of `bytes` (SHA-1 of `blob <len>\0` + bytes), computed with
 /// the hardware-accelerated `sha1` crate: libgit2's collision-detecting SHA-1
 /// is several times slower on large files.
-pub fn blob_id(bytes: &[u8]) -> Oid {
+pub(crate) fn blob_id(bytes: &[u8]) -> Oid {
     use sha1::{Digest, Sha1};
     let mut hasher = Sha1::new();
     hasher.update(format!("blob {}\0", bytes.len()).as_bytes());

@@ -74,7 +74,7 @@ impl std::fmt::Debug for Smudged {
     }
 }
 
-pub fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
+pub(crate) fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
     let Some(env) = work.env.take() else {
         return Opened::Failed("internal: envelope already taken".to_owned());
     };
@@ -116,7 +116,12 @@ impl Filter {
     /// The part of smudge that needs no key: pass-through, parse, lock and
     /// aad checks. What remains is [`open_work`], which may run on another
     /// thread, then [`Filter::complete_smudge`].
-    pub fn prepare_smudge(&mut self, path: &str, text: Vec<u8>, blob: Option<Oid>) -> Prepared {
+    pub(crate) fn prepare_smudge(
+        &mut self,
+        path: &str,
+        text: Vec<u8>,
+        blob: Option<Oid>,
+    ) -> Prepared {
         let done = |bytes, error| Prepared::Done(Smudged { bytes, error });
         if !envelope::might_be_envelope(&text) {
             return done(text, None);
@@ -148,7 +153,7 @@ impl Filter {
     }
 
     /// Account for an opened (or not) envelope and produce the output.
-    pub fn complete_smudge(&mut self, work: Work, opened: Opened) -> Smudged {
+    pub(crate) fn complete_smudge(&mut self, work: Work, opened: Opened) -> Smudged {
         let Work {
             path,
             text,

@@ -60,7 +60,7 @@ impl FileKeys {
         &self.dir
     }
 
-    pub fn path_of(&self, kid: &Kid) -> PathBuf {
+    pub(crate) fn path_of(&self, kid: &Kid) -> PathBuf {
         self.dir.join(format!("{kid}.key"))
     }
 

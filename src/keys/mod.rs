@@ -102,7 +102,7 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Box<P> {
 }
 
 /// Derive a local key from private KEK material.
-pub fn derive_local_key(secret: &KekSecret, purpose: &str) -> Zeroizing<[u8; 32]> {
+pub(crate) fn derive_local_key(secret: &KekSecret, purpose: &str) -> Zeroizing<[u8; 32]> {
     let context = format!("git-seal/v1/local/{purpose}");
     Zeroizing::new(blake3::derive_key(&context, secret.expose()))
 }

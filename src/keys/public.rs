@@ -24,7 +24,7 @@ impl PublicKeys {
     }
 
     /// The public keys the records hold (HSM records have none).
-    pub fn from_records(records: &[KekRecord]) -> PublicKeys {
+    pub(crate) fn from_records(records: &[KekRecord]) -> PublicKeys {
         PublicKeys::new(records.iter().filter_map(KekRecord::public_bytes))
     }
 

@@ -72,7 +72,7 @@ impl KekRecord {
         }
     }
 
-    pub fn public_bytes(&self) -> Option<[u8; 32]> {
+    pub(crate) fn public_bytes(&self) -> Option<[u8; 32]> {
         let bytes = B64.decode(self.public_key.as_deref()?).ok()?;
         bytes.try_into().ok()
     }
@@ -110,7 +110,7 @@ impl KekRecord {
 }
 
 /// Read every `.seal/keys/*.json` under `root`, sorted by version then kid.
-pub fn load_all(root: &Path) -> Result<Vec<KekRecord>, RecordError> {
+pub(crate) fn load_all(root: &Path) -> Result<Vec<KekRecord>, RecordError> {
     let dir = root.join(KEYS_DIR);
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -138,7 +138,7 @@ pub fn load_all(root: &Path) -> Result<Vec<KekRecord>, RecordError> {
 
 /// Parse and validate records given as (path, content), sorted by version
 /// then kid. Used for work-tree files and for blobs from the index or a tree.
-pub fn parse_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<KekRecord>, RecordError> {
+pub(crate) fn parse_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<KekRecord>, RecordError> {
     let mut records = Vec::new();
     for (path, text) in files {
         let record: KekRecord =

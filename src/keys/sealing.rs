@@ -77,7 +77,7 @@ impl WrapTarget {
     }
 
     /// This target's wrap, made ready before the DEK exists.
-    pub fn prepare(&self) -> Result<PendingWrap, SealError> {
+    pub(crate) fn prepare(&self) -> Result<PendingWrap, SealError> {
         match self {
             WrapTarget::X25519 { kid, public } => Ok(PreparedWrap::new(kid, public)?.into()),
             WrapTarget::Provider { kid, provider } => Ok(PendingWrap::Provider {
@@ -172,12 +172,12 @@ pub fn seal_bytes(
 
 /// One fresh wrap per target, prepared on this thread (for a few
 /// envelopes; a filter prepares many ahead with fixed-base tables).
-pub fn prepare_wraps(targets: &[WrapTarget]) -> Result<Vec<PendingWrap>, SealError> {
+pub(crate) fn prepare_wraps(targets: &[WrapTarget]) -> Result<Vec<PendingWrap>, SealError> {
     targets.iter().map(WrapTarget::prepare).collect()
 }
 
 /// Seal with wraps prepared beforehand, in the order given.
-pub fn seal_prepared(
+pub(crate) fn seal_prepared(
     plaintext: Vec<u8>,
     aad: Option<String>,
     wraps: Vec<PendingWrap>,
@@ -203,7 +203,7 @@ pub fn open_bytes(text: &[u8], keys: &dyn KeyProvider) -> Result<Vec<u8>, OpenEr
 }
 
 /// Find the first recipient `keys` serves and unwrap its DEK.
-pub fn unwrap_dek(env: &Envelope, keys: &dyn KeyProvider) -> Result<(Kid, Dek), OpenError> {
+pub(crate) fn unwrap_dek(env: &Envelope, keys: &dyn KeyProvider) -> Result<(Kid, Dek), OpenError> {
     for r in &env.recipients {
         if let Some(result) = keys.unwrap(r) {
             return Ok((r.kid.clone(), result?));

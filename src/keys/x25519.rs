@@ -144,7 +144,7 @@ impl WrapPreparer {
     }
 
     /// One fresh wrap key.
-    pub fn prepare(&self) -> Result<PreparedWrap, KeyError> {
+    pub(crate) fn prepare(&self) -> Result<PreparedWrap, KeyError> {
         PreparedWrap::with_table(&self.kid, &self.public, self.table.as_deref())
     }
 }

@@ -80,7 +80,7 @@ impl Repo {
         })
     }
 
-    pub fn workdir(&self, what: &'static str) -> Result<&Path, RepoError> {
+    pub(crate) fn workdir(&self, what: &'static str) -> Result<&Path, RepoError> {
         self.inner.workdir().ok_or_else(|| RepoError::Bare {
             what,
             path: self.inner.path().to_owned(),
@@ -98,21 +98,21 @@ impl Repo {
     }
 
     /// The git dir of this work tree (`.git/worktrees/NAME` for linked ones).
-    pub fn git_dir(&self) -> &Path {
+    pub(crate) fn git_dir(&self) -> &Path {
         self.inner.path()
     }
 
     /// The git dir shared by all work trees.
-    pub fn common_dir(&self) -> &Path {
+    pub(crate) fn common_dir(&self) -> &Path {
         self.inner.commondir()
     }
 
-    pub fn config_get(&self, key: &str) -> Option<String> {
+    pub(crate) fn config_get(&self, key: &str) -> Option<String> {
         self.inner.config().ok()?.get_string(key).ok()
     }
 
     /// Set a key in the repository's own (`.git/config`) configuration.
-    pub fn config_set(&self, key: &str, value: &str) -> Result<(), RepoError> {
+    pub(crate) fn config_set(&self, key: &str, value: &str) -> Result<(), RepoError> {
         let mut local = self.inner.config()?.open_level(ConfigLevel::Local)?;
         local.set_str(key, value)?;
         Ok(())
@@ -135,7 +135,11 @@ impl Repo {
         values
     }
 
-    pub fn config_set_multivar_once(&self, key: &str, value: &str) -> Result<bool, RepoError> {
+    pub(crate) fn config_set_multivar_once(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, RepoError> {
         let local = self.inner.config()?.open_level(ConfigLevel::Local)?;
         let exists = {
             let mut entries = local.multivar(key, None)?;
@@ -156,7 +160,7 @@ impl Repo {
     }
 
     /// Blob ids of the index's stage-0 entries, by path.
-    pub fn index_entries(&self) -> Result<HashMap<String, Oid>, RepoError> {
+    pub(crate) fn index_entries(&self) -> Result<HashMap<String, Oid>, RepoError> {
         let index = self.inner.index()?;
         Ok(index
             .iter()
@@ -206,7 +210,7 @@ impl Repo {
     }
 
     /// Does `.gitattributes` give `path` the `filter=seal` attribute?
-    pub fn has_seal_filter(&self, path: &str) -> Result<bool, RepoError> {
+    pub(crate) fn has_seal_filter(&self, path: &str) -> Result<bool, RepoError> {
         let value =
             self.inner
                 .get_attr(Path::new(path), "filter", AttrCheckFlags::FILE_THEN_INDEX)?;
@@ -222,7 +226,7 @@ impl Repo {
 
     /// References whose names match `glob` (e.g. `refs/seal-remote/*/audit`),
     /// with their targets, sorted by name.
-    pub fn refs_matching(&self, glob: &str) -> Result<Vec<(String, Oid)>, RepoError> {
+    pub(crate) fn refs_matching(&self, glob: &str) -> Result<Vec<(String, Oid)>, RepoError> {
         let mut found = Vec::new();
         for reference in self.inner.references_glob(glob)? {
             let reference = reference?;
@@ -251,7 +255,7 @@ impl Repo {
 impl Repo {
     /// Open this repository again (a second handle for another thread:
     /// a libgit2 repository must not be shared between threads).
-    pub fn reopen(&self) -> Result<Repo, RepoError> {
+    pub(crate) fn reopen(&self) -> Result<Repo, RepoError> {
         Repo::init();
         let inner = if self.from_env {
             Repository::open_from_env()?
@@ -266,7 +270,7 @@ impl Repo {
 
     /// Call `f` with an object's raw content (`None` if it is missing or
     /// not of `kind`).
-    pub fn with_raw<R>(
+    pub(crate) fn with_raw<R>(
         &self,
         id: Oid,
         kind: RawKind,
@@ -289,19 +293,19 @@ impl Repo {
         Ok(Some(f(object.data())))
     }
 
-    pub fn write_blob(&self, data: &[u8]) -> Result<Oid, RepoError> {
+    pub(crate) fn write_blob(&self, data: &[u8]) -> Result<Oid, RepoError> {
         Ok(self.inner.blob(data)?)
     }
 
     /// Write a tree holding exactly one regular file.
-    pub fn write_one_file_tree(&self, name: &str, blob: Oid) -> Result<Oid, RepoError> {
+    pub(crate) fn write_one_file_tree(&self, name: &str, blob: Oid) -> Result<Oid, RepoError> {
         let mut builder = self.inner.treebuilder(None)?;
         builder.insert(name, blob, 0o100644)?;
         Ok(builder.write()?)
     }
 
     /// The text of an unsigned commit (what a signature is made over).
-    pub fn commit_buffer(
+    pub(crate) fn commit_buffer(
         &self,
         tree: Oid,
         parents: &[Oid],
@@ -323,7 +327,11 @@ impl Repo {
     }
 
     /// Write a commit from `buffer` with `signature` in its `gpgsig` header.
-    pub fn write_signed_commit(&self, buffer: &str, signature: &str) -> Result<Oid, RepoError> {
+    pub(crate) fn write_signed_commit(
+        &self,
+        buffer: &str,
+        signature: &str,
+    ) -> Result<Oid, RepoError> {
         Ok(self
             .inner
             .commit_signed(buffer, signature, Some("gpgsig"))?)
@@ -364,11 +372,11 @@ impl Repo {
     }
 
     /// Is `ancestor` reachable from `descendant` (or the same commit)?
-    pub fn is_ancestor(&self, ancestor: Oid, descendant: Oid) -> Result<bool, RepoError> {
+    pub(crate) fn is_ancestor(&self, ancestor: Oid, descendant: Oid) -> Result<bool, RepoError> {
         Ok(ancestor == descendant || self.inner.graph_descendant_of(descendant, ancestor)?)
     }
 
-    pub fn has_merge_base(&self, one: Oid, two: Oid) -> Result<bool, RepoError> {
+    pub(crate) fn has_merge_base(&self, one: Oid, two: Oid) -> Result<bool, RepoError> {
         match self.inner.merge_base(one, two) {
             Ok(_) => Ok(true),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(false),
@@ -397,7 +405,7 @@ impl Repo {
     /// Blob paths that differ between two commits' trees (`None`: the empty
     /// tree), as (path, old blob, new blob).
     #[allow(clippy::type_complexity)]
-    pub fn changed_files(
+    pub(crate) fn changed_files(
         &self,
         old: Option<Oid>,
         new: Oid,
@@ -431,7 +439,7 @@ impl Repo {
         Ok(files)
     }
 
-    pub fn has_remote(&self, name: &str) -> bool {
+    pub(crate) fn has_remote(&self, name: &str) -> bool {
         self.inner.find_remote(name).is_ok()
     }
 }
@@ -466,7 +474,7 @@ pub struct TreeItem {
 /// repository, e.g. in `pre-receive`).
 impl Repo {
     /// The entries of one tree, in Git's order.
-    pub fn tree_items(&self, tree: Oid) -> Result<Vec<TreeItem>, RepoError> {
+    pub(crate) fn tree_items(&self, tree: Oid) -> Result<Vec<TreeItem>, RepoError> {
         let tree = self.inner.find_tree(tree)?;
         Ok(tree
             .iter()
@@ -483,12 +491,12 @@ impl Repo {
     }
 
     /// The id of the entry at `path` in `tree` (blob or tree), if any.
-    pub fn tree_entry_id(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
+    pub(crate) fn tree_entry_id(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
         Ok(self.tree_entry(tree, path)?.map(|(id, _)| id))
     }
 
     /// The blob at `path` in `tree` (`None` if absent or not a blob).
-    pub fn blob_in_tree(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
+    pub(crate) fn blob_in_tree(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
         Ok(self
             .tree_entry(tree, path)?
             .and_then(|(id, kind)| (kind == Some(ObjectType::Blob)).then_some(id)))
@@ -508,12 +516,12 @@ impl Repo {
     }
 
     /// The root tree of a commit.
-    pub fn commit_tree_id(&self, commit: Oid) -> Result<Oid, RepoError> {
+    pub(crate) fn commit_tree_id(&self, commit: Oid) -> Result<Oid, RepoError> {
         Ok(self.inner.find_commit(commit)?.tree_id())
     }
 
     /// HEAD's root tree (`None` before the first commit).
-    pub fn head_tree_id(&self) -> Result<Option<Oid>, RepoError> {
+    pub(crate) fn head_tree_id(&self) -> Result<Option<Oid>, RepoError> {
         Ok(self.head_tree()?.map(|t| t.id()))
     }
 
@@ -524,7 +532,7 @@ impl Repo {
 
     /// Resolve a revision (`HEAD`, a branch, an id) to a commit id, failing
     /// with Git's message when it does not name a commit.
-    pub fn peel_commit(&self, rev: &str) -> Result<Oid, RepoError> {
+    pub(crate) fn peel_commit(&self, rev: &str) -> Result<Oid, RepoError> {
         Ok(self.inner.revparse_single(rev)?.peel_to_commit()?.id())
     }
 
@@ -560,7 +568,11 @@ impl Repo {
 
     /// Commits reachable from `include` but not from `exclude`, parents
     /// before children (so the first commit that shows a blob introduced it).
-    pub fn commits_between(&self, include: &[Oid], exclude: &[Oid]) -> Result<Vec<Oid>, RepoError> {
+    pub(crate) fn commits_between(
+        &self,
+        include: &[Oid],
+        exclude: &[Oid],
+    ) -> Result<Vec<Oid>, RepoError> {
         let mut walk = self.inner.revwalk()?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
         for id in include {
@@ -574,7 +586,7 @@ impl Repo {
 
     /// The commits every reference points at (for `new --not --all` in
     /// `pre-receive`); references to non-commits are skipped.
-    pub fn ref_commits(&self) -> Result<Vec<Oid>, RepoError> {
+    pub(crate) fn ref_commits(&self) -> Result<Vec<Oid>, RepoError> {
         let mut ids = Vec::new();
         for reference in self.inner.references()? {
             if let Ok(commit) = reference?.peel_to_commit() {
@@ -587,7 +599,7 @@ impl Repo {
     }
 
     /// Stage-0 index entries that are files (no submodule commits), by path.
-    pub fn index_blobs(&self) -> Result<Vec<(String, Oid)>, RepoError> {
+    pub(crate) fn index_blobs(&self) -> Result<Vec<(String, Oid)>, RepoError> {
         let index = self.inner.index()?;
         Ok(index
             .iter()
