@@ -166,6 +166,19 @@ pub fn might_be_envelope(bytes: &[u8]) -> bool {
         .is_some_and(|&b| b == b'{')
 }
 
+/// Does this byte string claim to be an envelope (a JSON object naming the
+/// envelope schema near its start), well-formed or not? An envelope that
+/// was edited, extended or cut while its file was locked claims to be one
+/// without being one; plaintext practically never does.
+pub fn claims_envelope(bytes: &[u8]) -> bool {
+    const SCHEMA_PREFIX: &[u8] = b"\"git-seal.envelope/";
+    let head = &bytes[..bytes.len().min(256)];
+    might_be_envelope(head)
+        && head
+            .windows(SCHEMA_PREFIX.len())
+            .any(|w| w == SCHEMA_PREFIX)
+}
+
 /// Is this byte string a well-formed envelope?
 pub fn is_envelope(bytes: &[u8]) -> bool {
     might_be_envelope(bytes) && parse(bytes).is_ok()
@@ -558,6 +571,18 @@ mod tests {
             padded_inside[8] = b'=';
             assert_eq!(decode_large(&padded_inside), None);
         }
+    }
+
+    #[test]
+    fn damaged_envelopes_still_claim_to_be_envelopes() {
+        let text = write(&sample(None, 1));
+        assert!(claims_envelope(&text));
+        let mut extended = text.clone();
+        extended.extend_from_slice(b"X=1\n");
+        assert!(claims_envelope(&extended) && !is_envelope(&extended));
+        assert!(claims_envelope(&text[..text.len() / 2]));
+        assert!(!claims_envelope(b"{\"name\": \"a package.json\"}\n"));
+        assert!(!claims_envelope(b"PASSWORD=x\n"));
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod format;
 
 pub use crypto::{decrypt, seal, ContentError};
 pub use format::{
-    is_envelope, might_be_envelope, parse, write, Envelope, FormatError, Recipient, Wrap,
+    claims_envelope, is_envelope, might_be_envelope, parse, write, Envelope, FormatError,
+    Recipient, Wrap,
 };

@@ -17,8 +17,17 @@ use crate::workspace::Workspace;
 impl Filter {
     /// Seal `plaintext` for `path`. An error means nothing may be stored.
     pub fn clean(&mut self, path: &str, plaintext: Vec<u8>) -> Result<Vec<u8>, String> {
-        if envelope::might_be_envelope(&plaintext) && envelope::is_envelope(&plaintext) {
-            return Ok(plaintext);
+        if envelope::might_be_envelope(&plaintext) {
+            match envelope::parse(&plaintext) {
+                Ok(_) => return Ok(plaintext),
+                // Sealing this would put an envelope inside an envelope.
+                Err(e) if envelope::claims_envelope(&plaintext) => {
+                    return Err(format!(
+                        "{path}: is a damaged or extended git-seal envelope ({e}), not plaintext: it was probably edited while locked; run `git seal unlock` (or `git checkout -- {path}`) and edit the plaintext"
+                    ))
+                }
+                Err(_) => {}
+            }
         }
         let refuse = |e: &dyn std::fmt::Display| {
             format!("{path}: cannot seal, so refusing to store plaintext: {e}")

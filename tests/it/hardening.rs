@@ -177,3 +177,29 @@ fn init_warns_about_a_pattern_that_matches_nothing() {
         "{err}"
     );
 }
+
+#[test]
+fn editing_a_locked_file_cannot_seal_an_envelope_inside_an_envelope() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "secrets/db.env", b"PASSWORD=x\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "one"]);
+    env.seal(&dir, &["lock"]);
+    let head = env.rev(&dir, "HEAD");
+    let mut locked = std::fs::read(dir.join("secrets/db.env")).unwrap();
+    locked.extend_from_slice(b"X=1\n");
+    std::fs::write(dir.join("secrets/db.env"), &locked).unwrap();
+    let out = env.run("git", &dir, &["commit", "-q", "-a", "-m", "x"], None);
+    let err = crate::harness::stderr(&out);
+    assert!(!out.status.success(), "the commit went through:\n{err}");
+    assert!(
+        err.contains("secrets/db.env") && err.contains("git seal unlock"),
+        "{err}"
+    );
+    assert_eq!(env.rev(&dir, "HEAD"), head);
+    // Put back, the locked file is committable again, unchanged.
+    env.git(&dir, &["checkout", "--", "secrets/db.env"]);
+    env.seal(&dir, &["unlock"]);
+    assert_index_and_head_open(&env, &dir, "secrets/db.env");
+}
