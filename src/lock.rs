@@ -164,7 +164,7 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
     // whose size changed modified without looking at its content: re-add the
     // envelopes (they clean to the same blobs) so the index matches again.
     if !done.locked.is_empty() {
-        ws.repo.git().run_with(
+        ws.repo.git().with_filters().run_with(
             &[
                 "add",
                 "--sparse",
@@ -188,7 +188,7 @@ fn unstaged_changes<'a>(
         return Ok(Vec::new());
     }
     // Every change, filtered here: no path list in argv.
-    let out = ws.repo.git().run(&[
+    let out = ws.repo.git().with_filters().run(&[
         "diff",
         "--name-only",
         "-z",
@@ -305,7 +305,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
                 .map_err(io_error("touch", file.clone()))?;
         }
     }
-    ws.repo.git().run_with(
+    ws.repo.git().with_filters().run_with(
         &["checkout-index", "-f", "-u", "-z", "--stdin"],
         Some(&nul_list(&paths)),
         &[0],

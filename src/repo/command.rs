@@ -28,16 +28,35 @@ pub enum GitCommandError {
     },
 }
 
+/// Environment variables that carry key material or unlock it. A `git`
+/// that runs no filter of ours (fetch, push, ls-files, merge-file…) does
+/// not get them, nor do its own children (receive-pack on a local remote,
+/// a detached `git maintenance`).
+pub const SECRET_VARS: &[&str] = &["GIT_SEAL_KEK", "GIT_SEAL_PKCS11_PIN"];
+
 /// `git`, run in one repository: the work tree's top, or the git dir of a
 /// bare repository.
 #[derive(Debug, Clone)]
 pub struct Git {
     dir: PathBuf,
+    /// This command runs our filter (add, checkout-index, diff), which
+    /// needs the keys: keep [`SECRET_VARS`].
+    filters: bool,
 }
 
 impl Git {
     pub fn new(dir: impl Into<PathBuf>) -> Git {
-        Git { dir: dir.into() }
+        Git {
+            dir: dir.into(),
+            filters: false,
+        }
+    }
+
+    /// The same, for commands that run git-seal's filter and so need the
+    /// keys in its environment.
+    pub fn with_filters(mut self) -> Git {
+        self.filters = true;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -57,7 +76,13 @@ impl Git {
         stdin: Option<&[u8]>,
         ok_codes: &[i32],
     ) -> Result<Output, GitCommandError> {
-        let mut child = Command::new("git")
+        let mut command = Command::new("git");
+        if !self.filters {
+            for var in SECRET_VARS {
+                command.env_remove(var);
+            }
+        }
+        let mut child = command
             .arg("-C")
             .arg(&self.dir)
             .arg("--literal-pathspecs")

@@ -203,3 +203,26 @@ fn editing_a_locked_file_cannot_seal_an_envelope_inside_an_envelope() {
     env.seal(&dir, &["unlock"]);
     assert_index_and_head_open(&env, &dir, "secrets/db.env");
 }
+
+#[test]
+fn kek_in_the_environment_is_not_passed_to_git_that_runs_no_filter() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new();
+    let secret = "8d56d558cdb694526393aff471ce40cbed74c6e66f4ac04d0e80de8a3c70bbce";
+    env.set("GIT_SEAL_KEK", secret);
+    let dir = env.sealed_repo("r");
+    let server = env.bare("server.git");
+    // The server's receive-pack runs this hook as a child of our push.
+    let dump = env.path("hook-env");
+    let hook = server.join("hooks/pre-receive");
+    std::fs::write(&hook, format!("#!/bin/sh\nenv > '{}'\n", dump.display())).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.git(&dir, &["remote", "add", "origin", server.to_str().unwrap()]);
+    env.seal(&dir, &["audit", "sync", "origin"]);
+    let seen = std::fs::read_to_string(&dump).expect("the server hook ran");
+    assert!(seen.contains("GIT_DIR") || seen.contains("PATH"), "{seen}");
+    assert!(
+        !seen.contains("GIT_SEAL_KEK") && !seen.contains(secret),
+        "{seen}"
+    );
+}
