@@ -92,6 +92,99 @@ pub fn check_commits(
     })
 }
 
+/// Check what `spec` names: a range or revision of commits (their whole
+/// history), or a reference to a tree or a blob (that object).
+pub fn check_revision(repo: &Repo, spec: &str, threads: usize) -> Result<Report, RepoError> {
+    match repo.resolve_range(spec) {
+        Ok((include, exclude)) => check_commits(repo, spec, &include, &exclude, threads),
+        Err(range_error) => {
+            let findings = match repo.peel(repo.resolve_object(spec)?)? {
+                Some((crate::repo::ObjectKind::Tree, tree)) => check_tree(repo, spec, tree, None)?,
+                Some((crate::repo::ObjectKind::Blob, blob)) => check_blob(repo, spec, blob, None)?,
+                _ => return Err(range_error),
+            };
+            Ok(Report {
+                range: spec.to_owned(),
+                commits: 0,
+                blobs: 0,
+                ok: findings.is_empty(),
+                findings,
+            })
+        }
+    }
+}
+
+/// Check a tree that a reference names directly (a tag or a branch pointing
+/// at a tree, not a commit): every blob under it, each path judged by the
+/// stricter of the tree's own rules and `base` (say, the server's current
+/// rules), so a tree without `.seal/` cannot switch sealing off. `label`
+/// names the reference in findings.
+pub(crate) fn check_tree(
+    repo: &Repo,
+    label: &str,
+    tree: Oid,
+    base: Option<&Rules>,
+) -> Result<Vec<Finding>, RepoError> {
+    let own = tree_rules(repo, tree, &crate::keys::kids_here())?;
+    let mut findings: Vec<Finding> = own
+        .problems()
+        .iter()
+        .map(|(path, message)| Finding {
+            commit: Some(label.to_owned()),
+            path: path.clone(),
+            kind: Kind::BadPolicy,
+            message: message.clone(),
+        })
+        .collect();
+    for (path, blob) in repo.tree_blobs(tree)? {
+        let sealed = own.requires_seal(&path) || base.is_some_and(|b| b.requires_seal(&path));
+        let facts = repo.with_blob(blob, BlobFacts::of)?;
+        for rules in std::iter::once(&own).chain(base) {
+            for (kind, message) in rules.judge(&path, &facts, sealed, Place::History) {
+                let finding = Finding {
+                    commit: Some(label.to_owned()),
+                    path: path.clone(),
+                    kind,
+                    message,
+                };
+                if !findings.contains(&finding) {
+                    findings.push(finding);
+                }
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// Check a blob that a reference names directly: it has no path, so only
+/// what holds anywhere applies (no private key material).
+pub(crate) fn check_blob(
+    repo: &Repo,
+    label: &str,
+    blob: Oid,
+    base: Option<&Rules>,
+) -> Result<Vec<Finding>, RepoError> {
+    let empty;
+    let rules = match base {
+        Some(rules) => rules,
+        None => {
+            empty = Rules::from_files(None, None, Vec::new(), &crate::keys::kids_here());
+            &empty
+        }
+    };
+    let facts = repo.with_blob(blob, BlobFacts::of)?;
+    Ok(rules
+        .judge("", &facts, false, Place::History)
+        .into_iter()
+        .map(|(kind, message)| Finding {
+            commit: Some(label.to_owned()),
+            path: format!("(blob {blob})"),
+            kind,
+            message,
+        })
+        .collect())
+}
+
 /// What arrived in a merge, checkout or rewrite: the files that differ
 /// between `old` (`None`: nothing) and `new`, judged by `new`'s rules.
 #[derive(Debug, Default)]

@@ -16,8 +16,9 @@ use git_seal::repo::Repo;
 /// introduced it and the path, and exits 1 when there is any.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Commits to check: `A..B`, `A...B` or a revision (all its history).
-    /// Default: everything reachable from HEAD.
+    /// Commits to check: `A..B`, `A...B` or a revision (all its history);
+    /// or a reference to a tree or a blob (that object). Default:
+    /// everything reachable from HEAD.
     #[arg(value_name = "REV-RANGE")]
     pub range: Option<String>,
     /// Print one JSON object: range, commits, blobs, findings
@@ -29,19 +30,13 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let repo = Repo::from_env()?;
     let spec = args.range.as_deref().unwrap_or("HEAD");
-    let (include, exclude) = if args.range.is_none() && repo.head_commit()?.is_none() {
-        (Vec::new(), Vec::new())
+    let threads = git_seal::hooks::run::threads();
+    let report = if args.range.is_none() && repo.head_commit()?.is_none() {
+        check::check_commits(&repo, spec, &[], &[], threads)?
     } else {
-        repo.resolve_range(spec)
+        check::check_revision(&repo, spec, threads)
             .map_err(|e| CommandError::usage(format!("{spec:?} is not a revision range: {e}")))?
     };
-    let report = check::check_commits(
-        &repo,
-        spec,
-        &include,
-        &exclude,
-        git_seal::hooks::run::threads(),
-    )?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -9,7 +9,7 @@ use crate::audit::{self, AuditError};
 use crate::check::{self, Finding};
 use crate::filter::lock_marker;
 use crate::lock;
-use crate::repo::{Oid, Repo, RepoError};
+use crate::repo::{ObjectKind, Oid, Repo, RepoError};
 use crate::workspace::{Workspace, WorkspaceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,7 @@ fn pre_commit(repo: &Repo, what: &str) -> Result<Outcome, HookRunError> {
 fn pre_receive(repo: &Repo, input: &str) -> Result<Outcome, HookRunError> {
     let mut include = Vec::new();
     let mut chain_problems = Vec::new();
+    let mut object_findings = Vec::new();
     for line in input.lines() {
         // "<old> <new> <ref>"; a zero <new> deletes the ref.
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -102,8 +103,25 @@ fn pre_receive(repo: &Repo, input: &str) -> Result<Outcome, HookRunError> {
         let (old, new) = (parse(old)?, parse(new)?);
         if name == audit::REF {
             chain_problems.extend(pushed_chain_problems(repo, old, new)?);
-        } else if !new.is_zero() && repo.peel_commit(&new.to_string()).is_ok() {
-            include.push(new);
+            continue;
+        }
+        if new.is_zero() {
+            continue;
+        }
+        // Every object a pushed ref can reach: a ref (or a tag) may name a
+        // tree or a blob as well as a commit.
+        match repo.peel(new)? {
+            Some((ObjectKind::Commit, commit)) => include.push(commit),
+            Some((ObjectKind::Tree, tree)) => {
+                let base = server_rules(repo)?;
+                let label = format!("{name} (tree {tree})");
+                object_findings.extend(check::check_tree(repo, &label, tree, base.as_ref())?);
+            }
+            Some((ObjectKind::Blob, blob)) => {
+                let base = server_rules(repo)?;
+                object_findings.extend(check::check_blob(repo, name, blob, base.as_ref())?);
+            }
+            None => {}
         }
     }
     let mut out = Outcome::default();
@@ -115,24 +133,49 @@ fn pre_receive(repo: &Repo, input: &str) -> Result<Outcome, HookRunError> {
         out.refuse = true;
         return Ok(out);
     }
-    if include.is_empty() {
-        return Ok(out);
-    }
     // Only what the push adds: commits no reference reaches yet.
-    let exclude = repo.ref_commits()?;
-    let report = check::check_commits(repo, "push", &include, &exclude, threads())?;
-    if report.ok {
+    let report = if include.is_empty() {
+        None
+    } else {
+        let exclude = repo.ref_commits()?;
+        Some(check::check_commits(
+            repo,
+            "push",
+            &include,
+            &exclude,
+            threads(),
+        )?)
+    };
+    let commit_findings = report.as_ref().map_or(&[][..], |r| &r.findings[..]);
+    if commit_findings.is_empty() && object_findings.is_empty() {
         return Ok(out);
     }
-    out.lines
-        .extend(report.findings.iter().map(ToString::to_string));
+    out.lines.extend(
+        commit_findings
+            .iter()
+            .chain(&object_findings)
+            .map(ToString::to_string),
+    );
     out.say(format!(
-        "push refused ({} finding(s) in {} new commit(s)); fix them and push again",
-        report.findings.len(),
-        report.commits
+        "push refused ({} finding(s) in {} new commit(s){}); fix them and push again",
+        commit_findings.len() + object_findings.len(),
+        report.as_ref().map_or(0, |r| r.commits),
+        if object_findings.is_empty() {
+            ""
+        } else {
+            " and in refs that name a tree or blob"
+        },
     ));
     out.refuse = true;
     Ok(out)
+}
+
+/// The rules of the server's current default branch (HEAD), if it has one.
+fn server_rules(repo: &Repo) -> Result<Option<check::Rules>, HookRunError> {
+    Ok(match repo.head_tree_id()? {
+        Some(tree) => Some(check::tree_rules(repo, tree, &crate::keys::kids_here())?),
+        None => None,
+    })
 }
 
 /// What is wrong with a push to the audit chain: it may only grow (the old

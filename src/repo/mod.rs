@@ -192,6 +192,31 @@ impl Repo {
         }
     }
 
+    /// Every blob under a stored tree, with its path.
+    pub(crate) fn tree_blobs(&self, tree: Oid) -> Result<Vec<(String, Oid)>, RepoError> {
+        self.tree_files(&self.inner.find_tree(tree)?)
+    }
+
+    /// The object a revision names (a commit, a tag, a tree, a blob).
+    pub(crate) fn resolve_object(&self, rev: &str) -> Result<Oid, RepoError> {
+        Ok(self.inner.revparse_single(rev)?.id())
+    }
+
+    /// What `id` is once annotated tags are peeled: a commit, a tree or a
+    /// blob (`None` for anything else).
+    pub(crate) fn peel(&self, id: Oid) -> Result<Option<(ObjectKind, Oid)>, RepoError> {
+        let mut object = self.inner.find_object(id, None)?;
+        loop {
+            match object.kind() {
+                Some(ObjectType::Tag) => object = object.peel(ObjectType::Any)?,
+                Some(ObjectType::Commit) => return Ok(Some((ObjectKind::Commit, object.id()))),
+                Some(ObjectType::Tree) => return Ok(Some((ObjectKind::Tree, object.id()))),
+                Some(ObjectType::Blob) => return Ok(Some((ObjectKind::Blob, object.id()))),
+                _ => return Ok(None),
+            }
+        }
+    }
+
     fn tree_files(&self, tree: &git2::Tree<'_>) -> Result<Vec<(String, Oid)>, RepoError> {
         let mut files = Vec::new();
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
@@ -447,6 +472,14 @@ impl Repo {
 /// Object kinds `Repo::with_raw` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawKind {
+    Commit,
+    Tree,
+    Blob,
+}
+
+/// What a reference can name, once tags are peeled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
     Commit,
     Tree,
     Blob,

@@ -226,3 +226,63 @@ fn kek_in_the_environment_is_not_passed_to_git_that_runs_no_filter() {
         "{seen}"
     );
 }
+
+#[test]
+fn pre_receive_inspects_refs_that_name_trees_and_blobs() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let server = env.bare("server.git");
+    env.seal(&server, &["hooks", "install"]);
+    env.git(&dir, &["remote", "add", "origin", server.to_str().unwrap()]);
+    env.git(&dir, &["push", "-q", "origin", "main"]);
+    // A tree holding plaintext under secrets/, made without any filter.
+    env.stage_raw(&dir, "secrets/db.env", b"PASSWORD=hunter2\n");
+    let tree = env.git(&dir, &["write-tree"]).trim().to_owned();
+    let out = env.run(
+        "git",
+        &dir,
+        &["push", "origin", &format!("{tree}:refs/tags/t")],
+        None,
+    );
+    let err = crate::harness::stderr(&out);
+    assert!(!out.status.success(), "the tree was accepted:\n{err}");
+    assert!(
+        err.contains("secrets/db.env") && err.contains("push refused"),
+        "{err}"
+    );
+    // The same tree without .seal/ and .gitattributes: the server's rules
+    // still apply.
+    env.git(
+        &dir,
+        &["rm", "-q", "--cached", "-r", ".seal", ".gitattributes"],
+    );
+    let bare_tree = env.git(&dir, &["write-tree"]).trim().to_owned();
+    let out = env.run(
+        "git",
+        &dir,
+        &["push", "origin", &format!("{bare_tree}:refs/tags/u")],
+        None,
+    );
+    assert!(!out.status.success(), "a tree without .seal/ was accepted");
+    // A blob holding a KEK's private key, pushed as a ref.
+    let kid = env.kid();
+    let key = std::fs::read_to_string(env.key_dir.join(format!("{kid}.key"))).unwrap();
+    let key_file = env.path("leak.txt");
+    std::fs::write(&key_file, &key).unwrap();
+    let blob = env
+        .git(&dir, &["hash-object", "-w", key_file.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let out = env.run(
+        "git",
+        &dir,
+        &["push", "origin", &format!("{blob}:refs/tags/k")],
+        None,
+    );
+    let err = crate::harness::stderr(&out);
+    assert!(!out.status.success(), "a private key was accepted:\n{err}");
+    assert!(!err.contains(key.trim()), "the key was printed");
+    // check reads tree refs too (exit 1 with the finding, not 2).
+    let out = env.fails("git-seal", &dir, &["check", &tree], 1);
+    assert!(crate::harness::stdout(&out).contains("secrets/db.env"));
+}
