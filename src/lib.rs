@@ -22,6 +22,7 @@ pub mod lock;
 pub mod merge;
 pub mod migrate;
 pub mod policy;
+pub mod printable;
 pub mod repo;
 pub mod secret;
 pub mod workspace;

@@ -67,9 +67,10 @@ pub struct Finding {
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::printable::escape;
         if let Some(commit) = &self.commit {
-            write!(f, "{commit}: ")?;
+            write!(f, "{}: ", escape(commit))?;
         }
-        write!(f, "{}: {}", self.path, self.message)
+        write!(f, "{}: {}", escape(&self.path), escape(&self.message))
     }
 }

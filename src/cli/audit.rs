@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use super::error::{CommandError, CommandResult};
 use git_seal::audit::sync::{self, SyncError, Synced};
 use git_seal::audit::{self, chain, entry, signer, verify, NewEntry, Signer, When, REF};
+use git_seal::printable::escape;
 use git_seal::repo::{Oid, Repo};
 
 /// The signed audit chain: who sealed, rotated or changed what, and when.
@@ -180,11 +181,11 @@ fn log(repo: &Repo, args: LogArgs) -> CommandResult<u8> {
                 "{:>5}  {}  {}  {:<12} {} <{}>  {}",
                 entry.seq,
                 &id.to_string()[..12],
-                entry.time,
-                entry.event,
-                entry.actor.name,
-                entry.actor.email,
-                summary(entry)
+                escape(&entry.time),
+                escape(&entry.event),
+                escape(&entry.actor.name),
+                escape(&entry.actor.email),
+                escape(&summary(entry))
             );
         }
     }

@@ -189,8 +189,8 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope, FormatError> {
     if !might_be_envelope(bytes) {
         return Err(FormatError::NotJson);
     }
-    let raw: RawEnvelope<'_> =
-        serde_json::from_slice(bytes).map_err(|e| FormatError::Json(e.to_string()))?;
+    let raw: RawEnvelope<'_> = serde_json::from_slice(bytes)
+        .map_err(|e| FormatError::Json(crate::printable::escape(&e.to_string()).into_owned()))?;
     if raw.schema != SCHEMA {
         return Err(FormatError::Schema(raw.schema.into_owned()));
     }

@@ -286,3 +286,38 @@ fn pre_receive_inspects_refs_that_name_trees_and_blobs() {
     let out = env.fails("git-seal", &dir, &["check", &tree], 1);
     assert!(crate::harness::stdout(&out).contains("secrets/db.env"));
 }
+
+#[test]
+fn a_file_name_with_a_newline_cannot_forge_audit_log_lines() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let forged = "secrets/x\n    99  deadbeefdead  2026-01-01T00:00:00Z  signer-add   Mallory <m@x>  trusts me.env";
+    write_file(&dir, forged, b"x\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "odd name"]);
+    let log = env.seal(&dir, &["audit", "log"]);
+    let entries = env.seal(&dir, &["audit", "log", "--json"]);
+    let count = serde_json::from_str::<serde_json::Value>(&entries)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(log.lines().count(), count, "{log}");
+    assert!(log.contains("secrets/x\\n"), "{log}");
+}
+
+#[test]
+fn an_envelope_field_name_cannot_put_escape_sequences_in_errors() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let file = env.path("odd.envelope");
+    std::fs::write(
+        &file,
+        "{\"schema\": \"git-seal.envelope/v1\", \"\\u001b[2J\\u001b[31mboom\": 1}\n",
+    )
+    .unwrap();
+    let out = env.fails("git-seal", &dir, &["decrypt", file.to_str().unwrap()], 1);
+    let err = crate::harness::stderr(&out);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("\\u{1b}"), "{err:?}");
+}
