@@ -14,7 +14,7 @@ use crate::keys::record::{self, KekRecord, RecordError, Status};
 use crate::keys::{self, env::EnvKeys, file::FileKeys, KeyError, ProviderInfo};
 use crate::kid::Kid;
 use crate::lock::{self, LockError};
-use crate::policy::{self, PolicyError};
+use crate::policy::{self, Policy, PolicyError};
 use crate::repo::command::{nul_records, GitCommandError};
 use crate::repo::{Repo, RepoError};
 use crate::secret::KekSecret;
@@ -160,8 +160,13 @@ pub fn init(
         }
     };
 
-    let mut policy = workspace::load_policy(&root, &keks)?;
-    let mut policy_changed = !root.join(policy::PATH).exists();
+    let new_policy = !root.join(policy::PATH).exists();
+    let mut policy = if new_policy {
+        Policy::new_default()
+    } else {
+        workspace::load_policy(&root, &keks)?
+    };
+    let mut policy_changed = new_policy;
     for pattern in &patterns {
         policy_changed |= policy.add_sealed(pattern)?;
     }

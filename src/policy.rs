@@ -313,6 +313,33 @@ impl Policy {
         text
     }
 
+    /// The `never_commit` globs `init` writes into a new policy: private key
+    /// files that are committed by mistake. A file under a sealed path that
+    /// matches one is still fine as an envelope (sealing a TLS key is what
+    /// git-seal is for); plaintext is refused.
+    pub const DEFAULT_NEVER_COMMIT: &'static [&'static str] = &[
+        "*.pem",
+        "*.key",
+        "*.p12",
+        "*.pfx",
+        "id_rsa",
+        "id_dsa",
+        "id_ecdsa",
+        "id_ed25519",
+    ];
+
+    /// A new policy as `init` writes it: [`Policy::DEFAULT_NEVER_COMMIT`].
+    pub fn new_default() -> Policy {
+        let file = PolicyFile {
+            never_commit: Policy::DEFAULT_NEVER_COMMIT
+                .iter()
+                .map(|g| g.to_string())
+                .collect(),
+            ..PolicyFile::default()
+        };
+        Policy::from_file(file, "", &[]).expect("the default globs are valid")
+    }
+
     /// Add a required-sealed glob (no-op if already there).
     pub fn add_sealed(&mut self, glob: &str) -> Result<bool, PolicyError> {
         if self.file.sealed.iter().any(|g| g == glob) {

@@ -52,7 +52,7 @@ impl KekSecret {
         KekSecret::from_bytes(bytes)
     }
 
-    fn from_bytes(secret: [u8; 32]) -> KekSecret {
+    pub(crate) fn from_bytes(secret: [u8; 32]) -> KekSecret {
         let public =
             x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes();
         KekSecret { secret, public }

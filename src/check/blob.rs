@@ -5,6 +5,8 @@
 
 use crate::envelope;
 use crate::kid::Kid;
+use zeroize::Zeroizing;
+
 use crate::secret::KekSecret;
 
 /// What one blob is, independent of its path: computed once per blob id.
@@ -47,30 +49,170 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The kid of every run of exactly 64 hex digits, as if it were a private
-/// X25519 KEK. Any case; the run must not be part of a longer hex run.
+/// The kid of every 32-byte value in `bytes` that could be a private X25519
+/// KEK, in the forms people paste keys in:
+/// - 64 hex digits, any case, `0x`-prefixed or not, whole or split into
+///   groups by colons, spaces or line breaks (a run that is part of a
+///   longer hex run is a hash of something else, not a key);
+/// - base64 of 32 bytes in a key-like context (a line naming a key, a
+///   secret or a KEK), such as `KEK=…=`;
+/// - a PEM `PRIVATE KEY` block holding a PKCS#8 X25519 key.
+///
+/// Each candidate is reduced to its kid at once: the caller compares kids
+/// with the repository's KEKs, so a candidate that is not a key costs one
+/// scalar multiplication and never a false finding.
 fn key_candidates(bytes: &[u8]) -> Vec<Kid> {
     let mut kids = Vec::new();
-    let mut start = None;
-    for (i, b) in bytes.iter().chain(std::iter::once(&b' ')).enumerate() {
-        match (b.is_ascii_hexdigit(), start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                if i - s == 64 {
-                    let run = std::str::from_utf8(&bytes[s..i]).expect("ascii");
-                    if let Ok(secret) = KekSecret::from_hex(run) {
-                        let kid = Kid::of_x25519(&secret.public());
-                        if !kids.contains(&kid) {
-                            kids.push(kid);
-                        }
-                    }
-                }
-                start = None;
-            }
-            _ => {}
+    let mut add = |secret: [u8; 32]| {
+        let kid = Kid::of_x25519(&KekSecret::from_bytes(secret).public());
+        if !kids.contains(&kid) {
+            kids.push(kid);
+        }
+    };
+    for found in [
+        hex_candidates(bytes),
+        base64_candidates(bytes),
+        pem_candidates(bytes),
+    ] {
+        for secret in found.iter() {
+            add(*secret);
         }
     }
     kids
+}
+
+/// Groups of hex digits separated by nothing but colons and white space,
+/// as (start, end) byte ranges; a group is a maximal hex run.
+fn hex_groups(bytes: &[u8]) -> Vec<Vec<(usize, usize)>> {
+    let mut spans: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut current: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_hexdigit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
+                i += 1;
+            }
+            current.push((start, i));
+            continue;
+        }
+        let separator = b == b':' || b.is_ascii_whitespace();
+        if !separator && !current.is_empty() {
+            spans.push(std::mem::take(&mut current));
+        }
+        i += 1;
+    }
+    if !current.is_empty() {
+        spans.push(current);
+    }
+    spans
+}
+
+fn hex_candidates(bytes: &[u8]) -> Zeroizing<Vec<[u8; 32]>> {
+    let mut found = Zeroizing::new(Vec::new());
+    for span in hex_groups(bytes) {
+        // The whole span, or the span after a first word (`abc <key>`):
+        // never every window of a long hex dump, which would make a
+        // candidate of each.
+        for first in 0..span.len().min(2) {
+            let groups = &span[first..];
+            let count: usize = groups.iter().map(|(start, end)| end - start).sum();
+            if count != 64 {
+                continue;
+            }
+            let mut digits = Zeroizing::new(Vec::with_capacity(64));
+            for &(start, end) in groups {
+                digits.extend_from_slice(&bytes[start..end]);
+            }
+            let mut secret = [0u8; 32];
+            if hex::decode_to_slice(&*digits, &mut secret).is_ok() {
+                found.push(secret);
+            }
+        }
+    }
+    found
+}
+
+fn is_base64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+/// Base64 tokens of 32 bytes (43 characters, `=`-padded or not) on lines
+/// that name a key, a secret or a KEK.
+fn base64_candidates(bytes: &[u8]) -> Zeroizing<Vec<[u8; 32]>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    use base64::Engine as _;
+    const CONTEXT: [&[u8]; 5] = [b"key", b"kek", b"secret", b"private", b"seal"];
+    let mut found = Zeroizing::new(Vec::new());
+    for line in bytes.split(|b| *b == b'\n') {
+        let lower = line.to_ascii_lowercase();
+        if !CONTEXT
+            .iter()
+            .any(|w| lower.windows(w.len()).any(|x| x == *w))
+        {
+            continue;
+        }
+        let mut i = 0;
+        while i < line.len() {
+            if !is_base64(line[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < line.len() && is_base64(line[i]) {
+                i += 1;
+            }
+            let token = &line[start..i];
+            let padded = line.get(i) == Some(&b'=');
+            let decoded = if token.len() == 43 && padded {
+                STANDARD.decode([token, b"="].concat())
+            } else if token.len() == 43 {
+                STANDARD_NO_PAD.decode(token)
+            } else {
+                continue;
+            };
+            if let Ok(decoded) = decoded.map(Zeroizing::new) {
+                if let Ok(secret) = <[u8; 32]>::try_from(decoded.as_slice()) {
+                    found.push(secret);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The DER of a PKCS#8 X25519 private key is this prefix and the 32 bytes.
+const PKCS8_X25519: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
+];
+
+fn pem_candidates(bytes: &[u8]) -> Zeroizing<Vec<[u8; 32]>> {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    const BEGIN: &[u8] = b"-----BEGIN PRIVATE KEY-----";
+    const END: &[u8] = b"-----END PRIVATE KEY-----";
+    let mut found = Zeroizing::new(Vec::new());
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(BEGIN.len()).position(|w| w == BEGIN) {
+        rest = &rest[at + BEGIN.len()..];
+        let Some(end) = rest.windows(END.len()).position(|w| w == END) else {
+            break;
+        };
+        let body: Zeroizing<Vec<u8>> = rest[..end]
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>()
+            .into();
+        if let Ok(der) = STANDARD.decode(&*body).map(Zeroizing::new) {
+            if der.len() == 48 && der.starts_with(&PKCS8_X25519) {
+                found.push(der[16..].try_into().expect("32 bytes"));
+            }
+        }
+        rest = &rest[end..];
+    }
+    found
 }
 
 #[cfg(test)]
@@ -88,6 +230,37 @@ mod tests {
         // Part of a longer run: a hash of something else, not a key.
         assert!(key_candidates(format!("{}ab", hex.as_str()).as_bytes()).is_empty());
         assert!(key_candidates(b"nothing here").is_empty());
+    }
+
+    #[test]
+    fn key_candidates_find_pasted_forms() {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        let secret = KekSecret::generate();
+        let kid = Kid::of_x25519(&secret.public());
+        let hex = secret.to_hex();
+        let bytes = secret.expose();
+        let colons: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let b64 = STANDARD.encode(bytes);
+        let mut der = PKCS8_X25519.to_vec();
+        der.extend_from_slice(bytes);
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            STANDARD.encode(&der)
+        );
+        for text in [
+            format!("key: 0x{}", hex.as_str()),
+            format!("kek = {}", colons.join(":")),
+            format!("KEK:\n  {}\n  {}\n", &hex[..32], &hex[32..]),
+            format!("abc {}", &hex[..]),
+            format!("GIT_SEAL_KEK_B64={b64}"),
+            format!("secret: {}", b64.trim_end_matches('=')),
+            pem,
+        ] {
+            assert!(key_candidates(text.as_bytes()).contains(&kid), "{text}");
+        }
+        // Base64 with no key-like word on its line is not looked at.
+        assert!(!key_candidates(format!("hash {b64}").as_bytes()).contains(&kid));
     }
 
     #[test]

@@ -143,7 +143,12 @@ impl Rules {
         place: Place,
     ) -> Vec<(Kind, String)> {
         let mut out = Vec::new();
-        if let Some(glob) = self.policy.never_commit_glob(path) {
+        let sealed_envelope = sealed && matches!(facts.form, Form::Envelope { .. });
+        if let Some(glob) = self
+            .policy
+            .never_commit_glob(path)
+            .filter(|_| !sealed_envelope)
+        {
             out.push((
                 Kind::NeverCommit,
                 format!(

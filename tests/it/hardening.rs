@@ -321,3 +321,47 @@ fn an_envelope_field_name_cannot_put_escape_sequences_in_errors() {
     assert!(!err.contains('\u{1b}'), "{err:?}");
     assert!(err.contains("\\u{1b}"), "{err:?}");
 }
+
+#[test]
+fn init_guards_private_key_files_and_pasted_keys_are_found_in_any_form() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let policy = std::fs::read_to_string(dir.join(".seal/policy.json")).unwrap();
+    assert!(
+        policy.contains("\"*.pem\"") && policy.contains("\"id_ed25519\""),
+        "{policy}"
+    );
+    // A private key file outside the sealed paths is refused...
+    write_file(
+        &dir,
+        "deploy/server.pem",
+        b"-----BEGIN RSA PRIVATE KEY-----\n",
+    );
+    env.git(&dir, &["add", "deploy/server.pem"]);
+    let out = env.run("git", &dir, &["commit", "-q", "-m", "pem"], None);
+    assert!(!out.status.success(), "a .pem file was committed");
+    env.git(&dir, &["rm", "-q", "--cached", "deploy/server.pem"]);
+    // ...and one under a sealed path is sealed and fine.
+    write_file(&dir, "secrets/tls.key", b"-----BEGIN EC PRIVATE KEY-----\n");
+    env.git(&dir, &["add", "secrets/tls.key"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed key"]);
+    // The KEK pasted as colon-separated bytes, split over lines.
+    let kid = env.kid();
+    let hex = std::fs::read_to_string(env.key_dir.join(format!("{kid}.key"))).unwrap();
+    let hex = hex.trim();
+    let pairs: Vec<&str> = (0..32).map(|i| &hex[2 * i..2 * i + 2]).collect();
+    let pasted = format!(
+        "kek:\n  {}\n  {}\n",
+        pairs[..16].join(":"),
+        pairs[16..].join(":")
+    );
+    write_file(&dir, "notes.txt", pasted.as_bytes());
+    env.git(&dir, &["add", "notes.txt"]);
+    let out = env.run("git", &dir, &["commit", "-q", "-m", "notes"], None);
+    let err = crate::harness::stderr(&out);
+    assert!(!out.status.success(), "a pasted KEK was committed");
+    assert!(
+        err.contains("notes.txt") && !err.contains(&hex[..16]),
+        "{err}"
+    );
+}

@@ -294,3 +294,67 @@ pub(crate) fn set_policy(dir: &Path, field: &str, value: serde_json::Value) {
     policy[field] = value;
     std::fs::write(&path, serde_json::to_string_pretty(&policy).unwrap()).unwrap();
 }
+
+/// `kill -9` a running git-seal as a user would (its `git` children live
+/// on), then wait until those children have exited, so the next command
+/// does not race them for `.git/index.lock`. The process is stopped first,
+/// so that it cannot start another child between the look and the kill.
+pub(crate) fn kill9_and_wait_for_children(child: &mut std::process::Child) {
+    let pid = child.id();
+    let signal = |sig: &str, pid: u32| {
+        let _ = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    };
+    signal("-STOP", pid);
+    let descendants = descendants_of(pid);
+    signal("-KILL", pid);
+    let _ = child.wait();
+    for _ in 0..2000 {
+        if descendants
+            .iter()
+            .all(|p| !Path::new(&format!("/proc/{p}")).exists() || is_zombie(*p))
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("the children of a killed git-seal ({descendants:?}) did not exit in 10 s");
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid …"; comm may hold spaces and parentheses.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true)
+}
+
+fn descendants_of(root: u32) -> Vec<u32> {
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = vec![root];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for &pid in &pids {
+            if !found.contains(&pid) && parent_of(pid).is_some_and(|p| found.contains(&p)) {
+                found.push(pid);
+                grew = true;
+            }
+        }
+    }
+    found.retain(|&p| p != root);
+    found
+}

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::harness::{is_envelope, stderr, write_file, Env};
+use crate::harness::{is_envelope, kill9_and_wait_for_children, stderr, write_file, Env};
 
 #[test]
 fn lock_from_a_subdirectory_keeps_unstaged_edits() {
@@ -78,19 +78,6 @@ fn plain(i: usize) -> Vec<u8> {
     format!("secret number {i}\n").into_bytes()
 }
 
-/// `kill -9` of git-seal leaves the `git` it started running to the end;
-/// wait for it to let go of the index before running again.
-fn wait_for_orphans(dir: &Path) {
-    let lock = dir.join(".git/index.lock");
-    for _ in 0..1000 {
-        if !lock.exists() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("{} stayed for 10 s", lock.display());
-}
-
 fn assert_complete(env: &Env, dir: &Path, n: usize) {
     for i in 0..n {
         let path = format!("secrets/f{i}.env");
@@ -126,9 +113,7 @@ fn unlock_killed_half_way_loses_no_file_and_finishes_on_rerun() {
         if child.try_wait().unwrap().is_none() {
             killed_mid_run += 1;
         }
-        let _ = child.kill();
-        child.wait().unwrap();
-        wait_for_orphans(&dir);
+        kill9_and_wait_for_children(&mut child);
         env.seal(&dir, &["unlock"]);
         assert_complete(&env, &dir, n);
     }
