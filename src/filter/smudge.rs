@@ -204,6 +204,11 @@ impl Filter {
             Some(aad) if aad.starts_with("path:") && aad != expected => Some(format!(
                 "{path}: the envelope is bound to {aad:?}, not this path (moved or swapped?); left it sealed in the work tree"
             )),
+            // The policy binds paths, so an envelope bound to none could be
+            // any file's, put here.
+            None => Some(format!(
+                "{path}: the policy binds envelopes to their path but this one is bound to none (put here from elsewhere, or sealed before bind_path_aad was set: re-seal with `git add --renormalize {path}`); left it sealed in the work tree"
+            )),
             _ => None,
         }
     }

@@ -365,3 +365,55 @@ fn init_guards_private_key_files_and_pasted_keys_are_found_in_any_form() {
         "{err}"
     );
 }
+
+#[test]
+fn bound_paths_refuse_swapped_and_unbound_envelopes() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    crate::harness::set_policy(&dir, "bind_path_aad", serde_json::json!(true));
+    write_file(&dir, "secrets/a.env", b"A\n");
+    write_file(&dir, "secrets/b.env", b"B\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "bound"]);
+    let a = env
+        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/a.env"])
+        .stdout;
+    let b = env
+        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/b.env"])
+        .stdout;
+    assert!(String::from_utf8_lossy(&a).contains("\"aad\": \"path:secrets/a.env\""));
+
+    // Swapped envelopes, and one bound to no path, committed without hooks.
+    let kid = env.kid();
+    let plain = env.path("c.plain");
+    std::fs::write(&plain, b"C\n").unwrap();
+    let unbound = env
+        .ok(
+            "git-seal",
+            &dir,
+            &["encrypt", "--to", &kid, plain.to_str().unwrap()],
+        )
+        .stdout;
+    env.stage_raw(&dir, "secrets/a.env", &b);
+    env.stage_raw(&dir, "secrets/b.env", &a);
+    env.stage_raw(&dir, "secrets/c.env", &unbound);
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "swap"]);
+
+    let out = env.fails("git-seal", &dir, &["check"], 1);
+    let found = crate::harness::stdout(&out);
+    for path in ["secrets/a.env", "secrets/b.env", "secrets/c.env"] {
+        assert!(found.contains(path), "{path} not reported:\n{found}");
+    }
+    // A fresh clone with the key leaves all three sealed, never opened at
+    // the wrong path.
+    let clone = env.clone_repo(&dir, "clone");
+    let out = env.ok("git-seal", &clone, &["init"]);
+    let _ = out;
+    for path in ["secrets/a.env", "secrets/b.env", "secrets/c.env"] {
+        let bytes = std::fs::read(clone.join(path)).unwrap();
+        assert!(
+            is_envelope(&bytes),
+            "{path} was opened at a path it is not bound to"
+        );
+    }
+}
