@@ -141,52 +141,94 @@ pub fn must_seal<E>(
     Ok(policy.sealed_glob_matches(path) || filter_seal(path)?)
 }
 
-/// The `filter=seal` patterns of one `.gitattributes` file (the root one:
-/// nested `.gitattributes` files are not read here), evaluated as Git does:
-/// the last line that sets or unsets `filter` for a path wins.
+/// The `filter=seal` rules of a tree's `.gitattributes` files, evaluated
+/// as Git does: a pattern may be C-quoted (`"dir with space/**"`); a
+/// `[attr]NAME …` line defines a macro that later lines set by NAME
+/// (`[attr]sealed filter=seal diff=seal`, then `secrets/** sealed`);
+/// negative patterns are ignored; and of the lines that set or unset
+/// `filter` for a path, the last wins, a file deeper in the tree winning
+/// over the ones above it. Files are added root first ([`SealAttributes::add`]).
 #[derive(Clone, Debug, Default)]
 pub struct SealAttributes {
     rules: Vec<(globset::GlobMatcher, bool)>,
-    /// Patterns that set `filter=seal`, in file order.
+    /// Macros defined so far (Git reads them from the root file only).
+    macros: std::collections::HashMap<String, Vec<String>>,
+    /// Patterns of the root file that set `filter=seal`, in file order.
     pub patterns: Vec<String>,
 }
 
+/// How deep macros may nest before a definition is taken as a loop.
+const MACRO_DEPTH: usize = 8;
+
 impl SealAttributes {
-    /// Parse `.gitattributes` text. Lines Git would ignore (comments,
-    /// negative patterns, unparsable globs) are skipped here too.
+    /// The root `.gitattributes` alone.
     pub fn parse(text: &str) -> SealAttributes {
         let mut attrs = SealAttributes::default();
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            let Some(pattern) = words.next() else {
-                continue;
-            };
-            if pattern.starts_with('#') || pattern.starts_with('!') || pattern.ends_with('/') {
-                continue;
-            }
-            let mut sealed = None;
-            for word in words {
-                match word {
-                    "filter=seal" => sealed = Some(true),
-                    "-filter" | "!filter" => sealed = Some(false),
-                    w if w.starts_with("filter=") => sealed = Some(false),
-                    _ => {}
-                }
-            }
-            let Some(sealed) = sealed else {
-                continue;
-            };
-            if let Ok(glob) = glob_for(pattern) {
-                attrs.rules.push((glob.compile_matcher(), sealed));
-                if sealed {
-                    attrs.patterns.push(pattern.to_owned());
-                }
-            }
-        }
+        attrs.add("", text);
         attrs
     }
 
-    /// Does this file give `path` the `filter=seal` attribute?
+    /// Add the `.gitattributes` file of directory `dir` (`""` for the
+    /// root; parents before children).
+    pub fn add(&mut self, dir: &str, text: &str) {
+        for line in text.lines() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((pattern, rest)) = split_pattern(line) else {
+                continue;
+            };
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            if let Some(name) = pattern.strip_prefix("[attr]") {
+                // Git honours macro definitions in the root file only.
+                if dir.is_empty() {
+                    self.macros.insert(
+                        name.to_owned(),
+                        words.iter().map(|w| w.to_string()).collect(),
+                    );
+                }
+                continue;
+            }
+            if pattern.starts_with('!') || pattern.ends_with('/') {
+                continue;
+            }
+            let Some(sealed) = self.filter_setting(&words, 0) else {
+                continue;
+            };
+            if let Ok(glob) = glob_in(dir, &pattern) {
+                self.rules.push((glob.compile_matcher(), sealed));
+                if sealed && dir.is_empty() {
+                    self.patterns.push(pattern.clone());
+                }
+            }
+        }
+    }
+
+    /// What `words` (of one line) do to `filter`: set it to seal
+    /// (`Some(true)`), set or unset it otherwise (`Some(false)`), or leave
+    /// it alone (`None`). Macros expand to their definitions.
+    fn filter_setting(&self, words: &[&str], depth: usize) -> Option<bool> {
+        let mut sealed = None;
+        for word in words {
+            match *word {
+                "filter=seal" => sealed = Some(true),
+                "-filter" | "!filter" | "filter" => sealed = Some(false),
+                w if w.starts_with("filter=") => sealed = Some(false),
+                w => {
+                    if let (Some(def), true) = (self.macros.get(w), depth < MACRO_DEPTH) {
+                        let def: Vec<&str> = def.iter().map(String::as_str).collect();
+                        if let Some(set) = self.filter_setting(&def, depth + 1) {
+                            sealed = Some(set);
+                        }
+                    }
+                }
+            }
+        }
+        sealed
+    }
+
+    /// Do these files give `path` the `filter=seal` attribute?
     pub fn seals(&self, path: &str) -> bool {
         self.rules
             .iter()
@@ -194,6 +236,53 @@ impl SealAttributes {
             .find(|(glob, _)| glob.is_match(path))
             .is_some_and(|(_, sealed)| *sealed)
     }
+}
+
+/// A line's pattern (unquoted) and the rest of the line. A pattern in
+/// double quotes is C-quoted, as Git writes one with spaces or special
+/// characters.
+fn split_pattern(line: &str) -> Option<(String, &str)> {
+    if let Some(quoted) = line.strip_prefix('"') {
+        let mut pattern = String::new();
+        let mut chars = quoted.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => return Some((pattern, &quoted[i + 1..])),
+                '\\' => {
+                    let (_, e) = chars.next()?;
+                    match e {
+                        'n' => pattern.push('\n'),
+                        't' => pattern.push('\t'),
+                        '0'..='7' => {
+                            // Three octal digits: one byte of a UTF-8 name.
+                            let (_, b) = chars.next()?;
+                            let (_, c) = chars.next()?;
+                            let byte = u8::from_str_radix(&format!("{e}{b}{c}"), 8).ok()?;
+                            pattern.push(char::from(byte));
+                        }
+                        other => pattern.push(other),
+                    }
+                }
+                c => pattern.push(c),
+            }
+        }
+        return None;
+    }
+    let end = line.find(char::is_whitespace).unwrap_or(line.len());
+    Some((line[..end].to_owned(), &line[end..]))
+}
+
+/// A `.gitattributes` pattern of directory `dir` as a glob over
+/// repository paths: anchored to `dir` when it has a slash, else matching
+/// a name at any depth below `dir`.
+fn glob_in(dir: &str, pattern: &str) -> Result<Glob, globset::Error> {
+    let glob = glob_for(pattern)?;
+    if dir.is_empty() {
+        return Ok(glob);
+    }
+    GlobBuilder::new(&format!("{}/{}", globset::escape(dir), glob.glob()))
+        .literal_separator(true)
+        .build()
 }
 
 /// What a user means by a pattern given to `init`, in the form that
@@ -445,6 +534,33 @@ mod tests {
             Some(KEY_FILE_GLOB)
         );
         assert!(!p.never_commit("k_short.key") && !p.never_commit("README"));
+    }
+
+    #[test]
+    fn gitattributes_macros_quoting_and_nested_files() {
+        let root = "[attr]sealed filter=seal diff=seal merge=seal\n\
+                    [attr]vault sealed\n\
+                    secrets/** sealed\n\
+                    \"dir with space/**\" filter=seal\n\
+                    deep/** vault\n\
+                    !negated/** filter=seal\n";
+        let mut attrs = SealAttributes::parse(root);
+        assert!(attrs.seals("secrets/db.env"));
+        assert!(attrs.seals("dir with space/a"));
+        assert!(attrs.seals("deep/x/y"));
+        assert!(!attrs.seals("negated/a"));
+        assert!(!attrs.seals("other/a"));
+        assert_eq!(
+            attrs.patterns,
+            ["secrets/**", "dir with space/**", "deep/**"]
+        );
+        // A nested file: relative patterns, and it wins over the root.
+        attrs.add("secrets/public", "* -filter\n*.env sealed\n");
+        attrs.add("config", "*.env filter=seal\n");
+        assert!(!attrs.seals("secrets/public/readme.md"));
+        assert!(attrs.seals("secrets/public/a.env"));
+        assert!(attrs.seals("config/sub/x.env"));
+        assert!(!attrs.seals("x.env"));
     }
 
     #[test]

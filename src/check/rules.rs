@@ -16,7 +16,7 @@ use crate::policy::{self, Policy, SealAttributes};
 use crate::repo::{EntryKind, Oid, Repo, RepoError};
 
 /// The rules one tree (or the index) carries.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Rules {
     policy: Policy,
     attributes: SealAttributes,
@@ -100,6 +100,14 @@ impl Rules {
             records,
             available,
         ))
+    }
+
+    /// These rules with the `.gitattributes` file of directory `dir` (a
+    /// nested one) added: it governs the paths below `dir`.
+    pub(super) fn with_attributes(&self, dir: &str, text: &str) -> Rules {
+        let mut rules = self.clone();
+        rules.attributes.add(dir, text);
+        rules
     }
 
     pub fn policy(&self) -> &Policy {
@@ -230,9 +238,24 @@ fn remove_fix(path: &str, place: Place) -> String {
     }
 }
 
-/// The rules a tree carries.
+/// The rules a tree carries, nested `.gitattributes` files included.
 pub(crate) fn tree_rules(repo: &Repo, tree: Oid, available: &[Kid]) -> Result<Rules, RepoError> {
-    Rules::load(repo, &rule_files(repo, tree)?, available)
+    let mut rules = Rules::load(repo, &rule_files(repo, tree)?, available)?;
+    let mut nested: Vec<(String, Oid)> = repo
+        .tree_blobs(tree)?
+        .into_iter()
+        .filter_map(|(path, id)| {
+            let dir = path.strip_suffix("/.gitattributes")?;
+            Some((dir.to_owned(), id))
+        })
+        .collect();
+    // Parents before children, as Git reads them.
+    nested.sort_by_key(|(dir, _)| dir.matches('/').count());
+    for (dir, id) in nested {
+        let text = repo.with_blob(id, |b| String::from_utf8_lossy(b).into_owned())?;
+        rules.attributes.add(&dir, &text);
+    }
+    Ok(rules)
 }
 
 /// The ids of a tree's rule files (`.seal/policy.json`, the root

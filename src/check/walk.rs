@@ -25,6 +25,9 @@ pub(super) struct Walk<'a> {
     available: &'a [Kid],
     pub(super) rules: Vec<Rules>,
     rules_by_files: HashMap<[Option<Oid>; 3], usize>,
+    /// Rules with a nested `.gitattributes` added: (rules, directory,
+    /// blob id) → rules.
+    nested: HashMap<(usize, String, Oid), usize>,
     /// (rules, directory path, tree id) already walked.
     seen_trees: HashSet<(usize, String, Oid)>,
     /// (rules, path, blob id) already judged.
@@ -44,6 +47,7 @@ impl<'a> Walk<'a> {
             available,
             rules: Vec::new(),
             rules_by_files: HashMap::new(),
+            nested: HashMap::new(),
             seen_trees: HashSet::new(),
             seen_pairs: HashSet::new(),
             pairs: Vec::new(),
@@ -86,7 +90,17 @@ impl<'a> Walk<'a> {
         if !self.seen_trees.insert((rules, dir.clone(), tree)) {
             return Ok(());
         }
-        for item in self.repo.tree_items(tree)? {
+        let items = self.repo.tree_items(tree)?;
+        // A nested .gitattributes governs this directory and everything
+        // below it (the root one is part of the commit's rules already).
+        let nested = items
+            .iter()
+            .find(|i| i.name == ".gitattributes" && i.kind == EntryKind::Blob);
+        let rules = match nested {
+            Some(file) if !dir.is_empty() => self.nested_rules(rules, &dir, file.id)?,
+            _ => rules,
+        };
+        for item in items {
             let path = if dir.is_empty() {
                 item.name
             } else {
@@ -114,6 +128,22 @@ impl<'a> Walk<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl Walk<'_> {
+    fn nested_rules(&mut self, rules: usize, dir: &str, file: Oid) -> Result<usize, RepoError> {
+        let key = (rules, dir.to_owned(), file);
+        if let Some(&at) = self.nested.get(&key) {
+            return Ok(at);
+        }
+        let text = self
+            .repo
+            .with_blob(file, |b| String::from_utf8_lossy(b).into_owned())?;
+        let derived = self.rules[rules].with_attributes(dir, &text);
+        self.rules.push(derived);
+        self.nested.insert(key, self.rules.len() - 1);
+        Ok(self.rules.len() - 1)
     }
 }
 

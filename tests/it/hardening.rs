@@ -417,3 +417,44 @@ fn bound_paths_refuse_swapped_and_unbound_envelopes() {
         );
     }
 }
+
+#[test]
+fn check_reads_attributes_as_git_does_macros_quoting_and_nested_files() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let mut attributes = std::fs::read_to_string(dir.join(".gitattributes")).unwrap();
+    attributes.insert_str(
+        0,
+        "[attr]sealed filter=seal diff=seal merge=seal\nvault/** sealed\n\"quoted dir/**\" filter=seal diff=seal merge=seal\n",
+    );
+    std::fs::write(dir.join(".gitattributes"), attributes).unwrap();
+    write_file(
+        &dir,
+        "conf/.gitattributes",
+        b"*.secret filter=seal diff=seal merge=seal\n",
+    );
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "more sealed paths"]);
+    let paths = ["vault/a.txt", "quoted dir/b.txt", "conf/deep/c.secret"];
+    // Git itself seals them through the filter...
+    for path in paths {
+        write_file(&dir, path, b"sealed by git\n");
+    }
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed"]);
+    for path in paths {
+        crate::harness::assert_sealed(&env, &dir, path, b"sealed by git\n");
+    }
+    env.ok("git-seal", &dir, &["check"]);
+    // ...so plaintext there, from a client that runs no filter or hook, is
+    // a finding.
+    for path in paths {
+        env.stage_raw(&dir, path, b"PASSWORD=plain\n");
+    }
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "plain"]);
+    let out = env.fails("git-seal", &dir, &["check", "HEAD~1..HEAD"], 1);
+    let found = crate::harness::stdout(&out);
+    for path in paths {
+        assert!(found.contains(path), "{path} not reported:\n{found}");
+    }
+}
