@@ -6,6 +6,7 @@
 //! (`entry`), signer keys (`signer`), reading and appending (`chain`),
 //! verification (`verify`) and the exchange with remotes (`sync`).
 
+pub mod approvals;
 pub mod chain;
 pub mod entry;
 pub mod signer;

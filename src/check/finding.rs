@@ -25,8 +25,13 @@ pub enum Kind {
     NeverCommit,
     /// `.seal/policy.json` or a `.seal/keys/` record is invalid.
     BadPolicy,
-    /// Sealed in HEAD, staged as plaintext without a policy change.
+    /// Sealed in the parent, plaintext here, with no trusted signer's
+    /// `unseal-path` entry for it.
     Unsealed,
+    /// The rules got weaker than the parent's (a sealed glob or pattern, a
+    /// recipient or the path binding dropped), with no trusted signer's
+    /// `policy` entry for it.
+    Weakened,
 }
 
 impl Kind {
@@ -41,6 +46,7 @@ impl Kind {
             Kind::NeverCommit => "never-commit",
             Kind::BadPolicy => "bad-policy",
             Kind::Unsealed => "unsealed",
+            Kind::Weakened => "weakened",
         }
     }
 }

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::audit::approvals::Approvals;
 use crate::envelope;
 use crate::policy;
 use crate::repo::{Oid, Repo, RepoError};
@@ -34,6 +35,125 @@ pub use blob::{BlobFacts, Form};
 pub use finding::{Finding, Kind, Place};
 pub(crate) use rules::tree_rules;
 pub use rules::Rules;
+
+/// Findings for rules that got weaker than `before`'s without approval.
+fn weakened(
+    now: &Rules,
+    before: &Rules,
+    approvals: &mut Lazy<'_>,
+    commit: Option<String>,
+) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for (item, file) in now.weakened_from(before) {
+        if approvals.get().policy(&item) {
+            continue;
+        }
+        found.push(Finding {
+            commit: commit.clone(),
+            path: file.to_owned(),
+            kind: Kind::Weakened,
+            message: format!(
+                "drops {item} that the parent commit had (once sealed, stays sealed); a trusted signer approves it with `git seal audit approve policy '{item}'`, or put it back"
+            ),
+        });
+    }
+    found
+}
+
+/// The approvals of a chain, read only when a finding needs them.
+struct Lazy<'a> {
+    repo: &'a Repo,
+    tip: Option<Oid>,
+    loaded: Option<Approvals>,
+}
+
+impl<'a> Lazy<'a> {
+    fn new(repo: &'a Repo, tip: Option<Oid>) -> Lazy<'a> {
+        Lazy {
+            repo,
+            tip,
+            loaded: None,
+        }
+    }
+
+    fn get(&mut self) -> &Approvals {
+        self.loaded
+            .get_or_insert_with(|| Approvals::from_chain(self.repo, self.tip))
+    }
+}
+
+fn unsealed_message(path: &str) -> String {
+    format!("was sealed in the parent commit and is plaintext here (once sealed, stays sealed); seal it again (`git add {path}` with the filter set up), or a trusted signer approves it with `git seal audit approve unseal-path '{path}'`")
+}
+
+/// Once sealed, stays sealed: each commit against its first parent, for
+/// paths that went from envelope to plaintext and rules that got weaker,
+/// unless the chain approves.
+fn stays_sealed(
+    repo: &Repo,
+    commits: &[Oid],
+    walk: &Walk<'_>,
+    facts: &[BlobFacts],
+    available: &[crate::kid::Kid],
+    context: &Context<'_>,
+    approvals: &mut Lazy<'_>,
+) -> Result<Vec<Finding>, RepoError> {
+    let mut parent_rules: HashMap<Oid, Rules> = HashMap::new();
+    let mut findings = Vec::new();
+    for (at, commit) in commits.iter().enumerate() {
+        let Some(parent) = repo.parents(*commit)?.first().copied() else {
+            continue;
+        };
+        let tree = repo.commit_tree_id(parent)?;
+        let before = match parent_rules.entry(tree) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(tree_rules(repo, tree, available)?)
+            }
+        };
+        let now = &walk.rules[walk.commit_rules[at]];
+        let label = Some(commit.to_string());
+        findings.extend(weakened(now, before, approvals, label.clone()));
+        for (path, old, new) in repo.changed_files(Some(parent), *commit)? {
+            let (Some(old), Some(new)) = (old, new) else {
+                continue;
+            };
+            // Plaintext where the rules still seal is a `plaintext` finding.
+            // Plaintext where the rules (or the base's) still seal is a
+            // `plaintext` finding already, or approved.
+            if now.requires_seal(&path) || context.base.is_some_and(|b| b.requires_seal(&path)) {
+                continue;
+            }
+            let is_envelope = |id: Oid| -> Result<bool, RepoError> {
+                match walk.blob_seen.get(&id) {
+                    Some(&i) => Ok(matches!(facts[i].form, Form::Envelope { .. })),
+                    None => repo.with_blob(id, envelope::is_envelope),
+                }
+            };
+            if !is_envelope(old)? || is_envelope(new)? || approvals.get().unseal(&path) {
+                continue;
+            }
+            findings.push(Finding {
+                commit: label.clone(),
+                path: path.clone(),
+                kind: Kind::Unsealed,
+                message: unsealed_message(&path),
+            });
+        }
+    }
+    Ok(findings)
+}
+
+/// What `check_commits` judges by besides each commit's own rules.
+#[derive(Debug, Default)]
+pub struct Context<'a> {
+    /// Rules that hold whatever a commit carries (the server's current
+    /// ones, for a push): the stricter of the two applies.
+    pub base: Option<&'a Rules>,
+    /// The audit chain whose `unseal-path` and `policy` entries approve
+    /// unsealing and weakening (default: this repository's).
+    pub chain: Option<Oid>,
+}
 
 /// The result of checking a range of commits.
 #[derive(Debug, Serialize)]
@@ -54,6 +174,7 @@ pub fn check_commits(
     include: &[Oid],
     exclude: &[Oid],
     threads: usize,
+    context: &Context<'_>,
 ) -> Result<Report, RepoError> {
     let commits = repo.commits_between(include, exclude)?;
     let available = crate::keys::kids_here();
@@ -62,10 +183,18 @@ pub fn check_commits(
         walk.commit(at, *commit)?;
     }
     let facts = read_blobs(repo, &walk.blobs, threads)?;
-    let mut findings = walk.findings;
+    let mut findings = std::mem::take(&mut walk.findings);
+    let mut approvals = Lazy::new(
+        repo,
+        context.chain.or_else(|| crate::audit::chain::tip(repo)),
+    );
     for pair in &walk.pairs {
         let rules = &walk.rules[pair.rules];
-        let sealed = rules.requires_seal(&pair.path);
+        // The stricter of the commit's rules and the base's, where a
+        // trusted signer has not approved unsealing the path.
+        let sealed = rules.requires_seal(&pair.path)
+            || context.base.is_some_and(|b| b.requires_seal(&pair.path))
+                && !approvals.get().unseal(&pair.path);
         for (kind, message) in rules.judge(&pair.path, &facts[pair.blob], sealed, Place::History) {
             findings.push(Finding {
                 commit: Some(commits[pair.commit].to_string()),
@@ -75,6 +204,15 @@ pub fn check_commits(
             });
         }
     }
+    findings.extend(stays_sealed(
+        repo,
+        &commits,
+        &walk,
+        &facts,
+        &available,
+        context,
+        &mut approvals,
+    )?);
     // Rule-file problems were found while walking, blob findings after:
     // order them by commit as the walk met them.
     let order: HashMap<String, usize> = commits
@@ -96,7 +234,9 @@ pub fn check_commits(
 /// history), or a reference to a tree or a blob (that object).
 pub fn check_revision(repo: &Repo, spec: &str, threads: usize) -> Result<Report, RepoError> {
     match repo.resolve_range(spec) {
-        Ok((include, exclude)) => check_commits(repo, spec, &include, &exclude, threads),
+        Ok((include, exclude)) => {
+            check_commits(repo, spec, &include, &exclude, threads, &Context::default())
+        }
         Err(range_error) => {
             let findings = match repo.peel(repo.resolve_object(spec)?)? {
                 Some((crate::repo::ObjectKind::Tree, tree)) => check_tree(repo, spec, tree, None)?,
@@ -259,7 +399,11 @@ pub(crate) fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
             message: format!("{message}; fix it and `git add {path}`"),
         })
         .collect();
-    let policy_changed = staged.get(policy::PATH) != head.get(policy::PATH);
+    let mut approvals = Lazy::new(repo, crate::audit::chain::tip(repo));
+    if let Some(tree) = repo.head_tree_id()? {
+        let before = tree_rules(repo, tree, &available)?;
+        findings.extend(weakened(&rules, &before, &mut approvals, None));
+    }
     // Entries unchanged since HEAD were judged when HEAD was committed,
     // unless the rules changed: then every entry is judged again.
     let is_rule_file =
@@ -283,13 +427,11 @@ pub(crate) fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
         }
         let facts = &facts_of[id];
         let mut found = rules.judge(path, facts, sealed, Place::Index);
-        if facts.form == Form::Plain && !sealed && !policy_changed {
+        if facts.form == Form::Plain && !sealed {
             if let Some(before) = before {
-                if repo.with_blob(*before, envelope::is_envelope)? {
-                    found.push((
-                        Kind::Unsealed,
-                        format!("sealed in HEAD but staged as plaintext, and this commit does not change {} to allow it; run `git seal init`, then `git add {path}` (or change the policy in the same commit)", policy::PATH),
-                    ));
+                if repo.with_blob(*before, envelope::is_envelope)? && !approvals.get().unseal(path)
+                {
+                    found.push((Kind::Unsealed, unsealed_message(path)));
                 }
             }
         }

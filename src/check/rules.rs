@@ -110,6 +110,42 @@ impl Rules {
         rules
     }
 
+    /// What these rules dropped that `before` had, as approval items:
+    /// `sealed:GLOB` (a policy glob), `attribute:PATTERN` (a root
+    /// `.gitattributes` pattern that sealed), `recipient:KID`, and
+    /// `bind_path_aad`; each with the file it is in.
+    pub(crate) fn weakened_from(&self, before: &Rules) -> Vec<(String, &'static str)> {
+        let (now, was) = (&self.policy.file, &before.policy.file);
+        let mut dropped = Vec::new();
+        for glob in &was.sealed {
+            if !now.sealed.contains(glob) {
+                dropped.push((format!("sealed:{glob}"), policy::PATH));
+            }
+        }
+        for pattern in &before.attributes.patterns {
+            if !self.attributes.patterns.contains(pattern) {
+                dropped.push((format!("attribute:{pattern}"), ".gitattributes"));
+            }
+        }
+        let kids = |file: &crate::policy::PolicyFile| -> Vec<Kid> {
+            file.recipients
+                .iter()
+                .flat_map(|s| s.kids.clone())
+                .collect()
+        };
+        let kept = kids(now);
+        for kid in kids(was) {
+            let item = format!("recipient:{kid}");
+            if !kept.contains(&kid) && !dropped.iter().any(|(i, _)| *i == item) {
+                dropped.push((item, policy::PATH));
+            }
+        }
+        if was.bind_path_aad && !now.bind_path_aad {
+            dropped.push(("bind_path_aad".to_owned(), policy::PATH));
+        }
+        dropped
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.policy
     }

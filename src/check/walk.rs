@@ -24,6 +24,10 @@ pub(super) struct Walk<'a> {
     repo: &'a Repo,
     available: &'a [Kid],
     pub(super) rules: Vec<Rules>,
+    /// Each commit's rules (its root rule files), by commit index.
+    pub(super) commit_rules: Vec<usize>,
+    /// Blob ids to their index in `blobs`.
+    pub(super) blob_seen: HashMap<Oid, usize>,
     rules_by_files: HashMap<[Option<Oid>; 3], usize>,
     /// Rules with a nested `.gitattributes` added: (rules, directory,
     /// blob id) → rules.
@@ -35,7 +39,6 @@ pub(super) struct Walk<'a> {
     pub(super) pairs: Vec<Pair>,
     /// Distinct blob ids in the order first met.
     pub(super) blobs: Vec<Oid>,
-    blob_seen: HashMap<Oid, usize>,
     /// Problems with rule files, found as their commits are met.
     pub(super) findings: Vec<Finding>,
 }
@@ -46,6 +49,7 @@ impl<'a> Walk<'a> {
             repo,
             available,
             rules: Vec::new(),
+            commit_rules: Vec::new(),
             rules_by_files: HashMap::new(),
             nested: HashMap::new(),
             seen_trees: HashSet::new(),
@@ -77,6 +81,7 @@ impl<'a> Walk<'a> {
                 self.rules.len() - 1
             }
         };
+        self.commit_rules.push(rules);
         self.tree(index, rules, String::new(), tree)
     }
 

@@ -31,6 +31,32 @@ pub(crate) enum AuditCommand {
     AllowedSigners(AllowedSignersArgs),
     #[command(subcommand)]
     Signer(SignerCommand),
+    #[command(subcommand)]
+    Approve(ApproveCommand),
+}
+
+/// Approve, as a trusted signer, a change that would otherwise be refused
+/// because once sealed, a path stays sealed.
+///
+/// A commit may store a path that was sealed in its parent as plaintext,
+/// or drop a sealed glob, a sealed `.gitattributes` pattern, a recipient
+/// or the path binding, only when the audit chain holds such a signed
+/// approval. pre-commit, `git seal check` and pre-receive name the exact
+/// command in their finding. Publish it with `git seal audit sync`.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum ApproveCommand {
+    /// Let these paths be stored as plaintext from now on.
+    UnsealPath {
+        /// Repository paths, as the finding names them.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Let the policy drop these rules (`sealed:GLOB`, `attribute:PATTERN`,
+    /// `recipient:KID`, `bind_path_aad`).
+    Policy {
+        #[arg(required = true, value_name = "ITEM")]
+        items: Vec<String>,
+    },
 }
 
 /// List the chain's entries, newest first.
@@ -128,6 +154,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         AuditCommand::AllowedSigners(args) => allowed_signers(&repo, args),
         AuditCommand::Signer(SignerCommand::Add(args)) => signer_add(&repo, args),
         AuditCommand::Signer(SignerCommand::Show) => signer_show(),
+        AuditCommand::Approve(command) => approve(&repo, command),
     }
 }
 
@@ -217,6 +244,19 @@ fn summary(entry: &entry::Entry) -> String {
         }
         text
     };
+    let strings = |field: &str| {
+        entry
+            .data
+            .get(field)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
     match entry.event.as_str() {
         entry::EVENT_INIT => format!(
             "KEKs {}",
@@ -242,11 +282,15 @@ fn summary(entry: &entry::Entry) -> String {
         ),
         "seal" | "merge" => format!("commit {}: {}", short("commit"), paths()),
         "migrate" => paths(),
+        "policy" if entry.data.contains_key("allow") => {
+            format!("approves dropping {}", strings("allow"))
+        }
         "policy" => format!(
             "commit {} changed {}",
             short("commit"),
             git_seal::policy::PATH
         ),
+        "unseal-path" => format!("approves plaintext at {}", strings("paths")),
         _ => String::new(),
     }
 }
@@ -466,6 +510,26 @@ fn signer_show() -> CommandResult<u8> {
         "git-seal: your signer is {}; a trusted signer adds it with `git seal audit signer add '{}' --email YOU`",
         me.fingerprint(),
         me.public_openssh()
+    );
+    Ok(0)
+}
+
+fn approve(repo: &Repo, command: ApproveCommand) -> CommandResult<u8> {
+    use git_seal::audit::approvals::{self, Approval, ApproveError};
+    let (what, items) = match command {
+        ApproveCommand::UnsealPath { paths } => (Approval::UnsealPath, paths),
+        ApproveCommand::Policy { items } => (Approval::Policy, items),
+    };
+    let id = approvals::approve(repo, what, &items).map_err(|e| match e {
+        e @ ApproveError::BadItem(_) => CommandError::usage(e),
+        e @ ApproveError::Untrusted(_) => CommandError::from(e).with_hint(
+            "ask a trusted signer (see `git seal audit verify --json`) to run this command",
+        ),
+        e => e.into(),
+    })?;
+    outln!(
+        "git-seal: approved {} (entry {id}); run `git seal audit sync` to publish it before you push",
+        items.join(", ")
     );
     Ok(0)
 }

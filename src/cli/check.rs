@@ -32,7 +32,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let spec = args.range.as_deref().unwrap_or("HEAD");
     let threads = git_seal::hooks::run::threads();
     let report = if args.range.is_none() && repo.head_commit()?.is_none() {
-        check::check_commits(&repo, spec, &[], &[], threads)?
+        check::check_commits(&repo, spec, &[], &[], threads, &Default::default())?
     } else {
         check::check_revision(&repo, spec, threads)
             .map_err(|e| CommandError::usage(format!("{spec:?} is not a revision range: {e}")))?

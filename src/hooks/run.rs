@@ -89,6 +89,8 @@ fn pre_receive(repo: &Repo, input: &str) -> Result<Outcome, HookRunError> {
     let mut include = Vec::new();
     let mut chain_problems = Vec::new();
     let mut object_findings = Vec::new();
+    // Approvals come from the chain as this push leaves it.
+    let mut pushed_chain = None;
     for line in input.lines() {
         // "<old> <new> <ref>"; a zero <new> deletes the ref.
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -103,6 +105,7 @@ fn pre_receive(repo: &Repo, input: &str) -> Result<Outcome, HookRunError> {
         let (old, new) = (parse(old)?, parse(new)?);
         if name == audit::REF {
             chain_problems.extend(pushed_chain_problems(repo, old, new)?);
+            pushed_chain = (!new.is_zero()).then_some(new);
             continue;
         }
         if new.is_zero() {
@@ -138,12 +141,18 @@ fn pre_receive(repo: &Repo, input: &str) -> Result<Outcome, HookRunError> {
         None
     } else {
         let exclude = repo.ref_commits()?;
+        let base = server_rules(repo)?;
+        let context = check::Context {
+            base: base.as_ref(),
+            chain: pushed_chain.or_else(|| audit::chain::tip(repo)),
+        };
         Some(check::check_commits(
             repo,
             "push",
             &include,
             &exclude,
             threads(),
+            &context,
         )?)
     };
     let commit_findings = report.as_ref().map_or(&[][..], |r| &r.findings[..]);

@@ -427,6 +427,11 @@ impl Repo {
         Ok(Some((commit.id(), commit.parent_ids().collect())))
     }
 
+    /// A commit's parents, first parent first.
+    pub(crate) fn parents(&self, commit: Oid) -> Result<Vec<Oid>, RepoError> {
+        Ok(self.inner.find_commit(commit)?.parent_ids().collect())
+    }
+
     /// Blob paths that differ between two commits' trees (`None`: the empty
     /// tree), as (path, old blob, new blob).
     #[allow(clippy::type_complexity)]

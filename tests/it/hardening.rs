@@ -458,3 +458,97 @@ fn check_reads_attributes_as_git_does_macros_quoting_and_nested_files() {
         assert!(found.contains(path), "{path} not reported:\n{found}");
     }
 }
+
+/// Drop `secrets/**` from both the policy and `.gitattributes`, and stage
+/// `secrets/db.txt` as plaintext, all in one commit's worth of changes.
+fn weaken_and_unseal(env: &Env, dir: &Path) {
+    let policy = std::fs::read_to_string(dir.join(".seal/policy.json")).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    value["sealed"] = serde_json::json!([]);
+    std::fs::write(dir.join(".seal/policy.json"), value.to_string()).unwrap();
+    let attributes = std::fs::read_to_string(dir.join(".gitattributes")).unwrap();
+    let kept: Vec<&str> = attributes
+        .lines()
+        .filter(|l| !l.starts_with("secrets/**"))
+        .collect();
+    std::fs::write(dir.join(".gitattributes"), kept.join("\n") + "\n").unwrap();
+    env.git(dir, &["add", ".seal/policy.json", ".gitattributes"]);
+    env.stage_raw(dir, "secrets/db.txt", b"PASSWORD=now-plain\n");
+}
+
+#[test]
+fn a_commit_cannot_switch_off_its_own_policy() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let server = env.bare("server.git");
+    env.seal(&server, &["hooks", "install"]);
+    env.git(&dir, &["remote", "add", "origin", server.to_str().unwrap()]);
+    write_file(&dir, "secrets/db.txt", b"PASSWORD=sealed\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed"]);
+    env.git(&dir, &["push", "-q", "origin", "main"]);
+
+    weaken_and_unseal(&env, &dir);
+    let out = env.run("git", &dir, &["commit", "-q", "-m", "weaken"], None);
+    let err = crate::harness::stderr(&out);
+    assert!(!out.status.success(), "pre-commit let it through:\n{err}");
+    assert!(
+        err.contains("sealed:secrets/**") && err.contains("secrets/db.txt"),
+        "{err}"
+    );
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "weaken"]);
+    let out = env.fails("git-seal", &dir, &["check", "HEAD~1..HEAD"], 1);
+    let found = crate::harness::stdout(&out);
+    assert!(
+        found.contains("weakened") || found.contains("sealed:secrets/**"),
+        "{found}"
+    );
+    assert!(found.contains("secrets/db.txt"), "{found}");
+    let out = env.run("git", &dir, &["push", "origin", "main"], None);
+    assert!(!out.status.success(), "the server took it");
+
+    // A trusted signer approves both changes: the same commit is fine.
+    env.seal(
+        &dir,
+        &[
+            "audit",
+            "approve",
+            "policy",
+            "sealed:secrets/**",
+            "attribute:secrets/**",
+        ],
+    );
+    env.seal(&dir, &["audit", "approve", "unseal-path", "secrets/db.txt"]);
+    env.ok("git-seal", &dir, &["check", "HEAD~1..HEAD"]);
+    env.seal(&dir, &["audit", "sync", "origin"]);
+    env.git(&dir, &["push", "-q", "origin", "main"]);
+    let log = env.seal(&dir, &["audit", "log"]);
+    assert!(
+        log.contains("approves plaintext at secrets/db.txt"),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_orphan_branch_without_seal_is_judged_by_the_servers_rules() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let server = env.bare("server.git");
+    env.seal(&server, &["hooks", "install"]);
+    env.git(&dir, &["remote", "add", "origin", server.to_str().unwrap()]);
+    env.git(&dir, &["push", "-q", "origin", "main"]);
+    env.git(&dir, &["checkout", "-q", "--orphan", "bare"]);
+    env.git(&dir, &["rm", "-q", "-r", "--cached", "."]);
+    env.stage_raw(&dir, "secrets/leak.env", b"PASSWORD=x\n");
+    env.git(
+        &dir,
+        &["commit", "-q", "--no-verify", "-m", "no policy here"],
+    );
+    let out = env.run("git", &dir, &["push", "origin", "bare"], None);
+    let err = crate::harness::stderr(&out);
+    assert!(
+        !out.status.success(),
+        "an orphan branch without .seal/ was accepted:\n{err}"
+    );
+    assert!(err.contains("secrets/leak.env"), "{err}");
+}

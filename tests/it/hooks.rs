@@ -77,7 +77,7 @@ fn gitattributes_line_removed_is_refused() {
 }
 
 #[test]
-fn unsealing_a_path_needs_a_policy_change_in_the_same_commit() {
+fn unsealing_a_path_needs_a_trusted_signers_approval_not_just_a_policy_change() {
     let env = Env::new();
     let dir = env.sealed_repo("r");
     // Sealed by .gitattributes alone (not by the policy).
@@ -100,13 +100,19 @@ fn unsealing_a_path_needs_a_policy_change_in_the_same_commit() {
     env.git(&dir, &["add", "-A"]);
     let err = commit_fails(&env, &dir);
     assert!(
-        err.contains("extra/x.txt: sealed in HEAD but staged as plaintext"),
+        err.contains("extra/x.txt: was sealed in the parent commit and is plaintext here"),
         "{err}"
     );
+    assert!(err.contains("attribute:extra/**"), "{err}");
 
-    // Changing the policy in the same commit is the explicit decision.
+    // Changing the policy in the same commit is no longer enough: a commit
+    // cannot weaken the rules that judge it.
     set_policy(&dir, "never_commit", serde_json::json!(["*.pem"]));
     env.git(&dir, &["add", "-A"]);
+    commit_fails(&env, &dir);
+    // A trusted signer's approval is the explicit decision.
+    env.seal(&dir, &["audit", "approve", "unseal-path", "extra/x.txt"]);
+    env.seal(&dir, &["audit", "approve", "policy", "attribute:extra/**"]);
     env.git(&dir, &["commit", "-q", "-m", "unseal extra/ on purpose"]);
     assert_eq!(
         env.git(&dir, &["cat-file", "-p", "HEAD:extra/x.txt"]),

@@ -1,0 +1,133 @@
+//! "Once sealed, stays sealed" (SPEC §5): a path that was an envelope may
+//! become plaintext, and the rules may get weaker (a sealed glob, a sealed
+//! `.gitattributes` pattern, a recipient or the path binding dropped), only
+//! when a trusted signer's audit entry names that change: `unseal-path`
+//! (`data.paths`) or `policy` (`data.allow`, items such as
+//! `sealed:secrets/**`). This module reads those approvals from a chain and
+//! writes them.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Map, Value};
+
+use super::chain::{self, NewEntry};
+use super::verify::{self, Options};
+use super::{AuditError, Signer, When, REF};
+use crate::repo::{Oid, Repo};
+
+pub const EVENT_UNSEAL_PATH: &str = "unseal-path";
+pub const EVENT_POLICY: &str = "policy";
+
+/// What a trusted signer approved, by chain entries.
+#[derive(Debug, Default)]
+pub struct Approvals {
+    paths: HashSet<String>,
+    policy: HashSet<String>,
+}
+
+impl Approvals {
+    /// The approvals in the chain at `tip`, if it verifies; none otherwise
+    /// (an approval in a chain that does not verify approves nothing).
+    pub fn from_chain(repo: &Repo, tip: Option<Oid>) -> Approvals {
+        let Some(tip) = tip else {
+            return Approvals::default();
+        };
+        match verify::verify(repo, tip, &Options::default()) {
+            Ok(report) if report.ok() => {}
+            _ => return Approvals::default(),
+        }
+        let Ok((order, commits)) = verify::walk(repo, tip) else {
+            return Approvals::default();
+        };
+        let mut approvals = Approvals::default();
+        for id in order {
+            let Ok(entry) = chain::read_entry(repo, commits[&id].tree) else {
+                continue;
+            };
+            let (field, into) = match entry.event.as_str() {
+                EVENT_UNSEAL_PATH => ("paths", &mut approvals.paths),
+                EVENT_POLICY => ("allow", &mut approvals.policy),
+                _ => continue,
+            };
+            if let Some(items) = entry.data.get(field).and_then(Value::as_array) {
+                into.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+        }
+        approvals
+    }
+
+    /// The approvals in this repository's own chain.
+    pub fn here(repo: &Repo) -> Approvals {
+        Approvals::from_chain(repo, chain::tip(repo))
+    }
+
+    pub fn unseal(&self, path: &str) -> bool {
+        self.paths.contains(path)
+    }
+
+    pub fn policy(&self, item: &str) -> bool {
+        self.policy.contains(item)
+    }
+}
+
+/// What a signer approves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Approval {
+    /// Paths that may be stored as plaintext although they were sealed.
+    UnsealPath,
+    /// Rule items that may be dropped (`sealed:GLOB`, `attribute:PATTERN`,
+    /// `recipient:KID`, `bind_path_aad`).
+    Policy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApproveError {
+    #[error("{REF} does not verify ({0} finding(s)), so nothing can be approved in it")]
+    Unverified(usize),
+    #[error("there is no audit chain ({REF}) to approve in")]
+    NoChain,
+    #[error("your signer {0} is not trusted by {REF}, so it cannot approve")]
+    Untrusted(String),
+    #[error("{0:?} is not a rule item (expected sealed:GLOB, attribute:PATTERN, recipient:KID or bind_path_aad)")]
+    BadItem(String),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Append a signed approval of `items` by this user's signer, who must be
+/// trusted by the chain.
+pub fn approve(repo: &Repo, what: Approval, items: &[String]) -> Result<Oid, ApproveError> {
+    if what == Approval::Policy {
+        if let Some(bad) = items.iter().find(|i| !is_policy_item(i)) {
+            return Err(ApproveError::BadItem(bad.clone()));
+        }
+    }
+    let tip = chain::tip(repo).ok_or(ApproveError::NoChain)?;
+    let report = verify::verify(repo, tip, &Options::default())?;
+    if !report.ok() {
+        return Err(ApproveError::Unverified(report.findings.len()));
+    }
+    let me = Signer::load_or_create()?;
+    if !report
+        .signers
+        .iter()
+        .any(|s| s.fingerprint == me.fingerprint())
+    {
+        return Err(ApproveError::Untrusted(me.fingerprint().to_owned()));
+    }
+    let (event, field) = match what {
+        Approval::UnsealPath => (EVENT_UNSEAL_PATH, "paths"),
+        Approval::Policy => (EVENT_POLICY, "allow"),
+    };
+    let mut data = Map::new();
+    data.insert(field.into(), json!(items));
+    let new = NewEntry { event, data };
+    Ok(super::append(repo, &me, &new, When::Always)?.expect("always appends"))
+}
+
+fn is_policy_item(item: &str) -> bool {
+    item == "bind_path_aad"
+        || ["sealed:", "attribute:", "recipient:"]
+            .iter()
+            .any(|p| item.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+}
