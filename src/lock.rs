@@ -257,7 +257,11 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     }
     // Say which key is missing before touching anything.
     if let Some((path, _, text)) = locked.first() {
-        if let Err(source @ OpenError::NoUsableKey { .. }) = keys::open_bytes(text, ws.keys()) {
+        // No key, or a key that cannot be used (a key file others can
+        // read): say so, naming the key file and the fix.
+        if let Err(source @ (OpenError::NoUsableKey { .. } | OpenError::Key(_))) =
+            keys::open_bytes(text, ws.keys())
+        {
             return Err(LockError::NoKey {
                 path: path.clone(),
                 source,

@@ -1,6 +1,7 @@
 //! `git seal decrypt`: open one envelope outside the filter.
 
 use super::error::{CommandError, CommandResult};
+use git_seal::keys::KeyError;
 use git_seal::keys::OpenError;
 use git_seal::workspace::Workspace;
 
@@ -34,7 +35,11 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
                 "install the KEK's key file in the key directory (GIT_SEAL_KEY_DIR) or put it in GIT_SEAL_KEK",
             ),
             OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
-            _ => err.with_hint("the envelope was altered after sealing; restore it from history"),
+            OpenError::Content { .. } | OpenError::Key(KeyError::Unwrap { .. }) => {
+                err.with_hint("the envelope was altered after sealing; restore it from history")
+            }
+            // A key that cannot be used: its message names the file and the fix.
+            OpenError::Key(_) => err,
         }
     })?;
     super::stdio::write_output(args.out.as_deref(), &plaintext)?;

@@ -1,5 +1,6 @@
 //! `git seal unlock`: re-check-out sealed files once a key is available.
 
+use git_seal::keys::OpenError;
 use git_seal::lock::{self, LockError};
 use git_seal::workspace::Workspace;
 
@@ -36,6 +37,10 @@ fn with_hint(ws: &Workspace, e: LockError) -> CommandError {
         LockError::EditedWhileLocked { .. } => {
             "stage it first (`git add`), or run `git seal unlock --force`".to_owned()
         }
+        LockError::NoKey {
+            source: OpenError::Key(_),
+            ..
+        } => return e.into(),
         LockError::NoKey { .. } => format!(
             "install the key ({} provider) and run `git seal unlock` again",
             ws.provider.name()

@@ -85,6 +85,16 @@ impl FileKeys {
     }
 
     fn read_checked(&self, kid: &Kid, path: &Path, mode: u32) -> Result<KekSecret, KeyError> {
+        // As ssh refuses a key in a directory others can enter.
+        if let Ok(dir) = fs::metadata(&self.dir) {
+            let dir_mode = dir.permissions().mode() & 0o777;
+            if dir_mode & 0o077 != 0 {
+                return Err(KeyError::DirPermissions {
+                    path: self.dir.clone(),
+                    mode: dir_mode,
+                });
+            }
+        }
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions {
                 kid: kid.clone(),

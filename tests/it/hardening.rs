@@ -552,3 +552,47 @@ fn an_orphan_branch_without_seal_is_judged_by_the_servers_rules() {
     );
     assert!(err.contains("secrets/leak.env"), "{err}");
 }
+
+#[test]
+fn a_loose_key_file_or_key_directory_is_named_with_its_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "secrets/db.env", b"PASSWORD=x\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "one"]);
+    env.seal(&dir, &["lock"]);
+    let stored = env.path("stored.envelope");
+    std::fs::write(&stored, std::fs::read(dir.join("secrets/db.env")).unwrap()).unwrap();
+    let key_file = env.key_dir.join(format!("{}.key", env.kid()));
+    let loosen = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    for (path, loose, tight, fix) in [
+        (key_file.clone(), 0o644, 0o600, "chmod 600"),
+        (env.key_dir.clone(), 0o755, 0o700, "chmod 700"),
+    ] {
+        loosen(&path, loose);
+        let out = env.fails("git-seal", &dir, &["unlock"], 1);
+        let err = crate::harness::stderr(&out);
+        assert!(
+            err.contains(&format!("{fix} {}", path.display())),
+            "unlock: {err}"
+        );
+        assert!(!err.contains("damaged envelope"), "unlock: {err}");
+        let out = env.fails("git-seal", &dir, &["decrypt", stored.to_str().unwrap()], 1);
+        let err = crate::harness::stderr(&out);
+        assert!(
+            err.contains(fix) && !err.contains("altered"),
+            "decrypt: {err}"
+        );
+        let out = env.fails("git-seal", &dir, &["doctor"], 1);
+        assert!(crate::harness::stdout(&out).contains(fix), "doctor");
+        loosen(&path, tight);
+    }
+    env.seal(&dir, &["unlock"]);
+    assert_eq!(
+        std::fs::read(dir.join("secrets/db.env")).unwrap(),
+        b"PASSWORD=x\n"
+    );
+}
