@@ -47,6 +47,34 @@ pub(crate) fn configure_drivers(repo: &Repo) -> Result<Vec<&'static str>, RepoEr
     Ok(fixed)
 }
 
+/// The temporary files git-seal writes beside a file and renames into
+/// place; one left by a killed run is never something to commit.
+pub const TEMP_PATTERN: &str = ".git-seal-*";
+
+/// Make Git ignore [`TEMP_PATTERN`] in this clone (`info/exclude`);
+/// whether it changed anything.
+pub fn exclude_temp_files(repo: &Repo) -> Result<bool, std::io::Error> {
+    let info = repo.common_dir().join("info");
+    let path = info.join("exclude");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    if text.lines().any(|l| l.trim() == TEMP_PATTERN) {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(&info)?;
+    let mut text = text;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(TEMP_PATTERN);
+    text.push('\n');
+    std::fs::write(&path, text)?;
+    Ok(true)
+}
+
 /// Driver keys that are missing or differ from what `init` writes.
 pub fn missing_drivers(repo: &Repo) -> Vec<&'static str> {
     DRIVER_CONFIG

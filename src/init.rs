@@ -187,7 +187,13 @@ pub fn init(
     };
 
     repo.config_set(PROVIDER_KEY, provider.name())?;
-    let drivers_fixed = drivers::configure_drivers(repo)?;
+    let mut drivers_fixed = drivers::configure_drivers(repo)?;
+    if drivers::exclude_temp_files(repo).map_err(|source| InitError::Read {
+        path: repo.common_dir().join("info/exclude"),
+        source,
+    })? {
+        drivers_fixed.push("info/exclude (.git-seal-* temporary files)");
+    }
     let hooks = hooks::install_all(repo)?;
     let unmatched = unmatched_patterns(repo, &patterns)?;
     let chain = start_audit_chain(repo, &keks);

@@ -123,13 +123,21 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
     let marker = lock_marker(&ws.repo);
     std::fs::write(&marker, b"locked by `git seal lock`\n")
         .map_err(io_error("write", marker.clone()))?;
+    remove_stale_temp_files(ws, sealed.iter().map(|(p, _)| p.as_str()));
     let mut done = Locked::default();
+    let mut refresh = Vec::new();
     for (path, id) in &sealed {
         let file = ws.root.join(path);
         let Ok(current) = std::fs::read(&file) else {
             continue;
         };
         if envelope::is_envelope(&current) {
+            // Locked already (by an earlier run that may have been killed
+            // before it refreshed the index): refresh it too, if it is the
+            // very envelope the index holds.
+            if current == ws.repo.blob(*id)? {
+                refresh.push(path.clone());
+            }
             continue;
         }
         let text = ws.repo.blob(*id)?;
@@ -163,7 +171,8 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
     // The index still records the plaintext's size, and Git calls an entry
     // whose size changed modified without looking at its content: re-add the
     // envelopes (they clean to the same blobs) so the index matches again.
-    if !done.locked.is_empty() {
+    refresh.extend(done.locked.iter().cloned());
+    if !refresh.is_empty() {
         ws.repo.git().with_filters().run_with(
             &[
                 "add",
@@ -171,11 +180,35 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
                 "--pathspec-from-file=-",
                 "--pathspec-file-nul",
             ],
-            Some(&nul_list(&done.locked)),
+            Some(&nul_list(&refresh)),
             &[0],
         )?;
     }
     Ok(done)
+}
+
+/// Remove the temporary files (`.git-seal-*`) that a killed run left
+/// beside sealed files: each held an envelope on its way into place, and
+/// the file it was for is intact.
+fn remove_stale_temp_files<'a>(ws: &Workspace, paths: impl Iterator<Item = &'a str>) {
+    let dirs: BTreeSet<PathBuf> = paths
+        .filter_map(|p| ws.root.join(p).parent().map(PathBuf::from))
+        .collect();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let stale = entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".git-seal-")
+                && entry.file_type().is_ok_and(|t| t.is_file());
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// Of `paths`, those whose work-tree content differs from the index.

@@ -8,6 +8,7 @@ mod filter;
 mod hardening;
 mod harness;
 mod hooks;
+mod kill;
 mod lock;
 mod output;
 mod policy;

@@ -1,0 +1,224 @@
+//! Kill loops: `kill -9` at random moments of every command that changes
+//! many files, then the same command again; nothing may be lost, no
+//! plaintext of a sealed path may reach the object store, and the audit
+//! chain must verify. The seed of the random moments is printed, so a
+//! failure can be replayed.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::harness::{is_envelope, kill9_and_wait_for_children, write_file, Env};
+
+const KILLS: usize = 30;
+const FILES: usize = 200;
+
+/// A small xorshift: random moments without a dependency.
+struct Moments(u64);
+
+impl Moments {
+    fn new() -> Moments {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64
+            | 1;
+        eprintln!("kill moments seed: {seed}");
+        Moments(seed)
+    }
+
+    /// A delay between 0 and `max_ms` milliseconds.
+    fn next(&mut self, max_ms: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(self.0 % max_ms.max(1))
+    }
+}
+
+fn plain(i: usize) -> Vec<u8> {
+    format!("kill-loop secret {i:04}\n").into_bytes()
+}
+
+/// Run `git seal ARGS`, `kill -9` it after `delay` (if it still runs), and
+/// wait for the git it started. Returns whether the kill landed mid-run.
+fn kill_during(env: &Env, dir: &Path, args: &[&str], delay: Duration) -> bool {
+    let mut child = env
+        .command("git-seal", dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    kill9_and_wait_for_children(&mut child);
+    running
+}
+
+fn sealed_files_repo(env: &Env) -> std::path::PathBuf {
+    let dir = env.sealed_repo("r");
+    for i in 0..FILES {
+        write_file(&dir, &format!("secrets/f{i:04}.env"), &plain(i));
+    }
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "many"]);
+    dir
+}
+
+#[track_caller]
+fn assert_work_tree_complete(env: &Env, dir: &Path) {
+    for i in 0..FILES {
+        let path = format!("secrets/f{i:04}.env");
+        let bytes = std::fs::read(dir.join(&path))
+            .unwrap_or_else(|e| panic!("{path} is missing after a rerun: {e}"));
+        assert_eq!(bytes, plain(i), "{path}");
+    }
+    assert_eq!(env.git(dir, &["status", "--porcelain"]), "");
+}
+
+/// No object in the store holds the plaintext of a sealed file.
+#[track_caller]
+fn assert_no_plaintext_objects(env: &Env, dir: &Path) {
+    let all = env
+        .ok("git", dir, &["cat-file", "--batch-all-objects", "--batch"])
+        .stdout;
+    let needle = b"kill-loop secret";
+    assert!(
+        !all.windows(needle.len()).any(|w| w == needle),
+        "plaintext of a sealed file is in the object store"
+    );
+}
+
+#[track_caller]
+fn assert_chain_verifies(env: &Env, dir: &Path) {
+    env.ok("git-seal", dir, &["audit", "verify"]);
+}
+
+#[test]
+fn unlock_killed_at_random_moments_loses_nothing() {
+    let env = Env::new();
+    let dir = sealed_files_repo(&env);
+    let mut moments = Moments::new();
+    let mut landed = 0;
+    for _ in 0..KILLS {
+        env.seal(&dir, &["lock"]);
+        landed += usize::from(kill_during(&env, &dir, &["unlock"], moments.next(400)));
+        env.seal(&dir, &["unlock"]);
+        assert_work_tree_complete(&env, &dir);
+    }
+    assert_no_plaintext_objects(&env, &dir);
+    assert_chain_verifies(&env, &dir);
+    assert!(landed > 0, "no kill landed while unlock ran");
+}
+
+#[test]
+fn lock_killed_at_random_moments_loses_nothing() {
+    let env = Env::new();
+    let dir = sealed_files_repo(&env);
+    let mut moments = Moments::new();
+    let mut landed = 0;
+    for _ in 0..KILLS {
+        landed += usize::from(kill_during(&env, &dir, &["lock"], moments.next(400)));
+        env.seal(&dir, &["lock"]);
+        for i in 0..FILES {
+            let path = format!("secrets/f{i:04}.env");
+            let bytes = std::fs::read(dir.join(&path))
+                .unwrap_or_else(|e| panic!("{path} is missing after a rerun: {e}"));
+            assert!(is_envelope(&bytes), "{path} stayed plaintext after lock");
+        }
+        assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+        env.seal(&dir, &["unlock"]);
+        assert_work_tree_complete(&env, &dir);
+    }
+    assert_no_plaintext_objects(&env, &dir);
+    assert_chain_verifies(&env, &dir);
+    assert!(landed > 0, "no kill landed while lock ran");
+}
+
+#[test]
+fn migrate_killed_at_random_moments_loses_nothing() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    // Plaintext committed before git-seal was set up.
+    for i in 0..FILES {
+        write_file(&dir, &format!("secrets/f{i:04}.env"), &plain(i));
+    }
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "plaintext"]);
+    env.seal(&dir, &["init", "secrets/**"]);
+    env.git(&dir, &["add", ".gitattributes", ".seal"]);
+    let mut moments = Moments::new();
+    let mut landed = 0;
+    for _ in 0..KILLS {
+        // Back to the plaintext index each round.
+        env.git(&dir, &["reset", "-q", "--", "secrets"]);
+        landed += usize::from(kill_during(&env, &dir, &["migrate"], moments.next(500)));
+        env.seal(&dir, &["migrate"]);
+        let listed = env.git(&dir, &["ls-files", "-s", "--", "secrets"]);
+        assert_eq!(listed.lines().count(), FILES, "an index entry was lost");
+        for line in listed.lines() {
+            let id = line.split_whitespace().nth(1).unwrap();
+            let blob = env.ok("git", &dir, &["cat-file", "-p", id]).stdout;
+            assert!(is_envelope(&blob), "not sealed in the index: {line}");
+        }
+        for i in 0..FILES {
+            let path = format!("secrets/f{i:04}.env");
+            assert_eq!(std::fs::read(dir.join(&path)).unwrap(), plain(i), "{path}");
+        }
+    }
+    env.git(&dir, &["commit", "-q", "-m", "sealed"]);
+    env.ok("git-seal", &dir, &["check", "HEAD~1..HEAD"]);
+    assert_chain_verifies(&env, &dir);
+    assert!(landed > 0, "no kill landed while migrate ran");
+}
+
+#[test]
+fn audit_sync_killed_at_random_moments_loses_no_entry() {
+    let env = Env::new();
+    let server = env.bare("server.git");
+    let a = env.sealed_repo("a");
+    env.git(&a, &["remote", "add", "origin", server.to_str().unwrap()]);
+    env.git(&a, &["push", "-q", "origin", "main"]);
+    env.seal(&a, &["audit", "sync", "origin"]);
+    let b = env.clone_repo(&server, "b");
+    env.seal(&b, &["init"]);
+    let mut moments = Moments::new();
+    let mut landed = 0;
+    for round in 0..KILLS {
+        for (dir, who) in [(&a, "a"), (&b, "b")] {
+            write_file(
+                dir,
+                &format!("secrets/{who}.env"),
+                format!("{round}\n").as_bytes(),
+            );
+            env.git(dir, &["add", "-A"]);
+            env.git(dir, &["commit", "-q", "-m", &format!("{who} {round}")]);
+        }
+        landed += usize::from(kill_during(
+            &env,
+            &a,
+            &["audit", "sync", "origin"],
+            moments.next(300),
+        ));
+        env.seal(&a, &["audit", "sync", "origin"]);
+        env.seal(&b, &["audit", "sync", "origin"]);
+        env.seal(&a, &["audit", "sync", "origin"]);
+        assert_chain_verifies(&env, &a);
+        assert_chain_verifies(&env, &b);
+        assert_eq!(
+            env.rev(&a, "refs/seal/audit"),
+            env.rev(&b, "refs/seal/audit"),
+            "the clones did not converge"
+        );
+    }
+    // Every commit's entry survived: one seal entry per commit and clone.
+    let log = env.seal(&a, &["audit", "log"]);
+    let seals = log.lines().filter(|l| l.contains(" seal ")).count();
+    assert!(
+        seals >= 2 * KILLS,
+        "{seals} seal entries for {} commits:\n{log}",
+        2 * KILLS
+    );
+    assert!(landed > 0, "no kill landed while sync ran");
+}
