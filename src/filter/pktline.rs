@@ -54,8 +54,9 @@ pub fn read_text_list(r: &mut impl Read) -> io::Result<Option<Vec<String>>> {
         match read(r)? {
             Some(Packet::Flush) => return Ok(Some(lines)),
             Some(Packet::Data(data)) => {
-                let mut line = String::from_utf8(data)
-                    .map_err(|_| invalid("non-UTF-8 pkt-line text".into()))?;
+                // Git's paths are bytes: a `pathname=` that is not UTF-8
+                // names a file all the same (invalid bytes become U+FFFD).
+                let mut line = String::from_utf8_lossy(&data).into_owned();
                 if line.ends_with('\n') {
                     line.pop();
                 }

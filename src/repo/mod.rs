@@ -165,7 +165,7 @@ impl Repo {
         Ok(index
             .iter()
             .filter(|e| (e.flags >> 12) & 0x3 == 0)
-            .filter_map(|e| Some((String::from_utf8(e.path).ok()?, e.id)))
+            .map(|e| (path_text(&e.path), e.id))
             .collect())
     }
 
@@ -221,9 +221,8 @@ impl Repo {
         let mut files = Vec::new();
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
             if entry.kind() == Some(ObjectType::Blob) {
-                if let Some(name) = entry.name() {
-                    files.push((format!("{dir}{name}"), entry.id()));
-                }
+                let name = path_text(entry.name_bytes());
+                files.push((format!("{dir}{name}"), entry.id()));
             }
             TreeWalkResult::Ok
         })?;
@@ -455,12 +454,11 @@ impl Repo {
         for delta in diff.deltas() {
             let path = delta
                 .new_file()
-                .path()
-                .or_else(|| delta.old_file().path())
-                .and_then(Path::to_str);
+                .path_bytes()
+                .or_else(|| delta.old_file().path_bytes());
             if let Some(path) = path {
                 files.push((
-                    path.to_owned(),
+                    path_text(path),
                     blob(delta.old_file()),
                     blob(delta.new_file()),
                 ));
@@ -480,6 +478,13 @@ pub enum RawKind {
     Commit,
     Tree,
     Blob,
+}
+
+/// A path from Git as text: Git's paths are bytes, and a name that is not
+/// UTF-8 is still a file like any other (never skipped); its invalid bytes
+/// show as U+FFFD.
+pub(crate) fn path_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// What a reference can name, once tags are peeled.
@@ -642,7 +647,7 @@ impl Repo {
         Ok(index
             .iter()
             .filter(|e| (e.flags >> 12) & 0x3 == 0 && e.mode & 0o170000 != 0o160000)
-            .filter_map(|e| Some((String::from_utf8(e.path).ok()?, e.id)))
+            .map(|e| (path_text(&e.path), e.id))
             .collect())
     }
 }

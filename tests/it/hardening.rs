@@ -596,3 +596,66 @@ fn a_loose_key_file_or_key_directory_is_named_with_its_chmod() {
         b"PASSWORD=x\n"
     );
 }
+
+#[test]
+fn non_utf8_paths_are_sealed_and_checked_like_any_other() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let name = OsStr::from_bytes(b"secrets/\xffodd.env");
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::write(dir.join(name), b"PASSWORD=odd\n").unwrap();
+    let run = |args: &[&OsStr]| {
+        let out = env.command("git", &dir).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[OsStr::new("add"), OsStr::new("--"), name]);
+    run(&[
+        OsStr::new("commit"),
+        OsStr::new("-q"),
+        OsStr::new("-m"),
+        OsStr::new("odd"),
+    ]);
+    let mut rev = b"HEAD:".to_vec();
+    rev.extend_from_slice(name.as_bytes());
+    let stored = run(&[
+        OsStr::new("cat-file"),
+        OsStr::new("-p"),
+        OsStr::from_bytes(&rev),
+    ]);
+    assert!(
+        is_envelope(&stored),
+        "a non-UTF-8 name was stored as plaintext"
+    );
+    // Plaintext staged under such a name, past the filter, is refused.
+    let other = OsStr::from_bytes(b"secrets/\xfeplain.env");
+    std::fs::write(dir.join(other), b"PASSWORD=leak\n").unwrap();
+    let id = run(&[
+        OsStr::new("hash-object"),
+        OsStr::new("-w"),
+        OsStr::new("--no-filters"),
+        other,
+    ]);
+    let id = String::from_utf8(id).unwrap();
+    let mut info = format!("100644 {}\t", id.trim()).into_bytes();
+    info.extend_from_slice(other.as_bytes());
+    info.push(0);
+    let out = env.run(
+        "git",
+        &dir,
+        &["update-index", "-z", "--index-info"],
+        Some(&info),
+    );
+    assert!(out.status.success());
+    let out = env.run("git", &dir, &["commit", "-q", "-m", "leak"], None);
+    assert!(
+        !out.status.success(),
+        "plaintext under a non-UTF-8 name was committed"
+    );
+}
