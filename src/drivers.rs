@@ -22,7 +22,10 @@ pub const DRIVER_CONFIG: &[(&str, &str)] = &[
         "merge.seal.name",
         "git-seal: three-way merge of plaintext, re-sealed",
     ),
-    ("merge.seal.driver", "git-seal merge %O %A %B %L %P"),
+    (
+        "merge.seal.driver",
+        "git-seal merge %O %A %B %L %P %S %X %Y",
+    ),
 ];
 
 /// Attributes that every sealed pattern gets in `.gitattributes`.

@@ -44,6 +44,25 @@ pub struct Sides {
     pub theirs: Vec<u8>,
 }
 
+/// The names Git gives the three sides (%S, %X, %Y: say `HEAD`,
+/// `feature`), shown in conflict markers.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    pub base: String,
+    pub ours: String,
+    pub theirs: String,
+}
+
+impl Default for Labels {
+    fn default() -> Labels {
+        Labels {
+            base: "base".into(),
+            ours: "ours".into(),
+            theirs: "theirs".into(),
+        }
+    }
+}
+
 /// The re-sealed result, and whether it carries conflict markers.
 #[derive(Debug)]
 pub struct Merged {
@@ -58,6 +77,7 @@ pub fn merge(
     path: &str,
     sides: Sides,
     marker_size: u32,
+    labels: &Labels,
 ) -> Result<Merged, MergeError> {
     let open = |text: Vec<u8>| -> Result<Vec<u8>, MergeError> {
         if !envelope::is_envelope(&text) {
@@ -69,12 +89,12 @@ pub fn merge(
         })
     };
     let (base, ours, theirs) = (open(sides.base)?, open(sides.ours)?, open(sides.theirs)?);
-    let (merged, conflicts, unmergeable) = match merge_file(ws, &base, &ours, &theirs, marker_size)?
-    {
-        Ok((merged, conflicts)) => (merged, conflicts, None),
-        // Binary or otherwise unmergeable: keep ours and report a conflict.
-        Err(why) => (ours, true, Some(why)),
-    };
+    let (merged, conflicts, unmergeable) =
+        match merge_file(ws, &base, &ours, &theirs, marker_size, labels)? {
+            Ok((merged, conflicts)) => (merged, conflicts, None),
+            // Binary or otherwise unmergeable: keep ours and report a conflict.
+            Err(why) => (ours, true, Some(why)),
+        };
     let targets = ws.targets_for(Some(path))?;
     let envelope =
         keys::seal_bytes(merged, ws.policy.aad_for(path), &targets).map_err(|source| {
@@ -98,6 +118,7 @@ fn merge_file(
     ours: &[u8],
     theirs: &[u8],
     marker_size: u32,
+    labels: &Labels,
 ) -> Result<Result<(Vec<u8>, bool), String>, MergeError> {
     let io = |path: PathBuf| move |source| MergeError::Io { path, source };
     let parent = ws.repo.git_dir().join("seal");
@@ -133,11 +154,11 @@ fn merge_file(
             "-p",
             &marker,
             "-L",
-            "ours",
+            &labels.ours,
             "-L",
-            "base",
+            &labels.base,
             "-L",
-            "theirs",
+            &labels.theirs,
             &a,
             &o,
             &b,

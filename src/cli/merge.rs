@@ -23,6 +23,10 @@ pub(crate) struct Args {
     pub marker_size: u32,
     /// Path being merged (%P).
     pub path: String,
+    /// Conflict-marker names of the ancestor, current and other versions
+    /// (%S %X %Y; a driver configured before they existed passes none).
+    #[arg(num_args = 0..=3, value_name = "LABEL")]
+    pub labels: Vec<String>,
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
@@ -32,7 +36,15 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         ours: super::stdio::read_input(&args.ours)?,
         theirs: super::stdio::read_input(&args.theirs)?,
     };
-    let merged = merge::merge(&ws, &args.path, sides, args.marker_size).map_err(|e| match e {
+    let mut labels = merge::Labels::default();
+    if let [base, ours, theirs] = &args.labels[..] {
+        labels = merge::Labels {
+            base: base.clone(),
+            ours: ours.clone(),
+            theirs: theirs.clone(),
+        };
+    }
+    let merged = merge::merge(&ws, &args.path, sides, args.marker_size, &labels).map_err(|e| match e {
         e @ MergeError::Open { .. } => CommandError::from(e).with_hint("merging sealed files needs the KEK; install it or resolve the conflict on a machine that has it"),
         e => e.into(),
     })?;

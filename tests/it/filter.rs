@@ -218,6 +218,11 @@ fn merge_conflict_leaves_markers_in_plaintext_and_git_reports_it() {
             && text.contains(">>>>>>>"),
         "{text}"
     );
+    // The markers name the sides as Git does, not ours/theirs.
+    assert!(
+        text.contains("<<<<<<< HEAD") && text.contains(">>>>>>> other"),
+        "{text}"
+    );
     assert!(env
         .git(&dir, &["status", "--porcelain"])
         .starts_with("UU secrets/config.ini"));
