@@ -108,7 +108,26 @@ impl Repo {
     }
 
     pub(crate) fn config_get(&self, key: &str) -> Option<String> {
-        self.inner.config().ok()?.get_string(key).ok()
+        self.config().ok()?.get_string(key).ok()
+    }
+
+    /// The configuration Git itself would read: libgit2 ignores
+    /// `GIT_CONFIG_GLOBAL`, `GIT_CONFIG_SYSTEM` and `GIT_CONFIG_NOSYSTEM`,
+    /// so an identity or `core.hooksPath` set through them (as CI and
+    /// tests do) would be missed.
+    fn config(&self) -> Result<git2::Config, git2::Error> {
+        let mut config = self.inner.config()?;
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(global) = var("GIT_CONFIG_GLOBAL") {
+            config.add_file(Path::new(&global), ConfigLevel::Global, true)?;
+        }
+        let no_system = var("GIT_CONFIG_NOSYSTEM").is_some_and(|v| v != "0" && v != "false");
+        match var("GIT_CONFIG_SYSTEM") {
+            _ if no_system => config.add_file(Path::new("/dev/null"), ConfigLevel::System, true)?,
+            Some(system) => config.add_file(Path::new(&system), ConfigLevel::System, true)?,
+            None => {}
+        }
+        Ok(config)
     }
 
     /// Set a key in the repository's own (`.git/config`) configuration.
@@ -120,7 +139,7 @@ impl Repo {
 
     /// Every value of a multi-valued key (e.g. `remote.origin.fetch`).
     pub fn config_get_all(&self, key: &str) -> Vec<String> {
-        let Ok(config) = self.inner.config() else {
+        let Ok(config) = self.config() else {
             return Vec::new();
         };
         let Ok(mut entries) = config.multivar(key, None) else {

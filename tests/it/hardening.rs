@@ -659,3 +659,36 @@ fn non_utf8_paths_are_sealed_and_checked_like_any_other() {
         "plaintext under a non-UTF-8 name was committed"
     );
 }
+
+#[test]
+fn the_audit_actor_comes_from_git_config_global_as_git_sees_it() {
+    let env = Env::new();
+    std::fs::write(
+        env.home.join("gitconfig-global"),
+        "[user]\n\tname = Grace Global\n\temail = grace@example.test\n",
+    )
+    .unwrap();
+    let dir = env.path("r");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |program: &str, args: &[&str]| {
+        let out = env
+            .command(program, &dir)
+            .args(args)
+            .env_remove("GIT_AUTHOR_NAME")
+            .env_remove("GIT_AUTHOR_EMAIL")
+            .env_remove("GIT_COMMITTER_NAME")
+            .env_remove("GIT_COMMITTER_EMAIL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run("git", &["init", "-q", "-b", "main"]);
+    run("git-seal", &["init", "secrets/**"]);
+    let log = run("git-seal", &["audit", "log"]);
+    assert!(log.contains("Grace Global <grace@example.test>"), "{log}");
+}
