@@ -61,6 +61,14 @@ pub fn migrate(ws: &Workspace) -> Result<Migrated, MigrateError> {
         }
         None => false,
     };
+    // The envelopes name KEKs whose records must be committed with them
+    // (pre-commit refuses an envelope wrapped to an unlisted kid): stage
+    // git-seal's own files too, so the commit migrate prepares is whole.
+    for own in [".seal", ".gitattributes"] {
+        if ws.root.join(own).exists() {
+            git.run(&["add", "--", own])?;
+        }
+    }
 
     let mut sealed: Vec<(String, Oid)> = Vec::new();
     for (path, id) in ws.sealed_index_paths()? {

@@ -12,8 +12,10 @@ use super::error::{CommandError, CommandResult};
 /// envelopes; you commit them.
 ///
 /// Also adds any missing `.gitattributes` lines for the policy's globs, so
-/// the filter keeps those files sealed from now on. Their plaintext stays
-/// in the work tree, and in earlier commits: rotate what it protected.
+/// the filter keeps those files sealed from now on, and stages `.seal/` and
+/// `.gitattributes` with the envelopes, so that the commit is whole. Their
+/// plaintext stays in the work tree, and in earlier commits: rotate what it
+/// protected.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {}
 

@@ -152,3 +152,28 @@ fn lock_reports_untracked_plaintext_under_sealed_paths_and_can_include_it() {
         b"tracked\n"
     );
 }
+
+#[test]
+fn lock_and_migrate_with_more_paths_than_fit_in_argv() {
+    // 12,000 paths of ~190 bytes: past the 2 MiB that argv holds here.
+    let env = Env::new();
+    let dir = env.repo("r");
+    let deep = format!("secrets/{}", "d".repeat(170));
+    let n = 12_000;
+    std::fs::create_dir_all(dir.join(&deep)).unwrap();
+    for i in 0..n {
+        std::fs::write(dir.join(format!("{deep}/f{i:05}.env")), format!("{i}\n")).unwrap();
+    }
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "plaintext"]);
+    env.seal(&dir, &["init", "secrets/**"]);
+    env.seal(&dir, &["migrate"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed"]);
+    env.seal(&dir, &["lock"]);
+    let sample = std::fs::read(dir.join(format!("{deep}/f{:05}.env", n - 1))).unwrap();
+    assert!(is_envelope(&sample), "the last file was not locked");
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+    env.seal(&dir, &["unlock"]);
+    let sample = std::fs::read(dir.join(format!("{deep}/f{:05}.env", n - 1))).unwrap();
+    assert_eq!(sample, format!("{}\n", n - 1).into_bytes());
+}
