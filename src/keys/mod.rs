@@ -58,48 +58,34 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// A shared provider is a provider (for worker threads and chains).
-impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-    fn available(&self) -> Vec<Kid> {
-        (**self).available()
-    }
-    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
-        (**self).wrap(kid, dek)
-    }
-    fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {
-        (**self).unwrap(recipient)
-    }
-    fn has(&self, kid: &Kid) -> bool {
-        (**self).has(kid)
-    }
-    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
-        (**self).local_key(kid, purpose)
-    }
+/// A shared or boxed provider is a provider (for worker threads and
+/// chains): every method forwards.
+macro_rules! forward_provider {
+    ($($pointer:ident),*) => {$(
+        impl<P: KeyProvider + ?Sized> KeyProvider for $pointer<P> {
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
+            fn available(&self) -> Vec<Kid> {
+                (**self).available()
+            }
+            fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
+                (**self).wrap(kid, dek)
+            }
+            fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {
+                (**self).unwrap(recipient)
+            }
+            fn has(&self, kid: &Kid) -> bool {
+                (**self).has(kid)
+            }
+            fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
+                (**self).local_key(kid, purpose)
+            }
+        }
+    )*};
 }
 
-impl<P: KeyProvider + ?Sized> KeyProvider for Box<P> {
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-    fn available(&self) -> Vec<Kid> {
-        (**self).available()
-    }
-    fn wrap(&self, kid: &Kid, dek: &Dek) -> Option<Result<Recipient, KeyError>> {
-        (**self).wrap(kid, dek)
-    }
-    fn unwrap(&self, recipient: &Recipient) -> Option<Result<Dek, KeyError>> {
-        (**self).unwrap(recipient)
-    }
-    fn has(&self, kid: &Kid) -> bool {
-        (**self).has(kid)
-    }
-    fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
-        (**self).local_key(kid, purpose)
-    }
-}
+forward_provider!(Arc, Box);
 
 /// Derive a local key from private KEK material.
 pub(crate) fn derive_local_key(secret: &KekSecret, purpose: &str) -> Zeroizing<[u8; 32]> {

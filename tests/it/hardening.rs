@@ -230,11 +230,7 @@ fn kek_in_the_environment_is_not_passed_to_git_that_runs_no_filter() {
 #[test]
 fn pre_receive_inspects_refs_that_name_trees_and_blobs() {
     let env = Env::new();
-    let dir = env.sealed_repo("r");
-    let server = env.bare("server.git");
-    env.seal(&server, &["hooks", "install"]);
-    env.git(&dir, &["remote", "add", "origin", server.to_str().unwrap()]);
-    env.git(&dir, &["push", "-q", "origin", "main"]);
+    let (dir, _server) = env.served_repo("r");
     // A tree holding plaintext under secrets/, made without any filter.
     env.stage_raw(&dir, "secrets/db.env", b"PASSWORD=hunter2\n");
     let tree = env.git(&dir, &["write-tree"]).trim().to_owned();
@@ -479,10 +475,7 @@ fn weaken_and_unseal(env: &Env, dir: &Path) {
 #[test]
 fn a_commit_cannot_switch_off_its_own_policy() {
     let env = Env::new();
-    let dir = env.sealed_repo("r");
-    let server = env.bare("server.git");
-    env.seal(&server, &["hooks", "install"]);
-    env.git(&dir, &["remote", "add", "origin", server.to_str().unwrap()]);
+    let (dir, _server) = env.served_repo("r");
     write_file(&dir, "secrets/db.txt", b"PASSWORD=sealed\n");
     env.git(&dir, &["add", "-A"]);
     env.git(&dir, &["commit", "-q", "-m", "sealed"]);
@@ -532,11 +525,7 @@ fn a_commit_cannot_switch_off_its_own_policy() {
 #[test]
 fn an_orphan_branch_without_seal_is_judged_by_the_servers_rules() {
     let env = Env::new();
-    let dir = env.sealed_repo("r");
-    let server = env.bare("server.git");
-    env.seal(&server, &["hooks", "install"]);
-    env.git(&dir, &["remote", "add", "origin", server.to_str().unwrap()]);
-    env.git(&dir, &["push", "-q", "origin", "main"]);
+    let (dir, _server) = env.served_repo("r");
     env.git(&dir, &["checkout", "-q", "--orphan", "bare"]);
     env.git(&dir, &["rm", "-q", "-r", "--cached", "."]);
     env.stage_raw(&dir, "secrets/leak.env", b"PASSWORD=x\n");

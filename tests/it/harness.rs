@@ -159,6 +159,17 @@ impl Env {
         dir
     }
 
+    /// A sealed repository (as [`Env::sealed_repo`]) with `main` pushed to a
+    /// bare server whose pre-receive hook is git-seal's; (repo, server).
+    pub(crate) fn served_repo(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.sealed_repo(name);
+        let server = self.bare(&format!("{name}-server.git"));
+        self.seal(&server, &["hooks", "install"]);
+        self.git(&dir, &["remote", "add", "origin", server.to_str().unwrap()]);
+        self.git(&dir, &["push", "-q", "origin", "main"]);
+        (dir, server)
+    }
+
     /// The only key file's kid.
     pub(crate) fn kid(&self) -> String {
         let mut kids: Vec<String> = std::fs::read_dir(&self.key_dir)
