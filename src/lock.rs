@@ -235,11 +235,31 @@ fn unstaged_changes<'a>(
         .collect())
 }
 
+/// Is the work-tree file at `path` an envelope? Its first bytes decide
+/// for plaintext, so a hook that runs on every checkout never reads a large
+/// unlocked file whole.
+pub fn file_is_envelope(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(256);
+    if file.by_ref().take(256).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    // Envelopes name their schema first (canonical text); a large JSON
+    // file that is not one is not read whole either.
+    if !envelope::claims_envelope(&head) {
+        return false;
+    }
+    std::fs::read(path).is_ok_and(|t| envelope::is_envelope(&t))
+}
+
 /// Sealed paths whose work-tree file is an envelope.
 pub fn locked_paths(ws: &Workspace) -> Result<Vec<String>, LockError> {
     let mut locked = Vec::new();
     for (path, _) in ws.sealed_index_paths()? {
-        if std::fs::read(ws.root.join(&path)).is_ok_and(|t| envelope::is_envelope(&t)) {
+        if file_is_envelope(&ws.root.join(&path)) {
             locked.push(path);
         }
     }
@@ -350,7 +370,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     remove_journal(&journal)?;
     let still: Vec<String> = paths
         .iter()
-        .filter(|p| std::fs::read(ws.root.join(p)).is_ok_and(|t| envelope::is_envelope(&t)))
+        .filter(|p| file_is_envelope(&ws.root.join(p)))
         .cloned()
         .collect();
     if !still.is_empty() {

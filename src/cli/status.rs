@@ -96,8 +96,7 @@ pub(crate) fn collect(project: &Workspace) -> CommandResult<Status> {
                 for r in &env.recipients {
                     *sealed_in_head.entry(r.kid.to_string()).or_insert(0) += 1;
                 }
-                let on_disk = std::fs::read(project.root.join(&path)).unwrap_or_default();
-                if envelope::is_envelope(&on_disk) {
+                if git_seal::lock::file_is_envelope(&project.root.join(&path)) {
                     locked.push(path);
                 }
             }
