@@ -222,3 +222,52 @@ fn audit_sync_killed_at_random_moments_loses_no_entry() {
     );
     assert!(landed > 0, "no kill landed while sync ran");
 }
+
+#[test]
+fn two_clones_running_audit_sync_at_once_both_succeed() {
+    let env = Env::new();
+    let server = env.bare("server.git");
+    let a = env.sealed_repo("a");
+    env.git(&a, &["remote", "add", "origin", server.to_str().unwrap()]);
+    env.git(&a, &["push", "-q", "origin", "main"]);
+    env.seal(&a, &["audit", "sync", "origin"]);
+    let b = env.clone_repo(&server, "b");
+    env.seal(&b, &["init"]);
+    for round in 0..6 {
+        for (dir, who) in [(&a, "a"), (&b, "b")] {
+            write_file(
+                dir,
+                &format!("secrets/{who}.env"),
+                format!("{round}\n").as_bytes(),
+            );
+            env.git(dir, &["add", "-A"]);
+            env.git(dir, &["commit", "-q", "-m", &format!("{who} {round}")]);
+        }
+        let syncs: Vec<_> = [&a, &b]
+            .into_iter()
+            .map(|dir| {
+                env.command("git-seal", dir)
+                    .args(["audit", "sync", "origin"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for sync in syncs {
+            let out = sync.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    env.seal(&a, &["audit", "sync", "origin"]);
+    env.seal(&b, &["audit", "sync", "origin"]);
+    assert_eq!(
+        env.rev(&a, "refs/seal/audit"),
+        env.rev(&b, "refs/seal/audit")
+    );
+    assert_chain_verifies(&env, &a);
+}
