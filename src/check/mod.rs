@@ -195,7 +195,11 @@ pub fn check_commits(
         let sealed = rules.requires_seal(&pair.path)
             || context.base.is_some_and(|b| b.requires_seal(&pair.path))
                 && !approvals.get().unseal(&pair.path);
-        for (kind, message) in rules.judge(&pair.path, &facts[pair.blob], sealed, Place::History) {
+        let mut found = rules.judge(&pair.path, &facts[pair.blob], sealed, Place::History);
+        if pair.link {
+            found = rules::for_link(&pair.path, found);
+        }
+        for (kind, message) in found {
             findings.push(Finding {
                 commit: Some(commits[pair.commit].to_string()),
                 path: pair.path.clone(),
@@ -366,6 +370,7 @@ pub(crate) fn check_arrivals(
 pub(crate) fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
     let available = crate::keys::kids_here();
     let entries = repo.index_blobs()?;
+    let links = repo.index_links()?;
     let staged: HashMap<&str, Oid> = entries.iter().map(|(p, id)| (p.as_str(), *id)).collect();
     let head: HashMap<String, Oid> = repo.head_files()?.into_iter().collect();
     let read = |id: Oid| repo.with_blob(id, <[u8]>::to_vec);
@@ -427,6 +432,9 @@ pub(crate) fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
         }
         let facts = &facts_of[id];
         let mut found = rules.judge(path, facts, sealed, Place::Index);
+        if links.contains(path) {
+            found = rules::for_link(path, found);
+        }
         if facts.form == Form::Plain && !sealed {
             if let Some(before) = before {
                 if repo.with_blob(*before, envelope::is_envelope)? && !approvals.get().unseal(path)

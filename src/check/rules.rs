@@ -274,6 +274,22 @@ fn remove_fix(path: &str, place: Place) -> String {
     }
 }
 
+/// A symbolic link under a sealed path cannot be sealed: Git stores its
+/// target as the blob and runs no filter on it, so `git add` again cannot
+/// help. Rewrites the `plaintext` findings of such an entry to say so.
+pub(crate) fn for_link(path: &str, found: Vec<(Kind, String)>) -> Vec<(Kind, String)> {
+    found
+        .into_iter()
+        .map(|(kind, message)| match kind {
+            Kind::Plaintext => (
+                kind,
+                format!("is a symbolic link under a sealed path: Git stores its target in plaintext and runs no filter on links, so it cannot be sealed; replace it with a regular file (`git rm --cached {path}`, then copy the file it points to), or keep it out of the sealed paths"),
+            ),
+            _ => (kind, message),
+        })
+        .collect()
+}
+
 /// The rules a tree carries, nested `.gitattributes` files included.
 pub(crate) fn tree_rules(repo: &Repo, tree: Oid, available: &[Kid]) -> Result<Rules, RepoError> {
     let mut rules = Rules::load(repo, &rule_files(repo, tree)?, available)?;

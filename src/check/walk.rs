@@ -18,6 +18,8 @@ pub(super) struct Pair {
     pub(super) rules: usize,
     pub(super) path: String,
     pub(super) blob: usize,
+    /// The entry is a symbolic link.
+    pub(super) link: bool,
 }
 
 pub(super) struct Walk<'a> {
@@ -127,6 +129,7 @@ impl<'a> Walk<'a> {
                         rules,
                         path,
                         blob,
+                        link: item.link,
                     });
                 }
                 EntryKind::Other => {}

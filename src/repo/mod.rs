@@ -529,6 +529,9 @@ pub struct TreeItem {
     pub name: String,
     pub id: Oid,
     pub kind: EntryKind,
+    /// A symbolic link: Git stores its target as the blob, and runs no
+    /// filter on it.
+    pub link: bool,
 }
 
 /// History and object access for `check` and the hooks, which read commits
@@ -543,6 +546,7 @@ impl Repo {
             .map(|e| TreeItem {
                 name: String::from_utf8_lossy(e.name_bytes()).into_owned(),
                 id: e.id(),
+                link: e.filemode() == 0o120000,
                 kind: match e.kind() {
                     Some(ObjectType::Blob) => EntryKind::Blob,
                     Some(ObjectType::Tree) => EntryKind::Tree,
@@ -661,6 +665,16 @@ impl Repo {
     }
 
     /// Stage-0 index entries that are files (no submodule commits), by path.
+    /// Index paths that are symbolic links.
+    pub(crate) fn index_links(&self) -> Result<std::collections::HashSet<String>, RepoError> {
+        let index = self.inner.index()?;
+        Ok(index
+            .iter()
+            .filter(|e| e.mode & 0o170000 == 0o120000)
+            .map(|e| path_text(&e.path))
+            .collect())
+    }
+
     pub(crate) fn index_blobs(&self) -> Result<Vec<(String, Oid)>, RepoError> {
         let index = self.inner.index()?;
         Ok(index

@@ -681,3 +681,26 @@ fn the_audit_actor_comes_from_git_config_global_as_git_sees_it() {
     let log = run("git-seal", &["audit", "log"]);
     assert!(log.contains("Grace Global <grace@example.test>"), "{log}");
 }
+
+#[test]
+fn a_symlink_under_a_sealed_path_gets_a_fix_that_can_work() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "elsewhere/db.env", b"PASSWORD=x\n");
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::os::unix::fs::symlink("../elsewhere/db.env", dir.join("secrets/link.env")).unwrap();
+    env.git(&dir, &["add", "secrets/link.env"]);
+    let out = env.run("git", &dir, &["commit", "-q", "-m", "link"], None);
+    let err = crate::harness::stderr(&out);
+    assert!(
+        !out.status.success(),
+        "a symlink under a sealed path was committed"
+    );
+    assert!(
+        err.contains("symbolic link") && !err.contains("git seal init"),
+        "{err}"
+    );
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "link"]);
+    let out = env.fails("git-seal", &dir, &["check", "HEAD~1..HEAD"], 1);
+    assert!(crate::harness::stdout(&out).contains("symbolic link"));
+}
