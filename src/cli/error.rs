@@ -56,7 +56,18 @@ impl<E: Into<anyhow::Error>> From<E> for CommandError {
 
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {:#}", self.error)?;
+        // The error and its causes, each said once: a library message that
+        // already quotes its cause (`cannot unlock X: no usable key…`) is
+        // not followed by that cause again.
+        let mut text = self.error.to_string();
+        for cause in self.error.chain().skip(1) {
+            let cause = cause.to_string();
+            if !text.contains(&cause) {
+                text.push_str(": ");
+                text.push_str(&cause);
+            }
+        }
+        write!(f, "error: {text}")?;
         if let Some(hint) = &self.hint {
             write!(f, "\nhint: {hint}")?;
         }

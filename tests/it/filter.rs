@@ -299,6 +299,13 @@ fn clone_without_key_checks_out_sealed_and_unlocks_when_the_key_appears() {
         "{}",
         stderr(&out)
     );
+    // Each cause is said once.
+    assert_eq!(
+        stderr(&out).matches("no usable key").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
 
     env.restore_keys(&hidden);
     env.seal(&target, &["unlock"]);
