@@ -371,6 +371,7 @@ pub(crate) fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
     let available = crate::keys::kids_here();
     let entries = repo.index_blobs()?;
     let links = repo.index_links()?;
+    let opener = crate::keys::here().ok();
     let staged: HashMap<&str, Oid> = entries.iter().map(|(p, id)| (p.as_str(), *id)).collect();
     let head: HashMap<String, Oid> = repo.head_files()?.into_iter().collect();
     let read = |id: Oid| repo.with_blob(id, <[u8]>::to_vec);
@@ -432,6 +433,21 @@ pub(crate) fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
         }
         let facts = &facts_of[id];
         let mut found = rules.judge(path, facts, sealed, Place::Index);
+        // A staged envelope must open where a key for it is here: one
+        // spliced from two envelopes (partial staging) or damaged in some
+        // other way parses, but opens for nobody.
+        if let (Form::Envelope { kids, .. }, Some(keys)) = (&facts.form, &opener) {
+            if before != Some(id) && kids.iter().any(|k| available.contains(k)) {
+                let text = read(*id)?;
+                match crate::keys::open_bytes(&text, keys) {
+                    Ok(_) | Err(crate::keys::OpenError::NoUsableKey { .. }) => {}
+                    Err(e) => found.push((
+                        Kind::MalformedEnvelope,
+                        format!("is an envelope that does not open ({e}); restore it with `git checkout HEAD -- {path}`, or unlock and `git add {path}` from its plaintext"),
+                    )),
+                }
+            }
+        }
         if links.contains(path) {
             found = rules::for_link(path, found);
         }

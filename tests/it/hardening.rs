@@ -704,3 +704,40 @@ fn a_symlink_under_a_sealed_path_gets_a_fix_that_can_work() {
     let out = env.fails("git-seal", &dir, &["check", "HEAD~1..HEAD"], 1);
     assert!(crate::harness::stdout(&out).contains("symbolic link"));
 }
+
+#[test]
+fn pre_commit_opens_staged_envelopes_when_a_key_is_here() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let kid = env.kid();
+    let seal = |text: &[u8]| -> serde_json::Value {
+        let plain = env.path("p");
+        std::fs::write(&plain, text).unwrap();
+        let out = env.ok(
+            "git-seal",
+            &dir,
+            &["encrypt", "--to", &kid, plain.to_str().unwrap()],
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Recipients of one envelope, content of another: it parses, and opens
+    // for nobody (what splicing by partial staging made).
+    let mut spliced = seal(b"one\n");
+    let other = seal(b"two\n");
+    for field in ["nonce", "ciphertext", "tag"] {
+        spliced[field] = other[field].clone();
+    }
+    let text = serde_json::to_string_pretty(&spliced).unwrap() + "\n";
+    assert!(is_envelope(text.as_bytes()));
+    env.stage_raw(&dir, "secrets/spliced.env", text.as_bytes());
+    let out = env.run("git", &dir, &["commit", "-q", "-m", "spliced"], None);
+    let err = crate::harness::stderr(&out);
+    assert!(
+        !out.status.success(),
+        "an envelope that opens for nobody was committed"
+    );
+    assert!(
+        err.contains("secrets/spliced.env") && err.contains("does not open"),
+        "{err}"
+    );
+}
