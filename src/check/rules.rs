@@ -245,10 +245,14 @@ impl Rules {
                 }
                 if let Some(expected) = self.policy.aad_for(path) {
                     if aad.as_deref() != Some(expected.as_str()) {
+                        let bound = match aad {
+                            Some(aad) => format!("bound to {aad:?}"),
+                            None => "bound to no path".to_owned(),
+                        };
                         out.push((
                             Kind::AadMismatch,
                             format!(
-                                "envelope's aad is {aad:?} but the policy binds the path ({expected:?}): it was moved or copied from another path; re-seal it here with `git add {path}` from its plaintext"
+                                "envelope is {bound} but the policy binds the path ({expected:?}): it was moved or copied from another path; re-seal it here with `git add {path}` from its plaintext"
                             ),
                         ));
                     }

@@ -400,6 +400,10 @@ fn bound_paths_refuse_swapped_and_unbound_envelopes() {
     for path in ["secrets/a.env", "secrets/b.env", "secrets/c.env"] {
         assert!(found.contains(path), "{path} not reported:\n{found}");
     }
+    assert!(
+        found.contains("bound to no path") && !found.contains("Some("),
+        "{found}"
+    );
     // A fresh clone with the key leaves all three sealed, never opened at
     // the wrong path.
     let clone = env.clone_repo(&dir, "clone");
@@ -740,4 +744,66 @@ fn pre_commit_opens_staged_envelopes_when_a_key_is_here() {
         err.contains("secrets/spliced.env") && err.contains("does not open"),
         "{err}"
     );
+}
+
+/// Bytes `git-seal ARGS` read from the file at `path`, as strace saw it;
+/// `None` where strace is not installed (outside CI).
+fn bytes_read_from(env: &Env, dir: &Path, args: &[&str], path: &Path) -> Option<u64> {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(!crate::harness::in_ci(), "strace is missing under CI=true");
+        eprintln!("skipped: strace is not installed");
+        return None;
+    }
+    let trace = env.path("trace.txt");
+    let mut strace_args = vec!["-f", "-qq", "-e", "trace=openat,read,close", "-o"];
+    strace_args.push(trace.to_str().unwrap());
+    strace_args.push("git-seal");
+    strace_args.extend_from_slice(args);
+    env.ok("strace", dir, &strace_args);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let mut open: Option<(String, String)> = None; // (pid, fd)
+    let mut total = 0u64;
+    for line in text.lines() {
+        let (pid, call) = line.split_once(char::is_whitespace).unwrap_or(("", line));
+        let call = call.trim_start();
+        if call.starts_with("openat(") && call.contains(name) {
+            if let Some(fd) = call.rsplit("= ").next().filter(|fd| !fd.starts_with('-')) {
+                open = Some((pid.to_owned(), fd.trim().to_owned()));
+            }
+        } else if let Some((p, fd)) = &open {
+            if p == pid && call.starts_with(&format!("read({fd},")) {
+                total += call
+                    .rsplit("= ")
+                    .next()
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+            } else if p == pid && call.starts_with(&format!("close({fd})")) {
+                open = None;
+            }
+        }
+    }
+    Some(total)
+}
+
+#[test]
+fn post_checkout_does_not_read_a_large_unlocked_file_whole() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let big = dir.join("secrets/big.bin");
+    write_file(&dir, "secrets/big.bin", &vec![b'x'; 8 << 20]);
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "big"]);
+    let head = env.rev(&dir, "HEAD");
+    let args = ["hook", "post-checkout", head.as_str(), head.as_str(), "1"];
+    if let Some(read) = bytes_read_from(&env, &dir, &args, &big) {
+        assert!(
+            read < 64 << 10,
+            "post-checkout read {read} bytes of an 8 MiB unlocked file"
+        );
+    }
 }
