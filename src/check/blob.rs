@@ -81,11 +81,30 @@ fn key_candidates(bytes: &[u8]) -> Vec<Kid> {
     kids
 }
 
-/// Groups of hex digits separated by nothing but colons and white space,
-/// as (start, end) byte ranges; a group is a maximal hex run.
-fn hex_groups(bytes: &[u8]) -> Vec<Vec<(usize, usize)>> {
-    let mut spans: Vec<Vec<(usize, usize)>> = Vec::new();
-    let mut current: Vec<(usize, usize)> = Vec::new();
+fn hex_candidates(bytes: &[u8]) -> Zeroizing<Vec<[u8; 32]>> {
+    let mut found = Zeroizing::new(Vec::new());
+    // A span: maximal hex runs ("groups") separated by nothing but colons
+    // and white space. Only its whole, or all but its first group (`abc
+    // <key>`), is a candidate; never every window of a long hex dump.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut end_span = |groups: &mut Vec<(usize, usize)>| {
+        let total: usize = groups.iter().map(|(s, e)| e - s).sum();
+        for first in 0..groups.len().min(2) {
+            let skipped: usize = groups[..first].iter().map(|(s, e)| e - s).sum();
+            if total - skipped != 64 {
+                continue;
+            }
+            let mut digits = Zeroizing::new(Vec::with_capacity(64));
+            for &(start, end) in &groups[first..] {
+                digits.extend_from_slice(&bytes[start..end]);
+            }
+            let mut secret = [0u8; 32];
+            if hex::decode_to_slice(&*digits, &mut secret).is_ok() {
+                found.push(secret);
+            }
+        }
+        groups.clear();
+    };
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -94,42 +113,17 @@ fn hex_groups(bytes: &[u8]) -> Vec<Vec<(usize, usize)>> {
             while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
                 i += 1;
             }
-            current.push((start, i));
+            groups.push((start, i));
             continue;
         }
         let separator = b == b':' || b.is_ascii_whitespace();
-        if !separator && !current.is_empty() {
-            spans.push(std::mem::take(&mut current));
+        if !separator && !groups.is_empty() {
+            end_span(&mut groups);
         }
         i += 1;
     }
-    if !current.is_empty() {
-        spans.push(current);
-    }
-    spans
-}
-
-fn hex_candidates(bytes: &[u8]) -> Zeroizing<Vec<[u8; 32]>> {
-    let mut found = Zeroizing::new(Vec::new());
-    for span in hex_groups(bytes) {
-        // The whole span, or the span after a first word (`abc <key>`):
-        // never every window of a long hex dump, which would make a
-        // candidate of each.
-        for first in 0..span.len().min(2) {
-            let groups = &span[first..];
-            let count: usize = groups.iter().map(|(start, end)| end - start).sum();
-            if count != 64 {
-                continue;
-            }
-            let mut digits = Zeroizing::new(Vec::with_capacity(64));
-            for &(start, end) in groups {
-                digits.extend_from_slice(&bytes[start..end]);
-            }
-            let mut secret = [0u8; 32];
-            if hex::decode_to_slice(&*digits, &mut secret).is_ok() {
-                found.push(secret);
-            }
-        }
+    if !groups.is_empty() {
+        end_span(&mut groups);
     }
     found
 }
@@ -146,13 +140,9 @@ fn base64_candidates(bytes: &[u8]) -> Zeroizing<Vec<[u8; 32]>> {
     const CONTEXT: [&[u8]; 5] = [b"key", b"kek", b"secret", b"private", b"seal"];
     let mut found = Zeroizing::new(Vec::new());
     for line in bytes.split(|b| *b == b'\n') {
-        let lower = line.to_ascii_lowercase();
-        if !CONTEXT
-            .iter()
-            .any(|w| lower.windows(w.len()).any(|x| x == *w))
-        {
-            continue;
-        }
+        // Tokens first (most lines have none of the right length), then
+        // the context, without copying the line.
+        let mut tokens = Vec::new();
         let mut i = 0;
         while i < line.len() {
             if !is_base64(line[i]) {
@@ -163,14 +153,25 @@ fn base64_candidates(bytes: &[u8]) -> Zeroizing<Vec<[u8; 32]>> {
             while i < line.len() && is_base64(line[i]) {
                 i += 1;
             }
-            let token = &line[start..i];
-            let padded = line.get(i) == Some(&b'=');
-            let decoded = if token.len() == 43 && padded {
+            if i - start == 43 {
+                tokens.push((start, i));
+            }
+        }
+        if tokens.is_empty() {
+            continue;
+        }
+        let keyish = CONTEXT
+            .iter()
+            .any(|w| line.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w)));
+        if !keyish {
+            continue;
+        }
+        for (start, end) in tokens {
+            let token = &line[start..end];
+            let decoded = if line.get(end) == Some(&b'=') {
                 STANDARD.decode([token, b"="].concat())
-            } else if token.len() == 43 {
-                STANDARD_NO_PAD.decode(token)
             } else {
-                continue;
+                STANDARD_NO_PAD.decode(token)
             };
             if let Ok(decoded) = decoded.map(Zeroizing::new) {
                 if let Ok(secret) = <[u8; 32]>::try_from(decoded.as_slice()) {

@@ -98,17 +98,25 @@ fn stays_sealed(
     context: &Context<'_>,
     approvals: &mut Lazy<'_>,
 ) -> Result<Vec<Finding>, RepoError> {
-    let mut parent_rules: HashMap<Oid, Rules> = HashMap::new();
+    // A parent in the range has its rules from the walk already; only a
+    // parent outside it (the range's base) is read here, once per tree.
+    let index: HashMap<Oid, usize> = commits.iter().enumerate().map(|(i, c)| (*c, i)).collect();
+    let mut outside: HashMap<Oid, Rules> = HashMap::new();
     let mut findings = Vec::new();
     for (at, commit) in commits.iter().enumerate() {
         let Some(parent) = repo.parents(*commit)?.first().copied() else {
             continue;
         };
-        let tree = repo.commit_tree_id(parent)?;
-        let before = match parent_rules.entry(tree) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(tree_rules(repo, tree, available)?)
+        let before = match index.get(&parent) {
+            Some(&i) => &walk.rules[walk.commit_rules[i]],
+            None => {
+                let tree = repo.commit_tree_id(parent)?;
+                match outside.entry(tree) {
+                    std::collections::hash_map::Entry::Occupied(e) => &*e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        &*e.insert(tree_rules(repo, tree, available)?)
+                    }
+                }
             }
         };
         let now = &walk.rules[walk.commit_rules[at]];
