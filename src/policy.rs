@@ -116,8 +116,9 @@ fn builtin_never() -> &'static GlobSet {
 }
 
 /// git-seal's own files, which are never sealed whatever a glob says (the
-/// guard lines of `.gitattributes` say the same to Git).
-fn is_exempt(path: &str) -> bool {
+/// guard lines of `.gitattributes` say the same to Git, and clean passes
+/// them through should a later line give them the filter anyway).
+pub fn is_exempt(path: &str) -> bool {
     path == ".gitattributes" || path.starts_with(".seal/")
 }
 

@@ -17,6 +17,11 @@ use crate::workspace::Workspace;
 impl Filter {
     /// Seal `plaintext` for `path`. An error means nothing may be stored.
     pub fn clean(&mut self, path: &str, plaintext: Vec<u8>) -> Result<Vec<u8>, String> {
+        // git-seal's own files (.seal/, .gitattributes) are never sealed,
+        // even where a `.gitattributes` line gives them the filter.
+        if crate::policy::is_exempt(path) {
+            return Ok(plaintext);
+        }
         if envelope::might_be_envelope(&plaintext) {
             match envelope::parse(&plaintext) {
                 Ok(_) => return Ok(plaintext),

@@ -807,3 +807,23 @@ fn post_checkout_does_not_read_a_large_unlocked_file_whole() {
         );
     }
 }
+
+#[test]
+fn seal_files_stay_plaintext_even_where_a_late_attribute_line_filters_them() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let mut attributes = std::fs::read_to_string(dir.join(".gitattributes")).unwrap();
+    // After the guard lines, so it wins over them in Git's eyes.
+    attributes.push_str("** filter=seal diff=seal merge=seal\n");
+    std::fs::write(dir.join(".gitattributes"), attributes).unwrap();
+    crate::harness::set_policy(&dir, "never_commit", serde_json::json!(["*.pem"]));
+    env.git(&dir, &["add", "-A"]);
+    for path in [".seal/policy.json", ".gitattributes"] {
+        let staged = env
+            .ok("git", &dir, &["cat-file", "-p", &format!(":{path}")])
+            .stdout;
+        assert!(!is_envelope(&staged), "{path} was sealed");
+    }
+    let policy = env.git(&dir, &["cat-file", "-p", ":.seal/policy.json"]);
+    assert!(policy.contains("*.pem"), "{policy}");
+}
