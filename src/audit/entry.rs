@@ -51,6 +51,20 @@ pub enum EntryError {
     Signer(String),
     #[error("signer-add entry without data.{0}")]
     MissingData(&'static str),
+    #[error("data holds the number {0}, which is not a whole number (entries record ids, paths, kids and counts)")]
+    Fraction(String),
+}
+
+/// A number in `value` that is not a whole number, if any. Entries never
+/// record one, and a JSON fraction does not survive a parse and a write
+/// unchanged, so the text of an entry would not say what was signed.
+fn fraction_in(value: &Value) -> Option<&serde_json::Number> {
+    match value {
+        Value::Number(n) if !(n.is_i64() || n.is_u64()) => Some(n),
+        Value::Array(items) => items.iter().find_map(fraction_in),
+        Value::Object(fields) => fields.values().find_map(fraction_in),
+        _ => None,
+    }
 }
 
 impl Entry {
@@ -84,6 +98,9 @@ impl Entry {
         }
         if !self.actor.signer.starts_with("SHA256:") {
             return Err(EntryError::Signer(self.actor.signer.clone()));
+        }
+        if let Some(n) = self.data.values().find_map(fraction_in) {
+            return Err(EntryError::Fraction(n.to_string()));
         }
         if self.event == EVENT_SIGNER_ADD {
             for field in ["public_key", "fingerprint", "email"] {
@@ -128,6 +145,31 @@ mod tests {
             event: "seal".into(),
             data,
         }
+    }
+
+    /// Found by fuzzing (fuzz/ `audit`): a fraction in `data` did not
+    /// survive a parse and a write (8.888888888888889e+43 came back as
+    /// 8.88888888888889e+43), so the entry's text would not say what was
+    /// signed. Entries never record fractions: refused, nested or not.
+    #[test]
+    fn fractions_in_data_are_refused_found_by_fuzzing() {
+        for number in ["8.888888888888889e+43", "88888.8888888", "1.0"] {
+            let mut entry = sample();
+            entry
+                .data
+                .insert("paths".into(), serde_json::json!([{"kids": []}]));
+            let text = entry
+                .to_text()
+                .replace("\"kids\": []", &format!("\"kids\": [{number}]"));
+            assert!(text.contains(number), "{text}");
+            let err = Entry::parse(text.as_bytes()).unwrap_err();
+            assert!(matches!(err, EntryError::Fraction(_)), "{number}: {err}");
+        }
+        let mut whole = sample();
+        whole
+            .data
+            .insert("count".into(), serde_json::json!(u64::MAX));
+        assert_eq!(Entry::parse(whole.to_text().as_bytes()).unwrap(), whole);
     }
 
     #[test]
