@@ -32,7 +32,15 @@ pub struct PolicyFile {
     /// another path no longer opens there.
     #[serde(default)]
     pub bind_path_aad: bool,
+    /// Days after its creation that an active KEK is due for rotation
+    /// (absent: [`DEFAULT_ROTATE_AFTER_DAYS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_after_days: Option<u32>,
 }
+
+/// Rotation cadence for long-term KEKs when the policy names none: two
+/// years, after NIST SP 800-57's guidance.
+pub const DEFAULT_ROTATE_AFTER_DAYS: u32 = 730;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +57,7 @@ impl Default for PolicyFile {
             never_commit: Vec::new(),
             recipients: Vec::new(),
             bind_path_aad: false,
+            rotate_after_days: None,
         }
     }
 }
@@ -390,6 +399,13 @@ impl Policy {
             .iter()
             .find(|(set, _)| set.is_match(path))
             .map(|(_, kids)| kids.as_slice())
+    }
+
+    /// Days after its creation that an active KEK is due for rotation.
+    pub fn rotate_after_days(&self) -> u32 {
+        self.file
+            .rotate_after_days
+            .unwrap_or(DEFAULT_ROTATE_AFTER_DAYS)
     }
 
     /// The `aad` new envelopes for `path` carry.

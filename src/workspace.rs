@@ -39,7 +39,7 @@ pub enum WorkspaceError {
         custody: String,
         hint: &'static str,
     },
-    #[error("no active KEK in .seal/keys/; run `git seal init` (or `git seal kek add`)")]
+    #[error("no active KEK in .seal/keys/; run `git seal init`, or make a listed KEK a recipient with `git seal recipients add KID` (`git seal kek list` shows them)")]
     NoActiveKek,
     #[error("{kid} is named as a recipient but .seal/keys/{kid}.json has no usable public key")]
     NoPublicKey { kid: Kid },
@@ -100,8 +100,14 @@ impl Workspace {
     }
 
     fn check_install_lock(&self) -> Result<(), WorkspaceError> {
+        // Public-only recipients (a teammate's key, an offline recovery
+        // key) are wrapped to by anyone; the lock is about the KEK this
+        // clone holds, so it holds when any active KEK has this custody.
         let active = self.active()?;
-        if active.custody != self.provider.custody() {
+        if self
+            .actives()
+            .all(|kek| kek.custody != self.provider.custody())
+        {
             return Err(WorkspaceError::InstallLock {
                 provider: self.provider.name(),
                 kid: active.kid.clone(),
@@ -125,12 +131,21 @@ impl Workspace {
         Arc::clone(&self.keys)
     }
 
-    /// The active KEK: the highest version whose status is `active`.
+    /// Every active KEK: the default recipients of new envelopes.
+    pub fn actives(&self) -> impl Iterator<Item = &KekRecord> {
+        self.keks.iter().filter(|k| k.status == Status::Active)
+    }
+
+    /// The primary active KEK: of the active ones, the newest version whose
+    /// private half is here, else the newest. `rotate` replaces it by
+    /// default, and the clean cache is keyed by it.
     pub fn active(&self) -> Result<&KekRecord, WorkspaceError> {
-        self.keks
-            .iter()
-            .filter(|k| k.status == Status::Active)
-            .max_by_key(|k| k.version)
+        let newest_here = self
+            .actives()
+            .filter(|k| self.keys.has(&k.kid))
+            .max_by_key(|k| k.version);
+        newest_here
+            .or_else(|| self.actives().max_by_key(|k| k.version))
             .ok_or(WorkspaceError::NoActiveKek)
     }
 
@@ -143,12 +158,24 @@ impl Workspace {
         &self.public_keys
     }
 
+    /// The kids a new envelope for `path` is wrapped to: its scope's in
+    /// the policy, else every active KEK's (in version order).
+    pub fn recipients_for(&self, path: Option<&str>) -> Result<Vec<Kid>, WorkspaceError> {
+        match path.and_then(|p| self.policy.recipients_for(p)) {
+            Some(kids) => Ok(kids.to_vec()),
+            None => {
+                let kids: Vec<Kid> = self.actives().map(|k| k.kid.clone()).collect();
+                if kids.is_empty() {
+                    return Err(WorkspaceError::NoActiveKek);
+                }
+                Ok(kids)
+            }
+        }
+    }
+
     /// Who a new envelope for `path` is wrapped to.
     pub fn targets_for(&self, path: Option<&str>) -> Result<Vec<WrapTarget>, WorkspaceError> {
-        let kids: Vec<Kid> = match path.and_then(|p| self.policy.recipients_for(p)) {
-            Some(kids) => kids.to_vec(),
-            None => vec![self.active()?.kid.clone()],
-        };
+        let kids = self.recipients_for(path)?;
         kids.into_iter()
             .map(|kid| {
                 self.public_keys

@@ -13,6 +13,15 @@ pub const FILE: &str = "entry.json";
 pub const EVENT_INIT: &str = "init";
 pub const EVENT_SIGNER_ADD: &str = "signer-add";
 pub const EVENT_CHAIN_MERGE: &str = "chain-merge";
+pub const EVENT_SIGNER_REMOVE: &str = "signer-remove";
+
+/// Key lifecycle events (SPEC §3a; docs/audit.md gives their data).
+pub const EVENT_KEK_ADD: &str = "kek-add";
+pub const EVENT_ROTATE: &str = "rotate";
+pub const EVENT_KEK_REMOVE: &str = "kek-remove";
+pub const EVENT_KEK_DESTROY: &str = "kek-destroy";
+pub const EVENT_RECIPIENT_ADD: &str = "recipient-add";
+pub const EVENT_RECIPIENT_REMOVE: &str = "recipient-remove";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

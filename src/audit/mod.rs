@@ -198,6 +198,21 @@ fn append_event(
     Ok(())
 }
 
+/// A key lifecycle step (`kek-add`, `rotate`, …; see docs/audit.md): one
+/// entry with `data`, if this user's signer is trusted (else a warning
+/// says why it is not recorded). Returns whether it was appended.
+pub(crate) fn on_lifecycle(
+    repo: &Repo,
+    event: &'static str,
+    data: Map<String, Value>,
+) -> Result<bool, AuditError> {
+    let Some(signer) = trusted_signer(repo)? else {
+        return Ok(false);
+    };
+    append_event(repo, &signer, event, data)?;
+    Ok(true)
+}
+
 /// post-merge: first take in entries fetched from remotes (fast-forward
 /// only, see [`take_fetched`]), then append a `merge` entry for the sealed
 /// paths that arrived (ORIG_HEAD → HEAD, else HEAD's first parent) and

@@ -15,9 +15,27 @@ pub const KEYS_DIR: &str = ".seal/keys";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Added, not yet a recipient (SPEC §3a).
+    Pending,
+    /// New envelopes are wrapped to it.
     Active,
+    /// Replaced by rotation or no longer a recipient; still opens history,
+    /// its private half archived.
     Retired,
+    /// No envelope in HEAD or the index needs it; an envelope wrapped to it
+    /// is an error.
     Removed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Active => "active",
+            Status::Retired => "retired",
+            Status::Removed => "removed",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +51,10 @@ pub struct KekRecord {
     pub version: u32,
     pub created_at: String,
     pub status: Status,
+    /// Who or what the KEK is for (`alice`, `recovery`), as given to
+    /// `kek add --name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +91,7 @@ impl KekRecord {
             version,
             created_at: crate::now_rfc3339(),
             status: Status::Active,
+            name: None,
         }
     }
 
@@ -161,9 +184,13 @@ pub fn store(root: &Path, record: &KekRecord) -> Result<PathBuf, RecordError> {
         source,
     })?;
     let path = dir.join(format!("{}.json", record.kid));
-    fs::write(&path, record.to_text()).map_err(|source| RecordError::Write {
-        path: path.clone(),
-        source,
+    // Whole or not at all: a lifecycle command killed mid-write must not
+    // leave a record that no clone can parse.
+    crate::atomic_file::write_shared(&path, record.to_text().as_bytes()).map_err(|e| {
+        RecordError::Write {
+            path: e.path,
+            source: e.source,
+        }
     })?;
     Ok(path)
 }
