@@ -35,6 +35,14 @@ impl Kid {
     }
 }
 
+impl std::str::FromStr for Kid {
+    type Err = KidError;
+
+    fn from_str(s: &str) -> Result<Kid, KidError> {
+        Kid::parse(s)
+    }
+}
+
 impl std::fmt::Display for Kid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -28,7 +28,8 @@ pub(crate) struct Args {
 }
 
 /// `--provider NAME`: one of the library's registered providers.
-fn provider_parser() -> impl clap::builder::TypedValueParser<Value = &'static ProviderInfo> {
+pub(crate) fn provider_parser(
+) -> impl clap::builder::TypedValueParser<Value = &'static ProviderInfo> {
     use clap::builder::TypedValueParser as _;
     let names = keys::PROVIDERS
         .iter()

@@ -33,10 +33,13 @@ pub(crate) mod filter_process;
 pub(crate) mod hook;
 pub(crate) mod hooks;
 pub(crate) mod init;
+pub(crate) mod kek;
 pub(crate) mod lock;
 pub(crate) mod merge;
 pub(crate) mod migrate;
+pub(crate) mod recipients;
 pub(crate) mod report;
+pub(crate) mod rotate;
 pub(crate) mod status;
 pub(crate) mod stdio;
 pub(crate) mod textconv;
@@ -76,6 +79,9 @@ pub(crate) enum Command {
     #[command(hide = true)]
     Hook(hook::Args),
     Unlock(unlock::Args),
+    Rotate(rotate::Args),
+    Kek(kek::Args),
+    Recipients(recipients::Args),
     Audit(audit::Args),
     #[command(name = "filter-process", hide = true)]
     FilterProcess(filter_process::ProcessArgs),
@@ -104,6 +110,9 @@ pub(crate) fn run(cli: Cli) -> CommandResult<u8> {
         Command::Doctor(args) => doctor::run(args),
         Command::Hook(args) => hook::run(args),
         Command::Unlock(args) => unlock::run(args),
+        Command::Rotate(args) => rotate::run(args),
+        Command::Kek(args) => kek::run(args),
+        Command::Recipients(args) => recipients::run(args),
         Command::Audit(args) => audit::run(args),
         Command::FilterProcess(args) => filter_process::run_process(args),
         Command::Clean(args) => filter_process::run_clean(args),

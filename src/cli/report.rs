@@ -28,3 +28,13 @@ pub(crate) fn hook_changes(changes: &hooks::Each<Change>, verbose: bool) -> Comm
     }
     Ok(())
 }
+
+/// Warn when a lifecycle step's audit entry was not appended (the step
+/// itself is staged and stands).
+pub(crate) fn audit_warning(what: &str, audit: Result<bool, git_seal::audit::AuditError>) {
+    match audit {
+        Ok(true) => {}
+        Ok(false) => eprintln!("git-seal: warning: {what}: no audit entry was written (see above)"),
+        Err(e) => eprintln!("git-seal: warning: {what}: the audit entry was not written: {e}"),
+    }
+}

@@ -5,6 +5,10 @@
 //!
 //! Keys are loaded lazily, by kid, so an unrelated key file never gets in the
 //! way. The key file is never inside a work tree.
+//!
+//! A retired KEK's file moves to `archive/` under the key directory: still
+//! used to open history, set apart from the keys in use, and erased only by
+//! `git seal kek remove --destroy`.
 
 use std::collections::HashMap;
 use std::fs;
@@ -60,8 +64,41 @@ impl FileKeys {
         &self.dir
     }
 
+    /// Where a new key file for `kid` goes.
     pub(crate) fn path_of(&self, kid: &Kid) -> PathBuf {
         self.dir.join(format!("{kid}.key"))
+    }
+
+    /// Where a retired KEK's key file is kept.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.dir.join("archive")
+    }
+
+    fn archived_path_of(&self, kid: &Kid) -> PathBuf {
+        self.archive_dir().join(format!("{kid}.key"))
+    }
+
+    /// The key file for `kid` and its mode: in use, else archived.
+    fn find(&self, kid: &Kid) -> Option<Result<(PathBuf, u32), KeyError>> {
+        for path in [self.path_of(kid), self.archived_path_of(kid)] {
+            match fs::metadata(&path) {
+                Ok(meta) => return Some(Ok((path, meta.permissions().mode()))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Some(Err(KeyError::Read {
+                        kid: kid.clone(),
+                        path,
+                        source,
+                    }))
+                }
+            }
+        }
+        None
+    }
+
+    /// The key file that holds `kid` here, in use or archived.
+    pub fn location(&self, kid: &Kid) -> Option<PathBuf> {
+        self.find(kid)?.ok().map(|(path, _)| path)
     }
 
     /// Load the private key for `kid`: `None` if there is no key file.
@@ -69,19 +106,74 @@ impl FileKeys {
         if let Some(secret) = self.loaded.lock().expect("key cache").get(kid) {
             return Some(Ok(secret.clone()));
         }
-        let path = self.path_of(kid);
-        let meta = match fs::metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(source) => {
-                return Some(Err(KeyError::Read {
-                    kid: kid.clone(),
-                    path,
-                    source,
-                }))
-            }
+        Some(
+            self.find(kid)?
+                .and_then(|(path, mode)| self.read_checked(kid, &path, mode)),
+        )
+    }
+
+    /// Move `kid`'s key file into `archive/` (0700), where it still opens
+    /// history. One rename, so a crash leaves it in one place or the other.
+    /// Returns whether it moved (false: not here, or archived already).
+    pub fn archive(&self, kid: &Kid) -> Result<bool, KeyError> {
+        let from = self.path_of(kid);
+        if !from.exists() {
+            return Ok(false);
+        }
+        let archive = self.archive_dir();
+        let write_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| KeyError::Write { path, source }
         };
-        Some(self.read_checked(kid, &path, meta.permissions().mode()))
+        if !archive.exists() {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&archive)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(write_err(&archive))?;
+        }
+        let to = self.archived_path_of(kid);
+        fs::rename(&from, &to).map_err(write_err(&to))?;
+        Ok(true)
+    }
+
+    /// Erase `kid`'s private half here (in use and archived): each file is
+    /// overwritten with zeros, synced and unlinked. Returns the files
+    /// erased. On copy-on-write or flash storage the old blocks may
+    /// survive the overwrite; the unlink is what this promises.
+    pub fn erase(&self, kid: &Kid) -> Result<Vec<PathBuf>, KeyError> {
+        let mut erased = Vec::new();
+        for path in [self.path_of(kid), self.archived_path_of(kid)] {
+            let len = match fs::metadata(&path) {
+                Ok(meta) => meta.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(KeyError::Read {
+                        kid: kid.clone(),
+                        path,
+                        source,
+                    })
+                }
+            };
+            let write_err = |source| KeyError::Write {
+                path: path.clone(),
+                source,
+            };
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(write_err)?;
+            file.write_all(&vec![0u8; len as usize])
+                .and_then(|()| file.sync_all())
+                .map_err(write_err)?;
+            fs::remove_file(&path).map_err(write_err)?;
+            erased.push(path);
+        }
+        self.loaded.lock().expect("key cache").remove(kid);
+        Ok(erased)
     }
 
     fn read_checked(&self, kid: &Kid, path: &Path, mode: u32) -> Result<KekSecret, KeyError> {
@@ -173,10 +265,10 @@ impl KeyProvider for FileKeys {
     }
 
     fn available(&self) -> Vec<Kid> {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut kids: Vec<Kid> = entries
+        let mut kids: Vec<Kid> = [self.dir.clone(), self.archive_dir()]
+            .iter()
+            .filter_map(|dir| fs::read_dir(dir).ok())
+            .flatten()
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
@@ -184,6 +276,7 @@ impl KeyProvider for FileKeys {
             })
             .collect();
         kids.sort();
+        kids.dedup();
         kids
     }
 
@@ -259,5 +352,31 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, KeyError::KidMismatch { .. }));
+    }
+
+    #[test]
+    fn archived_keys_still_open_and_erase_removes_both_places() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys = FileKeys::new(tmp.path().join("keys"));
+        let secret = KekSecret::generate();
+        let kid = Kid::of_x25519(&secret.public());
+        keys.store(&secret).unwrap();
+        assert!(keys.archive(&kid).unwrap());
+        assert!(!keys.archive(&kid).unwrap(), "archived already");
+        let archived = keys.archive_dir().join(format!("{kid}.key"));
+        assert_eq!(keys.location(&kid), Some(archived.clone()));
+        assert_eq!(
+            fs::metadata(keys.archive_dir())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        let fresh = FileKeys::new(keys.dir().to_owned());
+        assert!(fresh.has(&kid) && fresh.available() == vec![kid.clone()]);
+        assert_eq!(fresh.erase(&kid).unwrap(), vec![archived]);
+        assert!(!fresh.has(&kid) && fresh.available().is_empty());
+        assert!(fresh.erase(&kid).unwrap().is_empty());
     }
 }

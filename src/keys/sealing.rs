@@ -176,6 +176,12 @@ pub(crate) fn prepare_wraps(targets: &[WrapTarget]) -> Result<Vec<PendingWrap>, 
     targets.iter().map(WrapTarget::prepare).collect()
 }
 
+/// Wrap an existing DEK to one more target (re-wrapping: the envelope's
+/// content stays as it is).
+pub(crate) fn wrap_to(target: &WrapTarget, dek: &Dek) -> Result<Recipient, SealError> {
+    target.prepare()?.wrap(dek)
+}
+
 /// Seal with wraps prepared beforehand, in the order given.
 pub(crate) fn seal_prepared(
     plaintext: Vec<u8>,

@@ -336,6 +336,12 @@ impl Repo {
         Ok(Some(f(object.data())))
     }
 
+    /// The libgit2 repository, for the few writers that need it whole
+    /// (the lifecycle commands' index update).
+    pub(crate) fn raw(&self) -> &Repository {
+        &self.inner
+    }
+
     pub(crate) fn write_blob(&self, data: &[u8]) -> Result<Oid, RepoError> {
         Ok(self.inner.blob(data)?)
     }

@@ -1,0 +1,186 @@
+//! Re-wrapping and re-encrypting envelopes of the index, on every core.
+//!
+//! Re-wrapping keeps an envelope's nonce, ciphertext, tag and aad byte for
+//! byte, keeps the wrapped DEK of every recipient that stays, and wraps the
+//! DEK afresh to each new one: only `recipients` changes. Re-encrypting
+//! opens the envelope and seals the plaintext again under a fresh DEK (what
+//! revocation needs: the old DEK no longer opens the new envelope).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::envelope::{self, Envelope, Recipient};
+use crate::keys::sealing::{decrypt, unwrap_dek, wrap_to};
+use crate::keys::{self, KeyProvider, OpenError, SealError, WrapTarget};
+use crate::kid::Kid;
+use crate::repo::{Oid, Repo, RepoError};
+
+/// What to do with one envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Rewrap,
+    Reencrypt,
+}
+
+/// An index entry to look at: its path, blob and the recipients it should
+/// have.
+pub(crate) struct Item {
+    pub path: String,
+    pub id: Oid,
+    pub targets: Vec<WrapTarget>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RekeyError {
+    #[error("cannot open {path} (wrapped to {}): {source}", kids.join(", "))]
+    Open {
+        path: String,
+        kids: Vec<String>,
+        #[source]
+        source: OpenError,
+    },
+    #[error("cannot wrap {path}: {source}")]
+    Seal {
+        path: String,
+        #[source]
+        source: SealError,
+    },
+    #[error("{path} is not a well-formed envelope: {source}")]
+    Format {
+        path: String,
+        #[source]
+        source: envelope::FormatError,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("{count} envelopes could not be re-keyed; the first: {first}")]
+    Many {
+        count: usize,
+        #[source]
+        first: Box<RekeyError>,
+    },
+}
+
+/// Which envelopes to change, and how: given the kids an envelope is
+/// wrapped to and the kids it should be wrapped to.
+pub(crate) type Decide<'a> = dyn Fn(&[Kid], &[Kid]) -> Option<Mode> + Sync + 'a;
+
+/// The envelopes changed, as (path, new blob, what was done).
+pub(crate) type Changed = Vec<(String, Oid, Mode)>;
+
+/// For each item whose envelope `decide` picks (given the kids it is
+/// wrapped to and the kids it should be), re-wrap or re-encrypt it to its
+/// targets with a DEK that `keys` unwraps, and write the new blob. Items
+/// whose blob is not an envelope are left alone (`check` reports them).
+/// Nothing is changed in the index here; any failure fails the whole run.
+pub(crate) fn rekey(
+    repo: &Repo,
+    keys: &dyn KeyProvider,
+    items: Vec<Item>,
+    decide: &Decide<'_>,
+    progress: &crate::progress::Progress,
+) -> Result<Changed, RekeyError> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new((Vec::new(), Vec::new()));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(items.len().max(1));
+    // A libgit2 repository is not shared between threads: one each.
+    let repos = (0..workers)
+        .map(|_| repo.reopen())
+        .collect::<Result<Vec<Repo>, RepoError>>()?;
+    std::thread::scope(|scope| {
+        for repo in repos {
+            let (next, items, results) = (&next, &items, &results);
+            scope.spawn(move || loop {
+                let at = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(at) else { break };
+                let outcome = one(&repo, keys, item, decide);
+                progress.step();
+                let mut results = results.lock().expect("results");
+                match outcome {
+                    Ok(Some(done)) => results.0.push(done),
+                    Ok(None) => {}
+                    Err(e) => results.1.push(e),
+                }
+            });
+        }
+    });
+    let (mut changed, mut errors) = results.into_inner().expect("results");
+    progress.finish();
+    if !errors.is_empty() {
+        let count = errors.len();
+        let first = errors.swap_remove(0);
+        return Err(if count == 1 {
+            first
+        } else {
+            RekeyError::Many {
+                count,
+                first: Box::new(first),
+            }
+        });
+    }
+    changed.sort_by(|a: &(String, Oid, Mode), b| a.0.cmp(&b.0));
+    Ok(changed)
+}
+
+fn one(
+    repo: &Repo,
+    keys: &dyn KeyProvider,
+    item: &Item,
+    decide: &Decide<'_>,
+) -> Result<Option<(String, Oid, Mode)>, RekeyError> {
+    let text = repo.blob(item.id)?;
+    if !envelope::format::claims_envelope(&text) {
+        return Ok(None);
+    }
+    let env = envelope::parse(&text).map_err(|source| RekeyError::Format {
+        path: item.path.clone(),
+        source,
+    })?;
+    let has: Vec<Kid> = env.recipients.iter().map(|r| r.kid.clone()).collect();
+    let wants: Vec<Kid> = item.targets.iter().map(|t| t.kid().clone()).collect();
+    let Some(mode) = decide(&has, &wants) else {
+        return Ok(None);
+    };
+    let (kid, dek) = unwrap_dek(&env, keys).map_err(|source| RekeyError::Open {
+        path: item.path.clone(),
+        kids: has.iter().map(|k| k.to_string()).collect(),
+        source,
+    })?;
+    let seal_err = |source| RekeyError::Seal {
+        path: item.path.clone(),
+        source,
+    };
+    let new = match mode {
+        Mode::Rewrap => {
+            let mut recipients: Vec<Recipient> = Vec::with_capacity(item.targets.len());
+            for target in &item.targets {
+                match env.recipients.iter().find(|r| r.kid == *target.kid()) {
+                    Some(kept) => recipients.push(kept.clone()),
+                    None => recipients.push(wrap_to(target, &dek).map_err(seal_err)?),
+                }
+            }
+            // Prove the DEK opens the content before changing who holds it.
+            let check = env.clone();
+            decrypt(check, &kid, &dek).map_err(|source| RekeyError::Open {
+                path: item.path.clone(),
+                kids: has.iter().map(|k| k.to_string()).collect(),
+                source,
+            })?;
+            Envelope { recipients, ..env }
+        }
+        Mode::Reencrypt => {
+            let aad = env.aad.clone();
+            let plaintext = decrypt(env, &kid, &dek).map_err(|source| RekeyError::Open {
+                path: item.path.clone(),
+                kids: has.iter().map(|k| k.to_string()).collect(),
+                source,
+            })?;
+            keys::seal(plaintext, aad, &item.targets).map_err(seal_err)?
+        }
+    };
+    let id = repo.write_blob(&envelope::write(&new))?;
+    Ok(Some((item.path.clone(), id, mode)))
+}

@@ -1,0 +1,257 @@
+//! `git seal rotate`: a new KEK version replaces an active one among the
+//! recipients; every envelope of the index wrapped to the old one is
+//! re-wrapped (or, with `reencrypt`, re-encrypted) to the new recipients;
+//! the old KEK is retired and its key file archived, so history still
+//! opens. History itself is never rewritten.
+
+use serde_json::{json, Map};
+
+use super::rekey::Mode;
+use super::{apply, Journal, KeyState, LifecycleError};
+use crate::audit::{self, entry, AuditError};
+use crate::keys::file::FileKeys;
+use crate::keys::record::{KekRecord, Status};
+use crate::keys::{self, KeyProvider, ProviderInfo};
+use crate::kid::Kid;
+use crate::secret::KekSecret;
+use crate::workspace::Workspace;
+
+#[derive(Debug, Default)]
+pub struct Options<'a> {
+    pub from: Option<Kid>,
+    pub to: Option<Kid>,
+    pub reencrypt: bool,
+    /// Where a new KEK is made (default: this clone's provider).
+    pub provider: Option<&'a ProviderInfo>,
+}
+
+/// What `rotate` did.
+#[derive(Debug)]
+pub struct Rotated {
+    pub from: Kid,
+    pub to: Kid,
+    /// A new KEK was made (not `--to` an added one).
+    pub created: bool,
+    /// This run finished one that was interrupted.
+    pub resumed: bool,
+    pub rewrapped: usize,
+    pub reencrypted: usize,
+    pub index_tree: String,
+    /// The retired KEK's key file moved to the archive.
+    pub archived: bool,
+    /// Envelopes got fresh DEKs (`--reencrypt`).
+    pub reencrypt: bool,
+    /// Whether the audit entry was appended (a failure does not undo the
+    /// rotation, which is staged).
+    pub audit: Result<bool, AuditError>,
+}
+
+fn command_line(from: &Kid, to: &Kid, reencrypt: bool) -> String {
+    format!(
+        "git seal rotate --from {from} --to {to}{}",
+        if reencrypt { " --reencrypt" } else { "" }
+    )
+}
+
+/// The KEK `rotate` replaces by default: the one active KEK whose private
+/// half is here.
+fn default_from(ws: &Workspace) -> Result<Kid, LifecycleError> {
+    let here: Vec<&KekRecord> = ws.actives().filter(|k| ws.keys().has(&k.kid)).collect();
+    match here.as_slice() {
+        [one] => Ok(one.kid.clone()),
+        [] => Err(LifecycleError::Refused(format!(
+            "no active KEK's private half is here ({} active: {}); rotate needs it to re-wrap the envelopes. Bring it here (`git seal kek import FILE`) or rotate where it is",
+            ws.actives().count(),
+            ws.actives().map(|k| k.kid.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+        many => Err(LifecycleError::Refused(format!(
+            "several active KEKs have their private half here ({}); say which to replace with --from KID",
+            many.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, LifecycleError> {
+    if crate::filter::lock_marker(&ws.repo).exists() {
+        return Err(LifecycleError::Locked);
+    }
+    let journal = Journal::resume(&ws.repo, entry::EVENT_ROTATE, "git seal rotate")?;
+    let resumed = journal.is_some();
+    let (mut journal, made) = match journal {
+        Some(journal) => {
+            for (given, planned, what) in [
+                (&options.from, &journal.from, "--from"),
+                (&options.to, &journal.to, "--to"),
+            ] {
+                if given.is_some() && given != planned {
+                    return Err(LifecycleError::Interrupted {
+                        running: journal.command.clone(),
+                        wanted: format!(
+                            "git seal rotate {what} {}",
+                            given.as_ref().expect("given")
+                        ),
+                    });
+                }
+            }
+            (journal, None)
+        }
+        None => start(ws, &options)?,
+    };
+    let created = made.is_some();
+    let from = journal.from.clone().expect("a rotate journal names from");
+    let to = journal.to.clone().expect("a rotate journal names to");
+    let reencrypt = journal.reencrypt;
+
+    let mut state = KeyState::of(ws);
+    if state.record(&to).is_none() {
+        // Made by this rotation; its record is written with the others.
+        let record = match made {
+            Some(record) => record,
+            None => record_of_key_here(ws, &to)?,
+        };
+        state.keks.push(record);
+    }
+    state.record_mut(&to)?.status = Status::Active;
+    state.record_mut(&from)?.status = Status::Retired;
+    for scope in &mut state.policy.recipients {
+        if let Some(at) = scope.kids.iter().position(|k| *k == from) {
+            if scope.kids.contains(&to) {
+                scope.kids.remove(at);
+            } else {
+                scope.kids[at] = to.clone();
+            }
+        }
+    }
+    let mode = if reencrypt {
+        Mode::Reencrypt
+    } else {
+        Mode::Rewrap
+    };
+    let decide = |has: &[Kid], _wants: &[Kid]| has.contains(&from).then_some(mode);
+    let (rewrapped, reencrypted, tree) = apply(ws, &mut journal, &state, &decide, "rotate")?;
+
+    let archived = match FileKeys::open_default() {
+        Ok(files) => files.archive(&from)?,
+        Err(_) => false,
+    };
+    let mut data = Map::new();
+    data.insert("from".into(), json!(from));
+    data.insert("to".into(), json!(to));
+    data.insert("reencrypt".into(), json!(reencrypt));
+    data.insert("rewrapped".into(), json!(rewrapped));
+    data.insert("reencrypted".into(), json!(reencrypted));
+    data.insert("index_tree".into(), json!(tree.to_string()));
+    let audit = audit::on_lifecycle(&ws.repo, entry::EVENT_ROTATE, data);
+    Journal::finish(&ws.repo)?;
+    Ok(Rotated {
+        from,
+        to,
+        created,
+        resumed,
+        reencrypt,
+        rewrapped,
+        reencrypted,
+        index_tree: tree.to_string(),
+        archived,
+        audit,
+    })
+}
+
+/// Check the request and record it in a new journal; make the new KEK
+/// unless `--to` names one. Returns the journal and the new KEK's record.
+fn start(
+    ws: &Workspace,
+    options: &Options<'_>,
+) -> Result<(Journal, Option<KekRecord>), LifecycleError> {
+    let from = match &options.from {
+        Some(kid) => kid.clone(),
+        None => default_from(ws)?,
+    };
+    let record = ws
+        .record(&from)
+        .ok_or_else(|| LifecycleError::UnknownKid { kid: from.clone() })?;
+    if record.status != Status::Active {
+        return Err(LifecycleError::Refused(format!(
+            "{from} is {}, not active: only an active KEK is rotated (`git seal kek list` shows which are)",
+            record.status.as_str()
+        )));
+    }
+    let opener = keys::for_opening(Some(ws.shared_keys()))?;
+    if !opener.has(&from) {
+        return Err(LifecycleError::Refused(format!(
+            "cannot rotate {from}: its private half is not here, so the envelopes wrapped to it cannot be re-wrapped. Run this where the key is, or bring it here with `git seal kek import FILE`"
+        )));
+    }
+    let (to, made) =
+        match &options.to {
+            Some(kid) => {
+                let record = ws
+                    .record(kid)
+                    .ok_or_else(|| LifecycleError::UnknownKid { kid: kid.clone() })?;
+                if kid == &from || !matches!(record.status, Status::Pending | Status::Retired) {
+                    return Err(LifecycleError::Refused(format!(
+                    "--to {kid} must be a pending KEK (added with `git seal kek add`), not {} {}",
+                    if kid == &from { "the KEK being replaced," } else { "" },
+                    record.status.as_str()
+                )));
+                }
+                if record.public_key.is_none() {
+                    return Err(LifecycleError::Workspace(
+                        crate::workspace::WorkspaceError::NoPublicKey { kid: kid.clone() },
+                    ));
+                }
+                (kid.clone(), None)
+            }
+            None => {
+                let record = new_kek(ws, options.provider)?;
+                (record.kid.clone(), Some(record))
+            }
+        };
+    let mut journal = Journal::new(
+        entry::EVENT_ROTATE,
+        command_line(&from, &to, options.reencrypt),
+    );
+    journal.from = Some(from);
+    journal.to = Some(to);
+    journal.reencrypt = options.reencrypt;
+    journal.save(&ws.repo)?;
+    Ok((journal, made))
+}
+
+/// The record of a KEK an interrupted rotation made: its key file was
+/// stored before the journal named it.
+fn record_of_key_here(ws: &Workspace, kid: &Kid) -> Result<KekRecord, LifecycleError> {
+    let files = FileKeys::open_default()?;
+    let Some(secret) = files.load(kid) else {
+        return Err(LifecycleError::Refused(format!(
+            "the interrupted rotation made {kid}, whose key file is no longer in {}; start again by removing {} and running `git seal rotate`",
+            files.dir().display(),
+            Journal::path(&ws.repo).display()
+        )));
+    };
+    let mut record = KekRecord::new_x25519(&secret?.public(), super::next_version(ws));
+    record.status = Status::Pending;
+    Ok(record)
+}
+
+/// Make a new KEK version with `provider` (default: this clone's): its
+/// private half is stored there; its record, `pending`, is returned for
+/// the caller to write.
+pub(crate) fn new_kek(
+    ws: &Workspace,
+    provider: Option<&ProviderInfo>,
+) -> Result<KekRecord, LifecycleError> {
+    let provider = provider.unwrap_or(ws.provider);
+    if provider.name() != "file" {
+        return Err(LifecycleError::Refused(format!(
+            "the {} provider cannot make a KEK here; make it with --provider file, then hand its private half to where it is used with `git seal kek export KID --out FILE`",
+            provider.name()
+        )));
+    }
+    let secret = KekSecret::generate();
+    FileKeys::open_default()?.store(&secret)?;
+    let mut record = KekRecord::new_x25519(&secret.public(), super::next_version(ws));
+    record.status = Status::Pending;
+    record.custody = provider.custody().to_owned();
+    Ok(record)
+}
