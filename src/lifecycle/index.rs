@@ -82,19 +82,25 @@ pub(crate) fn update(
     token: &str,
 ) -> Result<Oid, IndexError> {
     let (path, lock) = paths(repo)?;
-    let mut held = match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)
-    {
-        Ok(file) => file,
+    // The lock appears with its token already in it (written aside, then
+    // hard-linked into place, which fails if the lock exists): a kill can
+    // never leave an empty lock that no run would know as its own.
+    let dir = repo.common_dir().join("seal");
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let aside = dir.join("index-lock.next");
+    let _ = fs::remove_file(&aside);
+    let mut file = fs::File::create(&aside).map_err(io(&aside))?;
+    file.write_all(token.as_bytes()).map_err(io(&aside))?;
+    drop(file);
+    let linked = fs::hard_link(&aside, &lock);
+    let _ = fs::remove_file(&aside);
+    match linked {
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(IndexError::Locked { path: lock })
         }
         Err(e) => return Err(io(&lock)(e)),
-    };
-    held.write_all(token.as_bytes()).map_err(io(&lock))?;
-    drop(held);
+    }
     let result = write_locked(repo, root, &path, replace, stage);
     // The lock goes whatever happened: on success the new index is in
     // place, on failure the old one is untouched.

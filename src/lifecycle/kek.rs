@@ -66,18 +66,17 @@ pub fn parse_public_key(text: &str) -> Result<[u8; 32], LifecycleError> {
 }
 
 pub fn add(ws: &Workspace, new: NewKek<'_>) -> Result<Added, LifecycleError> {
-    if let Some(journal) = Journal::load(&ws.repo)? {
-        return Err(LifecycleError::Interrupted {
-            running: journal.command,
-            wanted: "git seal kek add".into(),
-        });
-    }
+    // A journal only so that a stale index lock of a killed run is known
+    // as ours; adding again after a kill just adds (a new version).
+    let journal = Journal::resume(ws, entry::EVENT_KEK_ADD, "git seal kek add")?
+        .unwrap_or_else(|| Journal::new(entry::EVENT_KEK_ADD, "git seal kek add".into()));
     let (record, imported) = match new {
         NewKek::Generate(provider) => (super::rotate::new_kek(ws, provider)?, false),
         NewKek::Public { key, name } => {
             let public = parse_public_key(&key)?;
             let kid = Kid::of_x25519(&public);
             if let Some(existing) = ws.record(&kid) {
+                Journal::finish(&ws.repo)?;
                 return Ok(Added {
                     record: existing.clone(),
                     existed: true,
@@ -90,9 +89,9 @@ pub fn add(ws: &Workspace, new: NewKek<'_>) -> Result<Added, LifecycleError> {
             (record, true)
         }
     };
+    journal.save(&ws.repo)?;
     record::store(&ws.root, &record)?;
     let path = format!("{}/{}.json", record::KEYS_DIR, record.kid);
-    let journal = Journal::new("kek-add", "git seal kek add".into());
     index::update(
         &ws.repo,
         &ws.root,
@@ -108,6 +107,7 @@ pub fn add(ws: &Workspace, new: NewKek<'_>) -> Result<Added, LifecycleError> {
     data.insert("name".into(), json!(record.name));
     data.insert("imported".into(), json!(imported));
     let audit = audit::on_lifecycle(&ws.repo, entry::EVENT_KEK_ADD, data);
+    Journal::finish(&ws.repo)?;
     Ok(Added {
         record,
         existed: false,
@@ -295,7 +295,7 @@ pub fn remove(ws: &Workspace, kid: &Kid, destroy: bool) -> Result<Removed, Lifec
         .record(kid)
         .ok_or_else(|| LifecycleError::UnknownKid { kid: kid.clone() })?;
     let wanted = format!("git seal kek remove {kid}");
-    let journal = Journal::resume(&ws.repo, entry::EVENT_KEK_REMOVE, &wanted)?;
+    let journal = Journal::resume(ws, entry::EVENT_KEK_REMOVE, &wanted)?;
     let mut audit = Vec::new();
     let marked = record.status != Status::Removed;
     if marked {

@@ -141,17 +141,29 @@ impl Journal {
         }
     }
 
-    /// The step under way for `op`, refusing when another one is.
+    /// The step under way for `op`, refusing when another one is. What a
+    /// kill left of it goes first: its index lock, and half-written
+    /// records (`.git-seal-*` files beside `.seal/` files).
     pub(crate) fn resume(
-        repo: &Repo,
+        ws: &Workspace,
         op: &str,
         wanted: &str,
     ) -> Result<Option<Journal>, LifecycleError> {
+        let repo = &ws.repo;
         match Journal::load(repo)? {
             Some(journal) if journal.op == op => {
-                // Our own stale index lock, if a kill left it.
                 index::clear_stale_lock(repo, &journal.token)?;
+                for dir in [".seal", record::KEYS_DIR] {
+                    remove_temp_files(&ws.root.join(dir));
+                }
                 Ok(Some(journal))
+            }
+            // `kek add` changes one record; what a kill left of it (its
+            // lock) is cleared here and the rest is in the work tree.
+            Some(journal) if journal.op == crate::audit::entry::EVENT_KEK_ADD => {
+                index::clear_stale_lock(repo, &journal.token)?;
+                Journal::finish(repo)?;
+                Ok(None)
             }
             Some(journal) => Err(LifecycleError::Interrupted {
                 running: journal.command,
@@ -180,6 +192,24 @@ impl Journal {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(LifecycleError::Journal { path, source }),
+        }
+    }
+}
+
+/// Remove the temporary files (`.git-seal-*`) that a killed write left
+/// in `dir`: the file each was for is intact (written whole or not at all).
+fn remove_temp_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".git-seal-")
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -325,7 +355,7 @@ pub(crate) fn apply(
 /// The kids an envelope blob is wrapped to (`None`: not an envelope).
 pub(crate) fn kids_of(repo: &Repo, id: Oid) -> Result<Option<Vec<Kid>>, RepoError> {
     repo.with_blob(id, |bytes| {
-        if !envelope::format::claims_envelope(bytes) {
+        if !envelope::format::might_be_envelope(bytes) {
             return None;
         }
         envelope::parse(bytes)

@@ -71,24 +71,27 @@ pub fn add(
     paths: Option<Vec<String>>,
 ) -> Result<Changed, LifecycleError> {
     let wanted = command_line("add", who, &paths);
-    let journal = Journal::resume(&ws.repo, entry::EVENT_RECIPIENT_ADD, &wanted)?;
+    let journal = Journal::resume(ws, entry::EVENT_RECIPIENT_ADD, &wanted)?;
     let resumed = journal.is_some();
     let mut imported = false;
     let (kid, mut ws_now) = match Kid::parse(who) {
         Ok(kid) => (kid, None),
         Err(_) => {
-            let added = kek::add(
-                ws,
-                kek::NewKek::Public {
-                    key: who.to_owned(),
-                    name,
-                },
-            )?;
-            imported = !added.existed;
-            (
-                added.record.kid,
-                Some(Workspace::from_repo(ws.repo.reopen()?)?),
-            )
+            let public = kek::parse_public_key(who)?;
+            let kid = Kid::of_x25519(&public);
+            if ws.record(&kid).is_some() {
+                (kid, None)
+            } else {
+                kek::add(
+                    ws,
+                    kek::NewKek::Public {
+                        key: who.to_owned(),
+                        name,
+                    },
+                )?;
+                imported = true;
+                (kid, Some(Workspace::from_repo(ws.repo.reopen()?)?))
+            }
         }
     };
     let ws = ws_now.as_mut().map_or(ws, |w| &*w);
@@ -172,7 +175,7 @@ pub fn remove(
     paths: Option<Vec<String>>,
 ) -> Result<Changed, LifecycleError> {
     let wanted = command_line("remove", kid.as_str(), &paths);
-    let journal = Journal::resume(&ws.repo, entry::EVENT_RECIPIENT_REMOVE, &wanted)?;
+    let journal = Journal::resume(ws, entry::EVENT_RECIPIENT_REMOVE, &wanted)?;
     let resumed = journal.is_some();
     if ws.record(kid).is_none() {
         return Err(LifecycleError::UnknownKid { kid: kid.clone() });
@@ -274,7 +277,7 @@ fn readable_history(ws: &Workspace, kid: &Kid) -> Result<(usize, usize), Lifecyc
             continue;
         }
         let wrapped_to_kid = ws.repo.with_raw(id, RawKind::Blob, |bytes| {
-            crate::envelope::format::claims_envelope(bytes)
+            crate::envelope::format::might_be_envelope(bytes)
                 && crate::envelope::parse(bytes)
                     .is_ok_and(|env| env.recipients.iter().any(|r| r.kid == *kid))
         })?;

@@ -132,13 +132,22 @@ fn one(
     decide: &Decide<'_>,
 ) -> Result<Option<(String, Oid, Mode)>, RekeyError> {
     let text = repo.blob(item.id)?;
-    if !envelope::format::claims_envelope(&text) {
+    if !envelope::format::might_be_envelope(&text) {
         return Ok(None);
     }
-    let env = envelope::parse(&text).map_err(|source| RekeyError::Format {
-        path: item.path.clone(),
-        source,
-    })?;
+    // Any JSON layout of an envelope is re-keyed; text that fails to parse
+    // is refused only if it claims to be one (else it is plaintext, which
+    // `check` reports).
+    let env = match envelope::parse(&text) {
+        Ok(env) => env,
+        Err(_) if !envelope::format::claims_envelope(&text) => return Ok(None),
+        Err(source) => {
+            return Err(RekeyError::Format {
+                path: item.path.clone(),
+                source,
+            })
+        }
+    };
     let has: Vec<Kid> = env.recipients.iter().map(|r| r.kid.clone()).collect();
     let wants: Vec<Kid> = item.targets.iter().map(|t| t.kid().clone()).collect();
     let Some(mode) = decide(&has, &wants) else {

@@ -75,7 +75,7 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
     if crate::filter::lock_marker(&ws.repo).exists() {
         return Err(LifecycleError::Locked);
     }
-    let journal = Journal::resume(&ws.repo, entry::EVENT_ROTATE, "git seal rotate")?;
+    let journal = Journal::resume(ws, entry::EVENT_ROTATE, "git seal rotate")?;
     let resumed = journal.is_some();
     let (mut journal, made) = match journal {
         Some(journal) => {
@@ -92,6 +92,12 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
                         ),
                     });
                 }
+            }
+            if options.reencrypt && !journal.reencrypt {
+                return Err(LifecycleError::Interrupted {
+                    running: journal.command.clone(),
+                    wanted: "git seal rotate --reencrypt".into(),
+                });
             }
             (journal, None)
         }
@@ -170,9 +176,13 @@ fn start(
     let record = ws
         .record(&from)
         .ok_or_else(|| LifecycleError::UnknownKid { kid: from.clone() })?;
-    if record.status != Status::Active {
+    // A retired KEK is rotated away from again on a branch that still has
+    // envelopes wrapped to it (made before the rotation): they are
+    // re-wrapped to the KEK that replaced it, and nothing new is made.
+    let finishing = record.status == Status::Retired;
+    if !finishing && record.status != Status::Active {
         return Err(LifecycleError::Refused(format!(
-            "{from} is {}, not active: only an active KEK is rotated (`git seal kek list` shows which are)",
+            "{from} is {}: only an active KEK is rotated, or a retired one that envelopes here still name (`git seal kek list` shows which are)",
             record.status.as_str()
         )));
     }
@@ -182,31 +192,44 @@ fn start(
             "cannot rotate {from}: its private half is not here, so the envelopes wrapped to it cannot be re-wrapped. Run this where the key is, or bring it here with `git seal kek import FILE`"
         )));
     }
-    let (to, made) =
-        match &options.to {
-            Some(kid) => {
-                let record = ws
-                    .record(kid)
-                    .ok_or_else(|| LifecycleError::UnknownKid { kid: kid.clone() })?;
-                if kid == &from || !matches!(record.status, Status::Pending | Status::Retired) {
-                    return Err(LifecycleError::Refused(format!(
-                    "--to {kid} must be a pending KEK (added with `git seal kek add`), not {} {}",
-                    if kid == &from { "the KEK being replaced," } else { "" },
-                    record.status.as_str()
+    let (to, made) = match &options.to {
+        Some(kid) => {
+            let record = ws
+                .record(kid)
+                .ok_or_else(|| LifecycleError::UnknownKid { kid: kid.clone() })?;
+            let fits = if finishing {
+                record.status == Status::Active
+            } else {
+                matches!(record.status, Status::Pending | Status::Retired)
+            };
+            if kid == &from || !fits {
+                return Err(LifecycleError::Refused(format!(
+                    "--to {kid} is {}: it must be {}",
+                    if kid == &from {
+                        "the KEK being replaced"
+                    } else {
+                        record.status.as_str()
+                    },
+                    if finishing {
+                        "an active KEK"
+                    } else {
+                        "a pending KEK (added with `git seal kek add`)"
+                    }
                 )));
-                }
-                if record.public_key.is_none() {
-                    return Err(LifecycleError::Workspace(
-                        crate::workspace::WorkspaceError::NoPublicKey { kid: kid.clone() },
-                    ));
-                }
-                (kid.clone(), None)
             }
-            None => {
-                let record = new_kek(ws, options.provider)?;
-                (record.kid.clone(), Some(record))
+            if record.public_key.is_none() {
+                return Err(LifecycleError::Workspace(
+                    crate::workspace::WorkspaceError::NoPublicKey { kid: kid.clone() },
+                ));
             }
-        };
+            (kid.clone(), None)
+        }
+        None if finishing => (ws.active()?.kid.clone(), None),
+        None => {
+            let record = new_kek(ws, options.provider)?;
+            (record.kid.clone(), Some(record))
+        }
+    };
     let mut journal = Journal::new(
         entry::EVENT_ROTATE,
         command_line(&from, &to, options.reencrypt),

@@ -378,7 +378,7 @@ fn help_explains_commands() {
 }
 
 /// A Python interpreter with the `cryptography` package, if there is one.
-fn python_with_cryptography() -> Option<String> {
+pub(crate) fn python_with_cryptography() -> Option<String> {
     ["python3", "/usr/bin/python3"]
         .into_iter()
         .map(str::to_owned)

@@ -9,6 +9,7 @@ mod hardening;
 mod harness;
 mod hooks;
 mod kill;
+mod lifecycle;
 mod lock;
 mod output;
 mod policy;

@@ -1,0 +1,710 @@
+//! The key lifecycle through the real binary and real Git: `kek`,
+//! `rotate` and `recipients`, what they store, and how they fail.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::harness::{stderr, stdout, write_file, Env};
+
+/// A sealed repository with three committed secrets.
+fn repo_with_secrets(env: &Env) -> std::path::PathBuf {
+    let dir = env.sealed_repo("r");
+    for i in 0..3 {
+        write_file(
+            &dir,
+            &format!("secrets/s{i}.env"),
+            format!("password-{i}\n").as_bytes(),
+        );
+    }
+    env.git(&dir, &["add", "secrets"]);
+    env.git(&dir, &["commit", "-q", "-m", "secrets"]);
+    dir
+}
+
+fn envelope_at(env: &Env, dir: &Path, rev_path: &str) -> Value {
+    let text = env.ok("git", dir, &["cat-file", "-p", rev_path]).stdout;
+    serde_json::from_slice(&text).unwrap_or_else(|e| {
+        panic!(
+            "{rev_path} is not an envelope ({e}):\n{}",
+            String::from_utf8_lossy(&text)
+        )
+    })
+}
+
+fn kids_of(envelope: &Value) -> Vec<String> {
+    envelope["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn kek_list(env: &Env, dir: &Path) -> Vec<Value> {
+    let out = env.seal(dir, &["kek", "list", "--json"]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["schema"], "git-seal.kek-list/v1");
+    doc["keks"].as_array().unwrap().clone()
+}
+
+fn status_of<'a>(keks: &'a [Value], kid: &str) -> &'a str {
+    keks.iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap_or_else(|| panic!("{kid} not listed: {keks:?}"))["status"]
+        .as_str()
+        .unwrap()
+}
+
+/// The one active KEK's kid.
+fn active(env: &Env, dir: &Path) -> String {
+    let keks = kek_list(env, dir);
+    let active: Vec<&Value> = keks.iter().filter(|k| k["status"] == "active").collect();
+    assert_eq!(active.len(), 1, "{keks:?}");
+    active[0]["kid"].as_str().unwrap().to_owned()
+}
+
+/// The private key hex of `kid` (in use or archived).
+fn key_hex(env: &Env, kid: &str) -> String {
+    for place in [env.key_dir.clone(), env.key_dir.join("archive")] {
+        if let Ok(text) = std::fs::read_to_string(place.join(format!("{kid}.key"))) {
+            return text.trim().to_owned();
+        }
+    }
+    panic!("no key file for {kid}");
+}
+
+/// `git status --porcelain`: the work tree must equal the index.
+#[track_caller]
+fn assert_work_tree_clean(env: &Env, dir: &Path) -> String {
+    let status = env.git(dir, &["status", "--porcelain"]);
+    for line in status.lines() {
+        assert_eq!(
+            line.as_bytes()[1],
+            b' ',
+            "work tree differs from the index:\n{status}"
+        );
+    }
+    status
+}
+
+/// The last audit entry, as JSON.
+fn last_entry(env: &Env, dir: &Path) -> Value {
+    let text = env.git(dir, &["cat-file", "-p", "refs/seal/audit:entry.json"]);
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn rotate_rewraps_the_index_and_history_still_opens() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    let before: Vec<Value> = (0..3)
+        .map(|i| envelope_at(&env, &dir, &format!("HEAD:secrets/s{i}.env")))
+        .collect();
+
+    let out = env.seal(&dir, &["rotate"]);
+    assert!(out.contains(&format!("rotated {old} -> ")), "{out}");
+    let new = active(&env, &dir);
+    assert_ne!(new, old);
+    let keks = kek_list(&env, &dir);
+    assert_eq!(status_of(&keks, &old), "retired");
+    assert!(
+        env.key_dir
+            .join("archive")
+            .join(format!("{old}.key"))
+            .exists(),
+        "the old key file is archived"
+    );
+
+    // Only index changes: the envelopes and the records, staged.
+    let status = assert_work_tree_clean(&env, &dir);
+    for i in 0..3 {
+        assert!(status.contains(&format!("M  secrets/s{i}.env")), "{status}");
+    }
+    assert!(
+        status.contains(&format!("A  .seal/keys/{new}.json")),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("M  .seal/keys/{old}.json")),
+        "{status}"
+    );
+
+    // Byte-identical content; only the recipients changed.
+    for (i, was) in before.iter().enumerate() {
+        let now = envelope_at(&env, &dir, &format!(":secrets/s{i}.env"));
+        for field in ["nonce", "ciphertext", "tag"] {
+            assert_eq!(now[field], was[field], "{field} of s{i}");
+        }
+        assert_eq!(kids_of(&now), vec![new.clone()]);
+    }
+    let entry = last_entry(&env, &dir);
+    assert_eq!(entry["event"], "rotate");
+    assert_eq!(entry["data"]["from"], old.as_str());
+    assert_eq!(entry["data"]["to"], new.as_str());
+    assert_eq!(entry["data"]["rewrapped"], 3);
+    let index_tree = env.git(&dir, &["write-tree"]);
+    assert_eq!(entry["data"]["index_tree"], index_tree.trim());
+
+    env.git(&dir, &["commit", "-q", "-m", "rotate"]);
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+    for i in 0..3 {
+        let blob = envelope_at(&env, &dir, &format!("HEAD:secrets/s{i}.env"));
+        assert_eq!(kids_of(&blob), vec![new.clone()]);
+    }
+    // The new private key alone opens HEAD; the archived one opens HEAD~1.
+    let mut only_new = Env::new();
+    only_new.set("GIT_SEAL_KEK", &key_hex(&env, &new));
+    let sealed = env.path("s0.sealed");
+    std::fs::write(
+        &sealed,
+        env.ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/s0.env"])
+            .stdout,
+    )
+    .unwrap();
+    let opened = only_new.ok(
+        "git-seal",
+        only_new.tmp.path(),
+        &["decrypt", sealed.to_str().unwrap()],
+    );
+    assert_eq!(stdout(&opened), "password-0\n");
+    env.git(&dir, &["checkout", "-q", "HEAD~1"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("secrets/s1.env")).unwrap(),
+        "password-1\n"
+    );
+    env.git(&dir, &["checkout", "-q", "main"]);
+    env.seal(&dir, &["audit", "verify"]);
+    env.seal(&dir, &["check"]);
+}
+
+#[test]
+fn rotate_opens_with_the_python_opener_and_reencrypt_changes_ciphertext() {
+    let Some(python) = crate::basics::python_with_cryptography() else {
+        assert!(
+            !crate::harness::in_ci(),
+            "CI must have python3-cryptography"
+        );
+        eprintln!("skipping: no python3 with the cryptography package");
+        return;
+    };
+    let mut env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let before = envelope_at(&env, &dir, "HEAD:secrets/s2.env");
+    env.seal(&dir, &["rotate", "--reencrypt"]);
+    let new = active(&env, &dir);
+    let now = envelope_at(&env, &dir, ":secrets/s2.env");
+    assert_ne!(now["ciphertext"], before["ciphertext"]);
+    assert_ne!(now["nonce"], before["nonce"]);
+    assert_eq!(last_entry(&env, &dir)["data"]["reencrypted"], 3);
+    env.git(&dir, &["commit", "-q", "-m", "rotate"]);
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/open_envelope.py");
+    env.set("GIT_SEAL_KEK", &key_hex(&env, &new));
+    for i in 0..3 {
+        let sealed = env.path("x.sealed");
+        std::fs::write(
+            &sealed,
+            env.ok(
+                "git",
+                &dir,
+                &["cat-file", "-p", &format!("HEAD:secrets/s{i}.env")],
+            )
+            .stdout,
+        )
+        .unwrap();
+        let out = env.run(
+            &python,
+            &dir,
+            &[script.to_str().unwrap(), sealed.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(stdout(&out), format!("password-{i}\n"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn rotate_refuses_without_the_old_private_key_or_with_unknown_kids() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    let hidden = env.hide_keys();
+    let out = env.fails("git-seal", &dir, &["rotate", "--from", &old], 1);
+    let err = stderr(&out);
+    assert!(err.contains(&old) && err.contains("not here"), "{err}");
+    assert!(
+        err.contains("git seal kek import"),
+        "names the way to bring the key: {err}"
+    );
+    env.restore_keys(&hidden);
+    assert_eq!(
+        env.git(&dir, &["status", "--porcelain"]),
+        "",
+        "nothing changed"
+    );
+    assert!(!dir.join(".git/seal/lifecycle.json").exists());
+
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &["rotate", "--from", "k_0000000000000000"],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("k_0000000000000000 is not a KEK listed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &["rotate", "--to", "k_0000000000000000"],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("k_0000000000000000"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.fails("git-seal", &dir, &["rotate", "--from", "nonsense"], 2);
+    assert!(stderr(&out).contains("not a key id"), "{}", stderr(&out));
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn kek_add_makes_a_pending_version_and_rotate_to_it() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    let out = env.seal(&dir, &["kek", "add"]);
+    let keks = kek_list(&env, &dir);
+    let pending: Vec<&Value> = keks.iter().filter(|k| k["status"] == "pending").collect();
+    assert_eq!(pending.len(), 1, "{out}\n{keks:?}");
+    let new = pending[0]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(pending[0]["version"], 2);
+    assert_eq!(pending[0]["here"], true);
+    assert_eq!(pending[0]["envelopes_head"], 0);
+    let listed_old = keks.iter().find(|k| k["kid"] == old.as_str()).unwrap();
+    assert_eq!(listed_old["envelopes_head"], 3);
+    assert_eq!(listed_old["envelopes_index"], 3);
+    assert!(
+        listed_old["due"].as_str().unwrap().starts_with("2028-"),
+        "{listed_old}"
+    );
+    assert_eq!(last_entry(&env, &dir)["event"], "kek-add");
+    assert!(env
+        .git(&dir, &["status", "--porcelain"])
+        .contains(&format!("A  .seal/keys/{new}.json")));
+    // New envelopes still go to the active KEK only.
+    write_file(&dir, "secrets/new.env", b"fresh\n");
+    env.git(&dir, &["add", "secrets/new.env"]);
+    assert_eq!(
+        kids_of(&envelope_at(&env, &dir, ":secrets/new.env")),
+        vec![old.clone()]
+    );
+
+    env.seal(&dir, &["rotate", "--to", &new]);
+    assert_eq!(active(&env, &dir), new);
+    for path in ["secrets/s0.env", "secrets/new.env"] {
+        assert_eq!(
+            kids_of(&envelope_at(&env, &dir, &format!(":{path}"))),
+            vec![new.clone()]
+        );
+    }
+    assert_work_tree_clean(&env, &dir);
+    // Rotating away from the retired KEK again re-wraps what still names
+    // it (say, a branch made before the rotation), and makes nothing new.
+    env.git(&dir, &["commit", "-q", "-m", "rotate"]);
+    env.git(&dir, &["checkout", "-q", "-b", "old", "HEAD~1"]);
+    env.git(&dir, &["checkout", "-q", "main", "--", ".seal"]);
+    env.seal(&dir, &["rotate", "--from", &old]);
+    assert_eq!(
+        kids_of(&envelope_at(&env, &dir, ":secrets/s1.env")),
+        vec![new.clone()]
+    );
+    assert_eq!(kek_list(&env, &dir).len(), 2, "no new KEK");
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &["rotate", "--from", &old, "--to", &old],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("the KEK being replaced"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_teammate_public_key_must_be_a_usable_x25519_key() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let cases = [
+        ("not base64!", "not canonical base64"),
+        ("AAAA", "3 bytes"),
+        // The all-zero point is of low order: no private key matches it.
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "low-order"),
+    ];
+    for (key, why) in cases {
+        let out = env.fails(
+            "git-seal",
+            &dir,
+            &["kek", "add", "--public-key", key, "--name", "bob"],
+            1,
+        );
+        assert!(stderr(&out).contains(why), "{key}: {}", stderr(&out));
+    }
+    let private = "8d56d558cdb694526393aff471ce40cbed74c6e66f4ac04d0e80de8a3c70bbce";
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &["kek", "add", "--public-key", private],
+        1,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("PRIVATE key") && !err.contains(private),
+        "{err}"
+    );
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn export_and_import_move_a_private_half_without_printing_it() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let kid = env.kid();
+    let hex = key_hex(&env, &kid);
+    let file = env.path("handover.key");
+    let out = env.ok(
+        "git-seal",
+        &dir,
+        &["kek", "export", &kid, "--out", file.to_str().unwrap()],
+    );
+    assert!(!stdout(&out).contains(&hex) && !stderr(&out).contains(&hex));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &["kek", "export", &kid, "--out", file.to_str().unwrap()],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("never overwrites"),
+        "{}",
+        stderr(&out)
+    );
+    env.fails("git-seal", &dir, &["kek", "export", &kid, "--out", "-"], 2);
+
+    // A teammate's machine: its own HOME and key directory.
+    let teammate = Env::new();
+    let clone = teammate.clone_repo(&dir, "clone");
+    let out = teammate.ok(
+        "git-seal",
+        &clone,
+        &["kek", "import", file.to_str().unwrap()],
+    );
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains(&kid) && !said.contains(&hex), "{said}");
+    assert!(said.contains("lists"), "{said}");
+    assert_eq!(key_hex(&teammate, &kid), hex);
+    teammate.seal(&clone, &["init"]);
+    assert_eq!(
+        std::fs::read_to_string(clone.join("secrets/s1.env")).unwrap(),
+        "password-1\n"
+    );
+    let out = teammate.ok(
+        "git-seal",
+        &clone,
+        &["kek", "import", file.to_str().unwrap()],
+    );
+    assert!(stdout(&out).contains("already here"), "{}", stdout(&out));
+    std::fs::write(env.path("junk.key"), "zz\n").unwrap();
+    teammate.fails(
+        "git-seal",
+        &clone,
+        &["kek", "import", env.path("junk.key").to_str().unwrap()],
+        1,
+    );
+}
+
+/// A recovery key kept offline: `recipients add PUBLIC_KEY` re-wraps every
+/// envelope to it, and that key alone opens a fresh clone.
+#[test]
+fn a_recovery_key_alone_opens_a_fresh_clone() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let team = env.kid();
+    let before = envelope_at(&env, &dir, "HEAD:secrets/s0.env");
+    let offline = Env::new();
+    let public = offline
+        .seal(offline.tmp.path(), &["kek", "keygen"])
+        .trim()
+        .to_owned();
+    let recovery = offline.kid();
+    let out = env.seal(&dir, &["recipients", "add", &public, "--name", "recovery"]);
+    assert!(out.contains("3 envelope(s) re-wrapped"), "{out}");
+    let now = envelope_at(&env, &dir, ":secrets/s0.env");
+    assert_eq!(now["ciphertext"], before["ciphertext"]);
+    assert_eq!(kids_of(&now), vec![team.clone(), recovery.clone()]);
+    let listing = env.seal(&dir, &["recipients", "list"]);
+    assert!(
+        listing.contains(&format!("{recovery} (recovery)")),
+        "{listing}"
+    );
+    assert_eq!(last_entry(&env, &dir)["event"], "recipient-add");
+    assert_work_tree_clean(&env, &dir);
+    env.git(&dir, &["commit", "-q", "-m", "recovery key"]);
+    // New files go to both.
+    write_file(&dir, "secrets/later.env", b"later\n");
+    env.git(&dir, &["add", "secrets"]);
+    env.git(&dir, &["commit", "-q", "-m", "later"]);
+
+    let mut rescue = Env::new();
+    rescue.set("GIT_SEAL_KEK", &key_hex(&offline, &recovery));
+    let clone = rescue.clone_repo(&dir, "rescued");
+    rescue.seal(&clone, &["init", "--provider", "env"]);
+    for (path, plain) in [
+        ("secrets/s2.env", "password-2\n"),
+        ("secrets/later.env", "later\n"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(clone.join(path)).unwrap(),
+            plain,
+            "{path}"
+        );
+    }
+}
+
+/// Revoking a teammate: no envelope in HEAD opens with their key after the
+/// commit, and the command says what history stays readable to them.
+#[test]
+fn removing_a_teammate_reencrypts_and_reports_readable_history() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let team = env.kid();
+    let alice = Env::new();
+    let public = alice
+        .seal(alice.tmp.path(), &["kek", "keygen"])
+        .trim()
+        .to_owned();
+    let alice_kid = alice.kid();
+    env.seal(
+        &dir,
+        &["kek", "add", "--public-key", &public, "--name", "alice"],
+    );
+    env.seal(&dir, &["recipients", "add", &alice_kid]);
+    env.git(&dir, &["commit", "-q", "-m", "alice joins"]);
+    let shared = envelope_at(&env, &dir, "HEAD:secrets/s0.env");
+
+    let out = env.seal(&dir, &["recipients", "remove", &alice_kid]);
+    assert!(out.contains("3 envelope(s) re-encrypted"), "{out}");
+    assert!(out.contains("3 blob(s) in history"), "{out}");
+    assert!(out.contains("Rotate the secrets themselves"), "{out}");
+    let entry = last_entry(&env, &dir);
+    assert_eq!(entry["event"], "recipient-remove");
+    assert_eq!(entry["data"]["history_blobs"], 3);
+    assert_work_tree_clean(&env, &dir);
+    env.git(&dir, &["commit", "-q", "-m", "alice leaves"]);
+    let now = envelope_at(&env, &dir, "HEAD:secrets/s0.env");
+    assert_ne!(now["ciphertext"], shared["ciphertext"]);
+    assert_eq!(kids_of(&now), vec![team.clone()]);
+
+    let mut with_alice = Env::new();
+    with_alice.set("GIT_SEAL_KEK", &key_hex(&alice, &alice_kid));
+    for i in 0..3 {
+        let sealed = env.path("a.sealed");
+        std::fs::write(
+            &sealed,
+            env.ok(
+                "git",
+                &dir,
+                &["cat-file", "-p", &format!("HEAD:secrets/s{i}.env")],
+            )
+            .stdout,
+        )
+        .unwrap();
+        with_alice.fails(
+            "git-seal",
+            with_alice.tmp.path(),
+            &["decrypt", sealed.to_str().unwrap()],
+            1,
+        );
+    }
+    // The team KEK is now the last recipient: it cannot be removed.
+    let out = env.fails("git-seal", &dir, &["recipients", "remove", &team], 1);
+    assert!(
+        stderr(&out).contains("last default recipient"),
+        "{}",
+        stderr(&out)
+    );
+    env.seal(&dir, &["audit", "verify"]);
+}
+
+#[test]
+fn a_scope_gets_its_own_recipient_and_keeps_its_last_one() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let team = env.kid();
+    write_file(&dir, "secrets/prod/db.env", b"prod\n");
+    env.git(&dir, &["add", "secrets"]);
+    env.git(&dir, &["commit", "-q", "-m", "prod"]);
+    let ops = Env::new();
+    let public = ops
+        .seal(ops.tmp.path(), &["kek", "keygen"])
+        .trim()
+        .to_owned();
+    let ops_kid = ops.kid();
+    let out = env.seal(
+        &dir,
+        &["recipients", "add", &public, "--paths", "secrets/prod/**"],
+    );
+    assert!(out.contains("1 envelope(s) re-wrapped"), "{out}");
+    assert_eq!(
+        kids_of(&envelope_at(&env, &dir, ":secrets/prod/db.env")),
+        vec![team.clone(), ops_kid.clone()]
+    );
+    assert_eq!(
+        kids_of(&envelope_at(&env, &dir, ":secrets/s0.env")),
+        vec![team.clone()]
+    );
+    let listing: Value =
+        serde_json::from_str(&env.seal(&dir, &["recipients", "list", "--json"])).unwrap();
+    assert_eq!(listing["scopes"][0]["paths"][0], "secrets/prod/**");
+    env.git(&dir, &["commit", "-q", "-m", "ops key for prod"]);
+    env.seal(&dir, &["check"]);
+    env.seal(
+        &dir,
+        &["recipients", "remove", &team, "--paths", "secrets/prod/**"],
+    );
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &[
+            "recipients",
+            "remove",
+            &ops_kid,
+            "--paths",
+            "secrets/prod/**",
+        ],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("last recipient of the scope"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &["recipients", "remove", &ops_kid, "--paths", "other/**"],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("no recipients scope"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn kek_verify_names_each_envelope_that_does_not_open() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let kid = env.kid();
+    let out = env.seal(&dir, &["kek", "verify", &kid]);
+    assert!(
+        out.contains("6 envelope(s) in HEAD and the index opened, 0 did not"),
+        "{out}"
+    );
+    // Tamper with one staged envelope's ciphertext (canonical text kept).
+    let text = env.git(&dir, &["cat-file", "-p", ":secrets/s1.env"]);
+    let blob: Value = serde_json::from_str(&text).unwrap();
+    let ciphertext = blob["ciphertext"].as_str().unwrap();
+    let tampered = text.replace(ciphertext, &crate::harness::flip_first(ciphertext));
+    env.stage_raw(&dir, "secrets/s1.env", tampered.as_bytes());
+    let out = env.fails("git-seal", &dir, &["kek", "verify", &kid], 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("secrets/s1.env (index): {kid}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("5 envelope(s) in HEAD and the index opened, 1 did not"),
+        "{text}"
+    );
+    let hidden = env.hide_keys();
+    let out = env.fails("git-seal", &dir, &["kek", "verify", &kid], 1);
+    assert!(stdout(&out).contains("not here"), "{}", stdout(&out));
+    env.restore_keys(&hidden);
+    env.fails(
+        "git-seal",
+        &dir,
+        &["kek", "verify", "k_0000000000000000"],
+        1,
+    );
+}
+
+/// `kek remove` only when nothing in HEAD or the index needs the KEK;
+/// `--destroy` erases its private half, after which history sealed only to
+/// it stays locked here.
+#[test]
+fn kek_remove_refuses_needed_keys_and_destroy_erases() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    let out = env.fails("git-seal", &dir, &["kek", "remove", &old], 1);
+    assert!(stderr(&out).contains("recipient"), "{}", stderr(&out));
+    env.seal(&dir, &["rotate"]);
+    // Retired, but HEAD still holds envelopes wrapped to it.
+    let out = env.fails("git-seal", &dir, &["kek", "remove", &old], 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/s0.env (HEAD)") && err.contains(&old),
+        "{err}"
+    );
+    env.git(&dir, &["commit", "-q", "-m", "rotate"]);
+    // Without a terminal, --destroy needs --yes.
+    let out = env.fails("git-seal", &dir, &["kek", "remove", &old, "--destroy"], 1);
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    let archived = env.key_dir.join("archive").join(format!("{old}.key"));
+    assert!(archived.exists());
+    let out = env.seal(&dir, &["kek", "remove", &old, "--destroy", "--yes"]);
+    assert!(
+        out.contains("is removed") && out.contains("erased"),
+        "{out}"
+    );
+    assert!(!archived.exists(), "the private half is erased");
+    assert_eq!(status_of(&kek_list(&env, &dir), &old), "removed");
+    env.git(&dir, &["commit", "-q", "-m", "remove old KEK"]);
+    let events: Vec<String> = env
+        .seal(&dir, &["audit", "log", "--json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|e| e["event"].as_str().map(str::to_owned))
+        .collect();
+    for event in ["kek-remove", "kek-destroy"] {
+        assert!(
+            events.iter().any(|e| e == event) || env.seal(&dir, &["audit", "log"]).contains(event),
+            "{event} in {events:?}"
+        );
+    }
+    // History sealed only to it no longer opens here.
+    let out = env.ok("git", &dir, &["checkout", "-q", "HEAD~2"]);
+    assert!(
+        stderr(&out).contains("locked") || stderr(&out).contains("no usable key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(crate::harness::is_envelope(
+        &std::fs::read(dir.join("secrets/s0.env")).unwrap()
+    ));
+    env.git(&dir, &["checkout", "-q", "main"]);
+    env.seal(&dir, &["audit", "verify"]);
+}
