@@ -95,6 +95,106 @@ fn overdue_by_a_day(env: &Env) -> (PathBuf, String, String) {
 }
 
 #[test]
+fn status_and_doctor_report_an_overdue_kek_with_its_fix() {
+    let env = Env::new();
+    let (dir, kid, created) = overdue_by_a_day(&env);
+    let due = due_day(&created, 1);
+
+    let status = json(&env.seal(&dir, &["status", "--json"]));
+    assert_eq!(status["rotate_after_days"], 1);
+    let kek = &status["keks"][0];
+    // The fields that were there stay as they were.
+    assert_eq!(kek["kid"], kid.as_str());
+    assert_eq!(kek["created_at"], created.as_str());
+    assert_eq!(kek["status"], "active");
+    assert_eq!(kek["usable_here"], true);
+    assert_eq!(kek["due_state"], "overdue");
+    assert_eq!(kek["due_in_days"], -1);
+    let due_at = humantime::parse_rfc3339(&created).unwrap() + Duration::from_secs(DAY);
+    assert_eq!(kek["due"], rfc3339(due_at).as_str());
+
+    let text = env.seal(&dir, &["status"]);
+    let line = format!(
+        "rotation: KEK {kid} is overdue for rotation: it was due on {due} (1 day(s) ago; every 1 days by rotate_after_days); run `git seal rotate --from {kid}`"
+    );
+    assert!(text.contains(&line), "{text}");
+    assert!(text.contains(&format!("due={due}")), "{text}");
+
+    let out = stdout(&env.fails("git-seal", &dir, &["doctor"], 1));
+    assert!(
+        out.contains(&format!(
+            "KEK {kid} is overdue for rotation: it was due on {due}"
+        )) && out.contains(&format!("fix: `git seal rotate --from {kid}`")),
+        "{out}"
+    );
+    assert!(!out.contains("warning:"), "overdue is a problem: {out}");
+}
+
+#[test]
+fn status_and_doctor_warn_of_a_kek_due_soon_without_failing() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let kid = env.kid();
+    // A new KEK: due two years on (the default cadence), nothing to say.
+    let fresh = json(&env.seal(&dir, &["status", "--json"]));
+    let created = fresh["keks"][0]["created_at"].as_str().unwrap().to_owned();
+    assert_eq!(fresh["rotate_after_days"], 730);
+    assert_eq!(fresh["keks"][0]["due_state"], "ok");
+    let due_at = humantime::parse_rfc3339(&created).unwrap() + Duration::from_secs(730 * DAY);
+    assert_eq!(fresh["keks"][0]["due"], rfc3339(due_at).as_str());
+    assert!(!env.seal(&dir, &["status"]).contains("rotation:"));
+    assert_eq!(
+        env.seal(&dir, &["doctor"]),
+        "git-seal: doctor: nothing to fix\n"
+    );
+
+    let created = rfc3339(days_ago(720));
+    edit_record(&dir, &kid, "created_at", &created);
+    let due = due_day(&created, 730);
+    let kek = &json(&env.seal(&dir, &["status", "--json"]))["keks"][0];
+    assert_eq!(kek["due_state"], "due-soon");
+    assert_eq!(kek["due_in_days"], 10);
+    let text = env.seal(&dir, &["status"]);
+    assert!(
+        text.contains(&format!("rotation: KEK {kid} is due for rotation on {due} (in 10 day(s); every 730 days by rotate_after_days); run `git seal rotate --from {kid}`")),
+        "{text}"
+    );
+    let out = env.seal(&dir, &["doctor"]);
+    assert!(
+        out.contains(&format!(
+            "warning: KEK {kid} is due for rotation on {due} (in 10 day(s)"
+        )) && out.contains(&format!("fix: `git seal rotate --from {kid}`"))
+            && out.ends_with("git-seal: doctor: nothing to fix\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn only_active_keks_are_judged_by_status_doctor_and_check() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let old = env.kid();
+    edit_record(&dir, &old, "created_at", &rfc3339(days_ago(5000)));
+    edit_record(&dir, &old, "status", "retired");
+    let active = add_kek(&env, &dir, 2, Status::Active);
+    let pending = add_kek(&env, &dir, 3, Status::Pending);
+    edit_record(&dir, &pending, "created_at", &rfc3339(days_ago(5000)));
+    env.git(&dir, &["add", ".seal"]);
+    env.git(&dir, &["commit", "-q", "-m", "rotated by hand"]);
+
+    let status = json(&env.seal(&dir, &["status", "--json"]));
+    for kek in status["keks"].as_array().unwrap() {
+        let judged = kek["kid"] == active.as_str();
+        assert_eq!(kek["due_state"].is_null(), !judged, "{kek}");
+        assert_eq!(kek["due"].is_null(), !judged, "{kek}");
+        assert_eq!(kek["due_in_days"].is_null(), !judged, "{kek}");
+    }
+    assert!(!env.seal(&dir, &["status"]).contains("rotation:"));
+    env.seal(&dir, &["doctor"]);
+    assert_eq!(check_warnings(&env, &dir, &[]), NONE);
+}
+
+#[test]
 fn check_warns_of_an_overdue_kek_on_the_tip_and_still_passes() {
     let env = Env::new();
     let (dir, kid, created) = overdue_by_a_day(&env);
