@@ -1,6 +1,8 @@
 //! What `check` reports: a [`Finding`] names a path, the [`Kind`] of
 //! problem and the command that fixes it; the [`Place`] it was found in
-//! (index or history) decides which command that is.
+//! (index or history) decides which command that is. Most kinds are
+//! errors; [`Kind::is_warning`] says which are only warnings (reported,
+//! never a reason to fail).
 
 use serde::Serialize;
 
@@ -32,6 +34,12 @@ pub enum Kind {
     /// recipient or the path binding dropped), with no trusted signer's
     /// `policy` entry for it.
     Weakened,
+    /// Warning: an active KEK is due for rotation soon, or overdue
+    /// (`rotate_after_days`).
+    RotationDue,
+    /// Warning: an envelope is wrapped only to retired KEKs (no active or
+    /// pending one among its recipients), so new keys cannot open it.
+    RetiredOnly,
 }
 
 impl Kind {
@@ -47,7 +55,14 @@ impl Kind {
             Kind::BadPolicy => "bad-policy",
             Kind::Unsealed => "unsealed",
             Kind::Weakened => "weakened",
+            Kind::RotationDue => "rotation-due",
+            Kind::RetiredOnly => "retired-only",
         }
+    }
+
+    /// A warning is reported but never fails `check` or a hook.
+    pub fn is_warning(self) -> bool {
+        matches!(self, Kind::RotationDue | Kind::RetiredOnly)
     }
 }
 

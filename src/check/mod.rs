@@ -13,11 +13,14 @@
 //! This file holds the three entry points ([`check_commits`],
 //! [`check_arrivals`], [`check_index`]) and their reports; `finding` is
 //! what they report, `blob` what a blob is, `rules` what a tree requires,
-//! and `walk` the history walker with its blob-reader threads.
+//! `walk` the history walker with its blob-reader threads, and `tips` the
+//! warnings about where a range ends (KEKs due for rotation, envelopes
+//! wrapped only to retired KEKs), which never fail a check.
 
 mod blob;
 mod finding;
 mod rules;
+mod tips;
 mod walk;
 
 use std::collections::HashMap;
@@ -172,6 +175,10 @@ pub struct Report {
     /// Distinct blobs read (each once, however many commits share it).
     pub blobs: usize,
     pub findings: Vec<Finding>,
+    /// What needs attention but is not wrong ([`Kind::is_warning`]),
+    /// judged on the range's tips: never a reason to fail.
+    pub warnings: Vec<Finding>,
+    /// No findings (warnings do not count).
     pub ok: bool,
 }
 
@@ -233,12 +240,22 @@ pub fn check_commits(
         .map(|(i, c)| (c.to_string(), i))
         .collect();
     findings.sort_by_key(|f| f.commit.as_ref().map(|c| order[c]));
+    let warnings = tips::warnings(
+        repo,
+        include,
+        &commits,
+        &walk,
+        &facts,
+        &available,
+        std::time::SystemTime::now(),
+    )?;
     Ok(Report {
         range: range.to_owned(),
         commits: commits.len(),
         blobs: walk.blobs.len(),
         ok: findings.is_empty(),
         findings,
+        warnings,
     })
 }
 
@@ -261,6 +278,7 @@ pub fn check_revision(repo: &Repo, spec: &str, threads: usize) -> Result<Report,
                 blobs: 0,
                 ok: findings.is_empty(),
                 findings,
+                warnings: Vec::new(),
             })
         }
     }

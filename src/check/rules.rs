@@ -7,10 +7,12 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use super::blob::{BlobFacts, Form};
 use super::finding::{Kind, Place};
-use crate::keys::record::{self, Status};
+use crate::keys::expiry;
+use crate::keys::record::{self, KekRecord, Status};
 use crate::kid::Kid;
 use crate::policy::{self, Policy, SealAttributes};
 use crate::repo::{EntryKind, Oid, Repo, RepoError};
@@ -22,6 +24,8 @@ pub struct Rules {
     attributes: SealAttributes,
     /// Every KEK `.seal/keys/` lists, with its status.
     keks: HashMap<Kid, Status>,
+    /// The same KEKs' records (for their due dates).
+    records: Vec<KekRecord>,
     /// Kids whose private key is available on this machine.
     available: HashSet<Kid>,
     /// Problems with the rule files themselves, as (path, message).
@@ -66,7 +70,8 @@ impl Rules {
             attributes: SealAttributes::parse(&String::from_utf8_lossy(
                 attributes.unwrap_or_default(),
             )),
-            keks: records.into_iter().map(|r| (r.kid, r.status)).collect(),
+            keks: records.iter().map(|r| (r.kid.clone(), r.status)).collect(),
+            records,
             available: available.iter().cloned().collect(),
             problems,
         }
@@ -155,6 +160,22 @@ impl Rules {
         &self.problems
     }
 
+    /// The status `.seal/keys/` gives `kid` (`None`: not listed).
+    pub(super) fn status(&self, kid: &Kid) -> Option<Status> {
+        self.keks.get(kid).copied()
+    }
+
+    /// The active KEKs these rules list that are due for rotation at `now`
+    /// by their policy's `rotate_after_days`, as (record path, message
+    /// naming the kid, the due date and the command).
+    pub(super) fn rotation_due(&self, now: SystemTime) -> Vec<(String, String)> {
+        let days = self.policy.rotate_after_days();
+        expiry::needing_rotation(&self.records, days, now)
+            .into_iter()
+            .map(|(kek, due)| (record::repo_path(&kek.kid), due.advice(&kek.kid)))
+            .collect()
+    }
+
     /// Must `path` be stored sealed by these rules? [`policy::must_seal`]
     /// with the tree's policy and its root `.gitattributes`.
     pub(crate) fn requires_seal(&self, path: &str) -> bool {
@@ -238,7 +259,7 @@ impl Rules {
                         )),
                         Some(Status::Removed) => out.push((
                             Kind::RemovedKid,
-                            format!("envelope is wrapped to {kid}, which .seal/keys/ lists as removed; re-seal it to the active KEK with `git seal rotate --reencrypt`"),
+                            format!("envelope is wrapped to {kid}, which .seal/keys/ lists as removed; {}", reseal_fix(path, place)),
                         )),
                         Some(_) => {}
                     }
@@ -267,6 +288,18 @@ impl Rules {
 /// unknown recipient still enforces its globs).
 fn lenient(text: &str) -> Vec<Kid> {
     text.split('"').filter_map(|w| Kid::parse(w).ok()).collect()
+}
+
+/// Re-seal a file to the current recipients from its plaintext: clean
+/// seals anew whenever an envelope's recipients are not the ones the
+/// policy names, and `--renormalize` makes Git clean it although it did
+/// not change.
+pub(super) fn reseal_fix(path: &str, place: Place) -> String {
+    let reseal = format!("re-seal it to the current recipients from its plaintext with `git add --renormalize {path}` (`git seal unlock` first if it is locked)");
+    match place {
+        Place::Index => reseal,
+        Place::History => format!("{reseal} and commit"),
+    }
 }
 
 fn remove_fix(path: &str, place: Place) -> String {

@@ -14,6 +14,11 @@ use git_seal::repo::Repo;
 /// `.seal/keys/` it carries. Envelopes are parsed, not opened: no private
 /// key is needed. Prints one line per finding, naming the commit that
 /// introduced it and the path, and exits 1 when there is any.
+///
+/// Warnings (`warning: ` lines) never change the exit status. They are
+/// judged on the range's last commit: an active KEK due for rotation
+/// within 30 days or overdue (`rotate_after_days` in the policy), and an
+/// envelope wrapped only to retired KEKs.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// Commits to check: `A..B`, `A...B` or a revision (all its history);
@@ -22,7 +27,7 @@ pub(crate) struct Args {
     #[arg(value_name = "REV-RANGE")]
     pub range: Option<String>,
     /// Print one JSON object: range, commits, blobs, findings
-    /// [{commit, path, kind, message}] and ok.
+    /// [{commit, path, kind, message}], warnings (the same fields) and ok.
     #[arg(long)]
     pub json: bool,
 }
@@ -43,8 +48,15 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         for finding in &report.findings {
             outln!("{finding}");
         }
+        for warning in &report.warnings {
+            outln!("warning: {warning}");
+        }
+        let warned = match report.warnings.len() {
+            0 => String::new(),
+            n => format!(", {n} warning(s)"),
+        };
         eprintln!(
-            "git-seal: checked {} commit(s), {} blob(s): {}",
+            "git-seal: checked {} commit(s), {} blob(s): {}{warned}",
             report.commits,
             report.blobs,
             match report.findings.len() {

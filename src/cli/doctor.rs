@@ -1,11 +1,14 @@
 //! `git seal doctor`: what is misconfigured, and the command that fixes it.
 
+use std::time::SystemTime;
+
 use super::error::CommandResult;
 use git_seal::audit;
 use git_seal::audit::signer::SignerError;
 use git_seal::drivers;
 use git_seal::envelope;
 use git_seal::hooks::{self, HookState};
+use git_seal::keys::expiry;
 use git_seal::keys::file::FileKeys;
 use git_seal::policy::{self, SealAttributes};
 use git_seal::repo::Repo;
@@ -16,14 +19,17 @@ use git_seal::workspace::{Workspace, WorkspaceError};
 /// Looks at: filter drivers missing or not required, hooks missing or not
 /// chained, key file permissions, locked files, disagreement between
 /// `.seal/policy.json` and `.gitattributes`, and an audit chain that is
-/// missing, not fetched, not verifying or not trusting your signer key.
-/// Exits 1 when anything is wrong.
+/// missing, not fetched, not verifying or not trusting your signer key;
+/// and active KEKs due for rotation (`rotate_after_days` in the policy).
+/// Exits 1 when anything is wrong; a KEK due within 30 days is a warning
+/// that does not, one that is overdue is a problem.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {}
 
 pub(crate) fn run(_args: Args) -> CommandResult<u8> {
     let repo = Repo::from_env()?;
     let mut problems: Vec<(String, String)> = Vec::new();
+    let mut warnings: Vec<(String, String)> = Vec::new();
     let hooks::Each { dir, hooks } = hooks::states(&repo)?;
     for (name, state) in hooks {
         let problem = match state {
@@ -39,7 +45,10 @@ pub(crate) fn run(_args: Args) -> CommandResult<u8> {
     }
     if !repo.is_bare() {
         match Workspace::from_repo(repo) {
-            Ok(project) => work_tree(&project, &mut problems)?,
+            Ok(project) => {
+                work_tree(&project, &mut problems)?;
+                rotation(&project, &mut problems, &mut warnings);
+            }
             Err(WorkspaceError::NotInitialized { .. }) => problems.push((
                 "this repository is not set up for git-seal".to_owned(),
                 "git seal init 'PATTERN'".to_owned(),
@@ -47,14 +56,33 @@ pub(crate) fn run(_args: Args) -> CommandResult<u8> {
             Err(e) => problems.push((e.to_string(), "see the message".to_owned())),
         }
     }
+    for (problem, fix) in &problems {
+        outln!("{problem}; fix: `{fix}`");
+    }
+    for (warning, fix) in &warnings {
+        outln!("warning: {warning}; fix: `{fix}`");
+    }
     if problems.is_empty() {
         outln!("git-seal: doctor: nothing to fix");
         return Ok(0);
     }
-    for (problem, fix) in &problems {
-        outln!("{problem}; fix: `{fix}`");
-    }
     Ok(1)
+}
+
+/// Active KEKs due for rotation: overdue is a problem, due soon a warning.
+fn rotation(
+    project: &Workspace,
+    problems: &mut Vec<(String, String)>,
+    warnings: &mut Vec<(String, String)>,
+) {
+    let days = project.policy.rotate_after_days();
+    for (kek, due) in expiry::needing_rotation(&project.keks, days, SystemTime::now()) {
+        let to = match due.state {
+            expiry::Due::Overdue { .. } => &mut *problems,
+            _ => &mut *warnings,
+        };
+        to.push((due.describe(&kek.kid), expiry::rotate_fix(&kek.kid)));
+    }
 }
 
 fn work_tree(project: &Workspace, problems: &mut Vec<(String, String)>) -> CommandResult {

@@ -1,6 +1,7 @@
 //! `git seal status`: what this clone has and whether it is healthy.
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -9,9 +10,14 @@ use git_seal::audit;
 use git_seal::drivers;
 use git_seal::envelope;
 use git_seal::hooks::{self, HookState};
+use git_seal::keys::expiry;
 use git_seal::workspace::Workspace;
 
 /// Show KEKs, sealed files, lock state, drivers, hooks and the audit chain.
+///
+/// Each active KEK shows when it is due for rotation (`rotate_after_days`
+/// after its creation, in `.seal/policy.json`; default 730), with a
+/// `rotation:` line when that is within 30 days or past.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// Print machine-readable JSON instead of text.
@@ -25,6 +31,8 @@ pub(crate) struct Status {
     pub provider: String,
     pub keks: Vec<KekStatus>,
     pub active_kid: String,
+    /// The policy's rotation cadence for active KEKs, in days.
+    pub rotate_after_days: u32,
     /// Sealed paths in HEAD, counted per recipient kid.
     pub sealed_in_head: BTreeMap<String, usize>,
     pub sealed_files: usize,
@@ -46,6 +54,19 @@ pub(crate) struct KekStatus {
     pub algorithm: String,
     pub created_at: String,
     pub usable_here: bool,
+    /// When an active KEK is due for rotation (RFC 3339; `None` for a KEK
+    /// that is not active).
+    pub due: Option<String>,
+    /// `ok`, `due-soon` (within 30 days) or `overdue`; `None` when not active.
+    pub due_state: Option<&'static str>,
+    /// Days until due, negative once overdue; `None` when not active.
+    pub due_in_days: Option<i64>,
+    /// The same, for text output.
+    #[serde(skip)]
+    pub expiry: Option<expiry::Expiry>,
+    /// What to say when it is due soon or overdue, with the fix.
+    #[serde(skip)]
+    pub rotation: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -69,17 +90,29 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
 }
 
 pub(crate) fn collect(project: &Workspace) -> CommandResult<Status> {
+    let rotate_after_days = project.policy.rotate_after_days();
+    let now = SystemTime::now();
     let keks = project
         .keks
         .iter()
-        .map(|k| KekStatus {
-            kid: k.kid.to_string(),
-            version: k.version,
-            status: format!("{:?}", k.status).to_lowercase(),
-            custody: k.custody.clone(),
-            algorithm: k.wrap.clone(),
-            created_at: k.created_at.clone(),
-            usable_here: project.keys().has(&k.kid),
+        .map(|k| {
+            let due = expiry::expiry(k, rotate_after_days, now);
+            KekStatus {
+                kid: k.kid.to_string(),
+                version: k.version,
+                status: format!("{:?}", k.status).to_lowercase(),
+                custody: k.custody.clone(),
+                algorithm: k.wrap.clone(),
+                created_at: k.created_at.clone(),
+                usable_here: project.keys().has(&k.kid),
+                due: due.map(|d| d.due_rfc3339()),
+                due_state: due.map(|d| d.state.as_str()),
+                due_in_days: due.map(|d| d.due_in_days()),
+                expiry: due,
+                rotation: due
+                    .filter(expiry::Expiry::needs_rotation)
+                    .map(|due| due.advice(&k.kid)),
+            }
         })
         .collect();
     let mut sealed_in_head = BTreeMap::new();
@@ -114,6 +147,7 @@ pub(crate) fn collect(project: &Workspace) -> CommandResult<Status> {
         provider: project.provider.name().to_owned(),
         keks,
         active_kid: project.active()?.kid.to_string(),
+        rotate_after_days,
         sealed_in_head,
         sealed_files,
         plaintext_in_head,
@@ -155,8 +189,12 @@ fn print_text(s: &Status) -> CommandResult {
         } else {
             ""
         };
+        let due = match &k.expiry {
+            Some(due) => format!(" due={}", due.due_date()),
+            None => String::new(),
+        };
         outln!(
-            "  {} v{} {}{} custody={} alg={} created={} usable here: {}",
+            "  {} v{} {}{} custody={} alg={} created={}{due} usable here: {}",
             k.kid,
             k.version,
             k.status,
@@ -166,6 +204,9 @@ fn print_text(s: &Status) -> CommandResult {
             k.created_at,
             if k.usable_here { "yes" } else { "no" }
         );
+    }
+    for rotation in s.keks.iter().filter_map(|k| k.rotation.as_ref()) {
+        outln!("  rotation: {rotation}");
     }
     outln!("sealed files in HEAD: {}", s.sealed_files);
     for (kid, n) in &s.sealed_in_head {

@@ -7,9 +7,10 @@
 //! (it wraps, never unwraps); [`Chain`] asks several in order. `x25519` is
 //! the `x25519-hkdf-sha256` wrap; `sealing` seals an envelope to wrap
 //! targets and opens one with a provider; `record` is the committed public
-//! metadata. The envelope format (`envelope`) knows nothing of keys.
+//! metadata, and `expiry` says when an active KEK is due for rotation. The envelope format (`envelope`) knows nothing of keys.
 
 pub mod env;
+pub mod expiry;
 pub mod file;
 pub mod public;
 pub mod record;

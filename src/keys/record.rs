@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -95,6 +96,12 @@ impl KekRecord {
         }
     }
 
+    /// `created_at` as a time; `None` when it is not RFC 3339 UTC
+    /// (`2026-01-02T03:04:05Z`), which loading a record refuses.
+    pub fn created(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339(&self.created_at).ok()
+    }
+
     pub(crate) fn public_bytes(&self) -> Option<[u8; 32]> {
         let bytes = B64.decode(self.public_key.as_deref()?).ok()?;
         bytes.try_into().ok()
@@ -115,6 +122,14 @@ impl KekRecord {
                     self.kid
                 )));
             }
+        }
+        // Its due date for rotation counts from here (`keys::expiry`): a
+        // date nobody can read would hide a KEK that is overdue.
+        if self.created().is_none() {
+            return Err(invalid(format!(
+                "created_at {:?} of {} is not an RFC 3339 UTC time such as 2026-01-02T03:04:05Z",
+                self.created_at, self.kid
+            )));
         }
         if path.file_stem().and_then(|s| s.to_str()) != Some(self.kid.as_str()) {
             return Err(invalid(format!(
@@ -176,6 +191,11 @@ pub(crate) fn parse_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<KekRecord>
     Ok(records)
 }
 
+/// Where `kid`'s record is in a repository: `.seal/keys/<kid>.json`.
+pub fn repo_path(kid: &Kid) -> String {
+    format!("{KEYS_DIR}/{kid}.json")
+}
+
 /// Write a record to `.seal/keys/<kid>.json`.
 pub fn store(root: &Path, record: &KekRecord) -> Result<PathBuf, RecordError> {
     let dir = root.join(KEYS_DIR);
@@ -183,7 +203,7 @@ pub fn store(root: &Path, record: &KekRecord) -> Result<PathBuf, RecordError> {
         path: dir.clone(),
         source,
     })?;
-    let path = dir.join(format!("{}.json", record.kid));
+    let path = root.join(repo_path(&record.kid));
     // Whole or not at all: a lifecycle command killed mid-write must not
     // leave a record that no clone can parse.
     crate::atomic_file::write_shared(&path, record.to_text().as_bytes()).map_err(|e| {
@@ -216,5 +236,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("does not match"));
+    }
+
+    #[test]
+    fn created_at_must_be_rfc3339_utc() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = crate::secret::KekSecret::generate();
+        let good = KekRecord::new_x25519(&secret.public(), 1);
+        assert!(good.created().is_some(), "{}", good.created_at);
+        for bad in ["2026-13-01T00:00:00Z", "2026-01-02", "yesterday", ""] {
+            let record = KekRecord {
+                created_at: bad.to_owned(),
+                ..good.clone()
+            };
+            let path = store(tmp.path(), &record).unwrap();
+            let err = load_all(tmp.path()).unwrap_err().to_string();
+            assert!(
+                err.contains(&path.display().to_string()) && err.contains("created_at"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod audit;
 mod basics;
 mod check;
+mod expiry;
 mod filter;
 mod hardening;
 mod harness;
