@@ -201,9 +201,6 @@ fn append_event(
 /// A key lifecycle step (`kek-add`, `rotate`, …; see docs/audit.md): one
 /// entry with `data`, if this user's signer is trusted (else a warning
 /// says why it is not recorded). Returns whether it was appended.
-// Its callers, the key lifecycle commands, are being built on another
-// branch; until they land nothing here calls it.
-#[allow(dead_code)]
 pub(crate) fn on_lifecycle(
     repo: &Repo,
     event: &'static str,

@@ -163,7 +163,11 @@ fn list(args: ListArgs) -> CommandResult<u8> {
             k.custody,
             &k.created_at,
             age,
-            k.due.as_deref().unwrap_or("-"),
+            match (&k.due, k.due_state) {
+                (Some(due), Some(state)) if state != "ok" => format!("{due} ({state})"),
+                (Some(due), _) => due.clone(),
+                _ => "-".to_owned(),
+            },
             if k.here { "here" } else { "not here" },
             k.envelopes_head,
             k.envelopes_index,

@@ -125,8 +125,10 @@ pub struct Listed {
     pub custody: String,
     pub created_at: String,
     pub age_days: Option<u64>,
-    /// When an active KEK is due for rotation (`rotate_after_days`).
+    /// When an active KEK is due for rotation (`rotate_after_days`), and
+    /// where it stands: `ok`, `due-soon` or `overdue`.
     pub due: Option<String>,
+    pub due_state: Option<&'static str>,
     /// Its private half is here (a key file, archived or not, or
     /// GIT_SEAL_KEK).
     pub here: bool,
@@ -144,19 +146,16 @@ pub fn list(ws: &Workspace) -> Result<Vec<Listed>, LifecycleError> {
     }
     let keys = keys::for_opening(Some(ws.shared_keys()))?;
     let now = std::time::SystemTime::now();
-    let days = u64::from(ws.policy.rotate_after_days());
+    let days = ws.policy.rotate_after_days();
     Ok(ws
         .keks
         .iter()
         .map(|k| {
-            let created = humantime::parse_rfc3339(&k.created_at).ok();
-            let age_days = created
+            let age_days = k
+                .created()
                 .and_then(|c| now.duration_since(c).ok())
                 .map(|d| d.as_secs() / 86_400);
-            let due = created
-                .filter(|_| k.status == Status::Active)
-                .map(|c| c + std::time::Duration::from_secs(days * 86_400))
-                .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+            let expiry = crate::keys::expiry::expiry(k, days, now);
             let count = |place| counts.get(&(k.kid.clone(), place)).copied().unwrap_or(0);
             Listed {
                 kid: k.kid.clone(),
@@ -166,7 +165,8 @@ pub fn list(ws: &Workspace) -> Result<Vec<Listed>, LifecycleError> {
                 custody: k.custody.clone(),
                 created_at: k.created_at.clone(),
                 age_days,
-                due,
+                due: expiry.map(|e| e.due_rfc3339()),
+                due_state: expiry.map(|e| e.state.as_str()),
                 here: keys.has(&k.kid),
                 envelopes_head: count(Place::Head),
                 envelopes_index: count(Place::Index),
