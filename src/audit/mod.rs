@@ -9,6 +9,8 @@
 pub mod approvals;
 pub mod chain;
 pub mod entry;
+#[cfg(test)]
+pub(crate) mod lab;
 pub mod signer;
 pub mod sync;
 pub mod verify;
