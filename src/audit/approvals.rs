@@ -108,11 +108,7 @@ pub fn approve(repo: &Repo, what: Approval, items: &[String]) -> Result<Oid, App
         return Err(ApproveError::Unverified(report.findings.len()));
     }
     let me = Signer::load_or_create()?;
-    if !report
-        .signers
-        .iter()
-        .any(|s| s.fingerprint == me.fingerprint())
-    {
+    if !report.trusts(me.fingerprint()) {
         return Err(ApproveError::Untrusted(me.fingerprint().to_owned()));
     }
     let (event, field) = match what {

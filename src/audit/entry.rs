@@ -139,6 +139,15 @@ impl Entry {
     pub fn data_str(&self, field: &str) -> Option<&str> {
         self.data.get(field).and_then(Value::as_str)
     }
+
+    /// The strings in the array `data.FIELD` (none if it is not an array).
+    pub fn data_strs(&self, field: &str) -> Vec<&str> {
+        self.data
+            .get(field)
+            .and_then(Value::as_array)
+            .map(|items| items.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Lowercase words joined by `-` (`seal`, `signer-add`).

@@ -80,6 +80,11 @@ impl Report {
     pub fn ok(&self) -> bool {
         self.findings.is_empty()
     }
+
+    /// Does the chain trust the signer `fingerprint` at its tip?
+    pub fn trusts(&self, fingerprint: &str) -> bool {
+        self.signers.iter().any(|s| s.fingerprint == fingerprint)
+    }
 }
 
 /// One entry, read and its signature checked (the parallel part).
