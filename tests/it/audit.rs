@@ -1099,3 +1099,39 @@ fn signer_remove_refuses_what_would_break_the_chain_naming_the_fix() {
     );
     assert_eq!(env.git(&dir, &["rev-parse", REF]), tip);
 }
+
+#[test]
+fn rotate_and_recipient_remove_entries_approve_dropping_the_kid_from_a_policy_scope() {
+    use git_seal::audit::entry::{EVENT_RECIPIENT_REMOVE, EVENT_ROTATE};
+    for event in [EVENT_ROTATE, EVENT_RECIPIENT_REMOVE] {
+        let env = Env::new();
+        let dir = env.sealed_repo("r");
+        let kid = env.kid();
+        crate::harness::set_policy(
+            &dir,
+            "recipients",
+            serde_json::json!([{"paths": ["secrets/**"], "kids": [kid]}]),
+        );
+        env.git(&dir, &["commit", "-q", "-am", "a recipients scope"]);
+        crate::harness::set_policy(&dir, "recipients", serde_json::json!([]));
+        env.git(&dir, &["commit", "-q", "--no-verify", "-am", "drop it"]);
+        let found = stdout(&env.fails("git-seal", &dir, &["check", "HEAD~1..HEAD"], 1));
+        assert!(found.contains(&format!("recipient:{kid}")), "{found}");
+
+        let tree = env.git(&dir, &["write-tree"]).trim().to_owned();
+        let data = if event == EVENT_ROTATE {
+            serde_json::json!({
+                "from": kid, "to": "k_0123456789abcdef", "reencrypt": false,
+                "rewrapped": 0, "reencrypted": 0, "index_tree": tree,
+            })
+        } else {
+            serde_json::json!({
+                "kid": kid, "paths": ["secrets/**"], "reencrypted": 0,
+                "history_blobs": 0, "index_tree": tree,
+            })
+        };
+        append_as(&env, &dir, event, data);
+        env.seal(&dir, &["audit", "verify"]);
+        env.ok("git-seal", &dir, &["check", "HEAD~1..HEAD"]);
+    }
+}
