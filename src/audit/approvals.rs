@@ -3,14 +3,17 @@
 //! `.gitattributes` pattern, a recipient or the path binding dropped), only
 //! when a trusted signer's audit entry names that change: `unseal-path`
 //! (`data.paths`) or `policy` (`data.allow`, items such as
-//! `sealed:secrets/**`). This module reads those approvals from a chain and
-//! writes them.
+//! `sealed:secrets/**`). Key lifecycle entries approve what they do by
+//! their nature: a `rotate` entry approves dropping `recipient:FROM` (the
+//! kid rotated away), a `recipient-remove` entry `recipient:KID`. This
+//! module reads those approvals from a chain and writes them.
 
 use std::collections::HashSet;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
 use super::chain::{self, NewEntry};
+use super::entry;
 use super::verify::{self, Options};
 use super::{AuditError, Signer, When, REF};
 use crate::repo::{Oid, Repo};
@@ -44,13 +47,15 @@ impl Approvals {
             let Ok(entry) = chain::read_entry(repo, commits[&id].tree) else {
                 continue;
             };
-            let (field, into) = match entry.event.as_str() {
-                EVENT_UNSEAL_PATH => ("paths", &mut approvals.paths),
-                EVENT_POLICY => ("allow", &mut approvals.policy),
-                _ => continue,
-            };
-            if let Some(items) = entry.data.get(field).and_then(Value::as_array) {
-                into.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+            // A lifecycle entry names the one kid it drops as a recipient.
+            let recipient =
+                |field: &str| entry.data_str(field).map(|kid| format!("recipient:{kid}"));
+            match entry.event.as_str() {
+                EVENT_UNSEAL_PATH => approvals.paths.extend(owned(entry.data_strs("paths"))),
+                EVENT_POLICY => approvals.policy.extend(owned(entry.data_strs("allow"))),
+                entry::EVENT_ROTATE => approvals.policy.extend(recipient("from")),
+                entry::EVENT_RECIPIENT_REMOVE => approvals.policy.extend(recipient("kid")),
+                _ => {}
             }
         }
         approvals
@@ -68,6 +73,10 @@ impl Approvals {
     pub fn policy(&self, item: &str) -> bool {
         self.policy.contains(item)
     }
+}
+
+fn owned(items: Vec<&str>) -> impl Iterator<Item = String> + '_ {
+    items.into_iter().map(str::to_owned)
 }
 
 /// What a signer approves.
@@ -108,11 +117,7 @@ pub fn approve(repo: &Repo, what: Approval, items: &[String]) -> Result<Oid, App
         return Err(ApproveError::Unverified(report.findings.len()));
     }
     let me = Signer::load_or_create()?;
-    if !report
-        .signers
-        .iter()
-        .any(|s| s.fingerprint == me.fingerprint())
-    {
+    if !report.trusts(me.fingerprint()) {
         return Err(ApproveError::Untrusted(me.fingerprint().to_owned()));
     }
     let (event, field) = match what {
@@ -130,4 +135,71 @@ fn is_policy_item(item: &str) -> bool {
         || ["sealed:", "attribute:", "recipient:"]
             .iter()
             .any(|p| item.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::lab::Lab;
+    use serde_json::Value;
+
+    const FROM: &str = "k_0123456789abcdef";
+    const TO: &str = "k_fedcba9876543210";
+    const REMOVED: &str = "k_00000000000000aa";
+
+    /// The lifecycle entries as docs/audit.md gives their data.
+    fn rotate() -> Value {
+        json!({
+            "from": FROM, "to": TO, "reencrypt": false, "rewrapped": 3,
+            "reencrypted": 0, "index_tree": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+        })
+    }
+
+    fn recipient_remove() -> Value {
+        json!({
+            "kid": REMOVED, "paths": ["prod/**"], "reencrypted": 2,
+            "history_blobs": 5, "index_tree": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+        })
+    }
+
+    /// A `rotate` entry approves dropping the kid it rotated away from, a
+    /// `recipient-remove` entry the kid it removed; nothing else.
+    #[test]
+    fn rotate_and_recipient_remove_approve_dropping_their_kid() {
+        let lab = Lab::new();
+        let start = lab.start();
+        let none = Approvals::from_chain(&lab.repo, Some(start));
+        assert!(!none.policy(&format!("recipient:{FROM}")));
+
+        let rotated = lab.entry(&lab.ada, &[start], entry::EVENT_ROTATE, rotate());
+        let tip = lab.entry(
+            &lab.bea,
+            &[rotated],
+            entry::EVENT_RECIPIENT_REMOVE,
+            recipient_remove(),
+        );
+        let approvals = Approvals::from_chain(&lab.repo, Some(tip));
+        assert!(approvals.policy(&format!("recipient:{FROM}")));
+        assert!(approvals.policy(&format!("recipient:{REMOVED}")));
+        assert!(!approvals.policy(&format!("recipient:{TO}")));
+        assert!(!approvals.policy(&format!("sealed:{FROM}")));
+        assert!(!approvals.unseal(FROM) && !approvals.unseal("prod/**"));
+    }
+
+    /// Signed by a signer the chain does not trust (here: one removed
+    /// before), a lifecycle entry approves nothing: the chain does not
+    /// verify.
+    #[test]
+    fn a_lifecycle_entry_by_a_removed_signer_approves_nothing() {
+        let lab = Lab::new();
+        let removed = lab.remove(&lab.ada, lab.start(), &lab.bea);
+        let tip = lab.entry(
+            &lab.bea,
+            &[removed],
+            entry::EVENT_RECIPIENT_REMOVE,
+            recipient_remove(),
+        );
+        let approvals = Approvals::from_chain(&lab.repo, Some(tip));
+        assert!(!approvals.policy(&format!("recipient:{REMOVED}")));
+    }
 }

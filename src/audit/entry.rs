@@ -58,8 +58,10 @@ pub enum EntryError {
     Event(String),
     #[error("actor.signer {0:?} is not an SSH SHA256 fingerprint")]
     Signer(String),
-    #[error("signer-add entry without data.{0}")]
-    MissingData(&'static str),
+    #[error("{event} entry without data.{field} (a string)")]
+    MissingData { event: String, field: &'static str },
+    #[error("signer-remove entry's data.fingerprint {0:?} is not an SSH SHA256 fingerprint")]
+    RemoveFingerprint(String),
     #[error("data holds the number {0}, which is not a whole number (entries record ids, paths, kids and counts)")]
     Fraction(String),
 }
@@ -111,11 +113,24 @@ impl Entry {
         if let Some(n) = self.data.values().find_map(fraction_in) {
             return Err(EntryError::Fraction(n.to_string()));
         }
-        if self.event == EVENT_SIGNER_ADD {
-            for field in ["public_key", "fingerprint", "email"] {
-                if !self.data.get(field).is_some_and(Value::is_string) {
-                    return Err(EntryError::MissingData(field));
-                }
+        let required: &[&'static str] = match self.event.as_str() {
+            EVENT_SIGNER_ADD => &["public_key", "fingerprint", "email"],
+            EVENT_SIGNER_REMOVE => &["fingerprint"],
+            _ => &[],
+        };
+        if let Some(field) = required
+            .iter()
+            .find(|f| !self.data.get(**f).is_some_and(Value::is_string))
+        {
+            return Err(EntryError::MissingData {
+                event: self.event.clone(),
+                field,
+            });
+        }
+        if self.event == EVENT_SIGNER_REMOVE {
+            let fingerprint = self.data_str("fingerprint").unwrap_or_default();
+            if !fingerprint.starts_with("SHA256:") {
+                return Err(EntryError::RemoveFingerprint(fingerprint.to_owned()));
             }
         }
         Ok(())
@@ -123,6 +138,15 @@ impl Entry {
 
     pub fn data_str(&self, field: &str) -> Option<&str> {
         self.data.get(field).and_then(Value::as_str)
+    }
+
+    /// The strings in the array `data.FIELD` (none if it is not an array).
+    pub fn data_strs(&self, field: &str) -> Vec<&str> {
+        self.data
+            .get(field)
+            .and_then(Value::as_array)
+            .map(|items| items.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -187,6 +211,50 @@ mod tests {
         assert!(text.starts_with("{\n  \"schema\": \"git-seal.audit/v1\",\n  \"seq\": 3,"));
         assert!(text.ends_with("}\n"));
         assert_eq!(Entry::parse(text.as_bytes()).unwrap(), sample());
+    }
+
+    /// `signer-remove` names the signer it removes by a fingerprint string;
+    /// anything else is refused at parse time, as for `signer-add`.
+    #[test]
+    fn signer_remove_needs_a_fingerprint_string() {
+        let with = |data: Value| {
+            let mut entry = sample();
+            entry.event = EVENT_SIGNER_REMOVE.into();
+            entry.data = data.as_object().unwrap().clone();
+            Entry::parse(entry.to_text().as_bytes())
+        };
+        let good = with(serde_json::json!({"fingerprint": "SHA256:abc"})).unwrap();
+        assert_eq!(good.data_str("fingerprint"), Some("SHA256:abc"));
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"fingerprint": 7}),
+            serde_json::json!({"fingerprint": null}),
+            serde_json::json!({"fingerprint": ["SHA256:abc"]}),
+        ] {
+            let err = with(bad.clone()).unwrap_err();
+            assert!(
+                matches!(&err, EntryError::MissingData { event, field: "fingerprint" } if event == EVENT_SIGNER_REMOVE),
+                "{bad}: {err}"
+            );
+            assert!(err
+                .to_string()
+                .contains("signer-remove entry without data.fingerprint"));
+        }
+        let err = with(serde_json::json!({"fingerprint": "MD5:ab:cd"})).unwrap_err();
+        assert!(matches!(err, EntryError::RemoveFingerprint(_)), "{err}");
+        // signer-add still says which of its fields is missing.
+        let mut add = sample();
+        add.event = EVENT_SIGNER_ADD.into();
+        add.data =
+            serde_json::json!({"public_key": "ssh-ed25519 AAAA", "fingerprint": "SHA256:abc"})
+                .as_object()
+                .unwrap()
+                .clone();
+        let err = Entry::parse(add.to_text().as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "signer-add entry without data.email (a string)"
+        );
     }
 
     #[test]

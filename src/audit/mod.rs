@@ -9,6 +9,8 @@
 pub mod approvals;
 pub mod chain;
 pub mod entry;
+#[cfg(test)]
+pub(crate) mod lab;
 pub mod signer;
 pub mod sync;
 pub mod verify;
@@ -81,21 +83,32 @@ fn trusted_signer(repo: &Repo) -> Result<Option<Signer>, AuditError> {
     Ok(None)
 }
 
+/// First line of `.git/seal/audit-signers`. A cache without it was
+/// written before signer removal existed and may still list a removed
+/// signer, so it is rebuilt from the whole chain.
+const SIGNERS_CACHE_FORMAT: &str = "git-seal audit-signers v2";
+
 /// The signers the chain at `tip` names as trusted (the `init` entry's
-/// signer and every `signer-add` fingerprint). This is the hooks' quick
-/// test of whether to append, not verification: it reads only the entries
-/// added since the last call (remembered in `.git/seal/audit-signers`), so
-/// a commit stays fast on a long chain. `audit verify` checks properly.
+/// signer and every `signer-add` fingerprint, less every `signer-remove`
+/// one, applied parents first). This is the hooks' quick test of whether
+/// to append, not verification: it reads only the entries added since the
+/// last call (remembered in `.git/seal/audit-signers` as the tip and the
+/// set there), so a commit stays fast on a long chain. `audit verify`
+/// checks properly: it applies each entry's ancestors only, so where
+/// diverged chains were merged and one side removed a signer that the
+/// other side added on its own, the two can disagree (see [`verify`]).
 fn named_signers(repo: &Repo, tip: Oid) -> Result<BTreeSet<String>, AuditError> {
     let cache = repo.common_dir().join("seal").join("audit-signers");
     let mut known: Option<Oid> = None;
     let mut signers = BTreeSet::new();
     if let Ok(text) = std::fs::read_to_string(&cache) {
         let mut lines = text.lines();
-        if let Some(id) = lines.next().and_then(|l| Oid::from_str(l).ok()) {
-            if repo.is_ancestor(id, tip).unwrap_or(false) {
-                known = Some(id);
-                signers.extend(lines.map(str::to_owned));
+        if lines.next() == Some(SIGNERS_CACHE_FORMAT) {
+            if let Some(id) = lines.next().and_then(|l| Oid::from_str(l).ok()) {
+                if repo.is_ancestor(id, tip).unwrap_or(false) {
+                    known = Some(id);
+                    signers.extend(lines.map(str::to_owned));
+                }
             }
         }
     }
@@ -120,10 +133,15 @@ fn named_signers(repo: &Repo, tip: Oid) -> Result<BTreeSet<String>, AuditError> 
                     signers.insert(fingerprint.to_owned());
                 }
             }
+            entry::EVENT_SIGNER_REMOVE => {
+                if let Some(fingerprint) = entry.data_str("fingerprint") {
+                    signers.remove(fingerprint);
+                }
+            }
             _ => {}
         }
     }
-    let mut text = format!("{tip}\n");
+    let mut text = format!("{SIGNERS_CACHE_FORMAT}\n{tip}\n");
     for s in &signers {
         text.push_str(s);
         text.push('\n');
@@ -201,6 +219,8 @@ fn append_event(
 /// A key lifecycle step (`kek-add`, `rotate`, …; see docs/audit.md): one
 /// entry with `data`, if this user's signer is trusted (else a warning
 /// says why it is not recorded). Returns whether it was appended.
+// Called by the key lifecycle commands, which land from another branch.
+#[allow(dead_code)]
 pub(crate) fn on_lifecycle(
     repo: &Repo,
     event: &'static str,
@@ -402,4 +422,61 @@ fn path_record(
         }
     }
     Ok(Value::Object(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::lab::Lab;
+
+    fn write_cache(repo: &Repo, text: &str) {
+        let dir = repo.common_dir().join("seal");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("audit-signers"), text).unwrap();
+    }
+
+    fn cache(repo: &Repo) -> String {
+        std::fs::read_to_string(repo.common_dir().join("seal").join("audit-signers")).unwrap()
+    }
+
+    /// The hooks' quick trust test drops a removed signer, whether it
+    /// reads the chain whole or only the entries after its cached tip, and
+    /// a cache written before removals were understood is rebuilt.
+    #[test]
+    fn named_signers_drops_a_removed_signer_through_the_cache() {
+        let lab = Lab::new();
+        let (ada, bea) = (lab.ada.fingerprint(), lab.bea.fingerprint());
+        let added = lab.start();
+        let removed = lab.remove(&lab.ada, added, &lab.bea);
+        let only_ada = BTreeSet::from([ada.to_owned()]);
+        let both = BTreeSet::from([ada.to_owned(), bea.to_owned()]);
+
+        // Whole chain, no cache.
+        assert_eq!(named_signers(&lab.repo, removed).unwrap(), only_ada);
+        assert_eq!(
+            cache(&lab.repo),
+            format!("{SIGNERS_CACHE_FORMAT}\n{removed}\n{ada}\n")
+        );
+
+        // Cached at the signer-add; only the removal is read after it.
+        write_cache(&lab.repo, "");
+        assert_eq!(named_signers(&lab.repo, added).unwrap(), both);
+        assert_eq!(named_signers(&lab.repo, removed).unwrap(), only_ada);
+
+        // A cache at the tip is taken as it is (it is not re-read)...
+        write_cache(
+            &lab.repo,
+            &format!("{SIGNERS_CACHE_FORMAT}\n{removed}\nSHA256:cached\n"),
+        );
+        let cached = BTreeSet::from(["SHA256:cached".to_owned()]);
+        assert_eq!(named_signers(&lab.repo, removed).unwrap(), cached);
+        // ...but one in the old format (no format line), which may list a
+        // removed signer, is rebuilt from the chain.
+        write_cache(&lab.repo, &format!("{removed}\n{ada}\n{bea}\n"));
+        assert_eq!(named_signers(&lab.repo, removed).unwrap(), only_ada);
+
+        // Added again after the removal: named again.
+        let again = lab.add(&lab.ada, removed, &lab.bea);
+        assert_eq!(named_signers(&lab.repo, again).unwrap(), both);
+    }
 }

@@ -3,6 +3,12 @@
 //! sequence numbers along parents, and optionally that an old tip is still
 //! an ancestor. Needs no private key.
 //!
+//! Trust at an entry is decided by its ancestors alone (`Trust`): the
+//! `init` signer, then `signer-add` and `signer-remove` entries along the
+//! parents. A signer removed on one side of a `chain-merge` is not trusted
+//! after the merge, unless the side that trusts it had seen that removal
+//! (and re-added the signer after it).
+//!
 //! Speed: one thread walks the commits (to learn the graph) while threads
 //! with their own repository handles read the entries and check the
 //! signatures in batches, the costly part; trust and sequence checks then
@@ -34,6 +40,16 @@ pub struct Finding {
     pub reason: String,
 }
 
+/// A signer the chain trusted once and no longer does at its tip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedSigner {
+    pub fingerprint: String,
+    /// The `signer-remove` entry that removed it (the latest, if several).
+    pub removed_by: Oid,
+    /// That entry's sequence number.
+    pub seq: u64,
+}
+
 /// A signer the chain trusts at its tip.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustedSigner {
@@ -52,11 +68,22 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Signers trusted at the tip, in the order they were added.
     pub signers: Vec<TrustedSigner>,
+    /// Signers removed (and not added again) by the tip, in the order
+    /// they were removed.
+    pub removed: Vec<RemovedSigner>,
+    /// The fingerprint of the root (`init`) entry's signer. It stays the
+    /// root (what `--trust` pins) even after it is removed as a signer.
+    pub root: Option<String>,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
         self.findings.is_empty()
+    }
+
+    /// Does the chain trust the signer `fingerprint` at its tip?
+    pub fn trusts(&self, fingerprint: &str) -> bool {
+        self.signers.iter().any(|s| s.fingerprint == fingerprint)
     }
 }
 
@@ -68,6 +95,79 @@ struct Checked {
     problems: Vec<String>,
 }
 
+/// Who may sign at one point of the chain, from the entries below it.
+#[derive(Clone, Debug, Default)]
+struct Trust {
+    signers: BTreeMap<String, TrustedSigner>,
+    /// Every effective `signer-remove` among the ancestors, by the
+    /// fingerprint it removed: the history a merge compares (see
+    /// [`Trust::merge`]). A signer added again stays listed here.
+    removals: BTreeMap<String, Vec<RemovedSigner>>,
+}
+
+impl Trust {
+    /// Trust below a merge of `sides`. A signer stays trusted if some side
+    /// trusts it having seen every removal of it that any side has seen: a
+    /// side that never saw a removal made on the other side holds stale
+    /// trust, which the merge must not bring back; a side that removed and
+    /// then added it again (after the removal) holds fresh trust.
+    fn merge(sides: &[&Trust]) -> Trust {
+        let mut removals: BTreeMap<String, Vec<RemovedSigner>> = BTreeMap::new();
+        for side in sides {
+            for (fingerprint, list) in &side.removals {
+                let all = removals.entry(fingerprint.clone()).or_default();
+                for removal in list {
+                    if !all.iter().any(|r| r.removed_by == removal.removed_by) {
+                        all.push(removal.clone());
+                    }
+                }
+            }
+        }
+        let count = |of: &BTreeMap<String, Vec<RemovedSigner>>, fingerprint: &str| {
+            of.get(fingerprint).map_or(0, Vec::len)
+        };
+        let mut signers = BTreeMap::new();
+        for side in sides {
+            for (fingerprint, signer) in &side.signers {
+                // A side's removals are a subset of the union: equal counts
+                // mean the side saw them all.
+                if count(&side.removals, fingerprint) == count(&removals, fingerprint) {
+                    signers
+                        .entry(fingerprint.clone())
+                        .or_insert_with(|| signer.clone());
+                }
+            }
+        }
+        Trust { signers, removals }
+    }
+
+    /// The removal that makes `fingerprint` untrusted here, if any (the
+    /// latest by sequence number).
+    fn removal_of(&self, fingerprint: &str) -> Option<&RemovedSigner> {
+        if self.signers.contains_key(fingerprint) {
+            return None;
+        }
+        self.removals
+            .get(fingerprint)
+            .and_then(|list| list.iter().max_by_key(|r| r.seq))
+    }
+
+    /// Apply the `signer-remove` entry `id` (whose signer is trusted here).
+    /// Removing a signer that is not trusted here changes nothing.
+    fn remove(&mut self, fingerprint: &str, id: Oid, seq: u64) {
+        if self.signers.remove(fingerprint).is_some() {
+            self.removals
+                .entry(fingerprint.to_owned())
+                .or_default()
+                .push(RemovedSigner {
+                    fingerprint: fingerprint.to_owned(),
+                    removed_by: id,
+                    seq,
+                });
+        }
+    }
+}
+
 /// Verify the chain ending at `tip`.
 pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditError> {
     let mut findings = Vec::new();
@@ -75,11 +175,11 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
 
     let index: HashMap<Oid, usize> = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut seqs: Vec<Option<u64>> = vec![None; order.len()];
-    // Signers trusted *below* each entry (from its ancestors), shared
-    // between entries while nothing changes.
-    let mut trusted_after: Vec<Rc<BTreeMap<String, TrustedSigner>>> =
-        Vec::with_capacity(order.len());
+    // Trust *below* each entry (from its ancestors), shared between
+    // entries while nothing changes.
+    let mut trusted_after: Vec<Rc<Trust>> = Vec::with_capacity(order.len());
     let mut root: Option<Oid> = None;
+    let mut root_signer: Option<String> = None;
 
     for (i, id) in order.iter().enumerate() {
         let (commit_parents, check) = &read[id];
@@ -90,17 +190,12 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
             .collect();
 
         // Trust inherited from the parents.
-        let mut trusted: Rc<BTreeMap<String, TrustedSigner>> = match parents.as_slice() {
-            [] => Rc::new(BTreeMap::new()),
+        let mut trusted: Rc<Trust> = match parents.as_slice() {
+            [] => Rc::new(Trust::default()),
             [one] => trusted_after[*one].clone(),
             many => {
-                let mut merged = BTreeMap::new();
-                for p in many {
-                    for (k, v) in trusted_after[*p].iter() {
-                        merged.entry(k.clone()).or_insert_with(|| v.clone());
-                    }
-                }
-                Rc::new(merged)
+                let sides: Vec<&Trust> = many.iter().map(|p| &*trusted_after[*p]).collect();
+                Rc::new(Trust::merge(&sides))
             }
         };
 
@@ -131,6 +226,7 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
                     ));
                 } else {
                     root = Some(*id);
+                    root_signer = Some(fingerprint.clone());
                     if let Some(pinned) = options.trust.as_ref().filter(|p| *p != fingerprint) {
                         // One finding says it all: the rest of the chain is
                         // then checked as if this root were trusted, rather
@@ -139,8 +235,8 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
                             "the root entry is signed by {fingerprint}, not the pinned {pinned}"
                         ));
                     }
-                    let mut roots = BTreeMap::new();
-                    roots.insert(
+                    let mut roots = Trust::default();
+                    roots.signers.insert(
                         fingerprint.clone(),
                         TrustedSigner {
                             fingerprint: fingerprint.clone(),
@@ -154,7 +250,12 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
             } else if entry.event == entry::EVENT_INIT {
                 problems.push("an `init` entry that is not the chain's first".into());
             }
-            if !trusted.contains_key(fingerprint) {
+            if let Some(removal) = trusted.removal_of(fingerprint) {
+                problems.push(format!(
+                    "signed by {fingerprint}, removed as a signer by entry seq {} ({})",
+                    removal.seq, removal.removed_by
+                ));
+            } else if !trusted.signers.contains_key(fingerprint) {
                 problems.push(format!(
                     "signed by {fingerprint}, which is not a trusted signer at this point of the chain (add it with `git seal audit signer add`)"
                 ));
@@ -162,11 +263,16 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
                 match signer_added(entry, *id) {
                     Ok(added) => {
                         Rc::make_mut(&mut trusted)
+                            .signers
                             .entry(added.fingerprint.clone())
                             .or_insert(added);
                     }
                     Err(e) => problems.push(e),
                 }
+            } else if entry.event == entry::EVENT_SIGNER_REMOVE && problems.is_empty() {
+                // Entry::parse made sure the fingerprint is there.
+                let removed = entry.data_str("fingerprint").unwrap_or_default();
+                Rc::make_mut(&mut trusted).remove(removed, *id, entry.seq);
             }
         }
         // Descendants are numbered against what the entry claims, even if
@@ -202,16 +308,22 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
         }
     }
 
-    let mut signers: Vec<TrustedSigner> = trusted_after
-        .last()
-        .map(|t| t.values().cloned().collect())
-        .unwrap_or_default();
+    let at_tip = trusted_after.last().cloned().unwrap_or_default();
+    let mut signers: Vec<TrustedSigner> = at_tip.signers.values().cloned().collect();
     signers.sort_by_key(|s| index.get(&s.added_by).copied());
+    let mut removed: Vec<RemovedSigner> = at_tip
+        .removals
+        .keys()
+        .filter_map(|fingerprint| at_tip.removal_of(fingerprint).cloned())
+        .collect();
+    removed.sort_by_key(|r| index.get(&r.removed_by).copied());
     Ok(Report {
         tip,
         entries: order.len(),
         findings,
         signers,
+        removed,
+        root: root_signer,
     })
 }
 
@@ -480,18 +592,149 @@ fn parse_signature(pem: &str, payload: &[u8], keys: &mut KeyCache) -> Result<Pen
 mod tests {
     use super::*;
     use crate::audit::chain::{write_entry, NewEntry};
-    use crate::audit::Signer;
+    use crate::audit::lab::Lab;
     use serde_json::Map;
+
+    fn fingerprints(report: &Report) -> Vec<&str> {
+        report
+            .signers
+            .iter()
+            .map(|s| s.fingerprint.as_str())
+            .collect()
+    }
+
+    /// After a `signer-remove`, an entry signed by the removed signer is a
+    /// finding naming the removal; the ones it signed before stay valid.
+    #[test]
+    fn a_removed_signer_signs_nothing_valid_after_its_removal() {
+        let lab = Lab::new();
+        let added = lab.start();
+        let before = lab.seal(&lab.bea, added);
+        let removal = lab.remove(&lab.ada, before, &lab.bea);
+        let report = lab.verify(removal);
+        assert!(report.ok(), "{:?}", report.findings);
+        assert_eq!(fingerprints(&report), [lab.ada.fingerprint()]);
+        assert_eq!(
+            report.removed,
+            [RemovedSigner {
+                fingerprint: lab.bea.fingerprint().to_owned(),
+                removed_by: removal,
+                seq: 4,
+            }]
+        );
+
+        let after = lab.seal(&lab.bea, removal);
+        let report = lab.verify(after);
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert_eq!(report.findings[0].commit, Some(after));
+        assert_eq!(
+            report.findings[0].reason,
+            format!(
+                "signed by {}, removed as a signer by entry seq 4 ({removal})",
+                lab.bea.fingerprint()
+            )
+        );
+
+        // Added again, it is trusted again (and no longer listed removed).
+        let again = lab.add(&lab.ada, removal, &lab.bea);
+        let report = lab.verify(lab.seal(&lab.bea, again));
+        assert!(report.ok(), "{:?}", report.findings);
+        assert!(report.removed.is_empty());
+        assert_eq!(
+            fingerprints(&report),
+            [lab.ada.fingerprint(), lab.bea.fingerprint()]
+        );
+    }
+
+    /// A signer may remove itself, and the root may be removed: the root
+    /// entry stays valid and stays what `--trust` pins.
+    #[test]
+    fn the_root_signer_can_be_removed_and_stays_the_pinned_root() {
+        let lab = Lab::new();
+        let added = lab.start();
+        let removal = lab.remove(&lab.ada, added, &lab.ada);
+        let tip = lab.seal(&lab.bea, removal);
+        let pinned = Options {
+            trust: Some(lab.ada.fingerprint().to_owned()),
+            ..Options::default()
+        };
+        let report = verify(&lab.repo, tip, &pinned).unwrap();
+        assert!(report.ok(), "{:?}", report.findings);
+        assert_eq!(report.root.as_deref(), Some(lab.ada.fingerprint()));
+        assert_eq!(fingerprints(&report), [lab.bea.fingerprint()]);
+        let late = lab.seal(&lab.ada, tip);
+        let report = verify(&lab.repo, late, &pinned).unwrap();
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(report.findings[0]
+            .reason
+            .contains("removed as a signer by entry seq 3"));
+    }
+
+    /// Diverged chains: trust at an entry comes from its ancestors. The
+    /// removed signer's entry on the side that had not seen the removal
+    /// stays valid; after the merge the removal holds, and the merge does
+    /// not bring the stale trust of the other side back.
+    #[test]
+    fn a_removal_on_one_side_of_a_merge_holds_after_it() {
+        let lab = Lab::new();
+        let base = lab.start();
+        let removed = lab.remove(&lab.ada, base, &lab.bea);
+        let unaware = lab.seal(&lab.bea, base);
+        for (ours, theirs) in [(removed, unaware), (unaware, removed)] {
+            let merge = lab.merge(&lab.ada, ours, theirs);
+            let report = lab.verify(merge);
+            assert!(report.ok(), "{:?}", report.findings);
+            assert_eq!(fingerprints(&report), [lab.ada.fingerprint()]);
+            let after = lab.seal(&lab.bea, merge);
+            let report = lab.verify(after);
+            assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+            assert_eq!(report.findings[0].commit, Some(after));
+            assert!(report.findings[0]
+                .reason
+                .contains("removed as a signer by entry seq 3"));
+        }
+        // The removed signer cannot merge the chains itself.
+        let report = lab.verify(lab.merge(&lab.bea, unaware, removed));
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(report.findings[0].reason.contains("removed as a signer"));
+    }
+
+    /// A side that removed a signer and added it again after the removal
+    /// holds fresh trust that survives a merge with a side that never saw
+    /// the removal; a re-add that did not see every removal (one made
+    /// concurrently on the other side) does not.
+    #[test]
+    fn a_merge_keeps_trust_only_from_a_side_that_saw_every_removal() {
+        let lab = Lab::new();
+        let base = lab.start();
+        let readded = lab.add(&lab.ada, lab.remove(&lab.ada, base, &lab.bea), &lab.bea);
+        let stale = lab.seal(&lab.bea, base);
+        let merge = lab.merge(&lab.ada, stale, readded);
+        let report = lab.verify(lab.seal(&lab.bea, merge));
+        assert!(report.ok(), "{:?}", report.findings);
+
+        // cy, trusted, removes bea on another side meanwhile.
+        let with_cy = lab.add(&lab.ada, base, &lab.cy);
+        let other_removal = lab.remove(&lab.cy, with_cy, &lab.bea);
+        let merge = lab.merge(&lab.ada, readded, other_removal);
+        let report = lab.verify(merge);
+        assert!(report.ok(), "{:?}", report.findings);
+        assert_eq!(
+            fingerprints(&report),
+            [lab.ada.fingerprint(), lab.cy.fingerprint()]
+        );
+        assert_eq!(report.removed.len(), 1);
+        assert_eq!(report.removed[0].removed_by, other_removal);
+        let report = lab.verify(lab.seal(&lab.bea, merge));
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    }
 
     /// A chain longer than a batch and a chunk, with one entry whose
     /// signature was made over other bytes: exactly that entry is named.
     #[test]
     fn a_bad_signature_among_many_is_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("repo");
-        git2::Repository::init(&dir).unwrap();
-        let repo = Repo::discover(&dir).unwrap();
-        let signer = Signer::load_or_create_in(&tmp.path().join("signer")).unwrap();
+        let lab = Lab::new();
+        let (repo, signer) = (&lab.repo, &lab.ada);
         let mut tip: Option<Oid> = None;
         let mut forged = None;
         for seq in 1..=300u64 {
@@ -501,10 +744,10 @@ mod tests {
                 event,
                 data: Map::new(),
             };
-            let id = write_entry(&repo, &signer, &parents, seq, &new).unwrap();
+            let id = write_entry(repo, signer, &parents, seq, &new).unwrap();
             tip = Some(if seq == 200 {
                 // Same entry, signature over something else.
-                let raw = chain::read_commit(&repo, id).unwrap();
+                let raw = chain::read_commit(repo, id).unwrap();
                 let buffer = String::from_utf8(raw.payload).unwrap();
                 let other = signer.sign(b"something else").unwrap();
                 let bad = repo.write_signed_commit(&buffer, other.trim_end()).unwrap();
@@ -514,7 +757,7 @@ mod tests {
                 id
             });
         }
-        let report = verify(&repo, tip.unwrap(), &Options::default()).unwrap();
+        let report = verify(repo, tip.unwrap(), &Options::default()).unwrap();
         assert_eq!(report.entries, 300);
         assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
         assert_eq!(report.findings[0].commit, forged);

@@ -77,7 +77,10 @@ pub(crate) struct LogArgs {
 ///
 /// The root of trust is the signer of the chain's `init` entry, or the
 /// fingerprint pinned with `--trust`; further signers are trusted from the
-/// `signer-add` entry (signed by an already-trusted signer) that adds them.
+/// `signer-add` entry (signed by an already-trusted signer) that adds them,
+/// and no longer from the `signer-remove` entry that removes them: an
+/// entry a removed signer signs after its removal is a finding, the ones
+/// it signed before stay valid.
 /// Exit 1 with one line per finding, naming the entry's commit.
 #[derive(clap::Args, Debug)]
 pub(crate) struct VerifyArgs {
@@ -128,6 +131,17 @@ pub(crate) enum SignerCommand {
     /// Appends a `signer-add` entry signed by you; you must already be
     /// trusted.
     Add(SignerAddArgs),
+    /// Stop trusting a signer key from now on.
+    ///
+    /// Appends a `signer-remove` entry signed by you; you must be trusted.
+    /// The entries the removed signer made before stay valid; any entry it
+    /// signs after this one makes `git seal audit verify` fail, its hooks
+    /// stop recording events, and `git seal audit allowed-signers` no
+    /// longer lists it. The last trusted signer cannot be removed (nobody
+    /// could append entries after it); you may remove yourself while
+    /// another trusted signer remains. Publish it with `git seal audit
+    /// sync`.
+    Remove(SignerRemoveArgs),
     /// Show your own signer's public key (made on first need).
     ///
     /// Hand it to a trusted signer for `git seal audit signer add`.
@@ -145,6 +159,15 @@ pub(crate) struct SignerAddArgs {
     pub email: Option<String>,
 }
 
+#[derive(clap::Args, Debug)]
+pub(crate) struct SignerRemoveArgs {
+    /// The signer's fingerprint (`SHA256:…`), as `git seal audit verify
+    /// --json` lists the trusted signers and `git seal audit signer show`
+    /// prints your own.
+    #[arg(value_name = "FINGERPRINT")]
+    pub fingerprint: String,
+}
+
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let repo = Repo::discover(&std::env::current_dir()?)?;
     match args.command {
@@ -153,6 +176,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         AuditCommand::Sync(args) => sync(&repo, args),
         AuditCommand::AllowedSigners(args) => allowed_signers(&repo, args),
         AuditCommand::Signer(SignerCommand::Add(args)) => signer_add(&repo, args),
+        AuditCommand::Signer(SignerCommand::Remove(args)) => signer_remove(&repo, args),
         AuditCommand::Signer(SignerCommand::Show) => signer_show(),
         AuditCommand::Approve(command) => approve(&repo, command),
     }
@@ -244,37 +268,17 @@ fn summary(entry: &entry::Entry) -> String {
         }
         text
     };
-    let strings = |field: &str| {
-        entry
-            .data
-            .get(field)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
+    let strings = |field: &str| entry.data_strs(field).join(", ");
     match entry.event.as_str() {
-        entry::EVENT_INIT => format!(
-            "KEKs {}",
-            entry
-                .data
-                .get("kids")
-                .and_then(Value::as_array)
-                .map(|k| k
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default()
-        ),
+        entry::EVENT_INIT => format!("KEKs {}", strings("kids")),
         entry::EVENT_SIGNER_ADD => format!(
             "trusts {} <{}>",
             entry.data_str("fingerprint").unwrap_or_default(),
             entry.data_str("email").unwrap_or_default()
+        ),
+        entry::EVENT_SIGNER_REMOVE => format!(
+            "stops trusting {}",
+            entry.data_str("fingerprint").unwrap_or_default()
         ),
         entry::EVENT_CHAIN_MERGE => format!(
             "merged the chain from {}",
@@ -325,13 +329,25 @@ fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
                 })
             })
             .collect();
+        let removed: Vec<Value> = report
+            .removed
+            .iter()
+            .map(|r| {
+                json!({
+                    "fingerprint": r.fingerprint,
+                    "removed_by": r.removed_by.to_string(),
+                    "seq": r.seq,
+                })
+            })
+            .collect();
         let out = json!({
             "ok": report.ok(),
             "ref": args.r#ref,
             "tip": report.tip.to_string(),
             "entries": report.entries,
-            "root": report.signers.first().map(|s| s.fingerprint.clone()),
+            "root": report.root,
             "signers": signers,
+            "removed": removed,
             "findings": findings,
         });
         outln!("{}", serde_json::to_string_pretty(&out)?);
@@ -343,15 +359,16 @@ fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
             }
         }
         if report.ok() {
+            let removed = match report.removed.len() {
+                0 => String::new(),
+                n => format!(" ({n} removed)"),
+            };
             outln!(
-                "audit chain verified: {} entries, tip {}, {} trusted signer(s), root {}",
+                "audit chain verified: {} entries, tip {}, {} trusted signer(s){removed}, root {}",
                 report.entries,
                 report.tip,
                 report.signers.len(),
-                report
-                    .signers
-                    .first()
-                    .map_or("(none)", |s| s.fingerprint.as_str())
+                report.root.as_deref().unwrap_or("(none)")
             );
         } else {
             eprintln!(
@@ -413,6 +430,22 @@ fn verified_chain(repo: &Repo, consequence: &str) -> CommandResult<verify::Repor
     Ok(report)
 }
 
+/// This user's signer, or an error (saying it cannot do `what`) when the
+/// chain in `report` does not trust it.
+fn trusted_me(report: &verify::Report, what: &str) -> CommandResult<Signer> {
+    let me = Signer::load_or_create()?;
+    if !report.trusts(me.fingerprint()) {
+        return Err(CommandError::user(format!(
+            "your signer {} is not trusted by {REF}, so it cannot {what}",
+            me.fingerprint()
+        ))
+        .with_hint(
+            "ask a trusted signer (see `git seal audit verify --json`) to run this command",
+        ));
+    }
+    Ok(me)
+}
+
 fn allowed_signers(repo: &Repo, args: AllowedSignersArgs) -> CommandResult<u8> {
     let report = verified_chain(repo, "the signers it trusts cannot be exported")?;
     let mut text = String::new();
@@ -472,24 +505,11 @@ fn signer_add(repo: &Repo, args: SignerAddArgs) -> CommandResult<u8> {
         }
     };
     let report = verified_chain(repo, "fix it before adding signers")?;
-    if report.signers.iter().any(|s| s.fingerprint == fingerprint) {
+    if report.trusts(&fingerprint) {
         outln!("git-seal: {fingerprint} is already a trusted signer");
         return Ok(0);
     }
-    let me = Signer::load_or_create()?;
-    if !report
-        .signers
-        .iter()
-        .any(|s| s.fingerprint == me.fingerprint())
-    {
-        return Err(CommandError::user(format!(
-            "your signer {} is not trusted by {REF}, so it cannot add signers",
-            me.fingerprint()
-        ))
-        .with_hint(
-            "ask a trusted signer (see `git seal audit verify --json`) to run this command",
-        ));
-    }
+    let me = trusted_me(&report, "add signers")?;
     let mut data = Map::new();
     data.insert("public_key".into(), json!(public_key));
     data.insert("fingerprint".into(), json!(fingerprint));
@@ -500,6 +520,59 @@ fn signer_add(repo: &Repo, args: SignerAddArgs) -> CommandResult<u8> {
     };
     let id = audit::append(repo, &me, &new, When::Always)?.expect("always appends");
     outln!("git-seal: {fingerprint} <{email}> is now a trusted signer (entry {id}); run `git seal audit sync` to publish it");
+    Ok(0)
+}
+
+fn signer_remove(repo: &Repo, args: SignerRemoveArgs) -> CommandResult<u8> {
+    let fingerprint = args.fingerprint.trim();
+    if !fingerprint.starts_with("SHA256:") {
+        return Err(CommandError::usage(format!(
+            "{fingerprint:?} is not an SSH fingerprint (`SHA256:…`, as `git seal audit verify --json` lists the trusted signers)"
+        )));
+    }
+    let report = verified_chain(repo, "fix it before removing signers")?;
+    let me = trusted_me(&report, "remove signers")?;
+    let Some(target) = report.signers.iter().find(|s| s.fingerprint == fingerprint) else {
+        let why = match report.removed.iter().find(|r| r.fingerprint == fingerprint) {
+            Some(r) => format!(
+                "{fingerprint} is not a trusted signer of {REF}: entry seq {} ({}) already removed it",
+                r.seq, r.removed_by
+            ),
+            None => format!(
+                "{fingerprint} is not a trusted signer of {REF}, so there is nothing to remove"
+            ),
+        };
+        return Err(CommandError::user(why)
+            .with_hint("`git seal audit verify --json` lists the trusted signers' fingerprints"));
+    };
+    let yourself = fingerprint == me.fingerprint();
+    if report.signers.len() == 1 {
+        let whose = if yourself { "your signer " } else { "" };
+        return Err(CommandError::user(format!(
+            "{whose}{fingerprint} is the last trusted signer of {REF}; without it nobody could append entries"
+        ))
+        .with_hint("add another signer first (`git seal audit signer add`), then remove this one"));
+    }
+    let mut data = Map::new();
+    data.insert("fingerprint".into(), json!(fingerprint));
+    let new = NewEntry {
+        event: entry::EVENT_SIGNER_REMOVE,
+        data,
+    };
+    let id = audit::append(repo, &me, &new, When::Always)?.expect("always appends");
+    outln!(
+        "git-seal: {fingerprint} <{}> is no longer a trusted signer (entry {id}); the entries it signed before stay valid; run `git seal audit sync` to publish it",
+        target.email
+    );
+    if report.root.as_deref() == Some(fingerprint) {
+        outln!("git-seal: it signed the chain's `init` entry, which stays the root that `git seal audit verify --trust` pins");
+    }
+    if yourself {
+        outln!(
+            "git-seal: you removed your own signer; {} other trusted signer(s) remain, and from now on your hooks record nothing here",
+            report.signers.len() - 1
+        );
+    }
     Ok(0)
 }
 

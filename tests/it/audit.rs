@@ -437,6 +437,30 @@ fn trust_bea(ada: &Env, bea: &Env, ada_dir: &Path, bea_dir: &Path) {
     ada.seal(ada_dir, &args);
 }
 
+/// [`trust_bea`], then both clones sync, so Bea's clone knows she is trusted.
+fn trust_bea_and_sync(ada: &Env, bea: &Env, ada_dir: &Path, bea_dir: &Path) {
+    trust_bea(ada, bea, ada_dir, bea_dir);
+    ada.seal(ada_dir, &["audit", "sync"]);
+    bea.seal(bea_dir, &["audit", "sync"]);
+}
+
+/// Bea commits `content` to `secrets/b.env`: the commit succeeds, her
+/// hooks record no entry and say that her signer is not trusted.
+fn assert_bea_commit_not_recorded(bea: &Env, bea_dir: &Path, content: &str) -> String {
+    let before = events(bea, bea_dir).len();
+    write(bea_dir, "secrets/b.env", content);
+    bea.git(bea_dir, &["add", "secrets"]);
+    let out = bea.ok("git", bea_dir, &["commit", "-q", "-m", "bea's secret"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("not trusted") && err.contains("not recorded"),
+        "{err}"
+    );
+    assert_eq!(events(bea, bea_dir).len(), before);
+    bea.seal(bea_dir, &["audit", "verify"]);
+    err
+}
+
 #[test]
 fn two_clones_appending_and_syncing_converge_keeping_every_entry() {
     let Team {
@@ -446,9 +470,7 @@ fn two_clones_appending_and_syncing_converge_keeping_every_entry() {
         bea_dir,
     } = team();
     // Ada trusts Bea's signer; Bea takes that entry in.
-    trust_bea(&ada, &bea, &ada_dir, &bea_dir);
-    ada.seal(&ada_dir, &["audit", "sync"]);
-    bea.seal(&bea_dir, &["audit", "sync"]);
+    trust_bea_and_sync(&ada, &bea, &ada_dir, &bea_dir);
     assert_eq!(events(&bea, &bea_dir), ["signer-add", "policy", "init"]);
 
     // Both append while apart.
@@ -634,22 +656,11 @@ fn an_untrusted_signer_records_nothing_until_added() {
         ada_dir,
         bea_dir,
     } = team();
-    let before = events(&bea, &bea_dir).len();
-    write(&bea_dir, "secrets/b.env", "B=1\n");
-    bea.git(&bea_dir, &["add", "secrets"]);
-    let out = bea.ok("git", &bea_dir, &["commit", "-q", "-m", "bea's secret"]);
-    let err = stderr(&out);
-    assert!(
-        err.contains("not trusted") && err.contains("git seal audit signer add"),
-        "{err}"
-    );
-    assert_eq!(events(&bea, &bea_dir).len(), before);
-    bea.seal(&bea_dir, &["audit", "verify"]);
+    let err = assert_bea_commit_not_recorded(&bea, &bea_dir, "B=1\n");
+    assert!(err.contains("git seal audit signer add"), "{err}");
 
     // Ada adds Bea's signer; after a sync Bea's commits are recorded.
-    trust_bea(&ada, &bea, &ada_dir, &bea_dir);
-    ada.seal(&ada_dir, &["audit", "sync"]);
-    bea.seal(&bea_dir, &["audit", "sync"]);
+    trust_bea_and_sync(&ada, &bea, &ada_dir, &bea_dir);
     write(&bea_dir, "secrets/b.env", "B=2\n");
     bea.git(&bea_dir, &["commit", "-q", "-am", "bea again"]);
     let log = log_json(&bea, &bea_dir);
@@ -818,9 +829,7 @@ fn doctor_reports_audit_chain_problems_with_their_fixes() {
         out.contains("is not trusted by the audit chain") && out.contains("signer add"),
         "{out}"
     );
-    trust_bea(&ada, &bea, &ada_dir, &bea_dir);
-    ada.seal(&ada_dir, &["audit", "sync"]);
-    bea.seal(&bea_dir, &["audit", "sync"]);
+    trust_bea_and_sync(&ada, &bea, &ada_dir, &bea_dir);
     bea.seal(&bea_dir, &["doctor"]);
 
     // A remote added later does not fetch the chain until init runs again.
@@ -897,4 +906,232 @@ fn amend_and_rebase_record_which_commits_replaced_which() {
         env.git(&dir, &["rev-parse", "HEAD~1"]).trim()
     );
     env.seal(&dir, &["audit", "verify"]);
+}
+
+/// The fingerprint of the trusted signer with `email`, as `audit verify
+/// --json` lists it.
+fn signer_fingerprint(env: &Env, dir: &Path, email: &str) -> String {
+    let report: Value =
+        serde_json::from_str(&env.seal(dir, &["audit", "verify", "--json"])).unwrap();
+    report["signers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["email"] == email)
+        .unwrap_or_else(|| panic!("no trusted signer {email} in {report}"))["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Append an entry as the user of `env` would, through the library, with
+/// that user's signer (the one `git seal` uses in that environment).
+fn append_as(env: &Env, dir: &Path, event: &str, data: Value) {
+    let repo = git_seal::repo::Repo::discover(dir).unwrap();
+    let signer = git_seal::audit::Signer::load_or_create_in(&env.home.join("signers")).unwrap();
+    let new = git_seal::audit::NewEntry {
+        event,
+        data: data.as_object().unwrap().clone(),
+    };
+    git_seal::audit::append(&repo, &signer, &new, git_seal::audit::When::Always).unwrap();
+}
+
+#[test]
+fn a_removed_signer_is_refused_from_its_removal_on_and_its_earlier_entries_stay_valid() {
+    let Team {
+        ada,
+        bea,
+        ada_dir,
+        bea_dir,
+    } = team();
+    trust_bea_and_sync(&ada, &bea, &ada_dir, &bea_dir);
+    // Bea, trusted, records a commit (and her hooks remember that she is
+    // trusted at this tip).
+    copy_keys(&ada, &bea);
+    write(&bea_dir, "secrets/b.env", "B=1\n");
+    bea.git(&bea_dir, &["add", "secrets"]);
+    bea.git(&bea_dir, &["commit", "-q", "-m", "bea's secret"]);
+    assert_eq!(
+        log_json(&bea, &bea_dir)[0]["actor"]["email"],
+        "bea@example.test"
+    );
+    bea.seal(&bea_dir, &["audit", "sync"]);
+    ada.seal(&ada_dir, &["audit", "sync"]);
+
+    let fingerprint = signer_fingerprint(&ada, &ada_dir, "bea@example.test");
+    let out = ada.seal(&ada_dir, &["audit", "signer", "remove", &fingerprint]);
+    assert!(
+        out.contains(&fingerprint) && out.contains("is no longer a trusted signer"),
+        "{out}"
+    );
+    let log = log_json(&ada, &ada_dir);
+    assert_eq!(log[0]["event"], "signer-remove");
+    assert_eq!(
+        log[0]["data"],
+        serde_json::json!({"fingerprint": fingerprint})
+    );
+    let removal_seq = log[0]["seq"].as_u64().unwrap();
+    let text = ada.seal(&ada_dir, &["audit", "log"]);
+    assert!(
+        text.contains(&format!("stops trusting {fingerprint}")),
+        "{text}"
+    );
+
+    // The chain with Bea's earlier entries verifies; she is listed removed.
+    let report: Value =
+        serde_json::from_str(&ada.seal(&ada_dir, &["audit", "verify", "--json"])).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["signers"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["removed"][0]["fingerprint"], fingerprint.as_str());
+    assert_eq!(report["removed"][0]["seq"], removal_seq);
+    let text = ada.seal(&ada_dir, &["audit", "verify"]);
+    assert!(text.contains("1 trusted signer(s) (1 removed)"), "{text}");
+    // allowed-signers no longer lists her.
+    let allowed = ada.seal(&ada_dir, &["audit", "allowed-signers"]);
+    assert_eq!(allowed.lines().count(), 1, "{allowed}");
+    assert!(!allowed.contains("bea@example.test"), "{allowed}");
+
+    // Bea takes the removal in; her hooks stop appending and say why,
+    // though her cached trust was written before the removal.
+    ada.seal(&ada_dir, &["audit", "sync"]);
+    bea.seal(&bea_dir, &["audit", "sync"]);
+    assert_bea_commit_not_recorded(&bea, &bea_dir, "B=2\n");
+
+    // An entry she appends anyway is a finding naming the removal; it is
+    // the only one (her earlier entries stay valid).
+    append_as(&bea, &bea_dir, "seal", serde_json::json!({"paths": []}));
+    let report = verify_findings(&bea, &bea_dir, &[]);
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report}");
+    let tip = bea.git(&bea_dir, &["rev-parse", REF]).trim().to_owned();
+    assert_eq!(findings[0]["commit"], tip.as_str());
+    let reason = findings[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "signed by {fingerprint}, removed as a signer by entry seq {removal_seq}"
+        )),
+        "{reason}"
+    );
+}
+
+/// `git seal audit signer remove FINGERPRINT`, refused: its stderr.
+fn remove_refused(env: &Env, dir: &Path, fingerprint: &str) -> String {
+    let args = ["audit", "signer", "remove", fingerprint];
+    stderr(&env.fails("git-seal", dir, &args, 1))
+}
+
+#[test]
+fn signer_remove_refuses_what_would_break_the_chain_naming_the_fix() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let me = signer_fingerprint(&env, &dir, "ada@example.test");
+
+    // The last trusted signer (here: yourself).
+    let err = remove_refused(&env, &dir, &me);
+    assert!(
+        err.contains(&me) && err.contains("last trusted signer") && err.contains("signer add"),
+        "{err}"
+    );
+    // A fingerprint the chain does not trust; not a fingerprint at all.
+    let err = remove_refused(&env, &dir, "SHA256:nobody");
+    assert!(
+        err.contains("SHA256:nobody is not a trusted signer") && err.contains("verify --json"),
+        "{err}"
+    );
+    env.fails(
+        "git-seal",
+        &dir,
+        &["audit", "signer", "remove", "nobody"],
+        2,
+    );
+
+    // Someone the chain does not trust cannot remove anyone.
+    let (_, key) = ssh_keygen(&env, "bea-key", "bea@example.test");
+    env.seal(&dir, &["audit", "signer", "add", &key]);
+    let bea = signer_fingerprint(&env, &dir, "bea@example.test");
+    let mut stranger = Env::new();
+    stranger.set(
+        "GIT_SEAL_SIGNER_DIR",
+        env.path("stranger-signer").to_str().unwrap(),
+    );
+    let err = remove_refused(&stranger, &dir, &bea);
+    assert!(
+        err.contains("is not trusted") && err.contains("cannot remove signers"),
+        "{err}"
+    );
+
+    // Removed once; a second time names the entry that removed it.
+    env.seal(&dir, &["audit", "signer", "remove", &bea]);
+    let seq = log_json(&env, &dir)[0]["seq"].as_u64().unwrap();
+    let err = remove_refused(&env, &dir, &bea);
+    assert!(
+        err.contains(&bea)
+            && err.contains(&format!("entry seq {seq}"))
+            && err.contains("already removed"),
+        "{err}"
+    );
+
+    // Removing yourself (the root) while another trusted signer remains.
+    let (_, key) = ssh_keygen(&env, "carl-key", "carl@example.test");
+    env.seal(&dir, &["audit", "signer", "add", &key]);
+    let out = env.seal(&dir, &["audit", "signer", "remove", &me]);
+    assert!(
+        out.contains("you removed your own signer; 1 other trusted signer(s) remain")
+            && out.contains("stays the root"),
+        "{out}"
+    );
+    let report: Value =
+        serde_json::from_str(&env.seal(&dir, &["audit", "verify", "--json", "--trust", &me]))
+            .unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["root"], me.as_str());
+    let err = remove_refused(&env, &dir, &me);
+    assert!(err.contains("cannot remove signers"), "{err}");
+
+    // A chain that does not verify: nothing is removed from it.
+    let entry = next_entry_text(&env, &dir, "seal");
+    forge_entry(&env, &dir, &entry, None);
+    let tip = env.git(&dir, &["rev-parse", REF]);
+    let err = remove_refused(&env, &dir, "SHA256:anyone");
+    assert!(
+        err.contains("does not verify") && err.contains("before removing signers"),
+        "{err}"
+    );
+    assert_eq!(env.git(&dir, &["rev-parse", REF]), tip);
+}
+
+#[test]
+fn rotate_and_recipient_remove_entries_approve_dropping_the_kid_from_a_policy_scope() {
+    use git_seal::audit::entry::{EVENT_RECIPIENT_REMOVE, EVENT_ROTATE};
+    for event in [EVENT_ROTATE, EVENT_RECIPIENT_REMOVE] {
+        let env = Env::new();
+        let dir = env.sealed_repo("r");
+        let kid = env.kid();
+        crate::harness::set_policy(
+            &dir,
+            "recipients",
+            serde_json::json!([{"paths": ["secrets/**"], "kids": [kid]}]),
+        );
+        env.git(&dir, &["commit", "-q", "-am", "a recipients scope"]);
+        crate::harness::set_policy(&dir, "recipients", serde_json::json!([]));
+        env.git(&dir, &["commit", "-q", "--no-verify", "-am", "drop it"]);
+        let found = stdout(&env.fails("git-seal", &dir, &["check", "HEAD~1..HEAD"], 1));
+        assert!(found.contains(&format!("recipient:{kid}")), "{found}");
+
+        let tree = env.git(&dir, &["write-tree"]).trim().to_owned();
+        let data = if event == EVENT_ROTATE {
+            serde_json::json!({
+                "from": kid, "to": "k_0123456789abcdef", "reencrypt": false,
+                "rewrapped": 0, "reencrypted": 0, "index_tree": tree,
+            })
+        } else {
+            serde_json::json!({
+                "kid": kid, "paths": ["secrets/**"], "reencrypted": 0,
+                "history_blobs": 0, "index_tree": tree,
+            })
+        };
+        append_as(&env, &dir, event, data);
+        env.seal(&dir, &["audit", "verify"]);
+        env.ok("git-seal", &dir, &["check", "HEAD~1..HEAD"]);
+    }
 }
