@@ -219,8 +219,6 @@ fn append_event(
 /// A key lifecycle step (`kek-add`, `rotate`, …; see docs/audit.md): one
 /// entry with `data`, if this user's signer is trusted (else a warning
 /// says why it is not recorded). Returns whether it was appended.
-// Called by the key lifecycle commands, which land from another branch.
-#[allow(dead_code)]
 pub(crate) fn on_lifecycle(
     repo: &Repo,
     event: &'static str,

@@ -269,6 +269,17 @@ fn summary(entry: &entry::Entry) -> String {
         text
     };
     let strings = |field: &str| entry.data_strs(field).join(", ");
+    let number = |field: &str| {
+        entry
+            .data
+            .get(field)
+            .and_then(Value::as_u64)
+            .map_or("?".to_owned(), |n| n.to_string())
+    };
+    let scope = || match strings("paths") {
+        s if s.is_empty() => String::new(),
+        s => format!(" for {s}"),
+    };
     match entry.event.as_str() {
         entry::EVENT_INIT => format!("KEKs {}", strings("kids")),
         entry::EVENT_SIGNER_ADD => format!(
@@ -295,6 +306,46 @@ fn summary(entry: &entry::Entry) -> String {
             git_seal::policy::PATH
         ),
         "unseal-path" => format!("approves plaintext at {}", strings("paths")),
+        entry::EVENT_KEK_ADD => format!(
+            "{} v{} pending{}",
+            entry.data_str("kid").unwrap_or_default(),
+            number("version"),
+            entry
+                .data_str("name")
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        ),
+        entry::EVENT_ROTATE => format!(
+            "{} -> {}: {} re-wrapped, {} re-encrypted",
+            entry.data_str("from").unwrap_or_default(),
+            entry.data_str("to").unwrap_or_default(),
+            number("rewrapped"),
+            number("reencrypted")
+        ),
+        entry::EVENT_RECIPIENT_ADD => format!(
+            "{}{}: {} re-wrapped",
+            entry.data_str("kid").unwrap_or_default(),
+            scope(),
+            number("rewrapped")
+        ),
+        entry::EVENT_RECIPIENT_REMOVE => format!(
+            "{}{}: {} re-encrypted, {} blob(s) in history stay readable to it",
+            entry.data_str("kid").unwrap_or_default(),
+            scope(),
+            number("reencrypted"),
+            number("history_blobs")
+        ),
+        entry::EVENT_KEK_REMOVE => {
+            format!("{} removed", entry.data_str("kid").unwrap_or_default())
+        }
+        entry::EVENT_KEK_DESTROY => format!(
+            "{}: private half erased ({})",
+            entry.data_str("kid").unwrap_or_default(),
+            match strings("erased") {
+                s if s.is_empty() => "none was here".to_owned(),
+                s => s,
+            }
+        ),
         _ => String::new(),
     }
 }
