@@ -20,7 +20,8 @@ use git_seal::workspace::{Workspace, WorkspaceError};
 /// chained, key file permissions, locked files, disagreement between
 /// `.seal/policy.json` and `.gitattributes`, and an audit chain that is
 /// missing, not fetched, not verifying or not trusting your signer key;
-/// and active KEKs due for rotation (`rotate_after_days` in the policy).
+/// a key lifecycle command (`rotate`, `recipients`, `kek remove`) that was
+/// interrupted; and active KEKs due for rotation (`rotate_after_days` in the policy).
 /// Exits 1 when anything is wrong; a KEK due within 30 days is a warning
 /// that does not, one that is overdue is a problem.
 #[derive(clap::Args, Debug)]
@@ -46,6 +47,12 @@ pub(crate) fn run(_args: Args) -> CommandResult<u8> {
     if !repo.is_bare() {
         match Workspace::from_repo(repo) {
             Ok(project) => {
+                if let Some(command) = git_seal::lifecycle::interrupted(&project.repo) {
+                    problems.push((
+                        format!("`{command}` was interrupted and is not finished"),
+                        command,
+                    ));
+                }
                 work_tree(&project, &mut problems)?;
                 rotation(&project, &mut problems, &mut warnings);
             }

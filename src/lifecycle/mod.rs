@@ -219,6 +219,16 @@ pub(crate) fn next_version(ws: &Workspace) -> u32 {
     ws.keks.iter().map(|k| k.version).max().unwrap_or(0) + 1
 }
 
+/// The lifecycle command that was interrupted here and is not finished
+/// (run it again to finish it), if any.
+pub fn interrupted(repo: &Repo) -> Option<String> {
+    Journal::load(repo)
+        .ok()
+        .flatten()
+        .filter(|j| j.op != crate::audit::entry::EVENT_KEK_ADD)
+        .map(|j| j.command)
+}
+
 /// The committed key state a step moves to: KEK records and policy.
 #[derive(Clone, Debug)]
 pub(crate) struct KeyState {

@@ -202,7 +202,6 @@ pub fn remove(
             let record = state.record_mut(kid)?;
             if record.status == Status::Active {
                 record.status = Status::Retired;
-                scopes_hit += 1;
             }
             if state.actives().is_empty() {
                 return Err(LifecycleError::Refused(format!(
@@ -218,11 +217,9 @@ pub fn remove(
         }
         Some(_) => {}
     }
-    if scopes_hit == 0 && !resumed {
-        return Err(LifecycleError::Refused(format!(
-            "{kid} is not a recipient (`git seal recipients list` shows who is)"
-        )));
-    }
+    // Not a recipient (any more): nothing changes in the records, but the
+    // envelopes of the index that still name it (say, merged in from a
+    // branch made before) are re-encrypted all the same.
     let mut journal =
         journal.unwrap_or_else(|| Journal::new(entry::EVENT_RECIPIENT_REMOVE, wanted));
     journal.from = Some(kid.clone());

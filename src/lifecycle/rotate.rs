@@ -136,6 +136,11 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
     let decide = |has: &[Kid], _wants: &[Kid]| has.contains(&from).then_some(mode);
     let (rewrapped, reencrypted, tree) = apply(ws, &mut journal, &state, &decide, "rotate")?;
 
+    // The install lock moves with a rotation to another provider.
+    if let Some(provider) = options.provider.filter(|p| p.name() != ws.provider.name()) {
+        ws.repo
+            .config_set(crate::workspace::PROVIDER_KEY, provider.name())?;
+    }
     let archived = match FileKeys::open_default() {
         Ok(files) => files.archive(&from)?,
         Err(_) => false,

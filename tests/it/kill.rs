@@ -342,3 +342,71 @@ fn rotate_reencrypt_killed_at_random_moments_loses_nothing() {
     assert_no_plaintext_objects(&env, &dir);
     assert!(landed > 0, "no kill landed while rotate ran");
 }
+
+/// `recipients add` and `recipients remove` of a recovery key, in turn,
+/// killed at random moments and run again: every envelope of the index
+/// stays openable by the team KEK and ends wrapped exactly as the last
+/// command said, with no entry lost and the chain verifying.
+#[test]
+fn recipients_add_and_remove_killed_at_random_moments_lose_nothing() {
+    let env = Env::new();
+    let dir = sealed_files_repo(&env);
+    let team = env.kid();
+    let offline = Env::new();
+    let public = offline.seal(offline.tmp.path(), &["kek", "keygen"]);
+    let public = public.trim();
+    let recovery = offline.kid();
+    let add = ["recipients", "add", public];
+    let remove = ["recipients", "remove", recovery.as_str()];
+    let started = std::time::Instant::now();
+    env.seal(&dir, &add);
+    env.seal(&dir, &remove);
+    let span = started.elapsed().as_millis() as u64 * 3 / 5 + 20;
+    let mut moments = Moments::new();
+    let mut landed = 0;
+    for round in 0..KILLS {
+        let (args, wrapped_to_recovery) = if round % 2 == 0 {
+            (&add, FILES)
+        } else {
+            (&remove, 0)
+        };
+        landed += usize::from(kill_during(&env, &dir, args, moments.next(span)));
+        env.seal(&dir, args);
+        assert!(!dir.join(".git/seal/lifecycle.json").exists());
+        assert!(!dir.join(".git/index.lock").exists());
+        let listed = env.git(&dir, &["ls-files", "-s", "--", "secrets"]);
+        assert_eq!(listed.lines().count(), FILES, "an index entry was lost");
+        let keks: serde_json::Value =
+            serde_json::from_str(&env.seal(&dir, &["kek", "list", "--json"])).unwrap();
+        let count = |kid: &str| {
+            keks["keks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kid"] == kid)
+                .unwrap_or_else(|| panic!("{kid} not listed: {keks}"))["envelopes_index"]
+                .clone()
+        };
+        assert_eq!(count(&team), FILES, "{keks}");
+        assert_eq!(count(&recovery), wrapped_to_recovery, "{keks}");
+        let verified = env.seal(&dir, &["kek", "verify", &team]);
+        assert!(verified.contains(", 0 did not"), "{verified}");
+        env.git(&dir, &["update-index", "-q", "--really-refresh"]);
+        let status = env.git(&dir, &["status", "--porcelain"]);
+        assert!(
+            status.lines().all(|l| l.as_bytes()[1] == b' '),
+            "the work tree differs from the index:\n{status}"
+        );
+        assert_chain_verifies(&env, &dir);
+    }
+    assert_work_tree_complete_after_commit(&env, &dir);
+    assert_no_plaintext_objects(&env, &dir);
+    assert!(landed > 0, "no kill landed while recipients ran");
+}
+
+#[track_caller]
+fn assert_work_tree_complete_after_commit(env: &Env, dir: &Path) {
+    env.git(dir, &["commit", "-q", "-m", "recipients"]);
+    assert_work_tree_complete(env, dir);
+    env.ok("git-seal", dir, &["check"]);
+}

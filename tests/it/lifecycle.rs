@@ -196,32 +196,51 @@ fn rotate_opens_with_the_python_opener_and_reencrypt_changes_ciphertext() {
     };
     let mut env = Env::new();
     let dir = repo_with_secrets(&env);
-    let before = envelope_at(&env, &dir, "HEAD:secrets/s2.env");
-    env.seal(&dir, &["rotate", "--reencrypt"]);
-    let new = active(&env, &dir);
-    let now = envelope_at(&env, &dir, ":secrets/s2.env");
-    assert_ne!(now["ciphertext"], before["ciphertext"]);
-    assert_ne!(now["nonce"], before["nonce"]);
-    assert_eq!(last_entry(&env, &dir)["data"]["reencrypted"], 3);
-    env.git(&dir, &["commit", "-q", "-m", "rotate"]);
-    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/open_envelope.py");
-    env.set("GIT_SEAL_KEK", &key_hex(&env, &new));
+    // Re-wrapped, then re-encrypted: after each, the new private key alone
+    // opens HEAD with the independent opener.
+    for reencrypt in [false, true] {
+        let before = envelope_at(&env, &dir, "HEAD:secrets/s2.env");
+        let mut args = vec!["rotate"];
+        if reencrypt {
+            args.push("--reencrypt");
+        }
+        env.seal(&dir, &args);
+        let new = active(&env, &dir);
+        let now = envelope_at(&env, &dir, ":secrets/s2.env");
+        assert_eq!(now["ciphertext"] != before["ciphertext"], reencrypt);
+        assert_eq!(now["nonce"] != before["nonce"], reencrypt);
+        let counted = if reencrypt {
+            "reencrypted"
+        } else {
+            "rewrapped"
+        };
+        assert_eq!(last_entry(&env, &dir)["data"][counted], 3);
+        env.git(&dir, &["commit", "-q", "-m", "rotate"]);
+        assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+        env.set("GIT_SEAL_KEK", &key_hex(&env, &new));
+        opens_with_python(&env, &dir, &python, &script);
+        env.unset("GIT_SEAL_KEK");
+    }
+}
+
+/// Every HEAD:secrets/sN.env opens with the Python opener and GIT_SEAL_KEK.
+fn opens_with_python(env: &Env, dir: &Path, python: &str, script: &Path) {
     for i in 0..3 {
         let sealed = env.path("x.sealed");
         std::fs::write(
             &sealed,
             env.ok(
                 "git",
-                &dir,
+                dir,
                 &["cat-file", "-p", &format!("HEAD:secrets/s{i}.env")],
             )
             .stdout,
         )
         .unwrap();
         let out = env.run(
-            &python,
-            &dir,
+            python,
+            dir,
             &[script.to_str().unwrap(), sealed.to_str().unwrap()],
             None,
         );
@@ -706,4 +725,43 @@ fn kek_remove_refuses_needed_keys_and_destroy_erases() {
     ));
     env.git(&dir, &["checkout", "-q", "main"]);
     env.seal(&dir, &["audit", "verify"]);
+}
+
+/// A rotation that stops half-way (here: a tampered envelope in the index)
+/// is named by `doctor`, blocks other lifecycle commands, and is finished
+/// by running `git seal rotate` again, to the same new KEK.
+#[test]
+fn an_interrupted_rotation_is_reported_and_finished_by_running_it_again() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    let text = env.git(&dir, &["cat-file", "-p", ":secrets/s1.env"]);
+    let blob: Value = serde_json::from_str(&text).unwrap();
+    let ciphertext = blob["ciphertext"].as_str().unwrap();
+    let tampered = text.replace(ciphertext, &crate::harness::flip_first(ciphertext));
+    env.stage_raw(&dir, "secrets/s1.env", tampered.as_bytes());
+
+    let out = env.fails("git-seal", &dir, &["rotate"], 1);
+    assert!(stderr(&out).contains("secrets/s1.env"), "{}", stderr(&out));
+    let out = env.fails("git-seal", &dir, &["doctor"], 1);
+    let said = stdout(&out);
+    let prefix = format!("`git seal rotate --from {old} --to ");
+    let at = said.find(&prefix).unwrap_or_else(|| panic!("{said}"));
+    let new = said[at + prefix.len()..][..18].to_owned();
+    assert!(said.contains("was interrupted"), "{said}");
+    let out = env.fails("git-seal", &dir, &["recipients", "remove", &old], 1);
+    assert!(stderr(&out).contains("was interrupted"), "{}", stderr(&out));
+
+    env.git(&dir, &["reset", "-q", "--", "secrets/s1.env"]);
+    env.git(&dir, &["checkout", "--", "secrets/s1.env"]);
+    let out = env.seal(&dir, &["rotate"]);
+    assert!(out.contains("finished the interrupted rotation"), "{out}");
+    assert!(out.contains(&format!("{old} -> {new}")), "{out}");
+    assert_eq!(active(&env, &dir), new);
+    assert_eq!(
+        kids_of(&envelope_at(&env, &dir, ":secrets/s1.env")),
+        vec![new]
+    );
+    assert_work_tree_clean(&env, &dir);
+    assert!(!stdout(&env.run("git-seal", &dir, &["doctor"], None)).contains("interrupted"));
 }
