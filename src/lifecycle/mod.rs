@@ -12,6 +12,7 @@
 
 pub mod index;
 pub mod kek;
+pub(crate) mod pack;
 pub mod recipients;
 pub(crate) mod rekey;
 pub mod rotate;

@@ -5,13 +5,21 @@
 //! DEK afresh to each new one: only `recipients` changes. Re-encrypting
 //! opens the envelope and seals the plaintext again under a fresh DEK (what
 //! revocation needs: the old DEK no longer opens the new envelope).
+//!
+//! Wraps to each target KEK are prepared from a fixed-base table of its
+//! public point (one per KEK, shared by the workers), and the new blobs are
+//! written as one pack rather than thousands of loose objects: at 10,000
+//! envelopes those two are most of the cost.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::pack::{self, PackedBlob};
 use crate::envelope::{self, Envelope, Recipient};
-use crate::keys::sealing::{decrypt, unwrap_dek, wrap_to};
-use crate::keys::{self, KeyProvider, OpenError, SealError, WrapTarget};
+use crate::keys::sealing::{decrypt, seal_prepared, unwrap_dek, wrap_to, PendingWrap};
+use crate::keys::x25519::WrapPreparer;
+use crate::keys::{KeyProvider, OpenError, SealError, WrapTarget};
 use crate::kid::Kid;
 use crate::repo::{Oid, Repo, RepoError};
 
@@ -68,6 +76,47 @@ pub(crate) type Decide<'a> = dyn Fn(&[Kid], &[Kid]) -> Option<Mode> + Sync + 'a;
 /// The envelopes changed, as (path, new blob, what was done).
 pub(crate) type Changed = Vec<(String, Oid, Mode)>;
 
+/// Envelopes up to this size go into the pack; larger ones are written as
+/// loose objects by the worker, so the pack never holds large files in
+/// memory.
+const PACKED_MAX: usize = 1 << 20;
+
+/// A new envelope: its blob written already, or ready for the pack.
+enum Blob {
+    Written(Oid),
+    Packed(PackedBlob),
+}
+
+/// Fixed-base tables of the X25519 targets' public points, by kid.
+struct Preparers(HashMap<crate::kid::Kid, WrapPreparer>);
+
+impl Preparers {
+    fn for_items(items: &[Item]) -> Preparers {
+        let mut map = HashMap::new();
+        for target in items.iter().flat_map(|i| &i.targets) {
+            if let WrapTarget::X25519 { kid, public } = target {
+                map.entry(kid.clone())
+                    .or_insert_with(|| WrapPreparer::new(kid, public));
+            }
+        }
+        Preparers(map)
+    }
+
+    fn prepare(&self, target: &WrapTarget) -> Result<PendingWrap, SealError> {
+        match self.0.get(target.kid()) {
+            Some(preparer) => Ok(preparer.prepare()?.into()),
+            None => target.prepare(),
+        }
+    }
+
+    fn wrap(&self, target: &WrapTarget, dek: &crate::secret::Dek) -> Result<Recipient, SealError> {
+        match self.0.get(target.kid()) {
+            Some(preparer) => Ok(preparer.prepare()?.wrap(dek)),
+            None => wrap_to(target, dek),
+        }
+    }
+}
+
 /// For each item whose envelope `decide` picks (given the kids it is
 /// wrapped to and the kids it should be), re-wrap or re-encrypt it to its
 /// targets with a DEK that `keys` unwraps, and write the new blob. Items
@@ -82,6 +131,7 @@ pub(crate) fn rekey(
 ) -> Result<Changed, RekeyError> {
     let next = AtomicUsize::new(0);
     let results = Mutex::new((Vec::new(), Vec::new()));
+    let preparers = Preparers::for_items(&items);
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8)
@@ -92,11 +142,11 @@ pub(crate) fn rekey(
         .collect::<Result<Vec<Repo>, RepoError>>()?;
     std::thread::scope(|scope| {
         for repo in repos {
-            let (next, items, results) = (&next, &items, &results);
+            let (next, items, results, preparers) = (&next, &items, &results, &preparers);
             scope.spawn(move || loop {
                 let at = next.fetch_add(1, Ordering::Relaxed);
                 let Some(item) = items.get(at) else { break };
-                let outcome = one(&repo, keys, item, decide);
+                let outcome = one(&repo, keys, preparers, item, decide);
                 progress.step();
                 let mut results = results.lock().expect("results");
                 match outcome {
@@ -107,7 +157,8 @@ pub(crate) fn rekey(
             });
         }
     });
-    let (mut changed, mut errors) = results.into_inner().expect("results");
+    let (done, mut errors): (Vec<(String, Blob, Mode)>, Vec<RekeyError>) =
+        results.into_inner().expect("results");
     progress.finish();
     if !errors.is_empty() {
         let count = errors.len();
@@ -121,16 +172,37 @@ pub(crate) fn rekey(
             }
         });
     }
-    changed.sort_by(|a: &(String, Oid, Mode), b| a.0.cmp(&b.0));
+    let mut changed = write_pack(repo, done)?;
+    changed.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(changed)
+}
+
+/// Write the packed envelopes as one pack, and return every blob id.
+fn write_pack(repo: &Repo, done: Vec<(String, Blob, Mode)>) -> Result<Changed, RekeyError> {
+    let mut changed = Vec::with_capacity(done.len());
+    let mut packed = Vec::new();
+    for (path, blob, mode) in done {
+        let id = match blob {
+            Blob::Written(id) => id,
+            Blob::Packed(blob) => {
+                let id = blob.id;
+                packed.push(blob);
+                id
+            }
+        };
+        changed.push((path, id, mode));
+    }
+    pack::write(repo, &packed)?;
     Ok(changed)
 }
 
 fn one(
     repo: &Repo,
     keys: &dyn KeyProvider,
+    preparers: &Preparers,
     item: &Item,
     decide: &Decide<'_>,
-) -> Result<Option<(String, Oid, Mode)>, RekeyError> {
+) -> Result<Option<(String, Blob, Mode)>, RekeyError> {
     let text = repo.blob(item.id)?;
     if !envelope::format::might_be_envelope(&text) {
         return Ok(None);
@@ -168,7 +240,7 @@ fn one(
             for target in &item.targets {
                 match env.recipients.iter().find(|r| r.kid == *target.kid()) {
                     Some(kept) => recipients.push(kept.clone()),
-                    None => recipients.push(wrap_to(target, &dek).map_err(seal_err)?),
+                    None => recipients.push(preparers.wrap(target, &dek).map_err(seal_err)?),
                 }
             }
             // Prove the DEK opens the content before changing who holds it.
@@ -187,9 +259,20 @@ fn one(
                 kids: has.iter().map(|k| k.to_string()).collect(),
                 source,
             })?;
-            keys::seal(plaintext, aad, &item.targets).map_err(seal_err)?
+            let wraps = item
+                .targets
+                .iter()
+                .map(|t| preparers.prepare(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(seal_err)?;
+            seal_prepared(plaintext, aad, wraps).map_err(seal_err)?
         }
     };
-    let id = repo.write_blob(&envelope::write(&new))?;
-    Ok(Some((item.path.clone(), id, mode)))
+    let text = envelope::write(&new);
+    let blob = if text.len() > PACKED_MAX {
+        Blob::Written(repo.write_blob(&text)?)
+    } else {
+        Blob::Packed(PackedBlob::new(&text)?)
+    };
+    Ok(Some((item.path.clone(), blob, mode)))
 }
