@@ -109,7 +109,9 @@ pub fn add(
     let mut journal = journal.unwrap_or_else(|| Journal::new(entry::EVENT_RECIPIENT_ADD, wanted));
     journal.to = Some(kid.clone());
     journal.paths = paths.clone();
-    journal.save(&ws.repo)?;
+    // Saved by `apply` once re-keying has worked, before anything changes:
+    // a run that fails before then (an envelope nobody here can open)
+    // leaves nothing to finish.
 
     let mut state = KeyState::of(ws);
     match &paths {
@@ -224,7 +226,9 @@ pub fn remove(
         journal.unwrap_or_else(|| Journal::new(entry::EVENT_RECIPIENT_REMOVE, wanted));
     journal.from = Some(kid.clone());
     journal.paths = paths.clone();
-    journal.save(&ws.repo)?;
+    // Saved by `apply` once re-keying has worked, before anything changes:
+    // a run that fails before then (an envelope nobody here can open)
+    // leaves nothing to finish.
     let decide = |has: &[Kid], wants: &[Kid]| {
         (has.contains(kid) && !wants.contains(kid)).then_some(Mode::Reencrypt)
     };

@@ -197,6 +197,25 @@ fn start(
             "cannot rotate {from}: its private half is not here, so the envelopes wrapped to it cannot be re-wrapped. Run this where the key is, or bring it here with `git seal kek import FILE`"
         )));
     }
+    // Before anything is made: every envelope to re-key must name a key
+    // that is here (a scope may name only other people's keys).
+    let here = opener.available();
+    let stuck: Vec<String> = super::envelopes_here(ws)?
+        .into_iter()
+        .filter(|(place, _, _, kids)| {
+            *place == super::Place::Index
+                && kids.contains(&from)
+                && !kids.iter().any(|k| here.contains(k))
+        })
+        .map(|(_, path, _, _)| path)
+        .collect();
+    if !stuck.is_empty() {
+        return Err(LifecycleError::Refused(format!(
+            "cannot rotate {from}: {} envelope(s) of the index name it but no key that is here, e.g. {}; run this where one of their keys is",
+            stuck.len(),
+            stuck.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
     let (to, made) = match &options.to {
         Some(kid) => {
             let record = ws

@@ -635,6 +635,42 @@ fn a_scope_gets_its_own_recipient_and_keeps_its_last_one() {
         "{}",
         stderr(&out)
     );
+    assert_eq!(
+        kids_of(&envelope_at(&env, &dir, ":secrets/prod/db.env")),
+        vec![ops_kid.clone()]
+    );
+    // Dropping a recipient from a scope weakens the policy; the signed
+    // `recipient-remove` entry is what approves it, for pre-commit and CI.
+    env.git(&dir, &["commit", "-q", "-m", "prod for ops only"]);
+    env.seal(&dir, &["check"]);
+    // The team no longer opens that scope: it cannot add itself back, and
+    // the failed attempt leaves nothing half-done.
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &["recipients", "add", &team, "--paths", "secrets/prod/**"],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("secrets/prod/db.env") && stderr(&out).contains("no usable key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join(".git/seal/lifecycle.json").exists());
+    // A rotation replaces the team KEK wherever it is a recipient.
+    env.seal(
+        &dir,
+        &["recipients", "add", &team, "--paths", "secrets/s0.env"],
+    );
+    env.git(&dir, &["commit", "-q", "-m", "a scope of one file"]);
+    env.seal(&dir, &["rotate"]);
+    let new = active(&env, &dir);
+    let listing: Value =
+        serde_json::from_str(&env.seal(&dir, &["recipients", "list", "--json"])).unwrap();
+    assert_eq!(listing["scopes"][0]["kids"], serde_json::json!([new]));
+    assert_eq!(listing["scopes"][1]["kids"], serde_json::json!([ops_kid]));
+    env.git(&dir, &["commit", "-q", "-m", "rotate"]);
+    env.seal(&dir, &["check"]);
 }
 
 #[test]
