@@ -5,7 +5,10 @@
 //! when it names kids, again knowing them, so recipient scopes get compiled.
 //!
 //! Every glob costs a regex compilation, which dominates an execution:
-//! the target compiles only what the parsers themselves compile.
+//! the target compiles only what the parsers themselves compile. Inputs
+//! past [`MAX_INPUT`] are skipped: a 31 KB glob took 5.7 s an execution
+//! under AFL's instrumentation (under 0.1 s uninstrumented), which held
+//! the first campaign at one execution a second for its last hour.
 
 use git_seal::kid::Kid;
 use git_seal::policy::{self, Policy, PolicyFile, SealAttributes};
@@ -24,8 +27,15 @@ const PATHS: &[&str] = &[
     "ü/\u{0}/[x]",
 ];
 
+/// Longer than any policy or `.gitattributes` the parsers are likely to
+/// meet, short enough that every execution stays fast.
+const MAX_INPUT: usize = 4096;
+
 fn main() {
     afl::fuzz!(|data: &[u8]| {
+        if data.len() > MAX_INPUT {
+            return;
+        }
         let Ok(text) = std::str::from_utf8(data) else {
             return;
         };
