@@ -92,7 +92,7 @@ pub fn add(ws: &Workspace, new: NewKek<'_>) -> Result<Added, LifecycleError> {
     journal.save(&ws.repo)?;
     record::store(&ws.root, &record)?;
     let path = format!("{}/{}.json", record::KEYS_DIR, record.kid);
-    index::update(
+    let tree = index::update(
         &ws.repo,
         &ws.root,
         &Default::default(),
@@ -101,6 +101,7 @@ pub fn add(ws: &Workspace, new: NewKek<'_>) -> Result<Added, LifecycleError> {
     )?;
     let mut data = Map::new();
     data.insert("kid".into(), json!(record.kid));
+    data.insert("index_tree".into(), json!(tree.to_string()));
     data.insert("version".into(), json!(record.version));
     data.insert("custody".into(), json!(record.custody));
     data.insert("status".into(), json!(record.status.as_str()));

@@ -316,7 +316,14 @@ fn kek_add_makes_a_pending_version_and_rotate_to_it() {
         listed_old["due"].as_str().unwrap().starts_with("2028-"),
         "{listed_old}"
     );
-    assert_eq!(last_entry(&env, &dir)["event"], "kek-add");
+    let entry = last_entry(&env, &dir);
+    assert_eq!(entry["event"], "kek-add");
+    assert_eq!(entry["data"]["kid"], new.as_str());
+    assert_eq!(entry["data"]["imported"], false);
+    assert_eq!(
+        entry["data"]["index_tree"],
+        env.git(&dir, &["write-tree"]).trim()
+    );
     assert!(env
         .git(&dir, &["status", "--porcelain"])
         .contains(&format!("A  .seal/keys/{new}.json")));
