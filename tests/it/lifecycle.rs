@@ -808,3 +808,44 @@ fn an_interrupted_rotation_is_reported_and_finished_by_running_it_again() {
     assert_work_tree_clean(&env, &dir);
     assert!(!stdout(&env.run("git-seal", &dir, &["doctor"], None)).contains("interrupted"));
 }
+
+/// On a terminal, `kek remove --destroy` erases only once the kid is typed
+/// back; anything else changes nothing.
+#[test]
+fn destroy_on_a_terminal_asks_for_the_kid() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    env.seal(&dir, &["rotate"]);
+    env.git(&dir, &["commit", "-q", "-m", "rotate"]);
+    let archived = env.key_dir.join("archive").join(format!("{old}.key"));
+    // `script` gives the command a terminal and feeds it what we type.
+    let on_terminal = |typed: &str| {
+        let command = format!("git-seal kek remove {old} --destroy");
+        let mut child = env
+            .command("script", &dir)
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{typed}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = on_terminal("k_0000000000000000");
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("not confirmed"), "{}", stdout(&out));
+    assert!(archived.exists());
+    assert_eq!(status_of(&kek_list(&env, &dir), &old), "retired");
+    let out = on_terminal(&old);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(!archived.exists(), "erased once confirmed");
+    assert_eq!(status_of(&kek_list(&env, &dir), &old), "removed");
+}
