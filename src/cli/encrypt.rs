@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::error::{CommandError, CommandResult};
-use git_seal::keys::{self, env::EnvKeys, file::FileKeys, WrapTarget};
+use git_seal::keys::{self, WrapTarget};
 use git_seal::kid::Kid;
 use git_seal::workspace::Workspace;
 
@@ -67,16 +67,7 @@ fn resolve_target(project: Option<&Workspace>, to: &str) -> CommandResult<WrapTa
             return Ok(target);
         }
         // A kid whose private key is here also gives us its public key.
-        let file_key = FileKeys::open_default()
-            .ok()
-            .and_then(|k| k.load(&kid))
-            .and_then(Result::ok);
-        let env_key = EnvKeys::from_env().ok().and_then(|e| {
-            e.secrets()
-                .find(|(k, _)| **k == kid)
-                .map(|(_, s)| s.clone())
-        });
-        if let Some(secret) = file_key.or(env_key) {
+        if let Ok(Some(secret)) = keys::secret_here(&kid) {
             return Ok(WrapTarget::x25519(secret.public()));
         }
         return Err(CommandError::user(format!(

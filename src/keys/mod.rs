@@ -156,6 +156,19 @@ pub fn here() -> Result<Chain<'static>, KeyError> {
     Ok(Chain(providers))
 }
 
+/// The private half of a software KEK held [`here`] (a key file, archived
+/// or not, else GIT_SEAL_KEK): `None` when neither holds it. For the few
+/// commands that need the key itself (`kek export`, public keys of kids).
+pub fn secret_here(kid: &Kid) -> Result<Option<KekSecret>, KeyError> {
+    if let Some(secret) = file::FileKeys::open_default()?.load(kid) {
+        return secret.map(Some);
+    }
+    Ok(env::EnvKeys::from_env()?
+        .secrets()
+        .find(|(k, _)| *k == kid)
+        .map(|(_, secret)| secret.clone()))
+}
+
 /// Kids whose private key is [`here`], never the keys themselves; a
 /// malformed GIT_SEAL_KEK counts as holding none (its error surfaces where
 /// a key is used).

@@ -376,16 +376,14 @@ pub fn remove(ws: &Workspace, kid: &Kid, destroy: bool) -> Result<Removed, Lifec
 
 /// The private half of a software KEK held here (key file or GIT_SEAL_KEK).
 fn secret_here(kid: &Kid) -> Result<KekSecret, LifecycleError> {
-    if let Some(secret) = FileKeys::open_default()?.load(kid) {
-        return Ok(secret?);
-    }
-    if let Some((_, secret)) = EnvKeys::from_env()?.secrets().find(|(k, _)| *k == kid) {
-        return Ok(secret.clone());
-    }
-    Err(LifecycleError::Refused(format!(
-        "the private half of {kid} is not here (no key file in {}, not in GIT_SEAL_KEK)",
-        crate::keys::file::key_dir()?.display()
-    )))
+    keys::secret_here(kid)?.ok_or_else(|| {
+        LifecycleError::Refused(format!(
+            "the private half of {kid} is not here (no key file in {}, not in GIT_SEAL_KEK)",
+            crate::keys::file::key_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "the key directory".into())
+        ))
+    })
 }
 
 /// Write `kid`'s private half to a new file `out` (0600), for moving it to
