@@ -14,6 +14,25 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
+/// What the temporary files of [`write_private`] and [`write_shared`] are
+/// called until they are renamed into place.
+const TEMP_PREFIX: &str = ".git-seal-";
+
+/// Remove the temporary files that a killed write left in `dir`: the file
+/// each was for is intact (written whole or not at all).
+pub(crate) fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Write a file that may hold plaintext: 0600 unless it already exists (its
 /// mode is kept).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
@@ -36,7 +55,7 @@ fn write(path: &Path, bytes: &[u8], new_mode: u32) -> Result<(), WriteError> {
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".git-seal-")
+        .prefix(TEMP_PREFIX)
         .permissions(std::fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
         .map_err(fail)?;

@@ -195,19 +195,7 @@ fn remove_stale_temp_files<'a>(ws: &Workspace, paths: impl Iterator<Item = &'a s
         .filter_map(|p| ws.root.join(p).parent().map(PathBuf::from))
         .collect();
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let stale = entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(".git-seal-")
-                && entry.file_type().is_ok_and(|t| t.is_file());
-            if stale {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        atomic_file::remove_stale_temp_files(&dir);
     }
 }
 

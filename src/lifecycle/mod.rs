@@ -155,7 +155,7 @@ impl Journal {
             Some(journal) if journal.op == op => {
                 index::clear_stale_lock(repo, &journal.token)?;
                 for dir in [".seal", record::KEYS_DIR] {
-                    remove_temp_files(&ws.root.join(dir));
+                    atomic_file::remove_stale_temp_files(&ws.root.join(dir));
                 }
                 Ok(Some(journal))
             }
@@ -193,24 +193,6 @@ impl Journal {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(LifecycleError::Journal { path, source }),
-        }
-    }
-}
-
-/// Remove the temporary files (`.git-seal-*`) that a killed write left
-/// in `dir`: the file each was for is intact (written whole or not at all).
-fn remove_temp_files(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".git-seal-")
-            && entry.file_type().is_ok_and(|t| t.is_file())
-        {
-            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
