@@ -28,14 +28,6 @@ impl Progress {
         }
     }
 
-    /// A counter that never draws.
-    pub fn hidden() -> Progress {
-        Progress {
-            shown: false,
-            ..Progress::new("", 0)
-        }
-    }
-
     pub fn step(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if !self.shown {

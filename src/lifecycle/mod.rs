@@ -346,15 +346,17 @@ pub(crate) fn apply(
 }
 
 /// The kids an envelope blob is wrapped to (`None`: not an envelope).
+/// (`None` too when `id` is not a blob.)
 pub(crate) fn kids_of(repo: &Repo, id: Oid) -> Result<Option<Vec<Kid>>, RepoError> {
-    repo.with_blob(id, |bytes| {
+    let kids = repo.with_raw(id, crate::repo::RawKind::Blob, |bytes| {
         if !envelope::format::might_be_envelope(bytes) {
             return None;
         }
         envelope::parse(bytes)
             .ok()
             .map(|env| env.recipients.into_iter().map(|r| r.kid).collect())
-    })
+    })?;
+    Ok(kids.flatten())
 }
 
 /// Where an envelope lives: HEAD's tree or the index.

@@ -19,7 +19,6 @@ use crate::audit::{self, entry, AuditError};
 use crate::keys::record::Status;
 use crate::kid::Kid;
 use crate::policy::Scope;
-use crate::repo::RawKind;
 use crate::workspace::Workspace;
 
 /// Who new envelopes go to: the default recipients and each scope.
@@ -259,9 +258,9 @@ pub fn remove(
 /// its holder can still open), and at how many paths.
 fn readable_history(ws: &Workspace, kid: &Kid) -> Result<(usize, usize), LifecycleError> {
     let out = ws.repo.git().run(&["rev-list", "--objects", "--all"])?;
+    // Each object is listed once, with the first path it was found at.
     let mut blobs = HashSet::new();
     let mut paths = HashSet::new();
-    let mut seen = HashSet::new();
     for record in out.stdout.split(|b| *b == b'\n') {
         let record = String::from_utf8_lossy(record);
         let Some((id, path)) = record.split_once(' ') else {
@@ -270,19 +269,7 @@ fn readable_history(ws: &Workspace, kid: &Kid) -> Result<(usize, usize), Lifecyc
         let Ok(id) = crate::repo::Oid::from_str(id) else {
             continue;
         };
-        if !seen.insert(id) && !blobs.contains(&id) {
-            continue;
-        }
-        if blobs.contains(&id) {
-            paths.insert(path.to_owned());
-            continue;
-        }
-        let wrapped_to_kid = ws.repo.with_raw(id, RawKind::Blob, |bytes| {
-            crate::envelope::format::might_be_envelope(bytes)
-                && crate::envelope::parse(bytes)
-                    .is_ok_and(|env| env.recipients.iter().any(|r| r.kid == *kid))
-        })?;
-        if wrapped_to_kid == Some(true) {
+        if super::kids_of(&ws.repo, id)?.is_some_and(|kids| kids.contains(kid)) {
             blobs.insert(id);
             paths.insert(path.to_owned());
         }
