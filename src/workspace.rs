@@ -103,11 +103,15 @@ impl Workspace {
         // Public-only recipients (a teammate's key, an offline recovery
         // key) are wrapped to by anyone; the lock is about the KEK this
         // clone holds, so it holds when any active KEK has this custody.
-        let active = self.active()?;
+        if self.actives().next().is_none() {
+            return Err(WorkspaceError::NoActiveKek);
+        }
         if self
             .actives()
             .all(|kek| kek.custody != self.provider.custody())
         {
+            // Only now which KEK is primary (that reads key files).
+            let active = self.active()?;
             return Err(WorkspaceError::InstallLock {
                 provider: self.provider.name(),
                 kid: active.kid.clone(),
