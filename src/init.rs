@@ -11,7 +11,7 @@ use crate::audit::{self, sync, AuditError};
 use crate::drivers;
 use crate::hooks::{self, Change, HookError};
 use crate::keys::record::{self, KekRecord, RecordError, Status};
-use crate::keys::{self, env::EnvKeys, file::FileKeys, KeyError, ProviderInfo};
+use crate::keys::{self, env::EnvKeys, file::FileKeys, pkcs11::Pkcs11Keys, KeyError, ProviderInfo};
 use crate::kid::Kid;
 use crate::lock::{self, LockError};
 use crate::policy::{self, Policy, PolicyError};
@@ -27,7 +27,7 @@ pub enum InitError {
     )]
     BadPattern(String),
     #[error(
-        "the active KEK {kid} has {custody} custody, which the {provider} provider cannot serve"
+        "the active KEK {kid} has {custody} custody, which the {provider} provider cannot serve; this clone keeps the provider it was set up with. `git seal rotate --provider {provider}` moves the repository to a new KEK there (audited)"
     )]
     Custody {
         kid: Kid,
@@ -67,6 +67,8 @@ pub enum InitError {
 pub enum KekSetup {
     /// A new KEK; its private key is in this file.
     Created { kid: Kid, path: PathBuf },
+    /// A new KEK made inside a token, which it never leaves.
+    CreatedIn { kid: Kid, place: String },
     /// A new KEK record for the private key in GIT_SEAL_KEK.
     AdoptedFromEnv { kid: Kid },
     /// The repository's active KEK, usable here.
@@ -145,15 +147,19 @@ pub fn init(
     };
 
     let mut keks = record::load_all(&root)?;
-    let active = keks
-        .iter()
-        .filter(|k| k.status == Status::Active)
-        .max_by_key(|k| k.version);
+    // The clone's lock moves only with a rotation: `init` keeps it, or
+    // takes a provider whose custody some active KEK has (a teammate's
+    // clone of a repository with a token KEK and a recovery key).
+    let actives = || keks.iter().filter(|k| k.status == Status::Active);
+    let active = actives()
+        .filter(|k| k.custody == provider.custody())
+        .max_by_key(|k| k.version)
+        .or_else(|| actives().max_by_key(|k| k.version));
     let kek = match active {
-        Some(active) => adopt(active, provider)?,
+        Some(active) => adopt(repo, active, provider)?,
         None => {
             let version = keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
-            let (record, setup) = create(provider, version)?;
+            let (record, setup) = create(repo, provider, version)?;
             record::store(&root, &record)?;
             keks.push(record);
             setup
@@ -187,6 +193,9 @@ pub fn init(
     };
 
     repo.config_set(PROVIDER_KEY, provider.name())?;
+    if provider.custody() == "hsm" {
+        keys::pkcs11::remember_settings(repo)?;
+    }
     let mut drivers_fixed = drivers::configure_drivers(repo)?;
     if drivers::exclude_temp_files(repo).map_err(|source| InitError::Read {
         path: repo.common_dir().join("info/exclude"),
@@ -292,7 +301,7 @@ fn read_optional(path: &Path) -> Result<String, InitError> {
 }
 
 /// The repository already has an active KEK: use it, never replace it.
-fn adopt(active: &KekRecord, provider: &ProviderInfo) -> Result<KekSetup, InitError> {
+fn adopt(repo: &Repo, active: &KekRecord, provider: &ProviderInfo) -> Result<KekSetup, InitError> {
     if active.custody != provider.custody() {
         return Err(InitError::Custody {
             kid: active.kid.clone(),
@@ -301,7 +310,7 @@ fn adopt(active: &KekRecord, provider: &ProviderInfo) -> Result<KekSetup, InitEr
         });
     }
     let kid = active.kid.clone();
-    if provider.open()?.has(&kid) {
+    if provider.open(Some(repo))?.has(&kid) {
         return Ok(KekSetup::Using { kid });
     }
     let place = match provider.name() {
@@ -310,14 +319,32 @@ fn adopt(active: &KekRecord, provider: &ProviderInfo) -> Result<KekSetup, InitEr
             FileKeys::open_default()?.path_of(&kid).display()
         ),
         "env" => "GIT_SEAL_KEK".to_owned(),
+        "pkcs11" => format!(
+            "the PKCS#11 token{}",
+            keys::KeyProvider::problem(&Pkcs11Keys::open(Some(repo)))
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default()
+        ),
         other => format!("the {other} provider"),
     };
     Ok(KekSetup::Unavailable { kid, place })
 }
 
-/// No KEK yet: make one (file) or take the one in GIT_SEAL_KEK (env).
-fn create(provider: &ProviderInfo, version: u32) -> Result<(KekRecord, KekSetup), InitError> {
+/// No KEK yet: make one (file, or inside the token), or take the one in
+/// GIT_SEAL_KEK (env).
+fn create(
+    repo: &Repo,
+    provider: &ProviderInfo,
+    version: u32,
+) -> Result<(KekRecord, KekSetup), InitError> {
     match provider.name() {
+        "pkcs11" => {
+            let keys = Pkcs11Keys::open(Some(repo));
+            let kid = keys.generate()?;
+            let place = format!("token {:?}", keys.token_label().unwrap_or_default());
+            let record = KekRecord::new_pkcs11(kid.clone(), version);
+            Ok((record, KekSetup::CreatedIn { kid, place }))
+        }
         "env" => {
             let keys = EnvKeys::from_env()?;
             let (kid, secret) = keys.secrets().next().ok_or(InitError::EmptyEnv)?;

@@ -301,7 +301,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
         // No key, or a key that cannot be used (a key file others can
         // read): say so, naming the key file and the fix.
         if let Err(source @ (OpenError::NoUsableKey { .. } | OpenError::Key(_))) =
-            keys::open_bytes(text, ws.keys())
+            keys::open_bytes(text, ws.opener().as_ref())
         {
             return Err(LockError::NoKey {
                 path: path.clone(),
@@ -320,10 +320,11 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
         }
         let file = ws.root.join(&path);
         let text = std::fs::read(&file).map_err(io_error("read", file.clone()))?;
-        let plaintext = keys::open_bytes(&text, ws.keys()).map_err(|source| LockError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let plaintext =
+            keys::open_bytes(&text, ws.opener().as_ref()).map_err(|source| LockError::Open {
+                path: path.clone(),
+                source,
+            })?;
         atomic_file::write_shared(&file, &plaintext)?;
         opened.push(path);
     }

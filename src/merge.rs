@@ -83,7 +83,7 @@ pub fn merge(
         if !envelope::is_envelope(&text) {
             return Ok(text);
         }
-        keys::open_bytes(&text, ws.keys()).map_err(|source| MergeError::Open {
+        keys::open_bytes(&text, ws.opener().as_ref()).map_err(|source| MergeError::Open {
             path: path.to_owned(),
             source,
         })

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::keys::public::PublicKeys;
 use crate::keys::record::{self, KekRecord, RecordError, Status};
 use crate::keys::{self, KeyError, KeyProvider, ProviderInfo, WrapTarget};
 use crate::kid::Kid;
@@ -43,6 +42,8 @@ pub enum WorkspaceError {
     NoActiveKek,
     #[error("{kid} is named as a recipient but .seal/keys/{kid}.json has no usable public key")]
     NoPublicKey { kid: Kid },
+    #[error("{kid} is a KEK inside an HSM: only the token wraps to it, and this clone is set up for the {provider} provider. Set a clone up with `git seal init --provider pkcs11` to seal files wrapped to it")]
+    NeedsToken { kid: Kid, provider: &'static str },
 }
 
 #[derive(Debug)]
@@ -53,8 +54,8 @@ pub struct Workspace {
     pub policy: Policy,
     pub provider: &'static ProviderInfo,
     keys: Arc<dyn KeyProvider>,
-    /// The records' public keys: what new envelopes can be wrapped to.
-    public_keys: PublicKeys,
+    /// `keys`, then the software keys held here: see [`Workspace::opener`].
+    opener: std::sync::OnceLock<Arc<dyn KeyProvider>>,
 }
 
 impl Workspace {
@@ -63,7 +64,19 @@ impl Workspace {
         Workspace::from_repo(Repo::discover(start)?)
     }
 
+    /// The workspace of `repo`, refused when this clone's provider cannot
+    /// serve its active KEKs (the install lock, [`Workspace::check_install_lock`]).
     pub fn from_repo(repo: Repo) -> Result<Workspace, WorkspaceError> {
+        let project = Workspace::load(repo)?;
+        project.check_install_lock()?;
+        Ok(project)
+    }
+
+    /// The workspace without the install lock's check, for the filter: on
+    /// a commit from before a rotation moved the clone to another custody,
+    /// opening and re-using existing envelopes needs no lock, and clean
+    /// checks it before it seals anything new.
+    pub fn load(repo: Repo) -> Result<Workspace, WorkspaceError> {
         let root = repo.workdir("git-seal")?.to_owned();
         // A sparse checkout may leave `.seal/` out of the work tree; the
         // index still has it.
@@ -87,19 +100,20 @@ impl Workspace {
         };
         let provider = keys::provider_or_default(repo.config_get(PROVIDER_KEY).as_deref())?;
         let project = Workspace {
-            keys: Arc::from(provider.open()?),
-            public_keys: PublicKeys::from_records(&keks),
+            keys: Arc::from(provider.open(Some(&repo))?),
+            opener: std::sync::OnceLock::new(),
             repo,
             root,
             keks,
             policy,
             provider,
         };
-        project.check_install_lock()?;
         Ok(project)
     }
 
-    fn check_install_lock(&self) -> Result<(), WorkspaceError> {
+    /// Can this clone's provider serve an active KEK? Refused otherwise:
+    /// git-seal never falls back to another provider to seal.
+    pub fn check_install_lock(&self) -> Result<(), WorkspaceError> {
         // Public-only recipients (a teammate's key, an offline recovery
         // key) are wrapped to by anyone; the lock is about the KEK this
         // clone holds, so it holds when any active KEK has this custody.
@@ -116,11 +130,10 @@ impl Workspace {
                 provider: self.provider.name(),
                 kid: active.kid.clone(),
                 custody: active.custody.clone(),
-                hint: if active.custody == "hsm" {
-                    "pkcs11"
-                } else {
-                    "file"
-                },
+                hint: keys::PROVIDERS
+                    .iter()
+                    .find(|p| p.custody() == active.custody)
+                    .map_or("file", |p| p.name()),
             });
         }
         Ok(())
@@ -133,6 +146,21 @@ impl Workspace {
     /// The provider, for worker threads and longer-lived holders.
     pub fn shared_keys(&self) -> Arc<dyn KeyProvider> {
         Arc::clone(&self.keys)
+    }
+
+    /// What opens envelopes here: this clone's provider first, then the
+    /// software keys held here ([`keys::for_opening`]), so that a retired
+    /// key file in the archive still opens history sealed before a
+    /// rotation moved the clone to a token. Sealing never falls back so.
+    pub fn opener(&self) -> Arc<dyn KeyProvider> {
+        let opener = self.opener.get_or_init(|| {
+            match keys::for_opening(Some(self.shared_keys())) {
+                Ok(chain) => Arc::new(chain),
+                // A malformed GIT_SEAL_KEK: open with this provider alone.
+                Err(_) => self.shared_keys(),
+            }
+        });
+        Arc::clone(opener)
     }
 
     /// Every active KEK: the default recipients of new envelopes.
@@ -157,9 +185,9 @@ impl Workspace {
         self.keks.iter().find(|k| &k.kid == kid)
     }
 
-    /// The committed KEKs' public keys.
-    pub fn public_keys(&self) -> &PublicKeys {
-        &self.public_keys
+    /// `kid` as a wrap target: see [`target_among`].
+    pub fn target(&self, kid: &Kid) -> Result<WrapTarget, WorkspaceError> {
+        target_among(&self.keks, kid, &self.keys)
     }
 
     /// The kids a new envelope for `path` is wrapped to: its scope's in
@@ -180,13 +208,39 @@ impl Workspace {
     /// Who a new envelope for `path` is wrapped to.
     pub fn targets_for(&self, path: Option<&str>) -> Result<Vec<WrapTarget>, WorkspaceError> {
         let kids = self.recipients_for(path)?;
-        kids.into_iter()
-            .map(|kid| {
-                self.public_keys
-                    .target(&kid)
-                    .ok_or(WorkspaceError::NoPublicKey { kid })
+        kids.iter().map(|kid| self.target(kid)).collect()
+    }
+}
+
+/// `kid`, one of `records`, as a wrap target: its public key (X25519, which
+/// anyone may wrap to), or `wrapper` for a KEK inside an HSM, which only
+/// the token wraps to.
+pub(crate) fn target_among(
+    records: &[KekRecord],
+    kid: &Kid,
+    wrapper: &Arc<dyn KeyProvider>,
+) -> Result<WrapTarget, WorkspaceError> {
+    let record = records.iter().find(|r| &r.kid == kid);
+    match record {
+        Some(record) if record.wrap == crate::envelope::format::WRAP_PKCS11 => {
+            if wrapper.name() != "pkcs11" {
+                return Err(WorkspaceError::NeedsToken {
+                    kid: kid.clone(),
+                    provider: wrapper.name(),
+                });
+            }
+            Ok(WrapTarget::Provider {
+                kid: kid.clone(),
+                provider: Arc::clone(wrapper),
             })
-            .collect()
+        }
+        _ => record
+            .and_then(KekRecord::public_bytes)
+            .map(|public| WrapTarget::X25519 {
+                kid: kid.clone(),
+                public,
+            })
+            .ok_or_else(|| WorkspaceError::NoPublicKey { kid: kid.clone() }),
     }
 }
 

@@ -63,7 +63,7 @@ fn repo_relative(project: &Workspace, file: &str) -> Option<String> {
 
 fn resolve_target(project: Option<&Workspace>, to: &str) -> CommandResult<WrapTarget> {
     if let Ok(kid) = Kid::parse(to) {
-        if let Some(target) = project.and_then(|p| p.public_keys().target(&kid)) {
+        if let Some(Ok(target)) = project.map(|p| p.target(&kid)) {
             return Ok(target);
         }
         // A kid whose private key is here also gives us its public key.

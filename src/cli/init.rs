@@ -54,6 +54,10 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             outln!("git-seal: created KEK {kid} (private key: {})", path.display());
             outln!("git-seal: back that file up; without it nobody can open this repository's sealed files");
         }
+        KekSetup::CreatedIn { kid, place } => {
+            outln!("git-seal: created KEK {kid} inside {place}; it cannot leave the token");
+            outln!("git-seal: backing the token up is up to you (the HSM's own backup); without it nobody can open this repository's sealed files");
+        }
         KekSetup::AdoptedFromEnv { kid } => outln!("git-seal: adopted KEK {kid} from GIT_SEAL_KEK"),
         KekSetup::Using { kid } => outln!(
             "git-seal: using KEK {kid} ({} provider)",

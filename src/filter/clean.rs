@@ -69,6 +69,8 @@ impl Filter {
                 return Ok(same);
             }
         }
+        // Something new is sealed: only with a provider this clone may use.
+        project.check_install_lock().map_err(|e| refuse(&e))?;
         let wraps = self
             .wraps
             .take(&targets, self.long_running)
@@ -178,7 +180,7 @@ fn reuse(
     if env.aad.as_deref() != wanted.aad || wrapped_to != kids {
         return None;
     }
-    let opened = keys::open(env, project.keys()).ok()?;
+    let opened = keys::open(env, project.opener().as_ref()).ok()?;
     if opened != wanted.plaintext {
         return None;
     }

@@ -79,13 +79,14 @@ impl Filter {
         let provider_name = repo.as_ref().ok().and_then(|r| r.config_get(PROVIDER_KEY));
         let project = repo
             .map_err(|e| e.to_string())
-            .and_then(|r| Workspace::from_repo(r).map_err(|e| e.to_string()));
+            .and_then(|r| Workspace::load(r).map_err(|e| e.to_string()));
         let fallback_keys = match &project {
             Ok(_) => None,
             Err(_) => keys::provider_or_default(provider_name.as_deref())
-                .and_then(|provider| provider.open())
+                .and_then(|provider| provider.open(Repo::from_env().ok().as_ref()))
+                .and_then(|keys| keys::for_opening(Some(Arc::from(keys))))
                 .ok()
-                .map(Arc::from),
+                .map(|chain| Arc::new(chain) as Arc<dyn KeyProvider>),
         };
         Filter {
             project,
@@ -111,17 +112,11 @@ impl Filter {
         self.long_running || plaintext_len <= cache::MAX_CACHED
     }
 
-    fn keys(&self) -> Option<&dyn KeyProvider> {
-        match &self.project {
-            Ok(p) => Some(p.keys()),
-            Err(_) => self.fallback_keys.as_deref(),
-        }
-    }
-
-    /// The key provider, shareable with worker threads.
+    /// What opens envelopes here ([`Workspace::opener`]), shareable with
+    /// worker threads.
     pub fn shared_keys(&self) -> Option<Arc<dyn KeyProvider>> {
         match &self.project {
-            Ok(p) => Some(p.shared_keys()),
+            Ok(p) => Some(p.opener()),
             Err(_) => self.fallback_keys.clone(),
         }
     }
@@ -136,9 +131,11 @@ impl Filter {
         if let Some(Some(cache)) = self.cache.get_mut() {
             cache.flush();
         }
-        let keys = self.keys();
-        self.locked
-            .summary(|| keys.map(|k| k.available()).unwrap_or_default())
+        let keys = self.shared_keys();
+        self.locked.summary(|| {
+            keys.map(|k| (k.available(), k.problem()))
+                .unwrap_or_default()
+        })
     }
 }
 

@@ -104,8 +104,8 @@ impl Filter {
         match self.prepare_smudge(path, text, blob) {
             Prepared::Done(smudged) => smudged,
             Prepared::Open(mut work) => {
-                let opened = match self.keys() {
-                    Some(keys) => open_work(keys, &mut work),
+                let opened = match self.shared_keys() {
+                    Some(keys) => open_work(keys.as_ref(), &mut work),
                     None => Opened::NoKey,
                 };
                 self.complete_smudge(work, opened)
@@ -234,7 +234,12 @@ impl Locked {
 
     /// The one summary line, if any file was left locked; `here` lists the
     /// kids usable here (asked only when the line names them).
-    pub(super) fn summary(&self, here: impl FnOnce() -> Vec<Kid>) -> Option<String> {
+    /// `here` gives the kids usable here and why a provider serves none
+    /// (a token that is not here, a wrong PIN), if one says.
+    pub(super) fn summary(
+        &self,
+        here: impl FnOnce() -> (Vec<Kid>, Option<String>),
+    ) -> Option<String> {
         let first = self.paths.first()?;
         let n = self.paths.len();
         let files = if n == 1 { "file" } else { "files" };
@@ -242,14 +247,15 @@ impl Locked {
             return Some(format!("git-seal: {n} sealed {files} left locked (this work tree is locked; `git seal unlock` opens them)"));
         }
         let kids: Vec<&str> = self.kids.iter().map(Kid::as_str).collect();
-        let here = here();
+        let (here, problem) = here();
         let here = if here.is_empty() {
             "none".to_owned()
         } else {
             here.iter().map(Kid::as_str).collect::<Vec<_>>().join(", ")
         };
+        let problem = problem.map(|p| format!("; {p}")).unwrap_or_default();
         Some(format!(
-            "git-seal: warning: {n} sealed {files} left locked (e.g. {first}): no usable key (wrapped to {}; keys here: {here}); install the key, then run `git seal unlock`",
+            "git-seal: warning: {n} sealed {files} left locked (e.g. {first}): no usable key (wrapped to {}; keys here: {here}{problem}); install the key, then run `git seal unlock`",
             kids.join(", ")
         ))
     }

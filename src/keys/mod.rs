@@ -2,7 +2,7 @@
 //! wrapped to a KEK and unwrapped again.
 //!
 //! One narrow trait, [`KeyProvider`], with each provider in its own file,
-//! chosen by name from `registry` (`file`, `env`). `software` holds the
+//! chosen by name from `registry` (`file`, `env`, `pkcs11`). `software` holds the
 //! X25519 keys that `file` and `env` serve; `public` holds public keys only
 //! (it wraps, never unwraps); [`Chain`] asks several in order. `x25519` is
 //! the `x25519-hkdf-sha256` wrap; `sealing` seals an envelope to wrap
@@ -12,6 +12,7 @@
 pub mod env;
 pub mod expiry;
 pub mod file;
+pub mod pkcs11;
 pub mod public;
 pub mod record;
 pub mod registry;
@@ -57,6 +58,11 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
         let _ = (kid, purpose);
         None
     }
+    /// Why this provider serves no key here, when it can say (a token
+    /// that cannot be reached or logged in to): for warnings.
+    fn problem(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A shared or boxed provider is a provider (for worker threads and
@@ -81,6 +87,9 @@ macro_rules! forward_provider {
             }
             fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
                 (**self).local_key(kid, purpose)
+            }
+            fn problem(&self) -> Option<String> {
+                (**self).problem()
             }
         }
     )*};
@@ -140,6 +149,9 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
+    /// A PKCS#11 token's failure, said whole (module, token, PIN, key).
+    #[error("{0}")]
+    Pkcs11(String),
     #[error("unknown provider {0:?} (known: {known})", known = registry::names())]
     UnknownProvider(String),
 }
@@ -228,5 +240,9 @@ impl KeyProvider for Chain<'_> {
 
     fn local_key(&self, kid: &Kid, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
         self.0.iter().find_map(|p| p.local_key(kid, purpose))
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.0.iter().find_map(|p| p.problem())
     }
 }

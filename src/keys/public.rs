@@ -2,9 +2,8 @@
 //! half (the committed `.seal/keys/` records, or a `--to PUBLIC_KEY`). As a
 //! provider it wraps but never unwraps.
 
-use super::record::KekRecord;
 use super::x25519;
-use super::{KeyError, KeyProvider, WrapTarget};
+use super::{KeyError, KeyProvider};
 use crate::envelope::Recipient;
 use crate::kid::Kid;
 use crate::secret::Dek;
@@ -23,22 +22,8 @@ impl PublicKeys {
         PublicKeys { keys }
     }
 
-    /// The public keys the records hold (HSM records have none).
-    pub(crate) fn from_records(records: &[KekRecord]) -> PublicKeys {
-        PublicKeys::new(records.iter().filter_map(KekRecord::public_bytes))
-    }
-
     fn get(&self, kid: &Kid) -> Option<&[u8; 32]> {
         self.keys.iter().find(|(k, _)| k == kid).map(|(_, p)| p)
-    }
-
-    /// `kid` as a wrap target, if its public key is here: the X25519 target
-    /// whose wraps a filter can prepare ahead.
-    pub fn target(&self, kid: &Kid) -> Option<WrapTarget> {
-        self.get(kid).map(|public| WrapTarget::X25519 {
-            kid: kid.clone(),
-            public: *public,
-        })
     }
 }
 
@@ -64,6 +49,7 @@ impl KeyProvider for PublicKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::record::KekRecord;
     use crate::keys::software::SoftwareKeys;
     use crate::secret::KekSecret;
 
@@ -71,7 +57,7 @@ mod tests {
     fn wraps_for_its_kids_and_never_unwraps() {
         let secret = KekSecret::generate();
         let record = KekRecord::new_x25519(&secret.public(), 1);
-        let public = PublicKeys::from_records(std::slice::from_ref(&record));
+        let public = PublicKeys::new([secret.public()]);
         let dek = Dek::random();
         let r = public.wrap(&record.kid, &dek).unwrap().unwrap();
         assert!(public.unwrap(&r).is_none());
@@ -81,12 +67,5 @@ mod tests {
 
         let stranger = Kid::parse("k_0000000000000000").unwrap();
         assert!(public.wrap(&stranger, &dek).is_none());
-        assert!(public.target(&stranger).is_none());
-        assert_eq!(
-            public.target(&record.kid),
-            Some(WrapTarget::x25519(
-                holder.secrets().next().unwrap().1.public()
-            ))
-        );
     }
 }

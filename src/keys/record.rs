@@ -96,6 +96,20 @@ impl KekRecord {
         }
     }
 
+    /// A KEK inside an HSM: no public key; only the token wraps to it.
+    pub fn new_pkcs11(kid: Kid, version: u32) -> KekRecord {
+        KekRecord {
+            kid,
+            wrap: crate::envelope::format::WRAP_PKCS11.to_owned(),
+            public_key: None,
+            custody: "hsm".to_owned(),
+            version,
+            created_at: crate::now_rfc3339(),
+            status: Status::Active,
+            name: None,
+        }
+    }
+
     /// `created_at` as a time; `None` when it is not RFC 3339 UTC
     /// (`2026-01-02T03:04:05Z`), which loading a record refuses.
     pub fn created(&self) -> Option<SystemTime> {
@@ -122,6 +136,21 @@ impl KekRecord {
                     self.kid
                 )));
             }
+            if !matches!(self.custody.as_str(), "software" | "kms") {
+                return Err(invalid(format!(
+                    "custody {:?} cannot hold an X25519 KEK (software or kms)",
+                    self.custody
+                )));
+            }
+        } else if self.wrap == crate::envelope::format::WRAP_PKCS11 {
+            if self.public_key.is_some() || self.custody != "hsm" {
+                return Err(invalid(format!(
+                    "{} wraps inside an HSM: custody must be \"hsm\" and there is no public_key",
+                    self.kid
+                )));
+            }
+        } else {
+            return Err(invalid(format!("unknown wrap {:?}", self.wrap)));
         }
         // Its due date for rotation counts from here (`keys::expiry`): a
         // date nobody can read would hide a KEK that is overdue.

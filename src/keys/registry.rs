@@ -2,15 +2,19 @@
 //! the `seal.provider` install lock in a clone's git config). A plain list:
 //! the binary turns it into a command-line argument; the library parses none.
 
-use super::{env, file, KeyError, KeyProvider};
+use super::{env, file, pkcs11, KeyError, KeyProvider};
+use crate::repo::Repo;
 
 /// One provider this build can open.
 pub struct ProviderInfo {
     name: &'static str,
     custody: &'static str,
     description: &'static str,
-    open: fn() -> Result<Box<dyn KeyProvider>, KeyError>,
+    open: Opener,
 }
+
+/// How a provider opens, given the clone whose git config may set it up.
+type Opener = fn(Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError>;
 
 /// Every provider, in the order help lists them.
 pub const PROVIDERS: &[ProviderInfo] = &[
@@ -26,17 +30,28 @@ pub const PROVIDERS: &[ProviderInfo] = &[
         description: "Private keys in the GIT_SEAL_KEK environment variable (for CI)",
         open: open_env,
     },
+    ProviderInfo {
+        name: "pkcs11",
+        custody: "hsm",
+        description: "An AES-256 key inside a PKCS#11 token (HSM) that never leaves it",
+        open: open_pkcs11,
+    },
 ];
 
 /// The provider a clone uses when its config names none.
 const DEFAULT: &str = "file";
 
-fn open_file() -> Result<Box<dyn KeyProvider>, KeyError> {
+fn open_file(_: Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError> {
     Ok(Box::new(file::FileKeys::open_default()?))
 }
 
-fn open_env() -> Result<Box<dyn KeyProvider>, KeyError> {
+fn open_env(_: Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError> {
     Ok(Box::new(env::EnvKeys::from_env()?))
+}
+
+/// Reads settings only: the token is logged in to when a key is needed.
+fn open_pkcs11(repo: Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError> {
+    Ok(Box::new(pkcs11::Pkcs11Keys::open(repo)))
 }
 
 /// The provider called `name`.
@@ -77,9 +92,10 @@ impl ProviderInfo {
         self.description
     }
 
-    /// Open the provider here (reading its configuration, e.g. GIT_SEAL_KEK).
-    pub fn open(&self) -> Result<Box<dyn KeyProvider>, KeyError> {
-        (self.open)()
+    /// Open the provider here (reading its configuration from the
+    /// environment, e.g. GIT_SEAL_KEK, and from `repo`'s git config).
+    pub fn open(&self, repo: Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError> {
+        (self.open)(repo)
     }
 }
 
@@ -97,8 +113,11 @@ mod tests {
     fn providers_by_name() {
         assert_eq!(provider("env").unwrap().name(), "env");
         assert_eq!(provider_or_default(None).unwrap().name(), "file");
-        assert!(PROVIDERS.iter().all(|p| p.custody() == "software"));
+        assert_eq!(provider("pkcs11").unwrap().custody(), "hsm");
         let err = provider("pkcs12").unwrap_err().to_string();
-        assert_eq!(err, "unknown provider \"pkcs12\" (known: file, env)");
+        assert_eq!(
+            err,
+            "unknown provider \"pkcs12\" (known: file, env, pkcs11)"
+        );
     }
 }

@@ -254,9 +254,9 @@ pub fn verify(ws: &Workspace, kid: &Kid) -> Result<Verified, LifecycleError> {
 
 fn round_trip(ws: &Workspace, record: &KekRecord, only: &Only<'_>) -> Result<(), String> {
     let dek = Dek::random();
-    let wrapped = match ws.public_keys().target(&record.kid) {
-        Some(target) => crate::keys::sealing::wrap_to(&target, &dek).map_err(|e| e.to_string()),
-        None => match only.wrap(&record.kid, &dek) {
+    let wrapped = match ws.target(&record.kid) {
+        Ok(target) => crate::keys::sealing::wrap_to(&target, &dek).map_err(|e| e.to_string()),
+        Err(_) => match only.wrap(&record.kid, &dek) {
             Some(result) => result.map_err(|e| e.to_string()),
             None => Err("no public key in its record and no provider here wraps to it".into()),
         },

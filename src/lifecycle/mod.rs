@@ -19,15 +19,15 @@ pub mod rotate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file::{self, WriteError};
 use crate::audit::AuditError;
 use crate::envelope;
-use crate::keys::public::PublicKeys;
 use crate::keys::record::{self, KekRecord, RecordError, Status};
-use crate::keys::{KeyError, WrapTarget};
+use crate::keys::{KeyError, KeyProvider, WrapTarget};
 use crate::kid::Kid;
 use crate::policy::{self, Policy, PolicyError};
 use crate::progress::Progress;
@@ -93,6 +93,10 @@ pub(crate) struct Journal {
     pub paths: Option<Vec<String>>,
     #[serde(default)]
     pub reencrypt: bool,
+    /// The provider a rotation moves the clone to (`--provider`), when it
+    /// is not the one the clone was set up with.
+    #[serde(default)]
+    pub provider: Option<String>,
     /// What the index lock file holds while this step writes the index.
     pub token: String,
     /// Envelopes changed when the index was written (for the audit entry
@@ -114,6 +118,7 @@ impl Journal {
             to: None,
             paths: None,
             reencrypt: false,
+            provider: None,
             token: format!("git-seal {}\n", hex::encode(token)),
             rewrapped: 0,
             reencrypted: 0,
@@ -217,6 +222,9 @@ pub fn interrupted(repo: &Repo) -> Option<String> {
 pub(crate) struct KeyState {
     pub keks: Vec<KekRecord>,
     pub policy: policy::PolicyFile,
+    /// The provider that wraps to KEKs inside an HSM (this clone's, or
+    /// the one a rotation moves the repository to).
+    pub wrapper: Arc<dyn KeyProvider>,
 }
 
 impl KeyState {
@@ -224,6 +232,7 @@ impl KeyState {
         KeyState {
             keks: ws.keks.clone(),
             policy: ws.policy.file.clone(),
+            wrapper: ws.shared_keys(),
         }
     }
 
@@ -262,18 +271,13 @@ impl KeyState {
         paths: Vec<(String, Oid)>,
     ) -> Result<Vec<rekey::Item>, LifecycleError> {
         let policy = self.compiled()?;
-        let public = PublicKeys::from_records(&self.keks);
         let actives = self.actives();
         let mut items = Vec::with_capacity(paths.len());
         for (path, id) in paths {
             let kids = policy.recipients_for(&path).unwrap_or(&actives);
             let targets = kids
                 .iter()
-                .map(|kid| {
-                    public
-                        .target(kid)
-                        .ok_or(WorkspaceError::NoPublicKey { kid: kid.clone() })
-                })
+                .map(|kid| crate::workspace::target_among(&self.keks, kid, &self.wrapper))
                 .collect::<Result<Vec<WrapTarget>, _>>()?;
             items.push(rekey::Item { path, id, targets });
         }

@@ -10,6 +10,7 @@ use super::rekey::Mode;
 use super::{apply, Journal, KeyState, LifecycleError};
 use crate::audit::{self, entry, AuditError};
 use crate::keys::file::FileKeys;
+use crate::keys::pkcs11::Pkcs11Keys;
 use crate::keys::record::{KekRecord, Status};
 use crate::keys::{self, KeyProvider, ProviderInfo};
 use crate::kid::Kid;
@@ -46,10 +47,13 @@ pub struct Rotated {
     pub audit: Result<bool, AuditError>,
 }
 
-fn command_line(from: &Kid, to: &Kid, reencrypt: bool) -> String {
+fn command_line(from: &Kid, to: &Kid, reencrypt: bool, provider: Option<&str>) -> String {
     format!(
-        "git seal rotate --from {from} --to {to}{}",
-        if reencrypt { " --reencrypt" } else { "" }
+        "git seal rotate --from {from} --to {to}{}{}",
+        if reencrypt { " --reencrypt" } else { "" },
+        provider
+            .map(|p| format!(" --provider {p}"))
+            .unwrap_or_default()
     )
 }
 
@@ -99,6 +103,14 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
                     wanted: "git seal rotate --reencrypt".into(),
                 });
             }
+            if let Some(given) = options.provider.filter(|p| p.name() != ws.provider.name()) {
+                if journal.provider.as_deref() != Some(given.name()) {
+                    return Err(LifecycleError::Interrupted {
+                        running: journal.command.clone(),
+                        wanted: format!("git seal rotate --provider {}", given.name()),
+                    });
+                }
+            }
             (journal, None)
         }
         None => start(ws, &options)?,
@@ -107,13 +119,23 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
     let from = journal.from.clone().expect("a rotate journal names from");
     let to = journal.to.clone().expect("a rotate journal names to");
     let reencrypt = journal.reencrypt;
+    // The provider the new KEK lives in, when the clone moves to it.
+    let moving_to = journal
+        .provider
+        .as_deref()
+        .map(keys::provider)
+        .transpose()?;
 
     let mut state = KeyState::of(ws);
+    if let Some(provider) = moving_to {
+        // Envelopes are wrapped to a token KEK through the token.
+        state.wrapper = std::sync::Arc::from(provider.open(Some(&ws.repo))?);
+    }
     if state.record(&to).is_none() {
         // Made by this rotation; its record is written with the others.
         let record = match made {
             Some(record) => record,
-            None => record_of_key_here(ws, &to)?,
+            None => record_of_key_made(ws, &to, moving_to.unwrap_or(ws.provider))?,
         };
         state.keks.push(record);
     }
@@ -137,9 +159,12 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
     let (rewrapped, reencrypted, tree) = apply(ws, &mut journal, &state, &decide, "rotate")?;
 
     // The install lock moves with a rotation to another provider.
-    if let Some(provider) = options.provider.filter(|p| p.name() != ws.provider.name()) {
+    if let Some(provider) = moving_to {
         ws.repo
             .config_set(crate::workspace::PROVIDER_KEY, provider.name())?;
+        if provider.custody() == "hsm" {
+            keys::pkcs11::remember_settings(&ws.repo)?;
+        }
     }
     let archived = match FileKeys::open_default() {
         Ok(files) => files.archive(&from)?,
@@ -241,11 +266,9 @@ fn start(
                     }
                 )));
             }
-            if record.public_key.is_none() {
-                return Err(LifecycleError::Workspace(
-                    crate::workspace::WorkspaceError::NoPublicKey { kid: kid.clone() },
-                ));
-            }
+            // Something must be able to wrap to it (its public key, or
+            // this clone's token).
+            crate::workspace::target_among(&ws.keks, kid, &ws.shared_keys())?;
             (kid.clone(), None)
         }
         None if finishing => (ws.active()?.kid.clone(), None),
@@ -254,20 +277,40 @@ fn start(
             (record.kid.clone(), Some(record))
         }
     };
+    let moving_to = options
+        .provider
+        .filter(|p| p.name() != ws.provider.name())
+        .map(|p| p.name().to_owned());
     let mut journal = Journal::new(
         entry::EVENT_ROTATE,
-        command_line(&from, &to, options.reencrypt),
+        command_line(&from, &to, options.reencrypt, moving_to.as_deref()),
     );
     journal.from = Some(from);
     journal.to = Some(to);
     journal.reencrypt = options.reencrypt;
+    journal.provider = moving_to;
     journal.save(&ws.repo)?;
     Ok((journal, made))
 }
 
-/// The record of a KEK an interrupted rotation made: its key file was
-/// stored before the journal named it.
-fn record_of_key_here(ws: &Workspace, kid: &Kid) -> Result<KekRecord, LifecycleError> {
+/// The record of a KEK an interrupted rotation made with `provider`: its
+/// key file (or token key) was made before the journal named it.
+fn record_of_key_made(
+    ws: &Workspace,
+    kid: &Kid,
+    provider: &ProviderInfo,
+) -> Result<KekRecord, LifecycleError> {
+    if provider.custody() == "hsm" {
+        if !provider.open(Some(&ws.repo))?.has(kid) {
+            return Err(LifecycleError::Refused(format!(
+                "the interrupted rotation made {kid} inside the token, which no longer holds it (or is not here); start again by removing {} and running `git seal rotate`",
+                Journal::path(&ws.repo).display()
+            )));
+        }
+        let mut record = KekRecord::new_pkcs11(kid.clone(), super::next_version(ws));
+        record.status = Status::Pending;
+        return Ok(record);
+    }
     let files = FileKeys::open_default()?;
     let Some(secret) = files.load(kid) else {
         return Err(LifecycleError::Refused(format!(
@@ -289,6 +332,12 @@ pub(crate) fn new_kek(
     provider: Option<&ProviderInfo>,
 ) -> Result<KekRecord, LifecycleError> {
     let provider = provider.unwrap_or(ws.provider);
+    if provider.name() == "pkcs11" {
+        let kid = Pkcs11Keys::open(Some(&ws.repo)).generate()?;
+        let mut record = KekRecord::new_pkcs11(kid, super::next_version(ws));
+        record.status = Status::Pending;
+        return Ok(record);
+    }
     if provider.name() != "file" {
         return Err(LifecycleError::Refused(format!(
             "the {} provider cannot make a KEK here; make it with --provider file, then hand its private half to where it is used with `git seal kek export KID --out FILE`",

@@ -44,6 +44,26 @@ impl Env {
         self.extra.retain(|(k, _)| k != key);
     }
 
+    /// Run `f` with `key` set to `value` (`None`: unset), then put it back.
+    pub(crate) fn with_var<R>(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        f: impl FnOnce(&Env) -> R,
+    ) -> R {
+        let before = self.extra.iter().find(|(k, _)| k == key).cloned();
+        match value {
+            Some(value) => self.set(key, value),
+            None => self.unset(key),
+        }
+        let result = f(self);
+        match before {
+            Some((_, value)) => self.set(key, &value),
+            None => self.unset(key),
+        }
+        result
+    }
+
     pub(crate) fn command(&self, program: impl AsRef<OsStr>, dir: &Path) -> Command {
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_git-seal")).parent().unwrap();
         let path = format!(
@@ -368,4 +388,18 @@ fn descendants_of(root: u32) -> Vec<u32> {
     }
     found.retain(|&p| p != root);
     found
+}
+
+impl Env {
+    /// `REV:PATH`'s blob as envelope JSON (failing if it is not JSON).
+    #[track_caller]
+    pub(crate) fn envelope_at(&self, dir: &Path, rev_path: &str) -> serde_json::Value {
+        let text = self.ok("git", dir, &["cat-file", "-p", rev_path]).stdout;
+        serde_json::from_slice(&text).unwrap_or_else(|e| {
+            panic!(
+                "{rev_path} is not an envelope ({e}):\n{}",
+                String::from_utf8_lossy(&text)
+            )
+        })
+    }
 }

@@ -22,16 +22,6 @@ fn repo_with_secrets(env: &Env) -> std::path::PathBuf {
     dir
 }
 
-fn envelope_at(env: &Env, dir: &Path, rev_path: &str) -> Value {
-    let text = env.ok("git", dir, &["cat-file", "-p", rev_path]).stdout;
-    serde_json::from_slice(&text).unwrap_or_else(|e| {
-        panic!(
-            "{rev_path} is not an envelope ({e}):\n{}",
-            String::from_utf8_lossy(&text)
-        )
-    })
-}
-
 fn kids_of(envelope: &Value) -> Vec<String> {
     envelope["recipients"]
         .as_array()
@@ -100,7 +90,7 @@ fn rotate_rewraps_the_index_and_history_still_opens() {
     let dir = repo_with_secrets(&env);
     let old = env.kid();
     let before: Vec<Value> = (0..3)
-        .map(|i| envelope_at(&env, &dir, &format!("HEAD:secrets/s{i}.env")))
+        .map(|i| env.envelope_at(&dir, &format!("HEAD:secrets/s{i}.env")))
         .collect();
 
     let out = env.seal(&dir, &["rotate"]);
@@ -133,7 +123,7 @@ fn rotate_rewraps_the_index_and_history_still_opens() {
 
     // Byte-identical content; only the recipients changed.
     for (i, was) in before.iter().enumerate() {
-        let now = envelope_at(&env, &dir, &format!(":secrets/s{i}.env"));
+        let now = env.envelope_at(&dir, &format!(":secrets/s{i}.env"));
         for field in ["nonce", "ciphertext", "tag"] {
             assert_eq!(now[field], was[field], "{field} of s{i}");
         }
@@ -155,7 +145,7 @@ fn rotate_rewraps_the_index_and_history_still_opens() {
     env.git(&dir, &["commit", "-q", "-m", "rotate"]);
     assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
     for i in 0..3 {
-        let blob = envelope_at(&env, &dir, &format!("HEAD:secrets/s{i}.env"));
+        let blob = env.envelope_at(&dir, &format!("HEAD:secrets/s{i}.env"));
         assert_eq!(kids_of(&blob), vec![new.clone()]);
     }
     // The new private key alone opens HEAD; the archived one opens HEAD~1.
@@ -200,14 +190,14 @@ fn rotate_opens_with_the_python_opener_and_reencrypt_changes_ciphertext() {
     // Re-wrapped, then re-encrypted: after each, the new private key alone
     // opens HEAD with the independent opener.
     for reencrypt in [false, true] {
-        let before = envelope_at(&env, &dir, "HEAD:secrets/s2.env");
+        let before = env.envelope_at(&dir, "HEAD:secrets/s2.env");
         let mut args = vec!["rotate"];
         if reencrypt {
             args.push("--reencrypt");
         }
         env.seal(&dir, &args);
         let new = active(&env, &dir);
-        let now = envelope_at(&env, &dir, ":secrets/s2.env");
+        let now = env.envelope_at(&dir, ":secrets/s2.env");
         assert_eq!(now["ciphertext"] != before["ciphertext"], reencrypt);
         assert_eq!(now["nonce"] != before["nonce"], reencrypt);
         let counted = if reencrypt {
@@ -331,7 +321,7 @@ fn kek_add_makes_a_pending_version_and_rotate_to_it() {
     write_file(&dir, "secrets/new.env", b"fresh\n");
     env.git(&dir, &["add", "secrets/new.env"]);
     assert_eq!(
-        kids_of(&envelope_at(&env, &dir, ":secrets/new.env")),
+        kids_of(&env.envelope_at(&dir, ":secrets/new.env")),
         vec![old.clone()]
     );
 
@@ -339,7 +329,7 @@ fn kek_add_makes_a_pending_version_and_rotate_to_it() {
     assert_eq!(active(&env, &dir), new);
     for path in ["secrets/s0.env", "secrets/new.env"] {
         assert_eq!(
-            kids_of(&envelope_at(&env, &dir, &format!(":{path}"))),
+            kids_of(&env.envelope_at(&dir, &format!(":{path}"))),
             vec![new.clone()]
         );
     }
@@ -351,7 +341,7 @@ fn kek_add_makes_a_pending_version_and_rotate_to_it() {
     env.git(&dir, &["checkout", "-q", "main", "--", ".seal"]);
     env.seal(&dir, &["rotate", "--from", &old]);
     assert_eq!(
-        kids_of(&envelope_at(&env, &dir, ":secrets/s1.env")),
+        kids_of(&env.envelope_at(&dir, ":secrets/s1.env")),
         vec![new.clone()]
     );
     assert_eq!(kek_list(&env, &dir).len(), 2, "no new KEK");
@@ -472,7 +462,7 @@ fn a_recovery_key_alone_opens_a_fresh_clone() {
     let env = Env::new();
     let dir = repo_with_secrets(&env);
     let team = env.kid();
-    let before = envelope_at(&env, &dir, "HEAD:secrets/s0.env");
+    let before = env.envelope_at(&dir, "HEAD:secrets/s0.env");
     let offline = Env::new();
     let public = offline
         .seal(offline.tmp.path(), &["kek", "keygen"])
@@ -481,7 +471,7 @@ fn a_recovery_key_alone_opens_a_fresh_clone() {
     let recovery = offline.kid();
     let out = env.seal(&dir, &["recipients", "add", &public, "--name", "recovery"]);
     assert!(out.contains("3 envelope(s) re-wrapped"), "{out}");
-    let now = envelope_at(&env, &dir, ":secrets/s0.env");
+    let now = env.envelope_at(&dir, ":secrets/s0.env");
     assert_eq!(now["ciphertext"], before["ciphertext"]);
     assert_eq!(kids_of(&now), vec![team.clone(), recovery.clone()]);
     let listing = env.seal(&dir, &["recipients", "list"]);
@@ -532,7 +522,7 @@ fn removing_a_teammate_reencrypts_and_reports_readable_history() {
     );
     env.seal(&dir, &["recipients", "add", &alice_kid]);
     env.git(&dir, &["commit", "-q", "-m", "alice joins"]);
-    let shared = envelope_at(&env, &dir, "HEAD:secrets/s0.env");
+    let shared = env.envelope_at(&dir, "HEAD:secrets/s0.env");
 
     let out = env.seal(&dir, &["recipients", "remove", &alice_kid]);
     assert!(out.contains("3 envelope(s) re-encrypted"), "{out}");
@@ -543,7 +533,7 @@ fn removing_a_teammate_reencrypts_and_reports_readable_history() {
     assert_eq!(entry["data"]["history_blobs"], 3);
     assert_work_tree_clean(&env, &dir);
     env.git(&dir, &["commit", "-q", "-m", "alice leaves"]);
-    let now = envelope_at(&env, &dir, "HEAD:secrets/s0.env");
+    let now = env.envelope_at(&dir, "HEAD:secrets/s0.env");
     assert_ne!(now["ciphertext"], shared["ciphertext"]);
     assert_eq!(kids_of(&now), vec![team.clone()]);
 
@@ -598,11 +588,11 @@ fn a_scope_gets_its_own_recipient_and_keeps_its_last_one() {
     );
     assert!(out.contains("1 envelope(s) re-wrapped"), "{out}");
     assert_eq!(
-        kids_of(&envelope_at(&env, &dir, ":secrets/prod/db.env")),
+        kids_of(&env.envelope_at(&dir, ":secrets/prod/db.env")),
         vec![team.clone(), ops_kid.clone()]
     );
     assert_eq!(
-        kids_of(&envelope_at(&env, &dir, ":secrets/s0.env")),
+        kids_of(&env.envelope_at(&dir, ":secrets/s0.env")),
         vec![team.clone()]
     );
     let listing: Value =
@@ -643,7 +633,7 @@ fn a_scope_gets_its_own_recipient_and_keeps_its_last_one() {
         stderr(&out)
     );
     assert_eq!(
-        kids_of(&envelope_at(&env, &dir, ":secrets/prod/db.env")),
+        kids_of(&env.envelope_at(&dir, ":secrets/prod/db.env")),
         vec![ops_kid.clone()]
     );
     // Dropping a recipient from a scope weakens the policy; the signed
@@ -802,7 +792,7 @@ fn an_interrupted_rotation_is_reported_and_finished_by_running_it_again() {
     assert!(out.contains(&format!("{old} -> {new}")), "{out}");
     assert_eq!(active(&env, &dir), new);
     assert_eq!(
-        kids_of(&envelope_at(&env, &dir, ":secrets/s1.env")),
+        kids_of(&env.envelope_at(&dir, ":secrets/s1.env")),
         vec![new]
     );
     assert_work_tree_clean(&env, &dir);

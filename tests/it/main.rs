@@ -13,4 +13,5 @@ mod kill;
 mod lifecycle;
 mod lock;
 mod output;
+mod pkcs11;
 mod policy;
