@@ -38,6 +38,13 @@ pub enum WorkspaceError {
         custody: String,
         hint: &'static str,
     },
+    #[error(
+        "{lock}. But a lifecycle command was interrupted here: run `{command}` to finish it first"
+    )]
+    Interrupted {
+        lock: Box<WorkspaceError>,
+        command: String,
+    },
     #[error("no active KEK in .seal/keys/; run `git seal init`, or make a listed KEK a recipient with `git seal recipients add KID` (`git seal kek list` shows them)")]
     NoActiveKek,
     #[error("{kid} is named as a recipient but .seal/keys/{kid}.json has no usable public key")]
@@ -68,7 +75,16 @@ impl Workspace {
     /// serve its active KEKs (the install lock, [`Workspace::check_install_lock`]).
     pub fn from_repo(repo: Repo) -> Result<Workspace, WorkspaceError> {
         let project = Workspace::load(repo)?;
-        project.check_install_lock()?;
+        if let Err(lock) = project.check_install_lock() {
+            // Between a custody move's new records and its moving the lock.
+            return Err(match crate::lifecycle::interrupted(&project.repo) {
+                Some(command) => WorkspaceError::Interrupted {
+                    lock: Box::new(lock),
+                    command,
+                },
+                None => lock,
+            });
+        }
         Ok(project)
     }
 

@@ -75,11 +75,19 @@ fn default_from(ws: &Workspace) -> Result<Kid, LifecycleError> {
     }
 }
 
+/// Rotate in `ws`, which may be loaded without the install lock's check
+/// ([`Workspace::load`]): rotate checks it unless it finishes a custody move.
 pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, LifecycleError> {
     if crate::filter::lock_marker(&ws.repo).exists() {
         return Err(LifecycleError::Locked);
     }
     let journal = Journal::resume(ws, entry::EVENT_ROTATE, "git seal rotate")?;
+    // A move to another custody that was interrupted may have written the
+    // new records but not yet moved the lock (or the reverse): finishing it
+    // is what settles the lock. Anything else runs under the lock.
+    if journal.as_ref().is_none_or(|j| j.provider.is_none()) {
+        ws.check_install_lock()?;
+    }
     let resumed = journal.is_some();
     let (mut journal, made) = match journal {
         Some(journal) => {

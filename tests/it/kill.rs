@@ -410,3 +410,65 @@ fn assert_work_tree_complete_after_commit(env: &Env, dir: &Path) {
     assert_work_tree_complete(env, dir);
     env.ok("git-seal", dir, &["check"]);
 }
+
+/// `rotate --provider pkcs11` and `--provider file`, in turn, killed at
+/// random moments and run again: every envelope of the index stays, opens
+/// with the active KEK, and is wrapped for the custody the clone ends up
+/// locked to; no entry is lost and the chain verifies.
+#[test]
+fn rotate_between_custody_classes_killed_at_random_moments_loses_nothing() {
+    let mut env = Env::new();
+    let Some(_) = crate::pkcs11::softhsm(&mut env) else {
+        return;
+    };
+    let dir = sealed_files_repo(&env);
+    let started = std::time::Instant::now();
+    env.seal(&dir, &["rotate", "--provider", "pkcs11"]);
+    env.seal(&dir, &["rotate", "--provider", "file"]);
+    let span = started.elapsed().as_millis() as u64 * 3 / 5 + 20;
+    let mut moments = Moments::new();
+    let mut landed = 0;
+    for round in 0..KILLS / 2 {
+        let (provider, wrap) = if round % 2 == 0 {
+            ("pkcs11", "pkcs11-aes-256-gcm")
+        } else {
+            ("file", "x25519-hkdf-sha256")
+        };
+        let args = ["rotate", "--provider", provider];
+        landed += usize::from(kill_during(&env, &dir, &args, moments.next(span)));
+        env.seal(&dir, &args);
+        assert!(!dir.join(".git/seal/lifecycle.json").exists());
+        assert_eq!(env.git(&dir, &["config", "seal.provider"]).trim(), provider);
+        let listed = env.git(&dir, &["ls-files", "-s", "--", "secrets"]);
+        assert_eq!(listed.lines().count(), FILES, "an index entry was lost");
+        let keks: serde_json::Value =
+            serde_json::from_str(&env.seal(&dir, &["kek", "list", "--json"])).unwrap();
+        let keks = keks["keks"].as_array().unwrap();
+        let active: Vec<&serde_json::Value> =
+            keks.iter().filter(|k| k["status"] == "active").collect();
+        assert_eq!(active.len(), 1, "{keks:?}");
+        assert_eq!(active[0]["envelopes_index"], FILES, "{keks:?}");
+        let kid = active[0]["kid"].as_str().unwrap();
+        let verified = env.seal(&dir, &["kek", "verify", kid]);
+        assert!(verified.contains(", 0 did not"), "{verified}");
+        for i in (0..FILES).step_by(37) {
+            let stored = env.envelope_at(&dir, &format!(":secrets/f{i:04}.env"));
+            assert_eq!(stored["recipients"][0]["wrap"], wrap, "{stored}");
+        }
+        env.git(&dir, &["update-index", "-q", "--really-refresh"]);
+        let status = env.git(&dir, &["status", "--porcelain"]);
+        assert!(
+            status.lines().all(|l| l.as_bytes()[1] == b' '),
+            "the work tree differs from the index:\n{status}"
+        );
+        for i in 0..FILES {
+            let path = format!("secrets/f{i:04}.env");
+            assert_eq!(std::fs::read(dir.join(&path)).unwrap(), plain(i), "{path}");
+        }
+        assert_chain_verifies(&env, &dir);
+    }
+    env.git(&dir, &["commit", "-q", "-m", "rotated"]);
+    env.ok("git-seal", &dir, &["check"]);
+    assert_no_plaintext_objects(&env, &dir);
+    assert!(landed > 0, "no kill landed while rotate ran");
+}

@@ -15,7 +15,7 @@ const PIN: &str = "246810";
 /// empty token `other`), set up in `env` through the environment a user
 /// would set. `None` (after saying so) when SoftHSM2 is not installed; under
 /// CI=true its absence fails the test.
-fn softhsm(env: &mut Env) -> Option<PathBuf> {
+pub(crate) fn softhsm(env: &mut Env) -> Option<PathBuf> {
     let util = Path::new("/usr/bin/softhsm2-util");
     if !Path::new(MODULE).exists() || !util.exists() {
         assert!(
@@ -465,4 +465,54 @@ fn kek_add_makes_a_pending_token_kek_that_verifies() {
     let stored = env.envelope_at(&dir, "HEAD:secrets/db.env");
     assert_eq!(stored["recipients"][0]["kid"], kid);
     crate::harness::assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
+}
+
+/// Every path that seals or opens goes through the token: diff (textconv),
+/// merge (the merge driver re-seals), encrypt and decrypt by hand.
+#[test]
+fn diff_merge_encrypt_and_decrypt_go_through_the_token() {
+    let mut env = Env::new();
+    let Some(_) = softhsm(&mut env) else { return };
+    let dir = hsm_repo(&env, "r");
+    write_file(
+        &dir,
+        "secrets/config.ini",
+        b"a=1\nb=2\nc=3\nd=4\ne=5\nf=6\n",
+    );
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "base"]);
+    env.git(&dir, &["checkout", "-q", "-b", "other"]);
+    write_file(
+        &dir,
+        "secrets/config.ini",
+        b"a=1\nb=2\nc=3\nd=4\ne=5\nf=60\n",
+    );
+    env.git(&dir, &["commit", "-q", "-am", "other edits the end"]);
+    env.git(&dir, &["checkout", "-q", "main"]);
+    write_file(
+        &dir,
+        "secrets/config.ini",
+        b"a=10\nb=2\nc=3\nd=4\ne=5\nf=6\n",
+    );
+    env.git(&dir, &["commit", "-q", "-am", "main edits the start"]);
+
+    let diff = env.git(&dir, &["log", "-p", "-1", "--", "secrets/config.ini"]);
+    assert!(diff.contains("-a=1\n+a=10"), "{diff}");
+    env.git(&dir, &["merge", "-q", "--no-edit", "other"]);
+    crate::harness::assert_sealed(
+        &env,
+        &dir,
+        "secrets/config.ini",
+        b"a=10\nb=2\nc=3\nd=4\ne=5\nf=60\n",
+    );
+    let merged = env.envelope_at(&dir, "HEAD:secrets/config.ini");
+    assert_eq!(wraps_of(&merged), ["pkcs11-aes-256-gcm"]);
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+
+    let out = env.run("git-seal", &dir, &["encrypt", "-"], Some(b"BY=hand\n"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sealed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(wraps_of(&sealed), ["pkcs11-aes-256-gcm"]);
+    let out = env.run("git-seal", &dir, &["decrypt", "-"], Some(&out.stdout));
+    assert_eq!(out.stdout, b"BY=hand\n", "{}", stderr(&out));
 }
