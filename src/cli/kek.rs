@@ -264,12 +264,12 @@ fn remove(args: RemoveArgs) -> CommandResult<u8> {
     if args.destroy {
         if done.erased.is_empty() {
             outln!(
-                "git-seal: no key file of {} here: nothing to erase",
+                "git-seal: no private half of {} here (no key file, not in this clone's token): nothing to erase",
                 done.kid
             );
         }
-        for path in &done.erased {
-            outln!("git-seal: erased {}", path.display());
+        for place in &done.erased {
+            outln!("git-seal: erased {place}");
         }
         outln!("git-seal: history sealed only to {} can no longer be opened with a key from this machine", done.kid);
     }

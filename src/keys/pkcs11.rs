@@ -586,6 +586,34 @@ impl Pkcs11Keys {
         }
     }
 
+    /// Destroy `kid`'s key inside the token (crypto-erasure): what was
+    /// destroyed, or `None` when the token holds no such key.
+    pub fn destroy(&self, kid: &Kid) -> Result<Option<String>, KeyError> {
+        let token = self.token()?;
+        let Some(handle) = token.key(kid).map_err(pkcs11)? else {
+            return Ok(None);
+        };
+        // Destroying a token object needs a read-write session.
+        let session = token
+            .context
+            .open_rw_session(token.slot)
+            .map_err(token.error("opening a read-write session"))
+            .map_err(pkcs11)?;
+        session
+            .destroy_object(handle)
+            .map_err(token.error("destroying the key"))
+            .map_err(pkcs11)?;
+        token
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(kid);
+        Ok(Some(format!(
+            "the key {kid} inside token {:?}",
+            token.label
+        )))
+    }
+
     /// The token's label, for messages.
     pub fn token_label(&self) -> Option<&str> {
         self.settings.as_ref().ok().map(|s| s.token.as_str())

@@ -17,6 +17,7 @@ use super::{envelopes_here, index, Journal, KeyState, LifecycleError, Place};
 use crate::audit::{self, entry, AuditError};
 use crate::envelope::Recipient;
 use crate::keys::file::FileKeys;
+use crate::keys::pkcs11::Pkcs11Keys;
 use crate::keys::record::{self, KekRecord, Status};
 use crate::keys::{self, env::EnvKeys, KeyError, KeyProvider, ProviderInfo};
 use crate::kid::Kid;
@@ -281,8 +282,8 @@ pub struct Removed {
     pub kid: Kid,
     /// The record was marked removed by this run (false: it was already).
     pub marked: bool,
-    /// Files erased with `--destroy`.
-    pub erased: Vec<PathBuf>,
+    /// What `--destroy` erased: key files, or the key inside a token.
+    pub erased: Vec<String>,
     /// GIT_SEAL_KEK still holds the key (it cannot be erased from here).
     pub still_in_env: bool,
     pub audit: Vec<Result<bool, AuditError>>,
@@ -347,7 +348,16 @@ pub fn remove(ws: &Workspace, kid: &Kid, destroy: bool) -> Result<Removed, Lifec
     }
     let mut erased = Vec::new();
     if destroy {
-        erased = FileKeys::open_default()?.erase(kid)?;
+        let kind = if record.custody == "hsm" {
+            // The key object itself, inside the token.
+            let token = Pkcs11Keys::open(Some(&ws.repo));
+            erased.extend(token.destroy(kid)?);
+            "token"
+        } else {
+            let files = FileKeys::open_default()?.erase(kid)?;
+            erased.extend(files.iter().map(|p| p.display().to_string()));
+            "file"
+        };
         let mut data = Map::new();
         data.insert("kid".into(), json!(kid));
         data.insert(
@@ -355,7 +365,7 @@ pub fn remove(ws: &Workspace, kid: &Kid, destroy: bool) -> Result<Removed, Lifec
             json!(if erased.is_empty() {
                 vec![]
             } else {
-                vec!["file"]
+                vec![kind]
             }),
         );
         audit.push(audit::on_lifecycle(

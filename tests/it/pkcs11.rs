@@ -460,11 +460,44 @@ fn kek_add_makes_a_pending_token_kek_that_verifies() {
     let verified = env.seal(&dir, &["kek", "verify", kid]);
     assert!(verified.contains(kid), "{verified}");
     // Rotating to it re-wraps inside the token.
+    let old = active_record(&dir)["kid"].as_str().unwrap().to_owned();
     env.seal(&dir, &["rotate", "--to", kid]);
     env.git(&dir, &["commit", "-q", "-m", "rotated inside the token"]);
     let stored = env.envelope_at(&dir, "HEAD:secrets/db.env");
     assert_eq!(stored["recipients"][0]["kid"], kid);
     crate::harness::assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
+
+    // The retired token key is destroyed inside the token: crypto-erasure.
+    let before = env
+        .ok("git", &dir, &["cat-file", "-p", "HEAD~1:secrets/db.env"])
+        .stdout;
+    let out = env.seal(&dir, &["kek", "remove", &old, "--destroy", "--yes"]);
+    assert!(
+        out.contains(&format!("erased the key {old} inside token \"seal\"")),
+        "{out}"
+    );
+    let out = env.run("git-seal", &dir, &["decrypt", "-"], Some(&before));
+    assert_eq!(out.status.code(), Some(1), "history still opened: {out:?}");
+    assert!(out.stdout.is_empty());
+    let pin_args = [
+        "--module",
+        MODULE,
+        "--token-label",
+        "seal",
+        "--login",
+        "--pin",
+        PIN,
+    ];
+    if let Some(listed) = pkcs11_tool(
+        &env,
+        &[&pin_args[..], &["--list-objects", "--type", "secrkey"]].concat(),
+    ) {
+        let listed = stdout(&listed);
+        assert!(!listed.contains(old.trim_start_matches("k_")), "{listed}");
+        assert!(listed.contains(kid.trim_start_matches("k_")), "{listed}");
+    }
+    let log = env.seal(&dir, &["audit", "log"]);
+    assert!(log.contains("kek-destroy"), "{log}");
 }
 
 /// Every path that seals or opens goes through the token: diff (textconv),
