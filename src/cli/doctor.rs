@@ -126,6 +126,19 @@ fn work_tree(project: &Workspace, problems: &mut Vec<(String, String)>) -> Comma
             }
         }
     }
+    // A provider that can say why it serves no key here (a token that
+    // cannot be reached or logged in to) says so before any file is added.
+    if let Some(problem) = project.keys().problem() {
+        if !project.actives().any(|k| project.keys().has(&k.kid)) {
+            problems.push((
+                format!(
+                    "no active KEK can seal here ({} provider): {problem}",
+                    project.provider.name()
+                ),
+                "fix what the message names; the PKCS#11 settings are GIT_SEAL_PKCS11_MODULE, GIT_SEAL_PKCS11_TOKEN and GIT_SEAL_PKCS11_PIN (or seal.pkcs11.* in git config)".to_owned(),
+            ));
+        }
+    }
     let locked = git_seal::lock::locked_paths(project)?;
     if !locked.is_empty() && !git_seal::filter::lock_marker(&project.repo).exists() {
         let usable = project.keys().has(&project.active()?.kid);

@@ -223,6 +223,15 @@ fn without_the_token_a_clone_checks_out_locked_files_with_one_warning() {
         let text = std::fs::read(other.join(path)).unwrap();
         assert!(crate::harness::is_envelope(&text), "{path} is not locked");
     }
+    let out = stdout(&env.fails("git-seal", &other, &["doctor"], 1));
+    assert!(
+        out.contains("no active KEK can seal here (pkcs11 provider): no PIN for token"),
+        "{out}"
+    );
+    // With the PIN, unlock opens them.
+    env.set("GIT_SEAL_PKCS11_PIN", PIN);
+    env.seal(&other, &["unlock"]);
+    crate::harness::assert_sealed(&env, &other, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
 }
 
 /// Each way the token fails stops `git add` with a message that says what
@@ -548,4 +557,45 @@ fn diff_merge_encrypt_and_decrypt_go_through_the_token() {
     assert_eq!(wraps_of(&sealed), ["pkcs11-aes-256-gcm"]);
     let out = env.run("git-seal", &dir, &["decrypt", "-"], Some(&out.stdout));
     assert_eq!(out.stdout, b"BY=hand\n", "{}", stderr(&out));
+}
+
+/// The PIN from a file: refused while group or others can read it, used
+/// once it is 0600; its path (never the PIN) is remembered by `init`.
+#[test]
+fn a_pin_file_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new();
+    let Some(_) = softhsm(&mut env) else { return };
+    env.unset("GIT_SEAL_PKCS11_PIN");
+    let pin_file = env.path("pin");
+    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.set("GIT_SEAL_PKCS11_PIN_FILE", pin_file.to_str().unwrap());
+    let dir = env.repo("r");
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &["init", "--provider", "pkcs11", "secrets/**"],
+        1,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("is readable by group or others") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.seal(&dir, &["init", "--provider", "pkcs11", "secrets/**"]);
+    let config = std::fs::read_to_string(dir.join(".git/config")).unwrap();
+    assert!(
+        config.contains(pin_file.to_str().unwrap()) && !config.contains(PIN),
+        "{config}"
+    );
+    // Later commands find the token and the PIN file through the config.
+    env.unset("GIT_SEAL_PKCS11_PIN_FILE");
+    env.unset("GIT_SEAL_PKCS11_TOKEN");
+    env.unset("GIT_SEAL_PKCS11_MODULE");
+    write_file(&dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed with the PIN file"]);
+    crate::harness::assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
 }
