@@ -27,7 +27,7 @@ pub enum InitError {
     )]
     BadPattern(String),
     #[error(
-        "the active KEK {kid} has {custody} custody, which the {provider} provider cannot serve; this clone keeps the provider it was set up with. `git seal rotate --provider {provider}` moves the repository to a new KEK there (audited)"
+        "the active KEK {kid} has {custody} custody, which the {provider} provider cannot serve, and `init` does not move a clone's provider: set up a clone for that custody instead, or move the repository to a new KEK of the {provider} provider with `git seal rotate --provider {provider}` (audited)"
     )]
     Custody {
         kid: Kid,
@@ -141,12 +141,21 @@ pub fn init(
             return Err(InitError::BadPattern(pattern.clone()));
         }
     }
-    let provider = match provider {
-        Some(p) => p,
-        None => keys::provider_or_default(repo.config_get(PROVIDER_KEY).as_deref())?,
+    let mut keks = record::load_all(&root)?;
+    // A fresh clone (no provider named, none in its config) takes the
+    // custody of the repository's newest active KEK: a teammate's `git
+    // seal init` in a clone of a token repository uses the token.
+    let provider = match (provider, repo.config_get(PROVIDER_KEY)) {
+        (Some(p), _) => p,
+        (None, Some(name)) => keys::provider(&name)?,
+        (None, None) => keks
+            .iter()
+            .filter(|k| k.status == Status::Active)
+            .max_by_key(|k| k.version)
+            .and_then(|k| keys::PROVIDERS.iter().find(|p| p.custody() == k.custody))
+            .map_or_else(|| keys::provider_or_default(None), Ok)?,
     };
 
-    let mut keks = record::load_all(&root)?;
     // The clone's lock moves only with a rotation: `init` keeps it, or
     // takes a provider whose custody some active KEK has (a teammate's
     // clone of a repository with a token KEK and a recovery key).

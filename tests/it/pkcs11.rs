@@ -136,7 +136,9 @@ fn token_seals_a_second_clone_opens_and_the_key_never_leaves() {
 
     // A second clone set up for the same token opens everything.
     let other = env.clone_repo(&dir, "second");
-    env.seal(&other, &["init", "--provider", "pkcs11"]);
+    // A fresh clone's plain `init` takes the custody of the active KEK.
+    let out = env.seal(&other, &["init"]);
+    assert!(out.contains("(pkcs11 provider)"), "{out}");
     assert_eq!(
         std::fs::read(other.join("secrets/db.env")).unwrap(),
         b"DB_PASSWORD=hunter2\n"
@@ -280,6 +282,42 @@ fn token_failures_name_the_fix_and_stage_nothing() {
         env.fails("git", &dir, &["add", "secrets/new.env"], 128)
     });
     assert!(stderr(&out).contains("may lock it"), "{}", stderr(&out));
+    // A key with the kid's CKA_ID that could leave its token is refused.
+    let kid = active_record(&dir)["kid"].as_str().unwrap().to_owned();
+    let made = pkcs11_tool(
+        &env,
+        &[
+            "--module",
+            MODULE,
+            "--token-label",
+            "other",
+            "--login",
+            "--pin",
+            PIN,
+            "--keygen",
+            "--key-type",
+            "AES:32",
+            "--id",
+            kid.trim_start_matches("k_"),
+            "--label",
+            "leaky",
+            "--extractable",
+        ],
+    );
+    if let Some(made) = made {
+        assert!(made.status.success(), "{}", stderr(&made));
+        let out = env.with_var("GIT_SEAL_PKCS11_TOKEN", Some("other"), |env| {
+            env.fails("git", &dir, &["add", "secrets/new.env"], 128)
+        });
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "refusing {kid} in token \"other\": the key is extractable"
+            )),
+            "{err}"
+        );
+        assert_eq!(env.git(&dir, &["diff", "--cached", "--name-only"]), "");
+    }
     // And with it right, the same add goes through.
     env.git(&dir, &["add", "secrets/new.env"]);
 }
