@@ -165,7 +165,7 @@ pub fn init(
         .max_by_key(|k| k.version)
         .or_else(|| actives().max_by_key(|k| k.version));
     let kek = match active {
-        Some(active) => adopt(repo, active, provider)?,
+        Some(active) => adopt(repo, &keks, active, provider)?,
         None => {
             let version = keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
             let (record, setup) = create(repo, provider, version)?;
@@ -310,7 +310,12 @@ fn read_optional(path: &Path) -> Result<String, InitError> {
 }
 
 /// The repository already has an active KEK: use it, never replace it.
-fn adopt(repo: &Repo, active: &KekRecord, provider: &ProviderInfo) -> Result<KekSetup, InitError> {
+fn adopt(
+    repo: &Repo,
+    keks: &[KekRecord],
+    active: &KekRecord,
+    provider: &ProviderInfo,
+) -> Result<KekSetup, InitError> {
     if active.custody != provider.custody() {
         return Err(InitError::Custody {
             kid: active.kid.clone(),
@@ -319,7 +324,7 @@ fn adopt(repo: &Repo, active: &KekRecord, provider: &ProviderInfo) -> Result<Kek
         });
     }
     let kid = active.kid.clone();
-    if provider.open(Some(repo))?.has(&kid) {
+    if provider.open(Some(repo), keks)?.has(&kid) {
         return Ok(KekSetup::Using { kid });
     }
     let place = match provider.name() {

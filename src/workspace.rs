@@ -116,7 +116,7 @@ impl Workspace {
         };
         let provider = keys::provider_or_default(repo.config_get(PROVIDER_KEY).as_deref())?;
         let project = Workspace {
-            keys: Arc::from(provider.open(Some(&repo))?),
+            keys: Arc::from(provider.open(Some(&repo), &keks)?),
             opener: std::sync::OnceLock::new(),
             repo,
             root,

@@ -71,6 +71,9 @@ impl Filter {
         }
         // Something new is sealed: only with a provider this clone may use.
         project.check_install_lock().map_err(|e| refuse(&e))?;
+        for kid in &kids {
+            project.keys().can_seal(kid).map_err(|e| refuse(&e))?;
+        }
         let wraps = self
             .wraps
             .take(&targets, self.long_running)

@@ -83,7 +83,7 @@ impl Filter {
         let fallback_keys = match &project {
             Ok(_) => None,
             Err(_) => keys::provider_or_default(provider_name.as_deref())
-                .and_then(|provider| provider.open(Repo::from_env().ok().as_ref()))
+                .and_then(|provider| provider.open(Repo::from_env().ok().as_ref(), &[]))
                 .and_then(|keys| keys::for_opening(Some(Arc::from(keys))))
                 .ok()
                 .map(|chain| Arc::new(chain) as Arc<dyn KeyProvider>),

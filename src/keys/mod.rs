@@ -63,6 +63,13 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
     fn problem(&self) -> Option<String> {
         None
     }
+    /// May this clone seal new envelopes to `kid`? A KEK that a KMS key
+    /// guards is sealed to only where KMS unlocks it (wrapping itself needs
+    /// only its public key).
+    fn can_seal(&self, kid: &Kid) -> Result<(), KeyError> {
+        let _ = kid;
+        Ok(())
+    }
 }
 
 /// A shared or boxed provider is a provider (for worker threads and
@@ -90,6 +97,9 @@ macro_rules! forward_provider {
             }
             fn problem(&self) -> Option<String> {
                 (**self).problem()
+            }
+            fn can_seal(&self, kid: &Kid) -> Result<(), KeyError> {
+                (**self).can_seal(kid)
             }
         }
     )*};
@@ -152,6 +162,10 @@ pub enum KeyError {
     /// A PKCS#11 token's failure, said whole (module, token, PIN, key).
     #[error("{0}")]
     Pkcs11(String),
+    /// A KMS-guarded KEK that cannot be made or unlocked, said whole (kid,
+    /// KMS key, what to do).
+    #[error("{0}")]
+    Kms(String),
     #[error("unknown provider {0:?} (known: {known})", known = registry::names())]
     UnknownProvider(String),
 }
@@ -244,5 +258,9 @@ impl KeyProvider for Chain<'_> {
 
     fn problem(&self) -> Option<String> {
         self.0.iter().find_map(|p| p.problem())
+    }
+
+    fn can_seal(&self, kid: &Kid) -> Result<(), KeyError> {
+        self.0.iter().try_for_each(|p| p.can_seal(kid))
     }
 }

@@ -56,6 +56,14 @@ pub struct KekRecord {
     /// `kek add --name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Custody `kms`: the ARN of the customer's KMS key that guards the
+    /// X25519 private half.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+    /// Custody `kms`: base64 KMS ciphertext of the X25519 private half,
+    /// made with encryption context `{"git-seal:kid": KID}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_ciphertext: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +101,8 @@ impl KekRecord {
             created_at: crate::now_rfc3339(),
             status: Status::Active,
             name: None,
+            kms_key: None,
+            kms_ciphertext: None,
         }
     }
 
@@ -107,6 +117,8 @@ impl KekRecord {
             created_at: crate::now_rfc3339(),
             status: Status::Active,
             name: None,
+            kms_key: None,
+            kms_ciphertext: None,
         }
     }
 
@@ -142,8 +154,26 @@ impl KekRecord {
                     self.custody
                 )));
             }
+            let kms = self.custody == "kms";
+            let ciphertext_ok = self
+                .kms_ciphertext
+                .as_deref()
+                .is_some_and(|c| B64.decode(c).is_ok_and(|b| !b.is_empty()));
+            if kms != self.kms_key.as_deref().is_some_and(|k| !k.is_empty())
+                || kms != ciphertext_ok
+                || (!kms && self.kms_ciphertext.is_some())
+            {
+                return Err(invalid(format!(
+                    "{}: custody \"kms\" goes with a kms_key and a base64 kms_ciphertext, and only it",
+                    self.kid
+                )));
+            }
         } else if self.wrap == crate::envelope::format::WRAP_PKCS11 {
-            if self.public_key.is_some() || self.custody != "hsm" {
+            if self.public_key.is_some()
+                || self.custody != "hsm"
+                || self.kms_key.is_some()
+                || self.kms_ciphertext.is_some()
+            {
                 return Err(invalid(format!(
                     "{} wraps inside an HSM: custody must be \"hsm\" and there is no public_key",
                     self.kid

@@ -3,6 +3,7 @@
 //! the binary turns it into a command-line argument; the library parses none.
 
 use super::{env, file, pkcs11, KeyError, KeyProvider};
+use super::record::KekRecord;
 use crate::repo::Repo;
 
 /// One provider this build can open.
@@ -13,8 +14,9 @@ pub struct ProviderInfo {
     open: Opener,
 }
 
-/// How a provider opens, given the clone whose git config may set it up.
-type Opener = fn(Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError>;
+/// How a provider opens, given the clone whose git config may set it up
+/// and the KEK records it may need (a KMS-guarded KEK's ciphertext).
+type Opener = fn(Option<&Repo>, &[KekRecord]) -> Result<Box<dyn KeyProvider>, KeyError>;
 
 /// Every provider, in the order help lists them.
 pub const PROVIDERS: &[ProviderInfo] = &[
@@ -41,16 +43,16 @@ pub const PROVIDERS: &[ProviderInfo] = &[
 /// The provider a clone uses when its config names none.
 const DEFAULT: &str = "file";
 
-fn open_file(_: Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError> {
+fn open_file(_: Option<&Repo>, _: &[KekRecord]) -> Result<Box<dyn KeyProvider>, KeyError> {
     Ok(Box::new(file::FileKeys::open_default()?))
 }
 
-fn open_env(_: Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError> {
+fn open_env(_: Option<&Repo>, _: &[KekRecord]) -> Result<Box<dyn KeyProvider>, KeyError> {
     Ok(Box::new(env::EnvKeys::from_env()?))
 }
 
 /// Reads settings only: the token is logged in to when a key is needed.
-fn open_pkcs11(repo: Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError> {
+fn open_pkcs11(repo: Option<&Repo>, _: &[KekRecord]) -> Result<Box<dyn KeyProvider>, KeyError> {
     Ok(Box::new(pkcs11::Pkcs11Keys::open(repo)))
 }
 
@@ -93,9 +95,14 @@ impl ProviderInfo {
     }
 
     /// Open the provider here (reading its configuration from the
-    /// environment, e.g. GIT_SEAL_KEK, and from `repo`'s git config).
-    pub fn open(&self, repo: Option<&Repo>) -> Result<Box<dyn KeyProvider>, KeyError> {
-        (self.open)(repo)
+    /// environment, e.g. GIT_SEAL_KEK, and from `repo`'s git config), for
+    /// the KEKs `records` lists.
+    pub fn open(
+        &self,
+        repo: Option<&Repo>,
+        records: &[KekRecord],
+    ) -> Result<Box<dyn KeyProvider>, KeyError> {
+        (self.open)(repo, records)
     }
 }
 

@@ -137,10 +137,13 @@ pub enum SealError {
 pub enum OpenError {
     #[error(transparent)]
     Format(#[from] FormatError),
-    #[error("no usable key: the envelope is wrapped to {}; keys available here: {}", list(wrapped_to), if available.is_empty() { "none".to_owned() } else { list(available) })]
+    #[error("no usable key: the envelope is wrapped to {}; keys available here: {}{}", list(wrapped_to), if available.is_empty() { "none".to_owned() } else { list(available) }, why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default())]
     NoUsableKey {
         wrapped_to: Vec<Kid>,
         available: Vec<Kid>,
+        /// Why a provider serves no key here, when it says (a token or
+        /// KMS that cannot be reached).
+        why: Option<String>,
     },
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -218,6 +221,7 @@ pub(crate) fn unwrap_dek(env: &Envelope, keys: &dyn KeyProvider) -> Result<(Kid,
     Err(OpenError::NoUsableKey {
         wrapped_to: env.recipients.iter().map(|r| r.kid.clone()).collect(),
         available: keys.available(),
+        why: keys.problem(),
     })
 }
 

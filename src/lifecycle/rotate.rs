@@ -137,7 +137,7 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
     let mut state = KeyState::of(ws);
     if let Some(provider) = moving_to {
         // Envelopes are wrapped to a token KEK through the token.
-        state.wrapper = std::sync::Arc::from(provider.open(Some(&ws.repo))?);
+        state.wrapper = std::sync::Arc::from(provider.open(Some(&ws.repo), &ws.keks)?);
     }
     if state.record(&to).is_none() {
         // Made by this rotation; its record is written with the others.
@@ -309,7 +309,7 @@ fn record_of_key_made(
     provider: &ProviderInfo,
 ) -> Result<KekRecord, LifecycleError> {
     if provider.custody() == "hsm" {
-        if !provider.open(Some(&ws.repo))?.has(kid) {
+        if !provider.open(Some(&ws.repo), &ws.keks)?.has(kid) {
             return Err(LifecycleError::Refused(format!(
                 "the interrupted rotation made {kid} inside the token, which no longer holds it (or is not here); start again by removing {} and running `git seal rotate`",
                 Journal::path(&ws.repo).display()
