@@ -143,7 +143,7 @@ pub enum OpenError {
         available: Vec<Kid>,
         /// Why a provider serves no key here, when it says (a token or
         /// KMS that cannot be reached).
-        why: Option<String>,
+        why: Option<Box<str>>,
     },
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -221,7 +221,7 @@ pub(crate) fn unwrap_dek(env: &Envelope, keys: &dyn KeyProvider) -> Result<(Kid,
     Err(OpenError::NoUsableKey {
         wrapped_to: env.recipients.iter().map(|r| r.kid.clone()).collect(),
         available: keys.available(),
-        why: keys.problem(),
+        why: keys.problem().map(String::into_boxed_str),
     })
 }
 
