@@ -34,6 +34,11 @@ pub enum InitError {
         custody: String,
         provider: &'static str,
     },
+    #[error("this clone is set up for the {set} provider, and `init` does not change that silently: its KEK may not be usable through {given}. To move the repository to a new KEK of the {given} provider, run `git seal rotate --provider {given}` (audited); to set this clone up for {given} anyway, run `git seal init --provider {given} --force`")]
+    Flip {
+        set: &'static str,
+        given: &'static str,
+    },
     #[error("the env provider needs a KEK in GIT_SEAL_KEK, and it is empty")]
     EmptyEnv,
     #[error("cannot read {}: {source}", path.display())]
@@ -113,13 +118,26 @@ pub struct Initialized {
     pub unmatched: Vec<String>,
 }
 
-/// Set the repository around `repo` up; `provider` defaults to the one this
-/// clone was set up with, else `file`.
+/// How `init` sets a clone up.
+#[derive(Debug, Default)]
+pub struct Options<'a> {
+    /// The provider (default: the clone's, else the active KEK's custody's).
+    pub provider: Option<&'static ProviderInfo>,
+    /// Set a clone up for another provider than the one it has.
+    pub force: bool,
+    /// The KMS key that guards a new KEK (`aws-kms`).
+    pub kms_key: Option<&'a str>,
+}
+
+/// Set the repository around `repo` up; the provider defaults to the one
+/// this clone was set up with, else the one the active KEK's custody needs,
+/// else `file`.
 pub fn init(
     repo: &Repo,
-    provider: Option<&'static ProviderInfo>,
+    options: &Options<'_>,
     patterns: &[String],
 ) -> Result<Initialized, InitError> {
+    let provider = options.provider;
     let root = repo.workdir("git seal init")?.to_owned();
     let given = patterns;
     let patterns: Vec<String> = given
@@ -145,7 +163,16 @@ pub fn init(
     // A fresh clone (no provider named, none in its config) takes the
     // custody of the repository's newest active KEK: a teammate's `git
     // seal init` in a clone of a token repository uses the token.
-    let provider = match (provider, repo.config_get(PROVIDER_KEY)) {
+    let configured = repo.config_get(PROVIDER_KEY);
+    if let (Some(given), Some(set)) = (provider, configured.as_deref()) {
+        if given.name() != set && !options.force {
+            return Err(InitError::Flip {
+                set: keys::provider(set)?.name(),
+                given: given.name(),
+            });
+        }
+    }
+    let provider = match (provider, configured) {
         (Some(p), _) => p,
         (None, Some(name)) => keys::provider(&name)?,
         (None, None) => keks

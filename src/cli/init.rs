@@ -19,9 +19,16 @@ use super::error::{CommandError, CommandResult};
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// Where the KEK's private half lives: `file` (a key file in your user
-    /// data directory; the default) or `env` (GIT_SEAL_KEK, for CI).
+    /// data directory; the default), `env` (GIT_SEAL_KEK, for CI), or
+    /// `pkcs11` (a key inside an HSM; GIT_SEAL_PKCS11_MODULE, _TOKEN, _PIN).
+    /// A clone keeps the provider it was set up with: see --force.
     #[arg(long, value_parser = provider_parser())]
     pub provider: Option<&'static ProviderInfo>,
+    /// Set this clone up for another --provider than the one it has (its
+    /// KEK must be usable through the new one). Moving the repository to a
+    /// new KEK elsewhere is `git seal rotate --provider P` instead.
+    #[arg(long, requires = "provider")]
+    pub force: bool,
     /// Paths to seal, as `.gitattributes` patterns (e.g. 'secrets/**', '*.env').
     #[arg(value_name = "PATTERN")]
     pub patterns: Vec<String>,
@@ -40,7 +47,12 @@ pub(crate) fn provider_parser(
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let repo = Repo::discover(&std::env::current_dir()?)?;
-    let done = init::init(&repo, args.provider, &args.patterns).map_err(|e| match e {
+    let options = init::Options {
+        provider: args.provider,
+        force: args.force,
+        kms_key: None,
+    };
+    let done = init::init(&repo, &options, &args.patterns).map_err(|e| match e {
         e @ InitError::BadPattern(_) => CommandError::usage(e),
         e @ InitError::EmptyEnv => CommandError::from(e)
             .with_hint("make one with `openssl rand -hex 32` and keep it in your secret store"),

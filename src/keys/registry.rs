@@ -2,8 +2,8 @@
 //! the `seal.provider` install lock in a clone's git config). A plain list:
 //! the binary turns it into a command-line argument; the library parses none.
 
-use super::{env, file, pkcs11, KeyError, KeyProvider};
 use super::record::KekRecord;
+use super::{env, file, pkcs11, KeyError, KeyProvider};
 use crate::repo::Repo;
 
 /// One provider this build can open.

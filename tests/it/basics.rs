@@ -322,7 +322,18 @@ fn env_provider_serves_the_same_kek_as_the_key_file() {
             hex.trim()
         ),
     );
-    env.seal(&dir, &["init", "--provider", "env"]);
+    // The clone was set up for key files: init does not flip it silently.
+    let out = env.fails("git-seal", &dir, &["init", "--provider", "env"], 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("set up for the file provider")
+            && err.contains("git seal rotate --provider env")
+            && err.contains("git seal init --provider env --force"),
+        "{err}"
+    );
+    assert_eq!(env.git(&dir, &["config", "seal.provider"]).trim(), "file");
+    env.seal(&dir, &["init", "--provider", "env", "--force"]);
+    assert_eq!(env.git(&dir, &["config", "seal.provider"]).trim(), "env");
     assert_eq!(
         env.ok("git-seal", &dir, &["decrypt", "p.sealed"]).stdout,
         b"payload"

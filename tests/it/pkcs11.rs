@@ -377,7 +377,20 @@ fn the_install_lock_refuses_both_ways() {
 
     // A software repository in a clone set up for the token.
     let soft = env.sealed_repo("soft");
+    // init does not flip the clone's lock; forced, the custody refuses.
     let out = env.fails("git-seal", &soft, &["init", "--provider", "pkcs11"], 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("set up for the file provider")
+            && err.contains("git seal rotate --provider pkcs11"),
+        "{err}"
+    );
+    let out = env.fails(
+        "git-seal",
+        &soft,
+        &["init", "--provider", "pkcs11", "--force"],
+        1,
+    );
     let err = stderr(&out);
     assert!(
         err.contains("software custody") && err.contains("pkcs11 provider"),
