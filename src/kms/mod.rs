@@ -4,12 +4,15 @@
 //!
 //! - `sigv4`: AWS Signature Version 4, a pure function of the request,
 //!   credentials and time;
-//! - `credentials`: the credentials that sign.
+//! - `credentials`: environment, web identity, shared profile files;
+//! - `transport`: blocking HTTPS with the system's roots and timeouts.
 //!
 //! This module does *not* create or manage KMS keys, and it is not a key
 //! provider: it knows nothing of kids, envelopes or `.seal/`.
 
 pub mod credentials;
 pub mod sigv4;
+pub mod transport;
 
-pub use credentials::Credentials;
+pub use credentials::{AwsEnv, Credentials, CredentialsError};
+pub use transport::Timeouts;
