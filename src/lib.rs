@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod init;
 pub mod keys;
 pub mod kid;
+pub mod kms;
 pub mod lifecycle;
 pub mod lock;
 pub mod merge;
