@@ -39,6 +39,8 @@ pub enum InitError {
         set: &'static str,
         given: &'static str,
     },
+    #[error("{}", if *provider == "aws-kms" { "the aws-kms provider makes a KEK that a KMS key guards: name it with --kms-key ARN (or alias/NAME)".to_owned() } else { format!("--kms-key is for the aws-kms provider, not {provider}") })]
+    KmsKey { provider: &'static str },
     #[error("the env provider needs a KEK in GIT_SEAL_KEK, and it is empty")]
     EmptyEnv,
     #[error("cannot read {}: {source}", path.display())]
@@ -74,6 +76,8 @@ pub enum KekSetup {
     Created { kid: Kid, path: PathBuf },
     /// A new KEK made inside a token, which it never leaves.
     CreatedIn { kid: Kid, place: String },
+    /// A new KEK guarded by the KMS key `key` (an ARN).
+    Guarded { kid: Kid, key: String },
     /// A new KEK record for the private key in GIT_SEAL_KEK.
     AdoptedFromEnv { kid: Kid },
     /// The repository's active KEK, usable here.
@@ -195,7 +199,7 @@ pub fn init(
         Some(active) => adopt(repo, &keks, active, provider)?,
         None => {
             let version = keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
-            let (record, setup) = create(repo, provider, version)?;
+            let (record, setup) = create(repo, provider, version, options.kms_key)?;
             record::store(&root, &record)?;
             keks.push(record);
             setup
@@ -351,7 +355,8 @@ fn adopt(
         });
     }
     let kid = active.kid.clone();
-    if provider.open(Some(repo), keks)?.has(&kid) {
+    let keys = provider.open(Some(repo), keks)?;
+    if keys.has(&kid) {
         return Ok(KekSetup::Using { kid });
     }
     let place = match provider.name() {
@@ -360,13 +365,12 @@ fn adopt(
             FileKeys::open_default()?.path_of(&kid).display()
         ),
         "env" => "GIT_SEAL_KEK".to_owned(),
-        "pkcs11" => format!(
-            "the PKCS#11 token{}",
-            keys::KeyProvider::problem(&Pkcs11Keys::open(Some(repo)))
+        other => format!(
+            "the {other} provider{}",
+            keys.problem()
                 .map(|why| format!(" ({why})"))
                 .unwrap_or_default()
         ),
-        other => format!("the {other} provider"),
     };
     Ok(KekSetup::Unavailable { kid, place })
 }
@@ -377,8 +381,22 @@ fn create(
     repo: &Repo,
     provider: &ProviderInfo,
     version: u32,
+    kms_key: Option<&str>,
 ) -> Result<(KekRecord, KekSetup), InitError> {
+    if kms_key.is_some() != (provider.name() == "aws-kms") {
+        return Err(InitError::KmsKey {
+            provider: provider.name(),
+        });
+    }
     match provider.name() {
+        "aws-kms" => {
+            let record = keys::kms::new_kek(kms_key.unwrap_or_default(), version)?;
+            let setup = KekSetup::Guarded {
+                kid: record.kid.clone(),
+                key: record.kms_key.clone().unwrap_or_default(),
+            };
+            Ok((record, setup))
+        }
         "pkcs11" => {
             let keys = Pkcs11Keys::open(Some(repo));
             let kid = keys.generate()?;

@@ -31,6 +31,8 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let plaintext = git_seal::keys::open_bytes(&text, &keys).map_err(|e| {
         let err = CommandError::user(format!("cannot open {name}: {e}"));
         match e {
+            // A provider that said why (a token, KMS): its reason names the fix.
+            OpenError::NoUsableKey { why: Some(_), .. } => err,
             OpenError::NoUsableKey { .. } => err.with_hint(
                 "install the KEK's key file in the key directory (GIT_SEAL_KEY_DIR) or put it in GIT_SEAL_KEK",
             ),

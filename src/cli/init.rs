@@ -29,6 +29,11 @@ pub(crate) struct Args {
     /// new KEK elsewhere is `git seal rotate --provider P` instead.
     #[arg(long, requires = "provider")]
     pub force: bool,
+    /// The AWS KMS key that guards a new KEK (`--provider aws-kms`): an
+    /// ARN, or alias/NAME. Credentials and region come from the AWS
+    /// environment (AWS_PROFILE, AWS_ACCESS_KEY_ID…, AWS_REGION).
+    #[arg(long, value_name = "ARN")]
+    pub kms_key: Option<String>,
     /// Paths to seal, as `.gitattributes` patterns (e.g. 'secrets/**', '*.env').
     #[arg(value_name = "PATTERN")]
     pub patterns: Vec<String>,
@@ -50,7 +55,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let options = init::Options {
         provider: args.provider,
         force: args.force,
-        kms_key: None,
+        kms_key: args.kms_key.as_deref(),
     };
     let done = init::init(&repo, &options, &args.patterns).map_err(|e| match e {
         e @ InitError::BadPattern(_) => CommandError::usage(e),
@@ -69,6 +74,10 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         KekSetup::CreatedIn { kid, place } => {
             outln!("git-seal: created KEK {kid} inside {place}; it cannot leave the token");
             outln!("git-seal: backing the token up is up to you (the HSM's own backup); without it nobody can open this repository's sealed files");
+        }
+        KekSetup::Guarded { kid, key } => {
+            outln!("git-seal: created KEK {kid}, guarded by KMS key {key} (its record holds only the KMS ciphertext of its private half)");
+            outln!("git-seal: whoever may call kms:Decrypt on that key with the context git-seal:kid={kid} can open this repository's sealed files");
         }
         KekSetup::AdoptedFromEnv { kid } => outln!("git-seal: adopted KEK {kid} from GIT_SEAL_KEK"),
         KekSetup::Using { kid } => outln!(

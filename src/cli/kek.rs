@@ -65,6 +65,10 @@ struct AddArgs {
     /// Where a new key pair's private half lives.
     #[arg(long, value_parser = super::init::provider_parser(), conflicts_with = "public_key")]
     provider: Option<&'static ProviderInfo>,
+    /// The AWS KMS key that guards the new KEK (`--provider aws-kms`): an
+    /// ARN, or alias/NAME.
+    #[arg(long, value_name = "ARN", conflicts_with = "public_key")]
+    kms_key: Option<String>,
     /// A teammate's X25519 public key (base64, as `git seal kek show` prints).
     #[arg(long, value_name = "KEY")]
     public_key: Option<String>,
@@ -187,7 +191,10 @@ fn add(args: AddArgs) -> CommandResult<u8> {
             key,
             name: args.name,
         },
-        None => NewKek::Generate(args.provider),
+        None => NewKek::Generate {
+            provider: args.provider,
+            kms_key: args.kms_key,
+        },
     };
     let added = kek::add(&ws, new)?;
     let kid = &added.record.kid;

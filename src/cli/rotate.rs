@@ -44,6 +44,10 @@ pub(crate) struct Args {
     /// provider).
     #[arg(long, value_parser = super::init::provider_parser())]
     provider: Option<&'static ProviderInfo>,
+    /// The AWS KMS key that guards a new KEK of the aws-kms provider (an
+    /// ARN, or alias/NAME; default: the active KMS-guarded KEK's).
+    #[arg(long, value_name = "ARN")]
+    kms_key: Option<String>,
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
@@ -57,6 +61,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             to: args.to,
             reencrypt: args.reencrypt,
             provider: args.provider,
+            kms_key: args.kms_key,
         },
     )?;
     if done.resumed {

@@ -2,7 +2,7 @@
 //! wrapped to a KEK and unwrapped again.
 //!
 //! One narrow trait, [`KeyProvider`], with each provider in its own file,
-//! chosen by name from `registry` (`file`, `env`, `pkcs11`). `software` holds the
+//! chosen by name from `registry` (`file`, `env`, `pkcs11`, `aws-kms`). `software` holds the
 //! X25519 keys that `file` and `env` serve; `public` holds public keys only
 //! (it wraps, never unwraps); [`Chain`] asks several in order. `x25519` is
 //! the `x25519-hkdf-sha256` wrap; `sealing` seals an envelope to wrap
@@ -12,6 +12,7 @@
 pub mod env;
 pub mod expiry;
 pub mod file;
+pub mod kms;
 pub mod pkcs11;
 pub mod public;
 pub mod record;

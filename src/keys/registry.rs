@@ -3,7 +3,7 @@
 //! the binary turns it into a command-line argument; the library parses none.
 
 use super::record::KekRecord;
-use super::{env, file, pkcs11, KeyError, KeyProvider};
+use super::{env, file, kms, pkcs11, KeyError, KeyProvider};
 use crate::repo::Repo;
 
 /// One provider this build can open.
@@ -38,6 +38,13 @@ pub const PROVIDERS: &[ProviderInfo] = &[
         description: "An AES-256 key inside a PKCS#11 token (HSM) that never leaves it",
         open: open_pkcs11,
     },
+    ProviderInfo {
+        name: "aws-kms",
+        custody: "kms",
+        description:
+            "An X25519 key that the customer's AWS KMS key guards (one KMS call per process)",
+        open: open_kms,
+    },
 ];
 
 /// The provider a clone uses when its config names none.
@@ -49,6 +56,11 @@ fn open_file(_: Option<&Repo>, _: &[KekRecord]) -> Result<Box<dyn KeyProvider>, 
 
 fn open_env(_: Option<&Repo>, _: &[KekRecord]) -> Result<Box<dyn KeyProvider>, KeyError> {
     Ok(Box::new(env::EnvKeys::from_env()?))
+}
+
+/// No KMS call: each KEK is unlocked when first needed.
+fn open_kms(_: Option<&Repo>, records: &[KekRecord]) -> Result<Box<dyn KeyProvider>, KeyError> {
+    Ok(Box::new(kms::KmsKeys::new(records)))
 }
 
 /// Reads settings only: the token is logged in to when a key is needed.

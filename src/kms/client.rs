@@ -209,7 +209,7 @@ pub struct KmsClient {
 
 impl KmsClient {
     /// A client for `key_id` configured from the AWS environment: region
-    /// (`AWS_REGION`, …, else the ARN's), endpoint (`AWS_ENDPOINT_URL_KMS`,
+    /// (an ARN's own, else `AWS_REGION`, …), endpoint (`AWS_ENDPOINT_URL_KMS`,
     /// `AWS_ENDPOINT_URL`, else the regional one) and credentials.
     pub fn from_env(env: &AwsEnv, key_id: &str, timeouts: Timeouts) -> Result<KmsClient, KmsError> {
         let region = credentials::region(env, key_id)?.ok_or_else(|| KmsError::NoRegion {

@@ -344,9 +344,15 @@ pub fn load(
     })
 }
 
-/// The region: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`,
-/// else the region in `key_id` when it is an ARN. `None` when none says.
+/// The region: the one in `key_id` when it is an ARN, else `AWS_REGION`,
+/// `AWS_DEFAULT_REGION`, the profile's `region`. `None` when none says.
 pub fn region(env: &AwsEnv, key_id: &str) -> Result<Option<String>, CredentialsError> {
+    // A key named by its ARN lives in the ARN's region, whatever the
+    // caller's default (a teammate's AWS_REGION must not send the call to
+    // a region where the key does not exist).
+    if let Some(region) = arn_region(key_id) {
+        return Ok(Some(region.to_owned()));
+    }
     if let Some(region) = env
         .get("AWS_REGION")
         .or_else(|| env.get("AWS_DEFAULT_REGION"))
@@ -356,7 +362,7 @@ pub fn region(env: &AwsEnv, key_id: &str) -> Result<Option<String>, CredentialsE
     if let Some(region) = Profile::load(env)?.and_then(|p| p.get("region").map(str::to_owned)) {
         return Ok(Some(region));
     }
-    Ok(arn_region(key_id).map(str::to_owned))
+    Ok(None)
 }
 
 /// `arn:aws:kms:REGION:ACCOUNT:key/ID` → `REGION`.
@@ -793,7 +799,7 @@ mod tests {
     }
 
     #[test]
-    fn regions_come_from_variables_then_the_profile_then_the_arn() {
+    fn regions_come_from_the_arn_then_variables_then_the_profile() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config");
         std::fs::write(&config, "[profile p]\nregion = ap-south-1\n").unwrap();
@@ -807,17 +813,23 @@ mod tests {
             AwsEnv::from_vars(all)
         };
         let region = |vars: &[(&str, &str)], key| region(&env(vars), key).unwrap();
+        let key = "1234abcd";
         assert_eq!(
-            region(&[("AWS_REGION", "r1"), ("AWS_DEFAULT_REGION", "r2")], arn).as_deref(),
+            region(&[("AWS_REGION", "r1"), ("AWS_DEFAULT_REGION", "r2")], key).as_deref(),
             Some("r1")
         );
         assert_eq!(
-            region(&[("AWS_DEFAULT_REGION", "r2")], arn).as_deref(),
+            region(&[("AWS_DEFAULT_REGION", "r2")], key).as_deref(),
             Some("r2")
         );
         assert_eq!(
-            region(&[("AWS_PROFILE", "p")], arn).as_deref(),
+            region(&[("AWS_PROFILE", "p")], key).as_deref(),
             Some("ap-south-1")
+        );
+        // An ARN's region wins over every default.
+        assert_eq!(
+            region(&[("AWS_REGION", "r1")], arn).as_deref(),
+            Some("eu-central-1")
         );
         assert_eq!(region(&[], arn).as_deref(), Some("eu-central-1"));
         assert_eq!(region(&[], "1234abcd"), None);

@@ -27,8 +27,16 @@ use crate::workspace::Workspace;
 /// A key pair made here, or a public key handed over.
 #[derive(Debug)]
 pub enum NewKek<'a> {
-    Generate(Option<&'a ProviderInfo>),
-    Public { key: String, name: Option<String> },
+    /// A new KEK made with `provider` (default: this clone's); `kms_key`
+    /// is the KMS key that guards it (`aws-kms`).
+    Generate {
+        provider: Option<&'a ProviderInfo>,
+        kms_key: Option<String>,
+    },
+    Public {
+        key: String,
+        name: Option<String>,
+    },
 }
 
 /// What `kek add` did.
@@ -72,7 +80,10 @@ pub fn add(ws: &Workspace, new: NewKek<'_>) -> Result<Added, LifecycleError> {
     let journal = Journal::resume(ws, entry::EVENT_KEK_ADD, "git seal kek add")?
         .unwrap_or_else(|| Journal::new(entry::EVENT_KEK_ADD, "git seal kek add".into()));
     let (record, imported) = match new {
-        NewKek::Generate(provider) => (super::rotate::new_kek(ws, provider)?, false),
+        NewKek::Generate { provider, kms_key } => (
+            super::rotate::new_kek(ws, provider, kms_key.as_deref())?,
+            false,
+        ),
         NewKek::Public { key, name } => {
             let public = parse_public_key(&key)?;
             let kid = Kid::of_x25519(&public);

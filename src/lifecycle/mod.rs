@@ -97,6 +97,11 @@ pub(crate) struct Journal {
     /// is not the one the clone was set up with.
     #[serde(default)]
     pub provider: Option<String>,
+    /// The record of the KEK this step made (public data only), so that a
+    /// rerun finds it even where nothing else keeps it (a KMS-guarded KEK
+    /// exists only as this record until the step writes it).
+    #[serde(default)]
+    pub made: Option<KekRecord>,
     /// What the index lock file holds while this step writes the index.
     pub token: String,
     /// Envelopes changed when the index was written (for the audit entry
@@ -119,6 +124,7 @@ impl Journal {
             paths: None,
             reencrypt: false,
             provider: None,
+            made: None,
             token: format!("git-seal {}\n", hex::encode(token)),
             rewrapped: 0,
             reencrypted: 0,

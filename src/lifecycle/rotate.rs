@@ -24,6 +24,8 @@ pub struct Options<'a> {
     pub reencrypt: bool,
     /// Where a new KEK is made (default: this clone's provider).
     pub provider: Option<&'a ProviderInfo>,
+    /// The KMS key that guards a new KEK (`aws-kms`).
+    pub kms_key: Option<String>,
 }
 
 /// What `rotate` did.
@@ -141,7 +143,7 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
     }
     if state.record(&to).is_none() {
         // Made by this rotation; its record is written with the others.
-        let record = match made {
+        let record = match made.or_else(|| journal.made.clone()) {
             Some(record) => record,
             None => record_of_key_made(ws, &to, moving_to.unwrap_or(ws.provider))?,
         };
@@ -281,7 +283,7 @@ fn start(
         }
         None if finishing => (ws.active()?.kid.clone(), None),
         None => {
-            let record = new_kek(ws, options.provider)?;
+            let record = new_kek(ws, options.provider, options.kms_key.as_deref())?;
             (record.kid.clone(), Some(record))
         }
     };
@@ -297,6 +299,7 @@ fn start(
     journal.to = Some(to);
     journal.reencrypt = options.reencrypt;
     journal.provider = moving_to;
+    journal.made = made.clone();
     journal.save(&ws.repo)?;
     Ok((journal, made))
 }
@@ -338,8 +341,28 @@ fn record_of_key_made(
 pub(crate) fn new_kek(
     ws: &Workspace,
     provider: Option<&ProviderInfo>,
+    kms_key: Option<&str>,
 ) -> Result<KekRecord, LifecycleError> {
     let provider = provider.unwrap_or(ws.provider);
+    if provider.name() == "aws-kms" {
+        let key = kms_key
+            .map(str::to_owned)
+            .or_else(|| ws.actives().find_map(|k| k.kms_key.clone()))
+            .ok_or_else(|| {
+                LifecycleError::Refused(
+                    "a KEK of the aws-kms provider is guarded by a KMS key: name it with --kms-key ARN (or alias/NAME)".into(),
+                )
+            })?;
+        let mut record = crate::keys::kms::new_kek(&key, super::next_version(ws))?;
+        record.status = Status::Pending;
+        return Ok(record);
+    }
+    if kms_key.is_some() {
+        return Err(LifecycleError::Refused(format!(
+            "--kms-key is for the aws-kms provider, not {}",
+            provider.name()
+        )));
+    }
     if provider.name() == "pkcs11" {
         let kid = Pkcs11Keys::open(Some(&ws.repo)).generate()?;
         let mut record = KekRecord::new_pkcs11(kid, super::next_version(ws));

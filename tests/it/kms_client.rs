@@ -302,15 +302,15 @@ impl Guard {
 }
 
 /// A moto server on a free loopback port, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     _server: Guard,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Moto {
     /// Start moto and wait until it answers; `None` (after `skip`) when moto
     /// is not installed.
-    fn start() -> Option<Moto> {
+    pub(crate) fn start() -> Option<Moto> {
         if !python_has("moto.server") {
             skip("no python3 with moto[server]");
             return None;
@@ -354,7 +354,7 @@ impl Moto {
 
     /// Call a KMS operation the product does not need (CreateKey, …) with a
     /// request signed as the client signs; returns the JSON answer.
-    fn admin(&self, operation: &str, body: serde_json::Value) -> serde_json::Value {
+    pub(crate) fn admin(&self, operation: &str, body: serde_json::Value) -> serde_json::Value {
         let body = body.to_string();
         let target = format!("TrentService.{operation}");
         let headers = [
@@ -391,7 +391,7 @@ impl Moto {
     }
 
     /// A new symmetric key; its id.
-    fn create_key(&self) -> String {
+    pub(crate) fn create_key(&self) -> String {
         let created = self.admin(
             "CreateKey",
             serde_json::json!({"Description": "git-seal test", "KeyUsage": "ENCRYPT_DECRYPT"}),
@@ -401,7 +401,7 @@ impl Moto {
 }
 
 /// A loopback port nobody listens on (bound, then released).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -10,6 +10,7 @@ mod hardening;
 mod harness;
 mod hooks;
 mod kill;
+mod kms;
 mod kms_client;
 mod lifecycle;
 mod lock;
