@@ -1,5 +1,6 @@
 //! Blocking HTTPS for the KMS and STS calls: one `ureq` agent with TLS by
-//! the system's OpenSSL, checked against its roots, connect and overall
+//! rustls (pure Rust: building needs no OpenSSL headers), certificates
+//! checked against the operating system's roots, connect and overall
 //! timeouts, no redirects (a redirect would carry a signed request and its
 //! session token to another host) and a bounded answer size.
 //!
@@ -102,7 +103,7 @@ impl Transport {
     /// A client with these timeouts.
     pub fn new(timeouts: Timeouts) -> Transport {
         let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::NativeTls)
+            .provider(ureq::tls::TlsProvider::Rustls)
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
             .build();
         let agent = ureq::Agent::config_builder()
@@ -159,18 +160,21 @@ fn classify(url: &str, error: ureq::Error) -> TransportError {
             url,
             reason: "the connection failed".to_owned(),
         },
+        // rustls reports a refused certificate as invalid data on the socket.
+        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => TransportError::Tls {
+            url,
+            reason: e.to_string(),
+        },
         ureq::Error::Io(e) => TransportError::Unreachable {
             url,
             reason: e.to_string(),
         },
-        ureq::Error::Tls(_)
-        | ureq::Error::NativeTls(_)
-        | ureq::Error::Der(_)
-        | ureq::Error::Pem(_)
-        | ureq::Error::TlsRequired => TransportError::Tls {
-            url,
-            reason: error.to_string(),
-        },
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::TlsRequired => {
+            TransportError::Tls {
+                url,
+                reason: error.to_string(),
+            }
+        }
         other => TransportError::Other {
             url,
             reason: other.to_string(),
