@@ -136,7 +136,8 @@ mod tests {
         let err = provider("pkcs12").unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown provider \"pkcs12\" (known: file, env, pkcs11)"
+            "unknown provider \"pkcs12\" (known: file, env, pkcs11, aws-kms)"
         );
+        assert_eq!(provider("aws-kms").unwrap().custody(), "kms");
     }
 }

@@ -18,7 +18,7 @@ const SECRET_KEY: &str = "gitseal/TEST+secret/KEY-never-shown";
 /// moto on a free loopback port, and `env` set up to reach it with static
 /// credentials, as a user's AWS environment would. `None` (after saying
 /// so) without moto; under CI=true its absence fails.
-fn kms(env: &mut Env) -> Option<Moto> {
+pub(crate) fn kms(env: &mut Env) -> Option<Moto> {
     let moto = Moto::start()?;
     env.set("AWS_ENDPOINT_URL_KMS", &moto.url);
     env.set("AWS_REGION", "eu-west-1");
