@@ -31,17 +31,6 @@ print(kms.create_key(KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["Arn"])
 PY
 )
 
-make_files() {
-  python3 - "$1" "$FILES" <<'PY'
-import os, sys
-base, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(base, f"d{i % 100:02d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"s{i}.env"), "w") as f:
-        f.write(f"secret {i} " + os.urandom(144).hex() + "\n")
-PY
-}
 
 for provider in file aws-kms; do
   repo="$work/$provider"
@@ -49,7 +38,7 @@ for provider in file aws-kms; do
   args=(--provider "$provider")
   [ "$provider" = aws-kms ] && args+=(--kms-key "$key")
   (cd "$repo" && git seal init "${args[@]}" 'secrets/**' >/dev/null 2>&1 &&
-    git seal hooks uninstall >/dev/null && make_files secrets && git add -A && git commit -qm files)
+    git seal hooks uninstall >/dev/null && make_files secrets "$FILES" && git add -A && git commit -qm files)
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

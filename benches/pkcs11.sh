@@ -24,17 +24,6 @@ export SOFTHSM2_CONF="$work/softhsm/softhsm2.conf"
 softhsm2-util --init-token --free --label bench --so-pin 1111 --pin 2222 >/dev/null
 export GIT_SEAL_PKCS11_MODULE=$MODULE GIT_SEAL_PKCS11_TOKEN=bench GIT_SEAL_PKCS11_PIN=2222
 
-make_files() {
-  python3 - "$1" "$FILES" <<'PY'
-import os, sys
-base, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(base, f"d{i % 100:02d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"s{i}.env"), "w") as f:
-        f.write(f"secret {i} " + os.urandom(144).hex() + "\n")
-PY
-}
 
 for provider in file pkcs11; do
   repo="$work/$provider"
@@ -48,7 +37,7 @@ for provider in file pkcs11; do : > "$work/add-$provider"; : > "$work/co-$provid
 for round in $(seq "$ROUNDS"); do
   for provider in file pkcs11; do
     cd "$work/$provider"
-    make_files secrets   # new content: every file is sealed afresh
+    make_files secrets "$FILES"   # new content: every file is sealed afresh
     t=$(now); git add secrets; elapsed "$t" >> "$work/add-$provider"
     git commit -qm "round $round"
     rm -rf secrets

@@ -15,30 +15,19 @@ FILES=${1:-10000}
 ROUNDS=${2:-5}
 source "$(dirname "$0")/common.sh"
 
-make_files() {
-  python3 - "$1" "$FILES" <<'PY'
-import os, sys
-base, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(base, f"d{i % 100:02d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"s{i}.env"), "w") as f:
-        f.write(f"secret {i} " + os.urandom(144).hex() + "\n")
-PY
-}
 
 repo="$work/repo"
 git init -q -b main "$repo"
 cd "$repo"
 git seal init 'secrets/**' >/dev/null
 git seal hooks uninstall >/dev/null
-make_files secrets
+make_files secrets "$FILES"
 echo "sealing $FILES files..." >&2
 git add -A && git commit -qm files
 
 plain="$work/plain"
 git init -q -b main "$plain"
-make_files "$plain/files"
+make_files "$plain/files" "$FILES"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 : > "$work/rewrap"; : > "$work/reencrypt"; : > "$work/plain-add"
