@@ -301,9 +301,11 @@ impl Guard {
     }
 }
 
-/// A moto server on a free loopback port, killed on drop.
+/// A moto server on a free loopback port, killed on drop; it runs in a
+/// directory of its own, where its request recorder writes.
 pub(crate) struct Moto {
     _server: Guard,
+    _dir: tempfile::TempDir,
     pub(crate) url: String,
 }
 
@@ -325,8 +327,11 @@ impl Moto {
             "-p",
             &port.to_string(),
         ]);
+        let dir = tempfile::tempdir().unwrap();
+        command.current_dir(dir.path());
         Some(Moto {
             _server: Guard::listening(command, port),
+            _dir: dir,
             url: format!("http://127.0.0.1:{port}"),
         })
     }
