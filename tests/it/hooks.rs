@@ -433,3 +433,58 @@ fn post_checkout_unlocks_files_once_the_key_is_back_and_post_commit_audits() {
         b"DB=2\n"
     );
 }
+
+/// The pre-commit framework (from PyPI) installed before and after git-seal:
+/// `doctor` and `hooks install` agree, commits go through, and git-seal's
+/// check still refuses what it must, run by the framework as its legacy hook.
+#[test]
+fn the_pre_commit_framework_and_git_seals_hooks_coexist() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    let probe = env.run("pre-commit", &dir, &["--version"], None);
+    if !probe.status.success() {
+        assert!(
+            !crate::harness::in_ci(),
+            "the pre-commit framework is missing under CI=true (pip install pre-commit, see .ci/run)"
+        );
+        eprintln!("skipping: the pre-commit framework is not installed (pip install pre-commit)");
+        return;
+    }
+    std::fs::write(dir.join(".pre-commit-config.yaml"), "repos: []\n").unwrap();
+    env.ok("pre-commit", &dir, &["install"]);
+    env.seal(&dir, &["init", "secrets/**"]);
+    let out = env.ok("pre-commit", &dir, &["install"]);
+    assert!(stdout(&out).contains("migration mode"), "{}", stdout(&out));
+
+    let doctor = env.run("git-seal", &dir, &["doctor"], None);
+    let said = stdout(&doctor);
+    assert!(
+        !said.contains("not chained"),
+        "doctor calls the chained hook foreign: {said}"
+    );
+    if !doctor.status.success() {
+        // What doctor names fixes it, verbatim.
+        assert!(said.contains("fix: `git seal hooks install`"), "{said}");
+        env.seal(&dir, &["hooks", "install"]);
+    }
+    env.seal(&dir, &["doctor"]);
+    env.seal(&dir, &["hooks", "install"]);
+    env.git(
+        &dir,
+        &["add", ".pre-commit-config.yaml", ".seal", ".gitattributes"],
+    );
+    env.git(&dir, &["commit", "-q", "-m", "set up both"]);
+
+    // git-seal's check runs inside the framework's hook.
+    let kid = env.kid();
+    let key = std::fs::read_to_string(env.key_dir.join(format!("{kid}.key"))).unwrap();
+    std::fs::write(dir.join("notes.txt"), key).unwrap();
+    env.git(&dir, &["add", "notes.txt"]);
+    let out = env.run("git", &dir, &["commit", "-q", "-m", "leak"], None);
+    assert!(!out.status.success(), "the commit with a KEK went through");
+    assert!(
+        stderr(&out).contains("contains the private key of KEK"),
+        "{}",
+        stderr(&out)
+    );
+}
