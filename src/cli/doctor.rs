@@ -16,8 +16,8 @@ use git_seal::workspace::{Workspace, WorkspaceError};
 
 /// List what is misconfigured, with the command that fixes each.
 ///
-/// Looks at: filter drivers missing or not required, hooks missing or not
-/// chained, key file permissions, locked files, disagreement between
+/// Looks at: git-seal on PATH (Git runs it by name) and its version, filter
+/// drivers missing or not required, hooks missing or not chained, key file permissions, locked files, disagreement between
 /// `.seal/policy.json` and `.gitattributes`, and an audit chain that is
 /// missing, not fetched, not verifying or not trusting your signer key;
 /// a key lifecycle command (`rotate`, `recipients`, `kek remove`) that was
@@ -31,6 +31,7 @@ pub(crate) fn run(_args: Args) -> CommandResult<u8> {
     let repo = Repo::from_env()?;
     let mut problems: Vec<(String, String)> = Vec::new();
     let mut warnings: Vec<(String, String)> = Vec::new();
+    program_on_path(&mut problems, &mut warnings);
     let hooks::Each { dir, hooks } = hooks::states(&repo)?;
     for (name, state) in hooks {
         let problem = match state {
@@ -74,6 +75,46 @@ pub(crate) fn run(_args: Args) -> CommandResult<u8> {
         return Ok(0);
     }
     Ok(1)
+}
+
+/// Git runs `git-seal` by name (the filter, diff and merge drivers, the
+/// hooks): it must be on PATH, and be this version.
+fn program_on_path(problems: &mut Vec<(String, String)>, warnings: &mut Vec<(String, String)>) {
+    let this = std::env::current_exe().ok();
+    let here = this
+        .as_deref()
+        .and_then(|p| p.parent())
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|| "the directory git-seal is in".into());
+    let Some(found) = super::report::git_seal_on_path() else {
+        problems.push((
+            "git-seal is not on PATH, so Git cannot run its filter, diff and merge drivers or hooks here (sealed files fail to add; checkouts stay sealed)".to_owned(),
+            format!("export PATH=\"{here}:$PATH\""),
+        ));
+        return;
+    };
+    let same = this.as_deref().and_then(|t| t.canonicalize().ok()) == found.canonicalize().ok();
+    if same {
+        return;
+    }
+    let version = std::process::Command::new(&found)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let ours = format!("git-seal {}", env!("CARGO_PKG_VERSION"));
+    if version.as_deref() != Some(ours.as_str()) {
+        warnings.push((
+            format!(
+                "Git runs {} ({}), not this {ours}",
+                found.display(),
+                version.unwrap_or_else(|| "its version unknown".into())
+            ),
+            format!("export PATH=\"{here}:$PATH\""),
+        ));
+    }
 }
 
 /// Active KEKs due for rotation: overdue is a problem, due soon a warning.

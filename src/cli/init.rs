@@ -63,6 +63,9 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             .with_hint("make one with `openssl rand -hex 32` and keep it in your secret store"),
         e => e.into(),
     })?;
+    if super::report::git_seal_on_path().is_none() {
+        eprintln!("git-seal: warning: git-seal is not on PATH, so Git cannot run the filter and hooks just configured; add the directory it is in to PATH (`git seal doctor` says which)");
+    }
     for (given, written) in &done.normalized {
         outln!("git-seal: pattern {given:?} means everything under it: writing {written:?}");
     }

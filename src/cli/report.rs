@@ -38,3 +38,16 @@ pub(crate) fn audit_warning(what: &str, audit: Result<bool, git_seal::audit::Aud
         Err(e) => eprintln!("git-seal: warning: {what}: the audit entry was not written: {e}"),
     }
 }
+
+/// The `git-seal` that Git runs by name (drivers, hooks): the first
+/// executable of that name on PATH, if any.
+pub(crate) fn git_seal_on_path() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("git-seal"))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}

@@ -488,3 +488,45 @@ fn the_pre_commit_framework_and_git_seals_hooks_coexist() {
         stderr(&out)
     );
 }
+
+/// Without git-seal on PATH, Git cannot run it: the hooks say so (not a
+/// bare "not found"), and `doctor`, run by its full path, names the PATH
+/// that fixes it, which works when followed verbatim.
+#[test]
+fn without_git_seal_on_path_hooks_and_doctor_say_why() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_git-seal"));
+    let bare_path = "/usr/local/bin:/usr/bin:/bin";
+    let run = |program: &Path, args: &[&str], path: &str| {
+        env.command(program, &dir)
+            .args(args)
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(dir.join("notes.txt"), "plain\n").unwrap();
+    env.git(&dir, &["add", "notes.txt"]);
+    let out = run(Path::new("git"), &["commit", "-q", "-m", "x"], bare_path);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("the pre-commit hook needs the git-seal program, which is not on PATH"),
+        "{err}"
+    );
+
+    let out = run(&binary, &["doctor"], bare_path);
+    assert_eq!(out.status.code(), Some(1));
+    let said = stdout(&out);
+    assert!(said.contains("git-seal is not on PATH"), "{said}");
+    let fix = said
+        .split("fix: `export PATH=\"")
+        .nth(1)
+        .and_then(|rest| rest.split(":$PATH\"`").next())
+        .unwrap_or_else(|| panic!("no PATH fix in: {said}"));
+    let fixed = format!("{fix}:{bare_path}");
+    let out = run(&binary, &["doctor"], &fixed);
+    assert!(!stdout(&out).contains("not on PATH"), "{}", stdout(&out));
+    let out = run(Path::new("git"), &["commit", "-q", "-m", "x"], &fixed);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
