@@ -95,3 +95,73 @@ impl std::fmt::Display for Finding {
         write!(f, "{}: {}", escape(&self.path), escape(&self.message))
     }
 }
+
+/// How many findings of one kind are printed before the rest are counted.
+const SHOWN_PER_KIND: usize = 3;
+
+/// Findings as lines to print: every one when `all`, else at most a few of
+/// each kind followed by a count of the rest and `how_to_list_all` (a
+/// commit of 5,000 plaintext files makes 4 lines, not 5,000).
+pub fn summary_lines<'a>(
+    findings: impl IntoIterator<Item = &'a Finding>,
+    all: bool,
+    how_to_list_all: &str,
+) -> Vec<String> {
+    let mut kinds: Vec<(Kind, Vec<&Finding>)> = Vec::new();
+    for finding in findings {
+        match kinds.iter_mut().find(|(kind, _)| *kind == finding.kind) {
+            Some((_, same)) => same.push(finding),
+            None => kinds.push((finding.kind, vec![finding])),
+        }
+    }
+    let mut lines = Vec::new();
+    for (kind, same) in kinds {
+        // Showing 4 of 4 beats "3 and 1 more".
+        let shown = if all || same.len() <= SHOWN_PER_KIND + 1 {
+            same.len()
+        } else {
+            SHOWN_PER_KIND
+        };
+        lines.extend(same[..shown].iter().map(ToString::to_string));
+        if shown < same.len() {
+            lines.push(format!(
+                "… and {} more {} finding(s) like these ({how_to_list_all})",
+                same.len() - shown,
+                kind.as_str()
+            ));
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(kind: Kind, path: &str) -> Finding {
+        Finding {
+            commit: None,
+            path: path.to_owned(),
+            kind,
+            message: format!("{} here", kind.as_str()),
+        }
+    }
+
+    #[test]
+    fn repeated_kinds_are_counted_after_a_few() {
+        let mut findings: Vec<Finding> = (0..5000)
+            .map(|i| finding(Kind::UnknownKid, &format!("data/f{i}")))
+            .collect();
+        findings.insert(2, finding(Kind::KeyMaterial, "notes.txt"));
+        let lines = summary_lines(&findings, false, "HINT");
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        assert_eq!(lines[0], "data/f0: unknown-kid here");
+        assert_eq!(
+            lines[3],
+            "… and 4997 more unknown-kid finding(s) like these (HINT)"
+        );
+        assert_eq!(lines[4], "notes.txt: key-material here");
+        assert_eq!(summary_lines(&findings, true, "HINT").len(), 5001);
+        assert_eq!(summary_lines(&findings[..4], false, "HINT").len(), 4);
+    }
+}

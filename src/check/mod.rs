@@ -18,7 +18,7 @@
 //! wrapped only to retired KEKs), which never fail a check.
 
 mod blob;
-mod finding;
+pub mod finding;
 mod rules;
 mod tips;
 mod walk;

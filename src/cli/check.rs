@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// [{commit, path, kind, message}], warnings (the same fields) and ok.
     #[arg(long)]
     pub json: bool,
+    /// List every finding; without it, a few of each kind are printed and
+    /// the rest counted.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
@@ -45,11 +49,12 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        for finding in &report.findings {
-            outln!("{finding}");
+        let hint = "`git seal check --verbose` lists all";
+        for line in check::finding::summary_lines(&report.findings, args.verbose, hint) {
+            outln!("{line}");
         }
-        for warning in &report.warnings {
-            outln!("warning: {warning}");
+        for line in check::finding::summary_lines(&report.warnings, args.verbose, hint) {
+            outln!("warning: {line}");
         }
         let warned = match report.warnings.len() {
             0 => String::new(),

@@ -17,9 +17,16 @@ use super::error::{CommandError, CommandResult};
 /// plaintext stays in the work tree, and in earlier commits: rotate what it
 /// protected.
 #[derive(clap::Args, Debug)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// List every file sealed (without it, the first few and a count).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
 
-pub(crate) fn run(_args: Args) -> CommandResult<u8> {
+/// How many sealed paths are named before the rest are counted.
+const NAMED: usize = 5;
+
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let ws = Workspace::open(&std::env::current_dir()?)?;
     let done = migrate::migrate(&ws).map_err(|e| match e {
         e @ MigrateError::NoFilter { .. } => {
@@ -36,10 +43,19 @@ pub(crate) fn run(_args: Args) -> CommandResult<u8> {
         );
         return Ok(0);
     }
+    let named = if args.verbose {
+        done.sealed.len()
+    } else {
+        done.sealed.len().min(NAMED)
+    };
     outln!(
-        "git-seal: sealed and staged {} file(s): {}",
+        "git-seal: sealed and staged {} file(s): {}{}",
         done.sealed.len(),
-        done.sealed.join(", ")
+        done.sealed[..named].join(", "),
+        match done.sealed.len() - named {
+            0 => String::new(),
+            rest => format!(", and {rest} more (`git diff --cached --name-only` lists them)"),
+        }
     );
     outln!("next: git commit -m 'Seal files the policy covers' (their plaintext stays in earlier commits: rotate what it protected)");
     if let Err(e) = done.audit {

@@ -79,7 +79,7 @@ fn pre_commit(repo: &Repo, what: &str) -> Result<Outcome, HookRunError> {
     if findings.is_empty() {
         return Ok(out);
     }
-    out.lines.extend(findings.iter().map(ToString::to_string));
+    out.lines.extend(listed(&findings));
     out.say(format!("{what} refused ({} finding(s))", findings.len()));
     out.refuse = true;
     Ok(out)
@@ -159,12 +159,8 @@ fn pre_receive(repo: &Repo, input: &str) -> Result<Outcome, HookRunError> {
     if commit_findings.is_empty() && object_findings.is_empty() {
         return Ok(out);
     }
-    out.lines.extend(
-        commit_findings
-            .iter()
-            .chain(&object_findings)
-            .map(ToString::to_string),
-    );
+    out.lines
+        .extend(listed(commit_findings.iter().chain(&object_findings)));
     out.say(format!(
         "push refused ({} finding(s) in {} new commit(s){}); fix them and push again",
         commit_findings.len() + object_findings.len(),
@@ -301,8 +297,15 @@ fn arrivals(ws: &Workspace, hook: &str, old: Option<Oid>, new: Oid, out: &mut Ou
     arrived.findings.is_empty()
 }
 
+/// Findings as a hook prints them: a few of each kind, unless
+/// GIT_SEAL_VERBOSE is set.
+fn listed<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Vec<String> {
+    let all = std::env::var_os("GIT_SEAL_VERBOSE").is_some_and(|v| !v.is_empty() && v != "0");
+    check::finding::summary_lines(findings, all, "set GIT_SEAL_VERBOSE=1 to list all")
+}
+
 fn summarize(out: &mut Outcome, hook: &str, sealed: usize, findings: &[Finding], unlocked: usize) {
-    out.lines.extend(findings.iter().map(ToString::to_string));
+    out.lines.extend(listed(findings));
     if sealed == 0 && findings.is_empty() && unlocked == 0 {
         return;
     }

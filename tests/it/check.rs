@@ -1,6 +1,6 @@
 //! `git seal check`: findings over history, `--json`, each blob read once.
 
-use crate::harness::{stdout, write_file, Env};
+use crate::harness::{stderr, stdout, write_file, Env};
 
 #[test]
 fn json_output_has_its_documented_fields() {
@@ -138,4 +138,60 @@ fn each_commit_is_judged_by_its_own_policy() {
     env.seal(&dir, &["migrate"]);
     env.git(&dir, &["commit", "-q", "-m", "migrate"]);
     env.seal(&dir, &["check", "HEAD~1..HEAD"]);
+}
+
+/// A new user seals 5,000 existing files as the README says: `init`, then
+/// `migrate`, then the `next:` command it prints, run verbatim. Every step
+/// prints at most a screenful, and the commit goes through.
+#[test]
+fn sealing_five_thousand_existing_files_takes_a_screenful_and_hints_that_work() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    for i in 0..5000 {
+        write_file(
+            &dir,
+            &format!("data/f{i:04}.txt"),
+            format!("value {i}\n").as_bytes(),
+        );
+    }
+    env.git(&dir, &["add", "data"]);
+    env.git(&dir, &["commit", "-q", "-m", "existing files"]);
+    let screenful = |what: &str, out: &std::process::Output| {
+        let text = format!("{}{}", stdout(out), stderr(out));
+        assert!(
+            text.lines().count() <= 24,
+            "{what} printed more than a screenful:\n{text}"
+        );
+        assert!(
+            text.lines().all(|l| l.chars().count() <= 400),
+            "{what} printed a line too long to read:\n{text}"
+        );
+        text
+    };
+    screenful("init", &env.ok("git-seal", &dir, &["init", "data/**"]));
+    let text = screenful("migrate", &env.ok("git-seal", &dir, &["migrate"]));
+    assert!(text.contains("sealed and staged 5000 file(s)"), "{text}");
+    let next = text
+        .lines()
+        .find_map(|l| l.strip_prefix("next: "))
+        .unwrap_or_else(|| panic!("no next step in:\n{text}"));
+    let command = next.split(" (").next().unwrap();
+    let out = env.run("sh", &dir, &["-c", command], None);
+    assert!(out.status.success(), "{command}: {}", stderr(&out));
+    screenful(command, &out);
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+    let stored = env
+        .ok("git", &dir, &["cat-file", "-p", "HEAD:data/f0042.txt"])
+        .stdout;
+    assert!(crate::harness::is_envelope(&stored));
+    // A commit that breaks all 5,000 at once is refused in a few lines.
+    std::fs::remove_dir_all(dir.join(".seal/keys")).unwrap();
+    env.git(&dir, &["add", "-A", ".seal"]);
+    let out = env.run("git", &dir, &["commit", "-q", "-m", "no keys"], None);
+    assert!(!out.status.success());
+    let text = screenful("a refused commit", &out);
+    assert!(
+        text.contains("set GIT_SEAL_VERBOSE=1 to list all"),
+        "{text}"
+    );
 }
