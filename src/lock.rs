@@ -126,7 +126,9 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
     remove_stale_temp_files(ws, sealed.iter().map(|(p, _)| p.as_str()));
     let mut done = Locked::default();
     let mut refresh = Vec::new();
+    let progress = crate::progress::Progress::new("lock", sealed.len(), "files");
     for (path, id) in &sealed {
+        progress.step();
         let file = ws.root.join(path);
         let Ok(current) = std::fs::read(&file) else {
             continue;
@@ -149,6 +151,7 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
         atomic_file::write_shared(&file, &text)?;
         done.locked.push(path.clone());
     }
+    progress.finish();
     for (path, is_envelope) in untracked_sealed_paths(ws)? {
         if is_envelope {
             continue;

@@ -71,7 +71,10 @@ pub fn migrate(ws: &Workspace) -> Result<Migrated, MigrateError> {
     }
 
     let mut sealed: Vec<(String, Oid)> = Vec::new();
-    for (path, id) in ws.sealed_index_paths()? {
+    let paths = ws.sealed_index_paths()?;
+    let progress = crate::progress::Progress::new("migrate", paths.len(), "files");
+    for (path, id) in paths {
+        progress.step();
         let plaintext = ws.repo.blob(id)?;
         if envelope::is_envelope(&plaintext) {
             continue;
@@ -95,6 +98,7 @@ pub fn migrate(ws: &Workspace) -> Result<Migrated, MigrateError> {
     }
     // Keep each entry's mode, as the index has it (read whole: no path
     // list in argv).
+    progress.finish();
     let listed = git.run(&["ls-files", "-s", "-z"])?;
     let mut mode_of = HashMap::new();
     for record in nul_records(&listed.stdout) {

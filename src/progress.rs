@@ -1,15 +1,23 @@
 //! A one-line progress counter on standard error, shown only when it is a
-//! terminal and the work takes long enough to be worth showing.
+//! terminal (and not silenced with `--quiet`).
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Show no progress from now on (`--quiet`).
+pub fn set_quiet() {
+    QUIET.store(true, Ordering::Relaxed);
+}
 
 /// Counts steps of `total`, redrawing at most ten times a second.
 #[derive(Debug)]
 pub struct Progress {
     label: &'static str,
+    unit: &'static str,
     total: usize,
     done: AtomicUsize,
     shown: bool,
@@ -17,13 +25,15 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A counter that draws on standard error if it is a terminal.
-    pub fn new(label: &'static str, total: usize) -> Progress {
+    /// A counter of `total` `unit`s (`files`, `commits`; 0 when the total
+    /// is not known ahead) that draws on standard error if it is a terminal.
+    pub fn new(label: &'static str, total: usize, unit: &'static str) -> Progress {
         Progress {
             label,
+            unit,
             total,
             done: AtomicUsize::new(0),
-            shown: std::io::stderr().is_terminal(),
+            shown: std::io::stderr().is_terminal() && !QUIET.load(Ordering::Relaxed),
             last: Mutex::new(None),
         }
     }
@@ -39,11 +49,16 @@ impl Progress {
             return;
         }
         *last = Some(now);
+        // A total of 0: not known ahead (a walk that discovers as it goes).
+        let of = match self.total {
+            0 => String::new(),
+            total => format!("/{total}"),
+        };
         let _ = write!(
             std::io::stderr().lock(),
-            "\r{}: {done}/{} envelopes",
+            "\r{}: {done}{of} {}",
             self.label,
-            self.total
+            self.unit
         );
     }
 

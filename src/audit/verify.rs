@@ -24,6 +24,7 @@ use super::chain::{self, RawCommit};
 use super::entry::{self, Entry};
 use super::signer::{self, NAMESPACE};
 use super::AuditError;
+use crate::progress::Progress;
 use crate::repo::{Oid, Repo};
 
 #[derive(Clone, Debug, Default)]
@@ -373,6 +374,7 @@ fn read_checked(
         .collect::<Result<_, _>>()?;
     let (send, receive) = mpsc::channel::<Vec<(Oid, RawCommit)>>();
     let receive = Mutex::new(receive);
+    let progress = &Progress::new("audit verify", 0, "entries");
     let (walked, results) = std::thread::scope(|scope| {
         let workers: Vec<_> = handles
             .into_iter()
@@ -383,7 +385,7 @@ fn read_checked(
                     loop {
                         let next = receive.lock().expect("queue lock").recv();
                         match next {
-                            Ok(chunk) => out.extend(check_chunk(&handle, chunk)),
+                            Ok(chunk) => out.extend(check_chunk(&handle, chunk, progress)),
                             Err(_) => return out,
                         }
                     }
@@ -401,6 +403,7 @@ fn read_checked(
             .collect();
         (walked, results)
     });
+    progress.finish();
     walked?;
     let read: HashMap<Oid, (Vec<Oid>, Checked)> = results
         .into_iter()
@@ -491,11 +494,16 @@ struct Pending {
 const BATCH: usize = 64;
 
 /// Read the entries of `commits` and check their signatures.
-fn check_chunk(repo: &Repo, commits: Vec<(Oid, RawCommit)>) -> Vec<(Oid, Vec<Oid>, Checked)> {
+fn check_chunk(
+    repo: &Repo,
+    commits: Vec<(Oid, RawCommit)>,
+    progress: &Progress,
+) -> Vec<(Oid, Vec<Oid>, Checked)> {
     let mut keys = KeyCache::default();
     let mut checked = Vec::with_capacity(commits.len());
     let mut pending: Vec<(usize, Pending)> = Vec::new();
     for (id, commit) in commits {
+        progress.step();
         let mut problems = Vec::new();
         let entry = chain::read_entry(repo, commit.tree)
             .map_err(|e| problems.push(e.to_string()))

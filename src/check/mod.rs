@@ -194,9 +194,12 @@ pub fn check_commits(
     let commits = repo.commits_between(include, exclude)?;
     let available = crate::keys::kids_here();
     let mut walk = Walk::new(repo, &available);
+    let progress = crate::progress::Progress::new("check", commits.len(), "commits");
     for (at, commit) in commits.iter().enumerate() {
         walk.commit(at, *commit)?;
+        progress.step();
     }
+    progress.finish();
     let facts = read_blobs(repo, &walk.blobs, threads)?;
     let mut findings = std::mem::take(&mut walk.findings);
     let mut approvals = Lazy::new(

@@ -62,7 +62,8 @@ pub(crate) enum ApproveCommand {
 /// List the chain's entries, newest first.
 #[derive(clap::Args, Debug)]
 pub(crate) struct LogArgs {
-    /// Print a JSON array of entries (each with its commit and parents).
+    /// Print JSON (schema `git-seal.audit-log/v1`, docs/json.md): the
+    /// entries, newest first, each with its commit and parents.
     #[arg(long)]
     pub json: bool,
     /// The chain to read (default: refs/seal/audit).
@@ -93,7 +94,8 @@ pub(crate) struct VerifyArgs {
     /// show it).
     #[arg(long, value_name = "FINGERPRINT")]
     pub trust: Option<String>,
-    /// Print the result as JSON.
+    /// Print the result as JSON (schema `git-seal.audit-verify/v1`,
+    /// docs/json.md).
     #[arg(long)]
     pub json: bool,
     /// The chain to verify (default: refs/seal/audit).
@@ -225,7 +227,8 @@ fn log(repo: &Repo, args: LogArgs) -> CommandResult<u8> {
                 Value::Object(object)
             })
             .collect();
-        outln!("{}", serde_json::to_string_pretty(&entries)?);
+        let doc = json!({"schema": "git-seal.audit-log/v1", "entries": entries});
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         for (id, _, entry) in &listed {
             outln!(
@@ -392,6 +395,7 @@ fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
             })
             .collect();
         let out = json!({
+            "schema": "git-seal.audit-verify/v1",
             "ok": report.ok(),
             "ref": args.r#ref,
             "tip": report.tip.to_string(),

@@ -26,8 +26,9 @@ pub(crate) struct Args {
     /// everything reachable from HEAD.
     #[arg(value_name = "REV-RANGE")]
     pub range: Option<String>,
-    /// Print one JSON object: range, commits, blobs, findings
-    /// [{commit, path, kind, message}], warnings (the same fields) and ok.
+    /// Print one JSON object (schema `git-seal.check/v1`, docs/json.md):
+    /// range, commits, blobs, findings [{commit, path, kind, message}],
+    /// warnings (the same fields) and ok.
     #[arg(long)]
     pub json: bool,
     /// List every finding; without it, a few of each kind are printed and
@@ -47,7 +48,9 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             .map_err(|e| CommandError::usage(format!("{spec:?} is not a revision range: {e}")))?
     };
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
+        let mut doc = serde_json::to_value(&report)?;
+        doc["schema"] = "git-seal.check/v1".into();
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         let hint = "`git seal check --verbose` lists all";
         for line in check::finding::summary_lines(&report.findings, args.verbose, hint) {

@@ -25,9 +25,14 @@ use git_seal::workspace::{Workspace, WorkspaceError};
 /// Exits 1 when anything is wrong; a KEK due within 30 days is a warning
 /// that does not, one that is overdue is a problem.
 #[derive(clap::Args, Debug)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Print JSON (schema `git-seal.doctor/v1`, docs/json.md): ok, and the
+    /// problems and warnings, each with its fix.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub(crate) fn run(_args: Args) -> CommandResult<u8> {
+pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let repo = Repo::from_env()?;
     let mut problems: Vec<(String, String)> = Vec::new();
     let mut warnings: Vec<(String, String)> = Vec::new();
@@ -63,6 +68,22 @@ pub(crate) fn run(_args: Args) -> CommandResult<u8> {
             )),
             Err(e) => problems.push((e.to_string(), "see the message".to_owned())),
         }
+    }
+    if args.json {
+        let listed = |items: &[(String, String)]| -> Vec<serde_json::Value> {
+            items
+                .iter()
+                .map(|(what, fix)| serde_json::json!({"what": what, "fix": fix}))
+                .collect()
+        };
+        let doc = serde_json::json!({
+            "schema": "git-seal.doctor/v1",
+            "ok": problems.is_empty(),
+            "problems": listed(&problems),
+            "warnings": listed(&warnings),
+        });
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(u8::from(!problems.is_empty()));
     }
     for (problem, fix) in &problems {
         outln!("{problem}; fix: `{fix}`");

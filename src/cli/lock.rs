@@ -21,6 +21,9 @@ pub(crate) struct Args {
     /// opens them again). Without it they are listed and left as they are.
     #[arg(long)]
     pub include_untracked: bool,
+    /// Print JSON (schema `git-seal.lock/v1`, docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
@@ -31,6 +34,17 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         ),
         e => e.into(),
     })?;
+    if args.json {
+        let doc = serde_json::json!({
+            "schema": "git-seal.lock/v1",
+            "locked": done.locked,
+            "plaintext_in_index": done.plaintext_in_index,
+            "untracked": done.untracked,
+            "untracked_sealed": done.untracked_sealed,
+        });
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
     for path in &done.plaintext_in_index {
         eprintln!("git-seal: warning: {path} is stored in plaintext in the index; `git seal check` will report it");
     }

@@ -21,7 +21,13 @@ pub(crate) struct Args {
     /// List every file sealed (without it, the first few and a count).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Print JSON (schema `git-seal.migrate/v1`, docs/json.md): every path
+    /// sealed, and the command to run next.
+    #[arg(long)]
+    pub json: bool,
 }
+
+const NEXT: &str = "git commit -m 'Seal files the policy covers'";
 
 /// How many sealed paths are named before the rest are counted.
 const NAMED: usize = 5;
@@ -34,6 +40,20 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         }
         e => e.into(),
     })?;
+    if args.json {
+        let doc = serde_json::json!({
+            "schema": "git-seal.migrate/v1",
+            "sealed": done.sealed,
+            "attributes_updated": done.attributes_updated,
+            "audit_recorded": done.audit.is_ok(),
+            "next": if done.sealed.is_empty() { None } else { Some(NEXT) },
+        });
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
+        if let Err(e) = done.audit {
+            eprintln!("git-seal: warning: migrate: the audit entry was not written: {e}");
+        }
+        return Ok(0);
+    }
     if done.attributes_updated {
         outln!("git-seal: added the policy's globs to .gitattributes (staged)");
     }
@@ -57,7 +77,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             rest => format!(", and {rest} more (`git diff --cached --name-only` lists them)"),
         }
     );
-    outln!("next: git commit -m 'Seal files the policy covers' (their plaintext stays in earlier commits: rotate what it protected)");
+    outln!("next: {NEXT} (their plaintext stays in earlier commits: rotate what it protected)");
     if let Err(e) = done.audit {
         eprintln!("git-seal: warning: migrate: the audit entry was not written: {e}");
     }

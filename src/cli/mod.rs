@@ -61,6 +61,11 @@ pub(crate) mod unlock;
     max_term_width = 100
 )]
 pub(crate) struct Cli {
+    /// Show no progress counters (shown only on a terminal, on standard
+    /// error, for work that takes a while: migrate, lock, rotate,
+    /// recipients, check, audit verify).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -98,6 +103,9 @@ pub(crate) enum Command {
 /// Run a parsed command; the `u8` is the exit code on success paths that
 /// still report findings.
 pub(crate) fn run(cli: Cli) -> CommandResult<u8> {
+    if cli.quiet {
+        git_seal::progress::set_quiet();
+    }
     match cli.command {
         Command::Init(args) => init::run(args),
         Command::Status(args) => status::run(args),

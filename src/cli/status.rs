@@ -27,6 +27,8 @@ pub(crate) struct Args {
 
 #[derive(Serialize)]
 pub(crate) struct Status {
+    /// `git-seal.status/v1` (docs/json.md).
+    pub schema: &'static str,
     pub root: String,
     pub provider: String,
     pub keks: Vec<KekStatus>,
@@ -143,6 +145,7 @@ pub(crate) fn collect(project: &Workspace) -> CommandResult<Status> {
         .map(|(name, _)| name.to_owned())
         .collect();
     Ok(Status {
+        schema: "git-seal.status/v1",
         root: project.root.display().to_string(),
         provider: project.provider.name().to_owned(),
         keks,

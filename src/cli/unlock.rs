@@ -18,11 +18,19 @@ pub(crate) struct Args {
     /// Overwrite locked files even if they differ from the index.
     #[arg(long)]
     pub force: bool,
+    /// Print JSON (schema `git-seal.unlock/v1`, docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let ws = Workspace::open(&std::env::current_dir()?)?;
     let unlocked = lock::unlock(&ws, args.force).map_err(|e| with_hint(&ws, e))?;
+    if args.json {
+        let doc = serde_json::json!({"schema": "git-seal.unlock/v1", "unlocked": unlocked});
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
     if unlocked.is_empty() {
         outln!("git-seal: nothing to unlock");
     } else {

@@ -341,7 +341,7 @@ pub(crate) fn apply(
     }
     let items = state.items(ws.sealed_index_paths()?)?;
     let keys = crate::keys::for_opening(Some(ws.shared_keys()))?;
-    let progress = Progress::new(label, items.len());
+    let progress = Progress::new(label, items.len(), "envelopes");
     let changed = rekey::rekey(&ws.repo, &keys, items, decide, &progress)?;
     let count = |mode| changed.iter().filter(|(_, _, m)| *m == mode).count();
     if !changed.is_empty() {

@@ -12,8 +12,7 @@ const REF: &str = "refs/seal/audit";
 
 fn log_json(env: &Env, dir: &Path) -> Vec<Value> {
     let out = env.seal(dir, &["audit", "log", "--json"]);
-    serde_json::from_str::<Value>(&out)
-        .unwrap()
+    serde_json::from_str::<Value>(&out).unwrap()["entries"]
         .as_array()
         .unwrap()
         .clone()

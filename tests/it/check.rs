@@ -147,15 +147,7 @@ fn each_commit_is_judged_by_its_own_policy() {
 fn sealing_five_thousand_existing_files_takes_a_screenful_and_hints_that_work() {
     let env = Env::new();
     let dir = env.repo("r");
-    for i in 0..5000 {
-        write_file(
-            &dir,
-            &format!("data/f{i:04}.txt"),
-            format!("value {i}\n").as_bytes(),
-        );
-    }
-    env.git(&dir, &["add", "data"]);
-    env.git(&dir, &["commit", "-q", "-m", "existing files"]);
+    env.commit_files(&dir, "data", 5000);
     let screenful = |what: &str, out: &std::process::Output| {
         let text = format!("{}{}", stdout(out), stderr(out));
         assert!(

@@ -293,8 +293,7 @@ fn a_file_name_with_a_newline_cannot_forge_audit_log_lines() {
     env.git(&dir, &["commit", "-q", "-m", "odd name"]);
     let log = env.seal(&dir, &["audit", "log"]);
     let entries = env.seal(&dir, &["audit", "log", "--json"]);
-    let count = serde_json::from_str::<serde_json::Value>(&entries)
-        .unwrap()
+    let count = serde_json::from_str::<serde_json::Value>(&entries).unwrap()["entries"]
         .as_array()
         .unwrap()
         .len();

@@ -403,3 +403,21 @@ impl Env {
         })
     }
 }
+
+impl Env {
+    /// Commit `n` small files `DIR/fNNNN.txt` (each `value N`).
+    pub(crate) fn commit_files(&self, dir: &Path, under: &str, n: usize) {
+        for i in 0..n {
+            write_file(
+                dir,
+                &format!("{under}/f{i:04}.txt"),
+                format!("value {i}\n").as_bytes(),
+            );
+        }
+        self.git(dir, &["add", under]);
+        self.git(
+            dir,
+            &["commit", "-q", "-m", &format!("{n} files under {under}")],
+        );
+    }
+}

@@ -129,7 +129,7 @@ fn policy_glob_over_seal_files_leaves_them_unsealed_in_status_check_hooks_and_au
     let log: serde_json::Value =
         serde_json::from_str(&env.seal(&dir, &["audit", "log", "--json"])).unwrap();
     let head = env.rev(&dir, "HEAD");
-    let seal = log
+    let seal = log["entries"]
         .as_array()
         .unwrap()
         .iter()
@@ -143,7 +143,7 @@ fn policy_glob_over_seal_files_leaves_them_unsealed_in_status_check_hooks_and_au
         .collect();
     assert_eq!(paths, ["config/app.json"], "{seal}");
     // Nor did the set-up commit's entry name them.
-    for entry in log.as_array().unwrap() {
+    for entry in log["entries"].as_array().unwrap() {
         for path in entry["data"]["paths"].as_array().into_iter().flatten() {
             let path = path["path"].as_str().unwrap();
             assert!(
@@ -153,7 +153,8 @@ fn policy_glob_over_seal_files_leaves_them_unsealed_in_status_check_hooks_and_au
         }
     }
     assert!(
-        log.as_array()
+        log["entries"]
+            .as_array()
             .unwrap()
             .iter()
             .any(|e| e["event"] == "policy" && e["data"]["commit"] == head.as_str()),
