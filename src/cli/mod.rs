@@ -44,6 +44,7 @@ pub(crate) mod status;
 pub(crate) mod stdio;
 pub(crate) mod textconv;
 pub(crate) mod unlock;
+pub(crate) mod usage;
 
 /// Customer-managed-key encryption for Git repositories.
 ///
