@@ -35,6 +35,7 @@ pub(crate) mod hooks;
 pub(crate) mod init;
 pub(crate) mod kek;
 pub(crate) mod lock;
+pub(crate) mod manual;
 pub(crate) mod merge;
 pub(crate) mod migrate;
 pub(crate) mod recipients;
@@ -84,6 +85,7 @@ pub(crate) enum Command {
     Kek(kek::Args),
     Recipients(recipients::Args),
     Audit(audit::Args),
+    Manual(manual::Args),
     #[command(name = "filter-process", hide = true)]
     FilterProcess(filter_process::ProcessArgs),
     #[command(hide = true)]
@@ -115,6 +117,7 @@ pub(crate) fn run(cli: Cli) -> CommandResult<u8> {
         Command::Kek(args) => kek::run(args),
         Command::Recipients(args) => recipients::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Manual(args) => manual::run(args),
         Command::FilterProcess(args) => filter_process::run_process(args),
         Command::Clean(args) => filter_process::run_clean(args),
         Command::Smudge(args) => filter_process::run_smudge(args),
