@@ -24,6 +24,7 @@ use error::CommandResult;
 
 pub(crate) mod audit;
 pub(crate) mod check;
+pub(crate) mod completions;
 pub(crate) mod decrypt;
 pub(crate) mod doctor;
 pub(crate) mod encrypt;
@@ -86,6 +87,7 @@ pub(crate) enum Command {
     Recipients(recipients::Args),
     Audit(audit::Args),
     Manual(manual::Args),
+    Completions(completions::Args),
     #[command(name = "filter-process", hide = true)]
     FilterProcess(filter_process::ProcessArgs),
     #[command(hide = true)]
@@ -118,6 +120,7 @@ pub(crate) fn run(cli: Cli) -> CommandResult<u8> {
         Command::Recipients(args) => recipients::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Manual(args) => manual::run(args),
+        Command::Completions(args) => completions::run(args),
         Command::FilterProcess(args) => filter_process::run_process(args),
         Command::Clean(args) => filter_process::run_clean(args),
         Command::Smudge(args) => filter_process::run_smudge(args),

@@ -1,8 +1,9 @@
 //! Help where Git users look for it: `git seal --help` and `git help seal`
-//! show the manual once the README's quick start has run, and usage errors
-//! and notes name help that works when typed as printed. The binary is
-//! copied into `PREFIX/bin` in the test's own tree, as `cargo install` puts
-//! it in `~/.cargo/bin`, so that its pages land there too.
+//! show the manual once the README's quick start has run, usage errors and
+//! notes name help that works when typed as printed, and `git seal
+//! completions` completes `git-seal` and `git seal`. The binary is copied
+//! into `PREFIX/bin` in the test's own tree, as `cargo install` puts it in
+//! `~/.cargo/bin`, so that its pages land there too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -225,4 +226,97 @@ fn init_leaves_a_packaged_manual_alone() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["git-seal.1.gz"]);
+}
+
+/// Run a bash script in the test's environment; its stdout.
+#[track_caller]
+fn bash(env: &Env, script: &str) -> String {
+    stdout(&env.ok("bash", env.tmp.path(), &["-c", script]))
+}
+
+/// Complete the last of WORDS with the function `complete -p COMMAND` names,
+/// as bash does on Tab; the candidates, one line.
+const COMPLETE: &str = r#"
+complete_words() {
+    COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1))
+    COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMPREPLY=()
+    local spec; spec=$(complete -p "$1")
+    local fn=${spec##*-F }; fn=${fn%% *}
+    "$fn" "$1" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+    echo "${COMPREPLY[*]}"
+}
+"#;
+
+#[test]
+fn bash_completes_git_seal_and_git_seal_as_a_git_command() {
+    let env = Env::new();
+    bash(
+        &env,
+        "source <(git seal completions bash) && complete -p git-seal && declare -F _git_seal",
+    );
+    let ours = format!("{COMPLETE}\nsource <(git seal completions bash)\n");
+    let top = bash(&env, &format!("{ours}complete_words git-seal ''"));
+    for word in [
+        "init",
+        "status",
+        "kek",
+        "manual",
+        "completions",
+        "--version",
+    ] {
+        assert!(top.split(' ').any(|w| w.trim() == word), "{word}: {top}");
+    }
+    for plumbing in ["filter-process", "hook", "clean", "smudge", "textconv"] {
+        assert!(
+            !top.split(' ').any(|w| w.trim() == plumbing),
+            "{plumbing}: {top}"
+        );
+    }
+    // Below the first command too (a hyphenated binary used to stop there).
+    let nested = bash(&env, &format!("{ours}complete_words git-seal kek list -"));
+    assert!(nested.contains("--json"), "{nested}");
+    let value = bash(
+        &env,
+        &format!("{ours}complete_words git-seal init --provider ''"),
+    );
+    assert!(value.contains("pkcs11"), "{value}");
+
+    // `git seal <Tab>` through Git's own completion, which calls _git_seal.
+    let git_completion = ["/usr/share/bash-completion/completions/git"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(git_completion) = git_completion else {
+        assert!(!in_ci(), "Git's bash completion is missing under CI=true");
+        eprintln!("skipping `git seal <Tab>`: Git's bash completion is not installed");
+        return;
+    };
+    let theirs = format!("source {git_completion}\n{ours}");
+    let sub = bash(&env, &format!("{theirs}complete_words git seal kek l"));
+    assert_eq!(sub.trim(), "list");
+    let after_option = bash(
+        &env,
+        &format!("{theirs}complete_words git -C . seal kek list --j"),
+    );
+    assert_eq!(after_option.trim(), "--json");
+}
+
+#[test]
+fn zsh_and_fish_scripts_complete_git_seal() {
+    let env = Env::new();
+    let zsh = env.seal(env.tmp.path(), &["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef git-seal"), "{zsh}");
+    let fish = env.seal(env.tmp.path(), &["completions", "fish"]);
+    assert!(fish.contains("complete -c git-seal"), "{fish}");
+    for (shell, script) in [("zsh", &zsh), ("fish", &fish)] {
+        assert!(
+            !script.contains("filter-process"),
+            "{shell} offers plumbing"
+        );
+        // Parsed by the shell itself where it is installed (not required).
+        let file = env.path(shell);
+        std::fs::write(&file, script).unwrap();
+        if let Ok(out) = Command::new(shell).arg("-n").arg(&file).output() {
+            assert!(out.status.success(), "{shell} -n: {}", stderr(&out));
+        }
+    }
 }
