@@ -26,8 +26,9 @@ use super::Cli;
 /// `git seal manual | man -l -` shows it. With --install, writes git-seal.1
 /// and one page per command (git-seal-init.1, …) into the directory; pages
 /// already current are left alone and pages of commands that no longer exist
-/// are removed. `git seal init` does the same beside the executable, so that
-/// `git seal --help` and `git help seal` show the manual.
+/// are removed; a directory whose compressed git-seal.1 came with a package
+/// is left to the package. `git seal init` does the same beside the
+/// executable, so that `git seal --help` and `git help seal` show the manual.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// Write every page into the manual directory (see --dir).
@@ -50,6 +51,13 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         Some(dir) => dir,
         None => dir_beside_executable()?,
     };
+    if is_packaged(&dir) {
+        outln!(
+            "git-seal: the manual in {} comes with a package, which keeps it current",
+            dir.display()
+        );
+        return Ok(0);
+    }
     let written = install(&dir).map_err(|e| CommandError::user(format!("{e:#}")))?;
     if written == 0 {
         outln!("git-seal: the manual in {} is current", dir.display());

@@ -221,6 +221,8 @@ fn init_leaves_a_packaged_manual_alone() {
     let dir = env.repo("r");
     let out = env.ok("git", &dir, &["seal", "init", "secrets/**"]);
     assert!(!stderr(&out).contains("manual"), "{}", stderr(&out));
+    let said = stdout(&env.ok("git", &dir, &["seal", "manual", "--install"]));
+    assert!(said.contains("comes with a package"), "{said}");
     let names: Vec<_> = std::fs::read_dir(&man1)
         .unwrap()
         .map(|e| e.unwrap().file_name())
