@@ -69,12 +69,14 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
     Ok(0)
 }
 
-/// The commands a user types: clap_complete would also offer the hidden
-/// ones that Git runs (the filter, the hooks' entry point, the drivers).
+/// The commands a user types, with the options of each: clap_complete
+/// would also offer the hidden commands that Git runs (the filter, the
+/// hooks' entry point, the drivers), and clap cannot drop a command.
 fn visible_commands() -> clap::Command {
     let cli = Cli::command();
     let visible = cli.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
     clap::Command::new("git-seal")
         .version(env!("CARGO_PKG_VERSION"))
+        .args(cli.get_arguments().cloned().collect::<Vec<_>>())
         .subcommands(visible.collect::<Vec<_>>())
 }

@@ -274,6 +274,15 @@ fn bash_completes_git_seal_and_git_seal_as_a_git_command() {
             "{plumbing}: {top}"
         );
     }
+    // Every option that `git seal -h` lists, global ones included.
+    let help = env.seal(env.tmp.path(), &["-h"]);
+    let options = help.split_whitespace().filter(|w| w.starts_with("--"));
+    for option in options.map(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric())) {
+        assert!(
+            top.split(' ').any(|w| w.trim() == option),
+            "{option}: {top}"
+        );
+    }
     // Below the first command too (a hyphenated binary used to stop there).
     let nested = bash(&env, &format!("{ours}complete_words git-seal kek list -"));
     assert!(nested.contains("--json"), "{nested}");
