@@ -123,21 +123,13 @@ fn git_seal_help_said_no_manual_entry_after_the_quick_start() {
 fn usage_errors_name_help_that_works_when_typed_as_printed() {
     let env = Env::new();
     let dir = env.tmp.path();
-    let cases: [(&[&str], &str, &str); 4] = [
-        (&["--bogus"], "git seal help", "Usage: git seal <COMMAND>"),
-        (&["inti"], "git seal help", "Usage: git seal <COMMAND>"),
-        (
-            &["kek", "--bogus", "list"],
-            "git seal help kek",
-            "Usage: git seal kek <COMMAND>",
-        ),
-        (
-            &["kek", "list", "--bogus"],
-            "git seal help kek list",
-            "Usage: git seal kek list",
-        ),
+    let cases: [(&[&str], &str); 4] = [
+        (&["--bogus"], "git seal help"),
+        (&["inti"], "git seal help"),
+        (&["kek", "--bogus", "list"], "git seal help kek"),
+        (&["kek", "list", "--bogus"], "git seal help kek list"),
     ];
-    for (args, hint, usage) in cases {
+    for (args, hint) in cases {
         let words = [&["seal"][..], args].concat();
         let err = stderr(&env.fails("git", dir, &words, 2));
         assert_eq!(
@@ -148,7 +140,9 @@ fn usage_errors_name_help_that_works_when_typed_as_printed() {
         );
         assert!(!err.contains("--help"), "{err}");
         let help = follow(&env, dir, hint, dir);
-        assert!(help.contains(usage), "`{hint}`:\n{help}");
+        let commands = hint.strip_prefix("git seal help").unwrap();
+        let usage = format!("Usage: git seal{commands} ");
+        assert!(help.contains(&usage), "`{hint}`:\n{help}");
     }
     // The short help stays short, and the help command needs no manual.
     let short = stdout(&env.ok("git", dir, &["seal", "-h"]));
