@@ -3,13 +3,18 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    match cli::run(args) {
+    let args = cli::usage::parse();
+    let init = matches!(args.command, cli::Command::Init(_));
+    let result = cli::run(args);
+    if init {
+        // The README's one step after `cargo install`: from here on
+        // `git seal --help` and `git help seal` find the manual.
+        cli::manual::refresh_beside_executable();
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {

@@ -24,6 +24,7 @@ use error::CommandResult;
 
 pub(crate) mod audit;
 pub(crate) mod check;
+pub(crate) mod completions;
 pub(crate) mod decrypt;
 pub(crate) mod doctor;
 pub(crate) mod encrypt;
@@ -35,6 +36,7 @@ pub(crate) mod hooks;
 pub(crate) mod init;
 pub(crate) mod kek;
 pub(crate) mod lock;
+pub(crate) mod manual;
 pub(crate) mod merge;
 pub(crate) mod migrate;
 pub(crate) mod recipients;
@@ -44,6 +46,7 @@ pub(crate) mod status;
 pub(crate) mod stdio;
 pub(crate) mod textconv;
 pub(crate) mod unlock;
+pub(crate) mod usage;
 
 /// Customer-managed-key encryption for Git repositories.
 ///
@@ -88,6 +91,8 @@ pub(crate) enum Command {
     Kek(kek::Args),
     Recipients(recipients::Args),
     Audit(audit::Args),
+    Manual(manual::Args),
+    Completions(completions::Args),
     #[command(name = "filter-process", hide = true)]
     FilterProcess(filter_process::ProcessArgs),
     #[command(hide = true)]
@@ -122,6 +127,8 @@ pub(crate) fn run(cli: Cli) -> CommandResult<u8> {
         Command::Kek(args) => kek::run(args),
         Command::Recipients(args) => recipients::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Manual(args) => manual::run(args),
+        Command::Completions(args) => completions::run(args),
         Command::FilterProcess(args) => filter_process::run_process(args),
         Command::Clean(args) => filter_process::run_clean(args),
         Command::Smudge(args) => filter_process::run_smudge(args),

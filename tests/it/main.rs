@@ -14,6 +14,7 @@ mod kms;
 mod kms_client;
 mod lifecycle;
 mod lock;
+mod manual;
 mod output;
 mod pkcs11;
 mod policy;
