@@ -16,5 +16,6 @@ mod lifecycle;
 mod lock;
 mod manual;
 mod output;
+mod package;
 mod pkcs11;
 mod policy;
