@@ -354,11 +354,23 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
                 .map_err(io_error("touch", file.clone()))?;
         }
     }
-    ws.repo.git().with_filters().run_with(
-        &["checkout-index", "-f", "-u", "-z", "--stdin"],
-        Some(&nul_list(&paths)),
-        &[0],
-    )?;
+    // On a terminal Git checks out batches, so that the counter moves (each
+    // batch starts a filter process); otherwise all at once.
+    let progress = crate::progress::Progress::new("unlock", paths.len(), "files");
+    let batch = if progress.visible() {
+        1000
+    } else {
+        paths.len()
+    };
+    for chunk in paths.chunks(batch.max(1)) {
+        ws.repo.git().with_filters().run_with(
+            &["checkout-index", "-f", "-u", "-z", "--stdin"],
+            Some(&nul_list(chunk)),
+            &[0],
+        )?;
+        progress.advance(chunk.len());
+    }
+    progress.finish();
     remove_journal(&journal)?;
     let still: Vec<String> = paths
         .iter()

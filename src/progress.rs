@@ -39,7 +39,17 @@ impl Progress {
     }
 
     pub fn step(&self) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        self.advance(1);
+    }
+
+    /// Is the counter drawn (standard error is a terminal, no --quiet)?
+    pub fn visible(&self) -> bool {
+        self.shown
+    }
+
+    /// Count `n` more steps done.
+    pub fn advance(&self, n: usize) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         if !self.shown {
             return;
         }

@@ -65,7 +65,7 @@ pub(crate) mod usage;
 )]
 pub(crate) struct Cli {
     /// Show no progress counters (shown only on a terminal, on standard
-    /// error, for work that takes a while: migrate, lock, rotate,
+    /// error, for work that takes a while: migrate, lock, unlock, rotate,
     /// recipients, check, audit verify).
     #[arg(long, short, global = true)]
     pub quiet: bool,

@@ -421,3 +421,20 @@ impl Env {
         );
     }
 }
+
+/// Is `program --version` runnable here? When not, the test skips (saying
+/// what installs it), except under CI=true, where it fails.
+pub(crate) fn have_tool(program: &str, install: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !in_ci(),
+            "{program} is missing under CI=true ({install}; see .ci/run)"
+        );
+        eprintln!("skipping: {program} is not installed ({install})");
+    }
+    found
+}

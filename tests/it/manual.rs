@@ -30,18 +30,7 @@ fn install_copy(env: &mut Env, prefix: &str) -> PathBuf {
 
 /// Is `man` here to test with? Under CI=true it must be.
 fn have_man() -> bool {
-    let found = Command::new("man")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            !in_ci(),
-            "man is missing under CI=true (apt-get install man-db, see .ci/run)"
-        );
-        eprintln!("skipping: `man` is not installed; `apt-get install man-db` runs this test");
-    }
-    found
+    crate::harness::have_tool("man", "apt-get install man-db")
 }
 
 /// Where `man -w` finds PAGE, if it does.

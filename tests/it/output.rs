@@ -144,4 +144,13 @@ fn progress_shows_on_a_terminal_only() {
     assert!(!quiet.contains("\rcheck: "), "{quiet:?}");
     let shown = on_tty("git seal lock");
     assert!(shown.contains("\rlock: "), "{shown:?}");
+    let shown = on_tty("git seal unlock");
+    assert!(
+        shown.contains("\runlock: ") && shown.contains("/3000 files"),
+        "{shown:?}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("data/f2999.txt")).unwrap(),
+        b"value 2999\n"
+    );
 }

@@ -8,26 +8,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{in_ci, stderr, stdout, write_file, Env};
+use crate::harness::{have_tool, in_ci, stderr, stdout, write_file, Env};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Is `program --version` runnable? Skips (or, under CI, fails) when not.
-fn have(program: &str, why: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            !in_ci(),
-            "{program} is missing under CI=true ({why}; see .ci/run)"
-        );
-        eprintln!("skipping: {program} is not installed ({why})");
-    }
-    found
 }
 
 #[test]
@@ -42,7 +26,9 @@ fn cargo_package_makes_a_crate_that_builds() {
 
 #[test]
 fn the_debian_package_installs_and_its_manual_completions_and_filter_work() {
-    if !have("cargo-deb", "cargo install --locked cargo-deb") || !have("dpkg", "Debian's dpkg") {
+    if !have_tool("cargo-deb", "cargo install --locked cargo-deb")
+        || !have_tool("dpkg", "Debian's dpkg")
+    {
         return;
     }
     let build = Command::new("bash")
