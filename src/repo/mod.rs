@@ -132,9 +132,34 @@ impl Repo {
 
     /// Set a key in the repository's own (`.git/config`) configuration.
     pub(crate) fn config_set(&self, key: &str, value: &str) -> Result<(), RepoError> {
-        let mut local = self.inner.config()?.open_level(ConfigLevel::Local)?;
-        local.set_str(key, value)?;
-        Ok(())
+        let set = || -> Result<(), git2::Error> {
+            let mut local = self.inner.config()?.open_level(ConfigLevel::Local)?;
+            local.set_str(key, value)
+        };
+        match set() {
+            Err(e) if e.code() == git2::ErrorCode::Locked && self.remove_stale_config_lock() => {
+                Ok(set()?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// A `config.lock` that a killed writer left behind (git-seal killed
+    /// while it moved the install lock): one that does not change for a
+    /// quarter of a second, when a live writer holds it for microseconds,
+    /// is removed. Returns whether it was.
+    fn remove_stale_config_lock(&self) -> bool {
+        let lock = self.common_dir().join("config.lock");
+        let seen = |path: &Path| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        };
+        let Some(before) = seen(&lock) else {
+            return false;
+        };
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        seen(&lock) == Some(before) && std::fs::remove_file(&lock).is_ok()
     }
 
     /// Every value of a multi-valued key (e.g. `remote.origin.fetch`).

@@ -505,3 +505,16 @@ fn custody_moves_killed_at_random_moments(env: &Env, moves: [(&[&str], &str, &st
     assert_no_plaintext_objects(env, &dir);
     assert!(landed > 0, "no kill landed while rotate ran");
 }
+
+/// A `kill -9` while the install lock moves can leave Git's config.lock
+/// behind: the rerun (here any command that writes the clone's config)
+/// removes a lock that nobody is writing, and goes on.
+#[test]
+fn a_config_lock_left_by_a_kill_does_not_block_the_rerun() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    std::fs::write(dir.join(".git/config.lock"), b"").unwrap();
+    env.seal(&dir, &["init", "secrets/**"]);
+    assert!(!dir.join(".git/config.lock").exists());
+    assert_eq!(env.git(&dir, &["config", "seal.provider"]).trim(), "file");
+}
