@@ -77,6 +77,8 @@ fn visible_commands() -> clap::Command {
     let visible = cli.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
     clap::Command::new("git-seal")
         .version(env!("CARGO_PKG_VERSION"))
+        // `help` is among the commands already (cli/help.rs).
+        .disable_help_subcommand(true)
         .args(cli.get_arguments().cloned().collect::<Vec<_>>())
         .subcommands(visible.collect::<Vec<_>>())
 }

@@ -153,12 +153,15 @@ fn pages() -> Vec<(String, Vec<u8>)> {
             page.push('\n');
         }
         pages.push((man.get_filename(), page.into_bytes()));
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // The pages are the help: `help` has no page of its own.
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
             add(sub, pages);
         }
     }
-    // The pages are the help; a `help` command has no page of its own.
-    let mut cli = Cli::command().disable_help_subcommand(true);
+    let mut cli = Cli::command();
     cli.build();
     let mut pages = Vec::new();
     add(&cli, &mut pages);

@@ -30,6 +30,7 @@ pub(crate) mod doctor;
 pub(crate) mod encrypt;
 pub(crate) mod error;
 pub(crate) mod filter_process;
+pub(crate) mod help;
 
 pub(crate) mod hook;
 pub(crate) mod hooks;
@@ -61,7 +62,9 @@ pub(crate) mod usage;
     name = "git-seal",
     bin_name = "git seal",
     version,
-    max_term_width = 100
+    max_term_width = 100,
+    // `help` is a command of its own, so that `git seal help --help` works.
+    disable_help_subcommand = true
 )]
 pub(crate) struct Cli {
     /// Show no progress counters (shown only on a terminal, on standard
@@ -93,6 +96,7 @@ pub(crate) enum Command {
     Audit(audit::Args),
     Manual(manual::Args),
     Completions(completions::Args),
+    Help(help::Args),
     #[command(name = "filter-process", hide = true)]
     FilterProcess(filter_process::ProcessArgs),
     #[command(hide = true)]
@@ -129,6 +133,7 @@ pub(crate) fn run(cli: Cli) -> CommandResult<u8> {
         Command::Audit(args) => audit::run(args),
         Command::Manual(args) => manual::run(args),
         Command::Completions(args) => completions::run(args),
+        Command::Help(args) => help::run(args),
         Command::FilterProcess(args) => filter_process::run_process(args),
         Command::Clean(args) => filter_process::run_clean(args),
         Command::Smudge(args) => filter_process::run_smudge(args),

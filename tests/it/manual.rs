@@ -141,6 +141,12 @@ fn usage_errors_name_help_that_works_when_typed_as_printed() {
         long.contains("Usage: git seal init") && long.contains("--provider"),
         "{long}"
     );
+    // `help` is a command like the others: its own help works, and an
+    // unknown command is named.
+    let own = stdout(&env.ok("git", dir, &["seal", "help", "--help"]));
+    assert!(own.contains("Usage: git seal help"), "{own}");
+    let err = stderr(&env.fails("git", dir, &["seal", "help", "inti"], 2));
+    assert!(err.contains("no command `git seal inti`"), "{err}");
 }
 
 #[test]
