@@ -11,13 +11,12 @@ use crate::audit::{self, sync, AuditError};
 use crate::drivers;
 use crate::hooks::{self, Change, HookError};
 use crate::keys::record::{self, KekRecord, RecordError, Status};
-use crate::keys::{self, env::EnvKeys, file::FileKeys, pkcs11::Pkcs11Keys, KeyError, ProviderInfo};
+use crate::keys::{self, env::EnvKeys, file::FileKeys, KeyError, Place, ProviderInfo};
 use crate::kid::Kid;
 use crate::lock::{self, LockError};
 use crate::policy::{self, Policy, PolicyError};
 use crate::repo::command::{nul_records, GitCommandError};
 use crate::repo::{Repo, RepoError};
-use crate::secret::KekSecret;
 use crate::workspace::{self, Workspace, WorkspaceError, PROVIDER_KEY};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +38,6 @@ pub enum InitError {
         set: &'static str,
         given: &'static str,
     },
-    #[error("{}", if *provider == "aws-kms" { "the aws-kms provider makes a KEK that a KMS key guards: name it with --kms-key ARN (or alias/NAME)".to_owned() } else { format!("--kms-key is for the aws-kms provider, not {provider}") })]
-    KmsKey { provider: &'static str },
     #[error("the env provider needs a KEK in GIT_SEAL_KEK, and it is empty")]
     EmptyEnv,
     #[error("cannot read {}: {source}", path.display())]
@@ -375,47 +372,29 @@ fn adopt(
     Ok(KekSetup::Unavailable { kid, place })
 }
 
-/// No KEK yet: make one (file, or inside the token), or take the one in
-/// GIT_SEAL_KEK (env).
+/// No KEK yet: the provider makes one (a key file, inside the token, under
+/// a KMS key), or, for `env`, the one in GIT_SEAL_KEK is taken.
 fn create(
     repo: &Repo,
     provider: &ProviderInfo,
     version: u32,
     kms_key: Option<&str>,
 ) -> Result<(KekRecord, KekSetup), InitError> {
-    if kms_key.is_some() != (provider.name() == "aws-kms") {
-        return Err(InitError::KmsKey {
-            provider: provider.name(),
-        });
-    }
-    match provider.name() {
-        "aws-kms" => {
-            let record = keys::kms::new_kek(kms_key.unwrap_or_default(), version)?;
-            let setup = KekSetup::Guarded {
-                kid: record.kid.clone(),
-                key: record.kms_key.clone().unwrap_or_default(),
-            };
-            Ok((record, setup))
-        }
-        "pkcs11" => {
-            let keys = Pkcs11Keys::open(Some(repo));
-            let kid = keys.generate()?;
-            let place = format!("token {:?}", keys.token_label().unwrap_or_default());
-            let record = KekRecord::new_pkcs11(kid.clone(), version);
-            Ok((record, KekSetup::CreatedIn { kid, place }))
-        }
-        "env" => {
-            let keys = EnvKeys::from_env()?;
-            let (kid, secret) = keys.secrets().next().ok_or(InitError::EmptyEnv)?;
-            let record = KekRecord::new_x25519(&secret.public(), version);
-            Ok((record, KekSetup::AdoptedFromEnv { kid: kid.clone() }))
-        }
-        _ => {
-            let secret = KekSecret::generate();
-            let path = FileKeys::open_default()?.store(&secret)?;
-            let record = KekRecord::new_x25519(&secret.public(), version);
-            let kid = record.kid.clone();
-            Ok((record, KekSetup::Created { kid, path }))
-        }
-    }
+    let Some(made) = provider.make(repo, version, kms_key) else {
+        let keys = EnvKeys::from_env()?;
+        let (kid, secret) = keys.secrets().next().ok_or(InitError::EmptyEnv)?;
+        let record = KekRecord::new_x25519(&secret.public(), version);
+        return Ok((record, KekSetup::AdoptedFromEnv { kid: kid.clone() }));
+    };
+    let keys::Made { record, place } = made?;
+    let kid = record.kid.clone();
+    let setup = match place {
+        Place::KeyFile(path) => KekSetup::Created { kid, path },
+        Place::Token(label) => KekSetup::CreatedIn {
+            kid,
+            place: format!("token {label:?}"),
+        },
+        Place::Kms(key) => KekSetup::Guarded { kid, key },
+    };
+    Ok((record, setup))
 }

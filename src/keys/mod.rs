@@ -21,7 +21,7 @@ pub mod sealing;
 pub mod software;
 pub mod x25519;
 
-pub use registry::{provider, provider_or_default, ProviderInfo, PROVIDERS};
+pub use registry::{provider, provider_or_default, Made, Place, ProviderInfo, PROVIDERS};
 pub use sealing::{open, open_bytes, seal, seal_bytes, OpenError, SealError, WrapTarget};
 
 use std::path::PathBuf;
@@ -218,6 +218,9 @@ pub fn kids_here() -> Vec<Kid> {
 pub fn for_opening(repository: Option<Arc<dyn KeyProvider>>) -> Result<Chain<'static>, KeyError> {
     let mut chain = here()?;
     if let Some(keys) = repository {
+        // The repository's provider may be one of those here (`file`):
+        // asked once, first.
+        chain.0.retain(|p| p.name() != keys.name());
         chain.0.insert(0, Box::new(keys));
     }
     Ok(chain)

@@ -93,26 +93,28 @@ pub enum RecordError {
 impl KekRecord {
     pub fn new_x25519(public: &[u8; 32], version: u32) -> KekRecord {
         KekRecord {
-            kid: Kid::of_x25519(public),
-            wrap: crate::envelope::format::WRAP_X25519.to_owned(),
             public_key: Some(B64.encode(public)),
-            custody: "software".to_owned(),
-            version,
-            created_at: crate::now_rfc3339(),
-            status: Status::Active,
-            name: None,
-            kms_key: None,
-            kms_ciphertext: None,
+            ..KekRecord::new(
+                Kid::of_x25519(public),
+                crate::envelope::format::WRAP_X25519,
+                "software",
+                version,
+            )
         }
     }
 
     /// A KEK inside an HSM: no public key; only the token wraps to it.
     pub fn new_pkcs11(kid: Kid, version: u32) -> KekRecord {
+        KekRecord::new(kid, crate::envelope::format::WRAP_PKCS11, "hsm", version)
+    }
+
+    /// An active KEK made now, with no public key, name or KMS fields.
+    fn new(kid: Kid, wrap: &str, custody: &str, version: u32) -> KekRecord {
         KekRecord {
             kid,
-            wrap: crate::envelope::format::WRAP_PKCS11.to_owned(),
+            wrap: wrap.to_owned(),
             public_key: None,
-            custody: "hsm".to_owned(),
+            custody: custody.to_owned(),
             version,
             created_at: crate::now_rfc3339(),
             status: Status::Active,

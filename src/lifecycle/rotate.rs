@@ -10,11 +10,9 @@ use super::rekey::Mode;
 use super::{apply, Journal, KeyState, LifecycleError};
 use crate::audit::{self, entry, AuditError};
 use crate::keys::file::FileKeys;
-use crate::keys::pkcs11::Pkcs11Keys;
 use crate::keys::record::{KekRecord, Status};
 use crate::keys::{self, KeyProvider, ProviderInfo};
 use crate::kid::Kid;
-use crate::secret::KekSecret;
 use crate::workspace::Workspace;
 
 #[derive(Debug, Default)]
@@ -145,7 +143,7 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
         // Made by this rotation; its record is written with the others.
         let record = match made.or_else(|| journal.made.clone()) {
             Some(record) => record,
-            None => record_of_key_made(ws, &to, moving_to.unwrap_or(ws.provider))?,
+            None => record_of_key_made(ws, &to)?,
         };
         state.keks.push(record);
     }
@@ -304,24 +302,10 @@ fn start(
     Ok((journal, made))
 }
 
-/// The record of a KEK an interrupted rotation made with `provider`: its
-/// key file (or token key) was made before the journal named it.
-fn record_of_key_made(
-    ws: &Workspace,
-    kid: &Kid,
-    provider: &ProviderInfo,
-) -> Result<KekRecord, LifecycleError> {
-    if provider.custody() == "hsm" {
-        if !provider.open(Some(&ws.repo), &ws.keks)?.has(kid) {
-            return Err(LifecycleError::Refused(format!(
-                "the interrupted rotation made {kid} inside the token, which no longer holds it (or is not here); start again by removing {} and running `git seal rotate`",
-                Journal::path(&ws.repo).display()
-            )));
-        }
-        let mut record = KekRecord::new_pkcs11(kid.clone(), super::next_version(ws));
-        record.status = Status::Pending;
-        return Ok(record);
-    }
+/// The record of a KEK that an interrupted rotation made, when its journal
+/// does not carry it (written before journals did): its key file was stored
+/// before the journal named it.
+fn record_of_key_made(ws: &Workspace, kid: &Kid) -> Result<KekRecord, LifecycleError> {
     let files = FileKeys::open_default()?;
     let Some(secret) = files.load(kid) else {
         return Err(LifecycleError::Refused(format!(
@@ -336,49 +320,24 @@ fn record_of_key_made(
 }
 
 /// Make a new KEK version with `provider` (default: this clone's): its
-/// private half is stored there; its record, `pending`, is returned for
-/// the caller to write.
+/// private half is stored there (under `kms_key`, default the active
+/// KMS-guarded KEK's, for `aws-kms`); its record, `pending`, is returned
+/// for the caller to write.
 pub(crate) fn new_kek(
     ws: &Workspace,
     provider: Option<&ProviderInfo>,
     kms_key: Option<&str>,
 ) -> Result<KekRecord, LifecycleError> {
     let provider = provider.unwrap_or(ws.provider);
-    if provider.name() == "aws-kms" {
-        let key = kms_key
-            .map(str::to_owned)
-            .or_else(|| ws.actives().find_map(|k| k.kms_key.clone()))
-            .ok_or_else(|| {
-                LifecycleError::Refused(
-                    "a KEK of the aws-kms provider is guarded by a KMS key: name it with --kms-key ARN (or alias/NAME)".into(),
-                )
-            })?;
-        let mut record = crate::keys::kms::new_kek(&key, super::next_version(ws))?;
-        record.status = Status::Pending;
-        return Ok(record);
-    }
-    if kms_key.is_some() {
-        return Err(LifecycleError::Refused(format!(
-            "--kms-key is for the aws-kms provider, not {}",
-            provider.name()
-        )));
-    }
-    if provider.name() == "pkcs11" {
-        let kid = Pkcs11Keys::open(Some(&ws.repo)).generate()?;
-        let mut record = KekRecord::new_pkcs11(kid, super::next_version(ws));
-        record.status = Status::Pending;
-        return Ok(record);
-    }
-    if provider.name() != "file" {
+    let same_key = ws.actives().find_map(|k| k.kms_key.as_deref());
+    let kms_key = kms_key.or(same_key.filter(|_| provider.custody() == "kms"));
+    let Some(made) = provider.make(&ws.repo, super::next_version(ws), kms_key) else {
         return Err(LifecycleError::Refused(format!(
             "the {} provider cannot make a KEK here; make it with --provider file, then hand its private half to where it is used with `git seal kek export KID --out FILE`",
             provider.name()
         )));
-    }
-    let secret = KekSecret::generate();
-    FileKeys::open_default()?.store(&secret)?;
-    let mut record = KekRecord::new_x25519(&secret.public(), super::next_version(ws));
+    };
+    let mut record = made?.record;
     record.status = Status::Pending;
-    record.custody = provider.custody().to_owned();
     Ok(record)
 }
