@@ -35,3 +35,8 @@ for i in range(n):
         f.write(f"secret {i} " + os.urandom(144).hex() + "\n")
 PY
 }
+
+# median < FILE: the median of one number per line.
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# ratio A B: A/B with two decimals.
+ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }

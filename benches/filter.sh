@@ -14,7 +14,6 @@ KIB=${2:-1}
 BIG=${3:-256}
 source "$(dirname "$0")/common.sh"
 
-ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 
 # N files of random bytes (hex, so they are text) in a few directories.
 make_files() {

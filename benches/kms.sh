@@ -41,7 +41,6 @@ for provider in file aws-kms; do
     git seal hooks uninstall >/dev/null && make_files secrets "$FILES" && git add -A && git commit -qm files)
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 for provider in file aws-kms; do : > "$work/co-$provider"; done
 for round in $(seq "$ROUNDS"); do
   for provider in file aws-kms; do

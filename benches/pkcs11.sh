@@ -32,7 +32,6 @@ for provider in file pkcs11; do
     git seal hooks uninstall >/dev/null && git add -A && git commit -qm setup) 2>/dev/null
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 for provider in file pkcs11; do : > "$work/add-$provider"; : > "$work/co-$provider"; done
 for round in $(seq "$ROUNDS"); do
   for provider in file pkcs11; do
@@ -49,7 +48,6 @@ cd "$work/pkcs11"
 git cat-file -p HEAD:secrets/d00/s0.env | grep -q '"wrap": "pkcs11-aes-256-gcm"' || { echo "not sealed by the token" >&2; exit 1; }
 grep -q '^secret 0 ' secrets/d00/s0.env || { echo "not opened" >&2; exit 1; }
 
-ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 af=$(median < "$work/add-file"); ap=$(median < "$work/add-pkcs11")
 cf=$(median < "$work/co-file"); cp=$(median < "$work/co-pkcs11")
 printf '%d sealed files, medians of %d interleaved rounds (target <= 1.5x)\n' "$FILES" "$ROUNDS"

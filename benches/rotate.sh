@@ -29,7 +29,6 @@ plain="$work/plain"
 git init -q -b main "$plain"
 make_files "$plain/files" "$FILES"
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 : > "$work/rewrap"; : > "$work/reencrypt"; : > "$work/plain-add"
 for round in $(seq "$ROUNDS"); do
   t=$(now); git seal rotate >/dev/null 2>&1; elapsed "$t" >> "$work/rewrap"

@@ -197,7 +197,10 @@ fn work_tree(project: &Workspace, problems: &mut Vec<(String, String)>) -> Comma
                     "no active KEK can seal here ({} provider): {problem}",
                     project.provider.name()
                 ),
-                "fix what the message names; the PKCS#11 settings are GIT_SEAL_PKCS11_MODULE, GIT_SEAL_PKCS11_TOKEN and GIT_SEAL_PKCS11_PIN (or seal.pkcs11.* in git config)".to_owned(),
+                format!(
+                    "fix what the message names (docs/key-lifecycle.md lists the {} provider's settings)",
+                    project.provider.name()
+                ),
             ));
         }
     }
