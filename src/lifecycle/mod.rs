@@ -295,7 +295,12 @@ impl KeyState {
     pub(crate) fn write(&self, ws: &Workspace) -> Result<Vec<String>, LifecycleError> {
         let before = KeyState::of(ws);
         let mut written = Vec::new();
-        for kek in &self.keks {
+        // Records that become active first: a kill between two writes
+        // must never leave the work tree with no active KEK, which every
+        // command (the rerun that finishes this step among them) refuses.
+        let mut order: Vec<&KekRecord> = self.keks.iter().collect();
+        order.sort_by_key(|kek| kek.status != Status::Active);
+        for kek in order {
             let on_disk = std::fs::read(
                 ws.root
                     .join(record::KEYS_DIR)
