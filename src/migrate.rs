@@ -116,8 +116,10 @@ pub fn migrate(ws: &Workspace) -> Result<Migrated, MigrateError> {
         info.push(0);
     }
     git.run_with(&["update-index", "-z", "--index-info"], Some(&info), &[0])?;
+    // The entry names the envelopes just staged (the index as this
+    // process read it before `update-index` would still show plaintext).
+    let audit = audit::on_migrate(ws, &sealed);
     let paths: Vec<String> = sealed.into_iter().map(|(p, _)| p).collect();
-    let audit = audit::on_migrate(ws, &paths);
     Ok(Migrated {
         attributes_updated,
         sealed: paths,

@@ -93,7 +93,7 @@ pub enum Approval {
 pub enum ApproveError {
     #[error("{REF} does not verify ({0} finding(s)), so nothing can be approved in it")]
     Unverified(usize),
-    #[error("there is no audit chain ({REF}) to approve in")]
+    #[error("there is no audit chain ({REF}) to append to")]
     NoChain,
     #[error("your signer {0} is not trusted by {REF}, so it cannot approve")]
     Untrusted(String),
@@ -111,6 +111,21 @@ pub fn approve(repo: &Repo, what: Approval, items: &[String]) -> Result<Oid, App
             return Err(ApproveError::BadItem(bad.clone()));
         }
     }
+    let me = verified_trusted_signer(repo)?;
+    let (event, field) = match what {
+        Approval::UnsealPath => (EVENT_UNSEAL_PATH, "paths"),
+        Approval::Policy => (EVENT_POLICY, "allow"),
+    };
+    let mut data = Map::new();
+    data.insert(field.into(), json!(items));
+    let new = NewEntry { event, data };
+    Ok(super::append(repo, &me, &new, When::Always)?.expect("always appends"))
+}
+
+/// This user's signer, when the chain verifies and trusts it at its tip:
+/// what a command that appends on a signer's own judgement requires
+/// (unlike the hooks, it fails rather than skipping the entry).
+pub(crate) fn verified_trusted_signer(repo: &Repo) -> Result<Signer, ApproveError> {
     let tip = chain::tip(repo).ok_or(ApproveError::NoChain)?;
     let report = verify::verify(repo, tip, &Options::default())?;
     if !report.ok() {
@@ -120,14 +135,7 @@ pub fn approve(repo: &Repo, what: Approval, items: &[String]) -> Result<Oid, App
     if !report.trusts(me.fingerprint()) {
         return Err(ApproveError::Untrusted(me.fingerprint().to_owned()));
     }
-    let (event, field) = match what {
-        Approval::UnsealPath => (EVENT_UNSEAL_PATH, "paths"),
-        Approval::Policy => (EVENT_POLICY, "allow"),
-    };
-    let mut data = Map::new();
-    data.insert(field.into(), json!(items));
-    let new = NewEntry { event, data };
-    Ok(super::append(repo, &me, &new, When::Always)?.expect("always appends"))
+    Ok(me)
 }
 
 fn is_policy_item(item: &str) -> bool {

@@ -273,6 +273,9 @@ pub fn append(
         let parents: Vec<Oid> = tip.into_iter().collect();
         let id = write_entry(repo, signer, &parents, seq, new)?;
         if repo.update_ref_cas(REF, id, tip, &format!("git-seal audit: {}", new.event))? {
+            // An entry of our own: the chain grew to it. (Remembering it
+            // only helps to notice a later cut; failing to is no error.)
+            let _ = super::watermark::advance(repo, id);
             return Ok(Some(id));
         }
         backoff(attempt);

@@ -8,12 +8,14 @@
 
 pub mod approvals;
 pub mod chain;
+pub mod coverage;
 pub mod entry;
 #[cfg(test)]
 pub(crate) mod lab;
 pub mod signer;
 pub mod sync;
 pub mod verify;
+pub mod watermark;
 
 use std::collections::BTreeSet;
 
@@ -43,6 +45,8 @@ pub enum AuditError {
     Contended { attempts: u32 },
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error(transparent)]
+    Write(#[from] crate::atomic_file::WriteError),
 }
 
 /// Where `git fetch` keeps a remote's chain: `init` adds
@@ -64,7 +68,12 @@ pub fn fetch_refspec(remote: &str) -> String {
 /// otherwise `None` after a one-line warning that says what to do. An
 /// entry signed by an untrusted key would make the whole chain fail
 /// verification, so such events are reported here instead of recorded.
+/// Chains fetched from remotes are taken in first: a `signer-add` that
+/// arrived with the last fetch counts at once.
 fn trusted_signer(repo: &Repo) -> Result<Option<Signer>, AuditError> {
+    for note in take_fetched(repo)? {
+        eprintln!("git-seal: audit: {note}");
+    }
     let Some(tip) = chain::tip(repo) else {
         eprintln!(
             "git-seal: audit: no audit chain here ({REF}); this event is not recorded (run `git seal init` to start the chain)"
@@ -76,7 +85,7 @@ fn trusted_signer(repo: &Repo) -> Result<Option<Signer>, AuditError> {
         return Ok(Some(signer));
     }
     eprintln!(
-        "git-seal: audit: your signer {} is not trusted by this repository's audit chain, so this event is not recorded; ask a trusted signer to run `git seal audit signer add '{}' --email EMAIL`",
+        "git-seal: audit: your signer {} is not trusted by this repository's audit chain, so this event is not recorded now; ask a trusted signer to run `git seal audit signer add '{}' --email EMAIL` and `git seal audit sync` (your commits since are recorded at your next commit or fetch after that)",
         signer.fingerprint(),
         signer.public_openssh()
     );
@@ -98,33 +107,12 @@ const SIGNERS_CACHE_FORMAT: &str = "git-seal audit-signers v2";
 /// diverged chains were merged and one side removed a signer that the
 /// other side added on its own, the two can disagree (see [`verify`]).
 fn named_signers(repo: &Repo, tip: Oid) -> Result<BTreeSet<String>, AuditError> {
-    let cache = repo.common_dir().join("seal").join("audit-signers");
-    let mut known: Option<Oid> = None;
-    let mut signers = BTreeSet::new();
-    if let Ok(text) = std::fs::read_to_string(&cache) {
-        let mut lines = text.lines();
-        if lines.next() == Some(SIGNERS_CACHE_FORMAT) {
-            if let Some(id) = lines.next().and_then(|l| Oid::from_str(l).ok()) {
-                if repo.is_ancestor(id, tip).unwrap_or(false) {
-                    known = Some(id);
-                    signers.extend(lines.map(str::to_owned));
-                }
-            }
-        }
-    }
-    if known == Some(tip) {
-        return Ok(signers);
-    }
-    let hide: Vec<Oid> = known.into_iter().collect();
-    for id in repo.commits_between(&[tip], &hide)? {
-        let commit = chain::read_commit(repo, id).map_err(|problem| AuditError::Chain {
-            commit: id,
-            problem,
-        })?;
-        let Ok(entry) = chain::read_entry(repo, commit.tree) else {
-            continue;
-        };
-        match entry.event.as_str() {
+    from_chain_cached(
+        repo,
+        tip,
+        "audit-signers",
+        SIGNERS_CACHE_FORMAT,
+        |signers, entry| match entry.event.as_str() {
             entry::EVENT_INIT => {
                 signers.insert(entry.actor.signer.clone());
             }
@@ -139,47 +127,103 @@ fn named_signers(repo: &Repo, tip: Oid) -> Result<BTreeSet<String>, AuditError> 
                 }
             }
             _ => {}
+        },
+    )
+}
+
+/// A set of lines the entries of the chain at `tip` make, parents first,
+/// each entry applied by `apply`: kept in `.git/seal/NAME` (`format` line,
+/// the tip it was made at, the lines) and read forward from that tip when
+/// it is an ancestor of `tip`, so a hook on a long chain reads only what
+/// is new. Rebuilt from the whole chain otherwise.
+pub(crate) fn from_chain_cached(
+    repo: &Repo,
+    tip: Oid,
+    name: &str,
+    format: &str,
+    mut apply: impl FnMut(&mut BTreeSet<String>, &entry::Entry),
+) -> Result<BTreeSet<String>, AuditError> {
+    let cache = repo.common_dir().join("seal").join(name);
+    let mut known: Option<Oid> = None;
+    let mut set = BTreeSet::new();
+    if let Ok(text) = std::fs::read_to_string(&cache) {
+        let mut lines = text.lines();
+        if lines.next() == Some(format) {
+            if let Some(id) = lines.next().and_then(|l| Oid::from_str(l).ok()) {
+                if repo.is_ancestor(id, tip).unwrap_or(false) {
+                    known = Some(id);
+                    set.extend(lines.map(str::to_owned));
+                }
+            }
         }
     }
-    let mut text = format!("{SIGNERS_CACHE_FORMAT}\n{tip}\n");
-    for s in &signers {
-        text.push_str(s);
+    if known == Some(tip) {
+        return Ok(set);
+    }
+    entries_since(repo, tip, known, |entry| apply(&mut set, &entry))?;
+    let mut text = format!("{format}\n{tip}\n");
+    for line in &set {
+        text.push_str(line);
         text.push('\n');
     }
     // A cache: failing to write it only costs time next time.
-    let dir = cache.parent().expect("has a parent");
-    let _ = std::fs::create_dir_all(dir)
-        .and_then(|()| tempfile::NamedTempFile::new_in(dir))
-        .and_then(|mut tmp| {
-            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-            tmp.persist(&cache).map_err(|e| e.error)?;
-            Ok(())
-        });
-    Ok(signers)
+    if let Some(dir) = cache.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = crate::atomic_file::write_private(&cache, text.as_bytes());
+    Ok(set)
+}
+
+/// Each readable entry of the chain at `tip` that `known` does not reach
+/// (all of them without `known`), parents first: how
+/// [`from_chain_cached`] catches up with the chain.
+fn entries_since(
+    repo: &Repo,
+    tip: Oid,
+    known: Option<Oid>,
+    mut each: impl FnMut(entry::Entry),
+) -> Result<(), AuditError> {
+    let hide: Vec<Oid> = known.into_iter().collect();
+    for id in repo.commits_between(&[tip], &hide)? {
+        let commit = chain::read_commit(repo, id).map_err(|problem| AuditError::Chain {
+            commit: id,
+            problem,
+        })?;
+        if let Ok(entry) = chain::read_entry(repo, commit.tree) {
+            each(entry);
+        }
+    }
+    Ok(())
 }
 
 /// post-commit: append a `seal` entry for the sealed paths HEAD changed
 /// (against its first parent), and a `policy` entry if it changed
-/// `.seal/policy.json`. Appends nothing when neither changed.
+/// `.seal/policy.json`; first, a `seal` entry for each earlier commit of
+/// this clone whose entry is missing (its post-commit was killed, could
+/// not sign, or ran before this signer was trusted: see
+/// [`coverage::unrecorded_before`]).
 pub(crate) fn on_commit(project: &Workspace) -> Result<(), AuditError> {
     let Some((head, parents)) = project.repo.head_commit()? else {
         return Ok(());
     };
     let changes = project.repo.changed_files(parents.first().copied(), head)?;
     let policy_change = changes.iter().find(|(p, _, _)| p == policy::PATH);
-    if policy_change.is_none() && !touches_sealed(project, &changes)? {
+    let missing = match chain::tip(&project.repo) {
+        Some(tip) => coverage::unrecorded_before(project, head, tip)?,
+        None => Vec::new(),
+    };
+    if policy_change.is_none() && missing.is_empty() && !touches_sealed(project, &changes)? {
+        coverage::caught_up(&project.repo, head);
         return Ok(());
     }
     let Some(signer) = trusted_signer(&project.repo)? else {
         return Ok(());
     };
-    let paths = sealed_changes(project, &changes)?;
-    if !paths.is_empty() {
-        let mut data = Map::new();
-        data.insert("commit".into(), json!(head.to_string()));
-        data.insert("paths".into(), Value::Array(paths));
-        append_event(&project.repo, &signer, "seal", data)?;
+    for (commit, _) in &missing {
+        record_commit(project, &signer, *commit, true)?;
+        eprintln!("git-seal: audit: recorded {commit}, whose entry was missing");
     }
+    record_commit(project, &signer, head, false)?;
     if let Some((_, old, new)) = policy_change {
         let mut data = Map::new();
         data.insert("commit".into(), json!(head.to_string()));
@@ -188,7 +232,98 @@ pub(crate) fn on_commit(project: &Workspace) -> Result<(), AuditError> {
         data.insert("blob".into(), json!(new.map(|o| o.to_string())));
         append_event(&project.repo, &signer, "policy", data)?;
     }
+    coverage::caught_up(&project.repo, head);
     Ok(())
+}
+
+/// A `seal` entry for the sealed paths `commit` changed against its first
+/// parent, if any; `late` marks one recorded after its own commit's hook.
+fn record_commit(
+    project: &Workspace,
+    signer: &Signer,
+    commit: Oid,
+    late: bool,
+) -> Result<(), AuditError> {
+    let parent = project.repo.parents(commit)?.first().copied();
+    let changes = project.repo.changed_files(parent, commit)?;
+    let paths = sealed_changes(project, &changes)?;
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut data = Map::new();
+    data.insert("commit".into(), json!(commit.to_string()));
+    data.insert("paths".into(), Value::Array(paths));
+    if late {
+        data.insert("late".into(), json!(true));
+    }
+    append_event(&project.repo, signer, "seal", data)
+}
+
+/// What `git seal audit record` did with one commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A `seal` entry was appended (`late: true`).
+    Now(Oid),
+    /// The chain already records it.
+    Already,
+    /// It changed no sealed path: it needs no entry.
+    NotNeeded,
+}
+
+/// `git seal audit record COMMIT…`: a trusted signer who has reviewed
+/// commits that have no entry (made without git-seal's hooks) records
+/// them, each with a `seal` entry marked `late`.
+pub fn record(
+    project: &Workspace,
+    commits: &[Oid],
+) -> Result<Vec<Recorded>, approvals::ApproveError> {
+    let signer = approvals::verified_trusted_signer(&project.repo)?;
+    let mut done = Vec::new();
+    for commit in commits {
+        let tip = chain::tip(&project.repo).ok_or(approvals::ApproveError::NoChain)?;
+        done.push(
+            if coverage::recorded(&project.repo, tip)?.contains(commit) {
+                Recorded::Already
+            } else if coverage::sealed_paths_changed(project, *commit)?.is_empty() {
+                Recorded::NotNeeded
+            } else {
+                record_commit(project, &signer, *commit, true)?;
+                Recorded::Now(chain::tip(&project.repo).expect("just appended"))
+            },
+        );
+    }
+    Ok(done)
+}
+
+/// After a fetch brought chains in (the reference-transaction hook): take
+/// them, then record this clone's commits whose entries are missing, HEAD
+/// included, now that this signer may be trusted.
+pub(crate) fn on_fetch(project: &Workspace) -> Result<Vec<String>, AuditError> {
+    let notes = take_fetched(&project.repo)?;
+    let (Some((head, _)), Some(tip)) = (project.repo.head_commit()?, chain::tip(&project.repo))
+    else {
+        return Ok(notes);
+    };
+    let mut missing = coverage::unrecorded_before(project, head, tip)?;
+    if !coverage::recorded(&project.repo, tip)?.contains(&head)
+        && !coverage::sealed_paths_changed(project, head)?.is_empty()
+        && coverage::is_local(&project.repo, head)?
+    {
+        missing.push((head, Vec::new()));
+    }
+    if missing.is_empty() {
+        return Ok(notes);
+    }
+    let Some(signer) = trusted_signer(&project.repo)? else {
+        return Ok(notes);
+    };
+    let mut notes = notes;
+    for (commit, _) in &missing {
+        record_commit(project, &signer, *commit, true)?;
+        notes.push(format!("recorded {commit}, whose entry was missing"));
+    }
+    coverage::caught_up(&project.repo, head);
+    Ok(notes)
 }
 
 /// Does any of `changes` touch a sealed path (a cheap test, made before
@@ -299,57 +434,54 @@ pub(crate) fn on_rewrite(
 }
 
 /// `git seal migrate`: append a `migrate` entry for the paths it sealed
-/// (their staged blobs and kids).
-pub(crate) fn on_migrate(project: &Workspace, paths: &[String]) -> Result<(), AuditError> {
-    if paths.is_empty() {
+/// and the envelopes it staged for them (with their kids).
+pub(crate) fn on_migrate(project: &Workspace, sealed: &[(String, Oid)]) -> Result<(), AuditError> {
+    if sealed.is_empty() {
         return Ok(());
     }
     let Some(signer) = trusted_signer(&project.repo)? else {
         return Ok(());
     };
-    let index = project.repo.index_entries()?;
     let mut listed = Vec::new();
-    for path in paths {
-        let blob = index.get(path).copied();
-        listed.push(path_record(&project.repo, path, "sealed", blob)?);
+    for (path, blob) in sealed {
+        listed.push(path_record(&project.repo, path, "sealed", Some(*blob))?);
     }
     let mut data = Map::new();
     data.insert("paths".into(), Value::Array(listed));
     append_event(&project.repo, &signer, "migrate", data)
 }
 
-/// Move [`REF`] forward to a fetched remote chain (`refs/seal-remote/*/audit`)
-/// when that only adds entries and the result verifies. Diverged chains are
-/// left for `git seal audit sync`, which merges them with a signed entry.
+/// Take in the chains fetched from remotes (`refs/seal-remote/*/audit`):
+/// move [`REF`] forward to one that only adds entries, or merge a diverged
+/// one with a signed `chain-merge` entry, as `git seal audit sync` does
+/// but without the network. Nothing that does not verify is taken.
 /// Returns one note per chain taken or left.
 pub(crate) fn take_fetched(repo: &Repo) -> Result<Vec<String>, AuditError> {
     let mut notes = Vec::new();
     for (name, fetched) in repo.refs_matching("refs/seal-remote/*/audit")? {
         let local = chain::tip(repo);
-        match local {
-            Some(local) if repo.is_ancestor(fetched, local)? => continue,
-            Some(local) if !repo.is_ancestor(local, fetched)? => {
-                notes.push(format!(
-                    "{name} has diverged from {REF}; run `git seal audit sync` to merge them"
-                ));
+        if let Some(local) = local {
+            if repo.is_ancestor(fetched, local)? {
                 continue;
             }
-            _ => {}
         }
-        let report = verify::verify(repo, fetched, &verify::Options::default())?;
-        if !report.ok() {
-            notes.push(format!(
-                "{name} does not verify ({} findings; see `git seal audit verify --ref {name}`); not taken",
-                report.findings.len()
-            ));
-            continue;
-        }
-        if repo.update_ref_cas(REF, fetched, local, &format!("git-seal audit: take {name}"))? {
-            notes.push(format!(
-                "took {name} ({} entries, up to seq {})",
-                report.entries,
-                chain::seq_of(repo, fetched)?
-            ));
+        let remote = name
+            .strip_prefix("refs/seal-remote/")
+            .and_then(|r| r.strip_suffix("/audit"))
+            .unwrap_or(&name);
+        match sync::merge_chains(repo, remote, local, fetched) {
+            Ok(Some(tip)) => notes.push(format!(
+                "took {name} into {REF} (now seq {})",
+                chain::seq_of(repo, tip)?
+            )),
+            Ok(None) => notes.push(format!(
+                "{REF} moved while taking {name}; it is taken at the next hook or `git seal audit sync`"
+            )),
+            Err(sync::SyncError::Unverified { findings, .. }) => notes.push(format!(
+                "{name} does not verify ({} finding(s); see `git seal audit verify --ref {name}`); not taken",
+                findings.len()
+            )),
+            Err(e) => notes.push(format!("{name} not taken: {e}")),
         }
     }
     Ok(notes)
@@ -364,6 +496,12 @@ pub(crate) fn record_init(
 ) -> Result<Option<Oid>, AuditError> {
     let mut data = Map::new();
     data.insert("kids".into(), json!(kids));
+    // Where the chain begins: coverage asks for entries from here on.
+    let head = repo.head_commit()?.map(|(head, _)| head);
+    data.insert("commit".into(), json!(head.map(|h| h.to_string())));
+    if let Some(head) = head {
+        coverage::caught_up(repo, head);
+    }
     append(
         repo,
         signer,

@@ -309,6 +309,15 @@ pub fn verify(repo: &Repo, tip: Oid, options: &Options) -> Result<Report, AuditE
         }
     }
 
+    // This clone's own chain must contain the highest tip it has seen.
+    if chain::tip(repo) == Some(tip) {
+        match super::watermark::check(repo, tip) {
+            Some(finding) => findings.push(finding),
+            None if findings.is_empty() => super::watermark::advance(repo, tip)?,
+            None => {}
+        }
+    }
+
     let at_tip = trusted_after.last().cloned().unwrap_or_default();
     let mut signers: Vec<TrustedSigner> = at_tip.signers.values().cloned().collect();
     signers.sort_by_key(|s| index.get(&s.added_by).copied());

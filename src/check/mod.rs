@@ -395,8 +395,14 @@ pub(crate) fn check_arrivals(
 /// rules staged with it, reading staged blobs directly (so a clone without
 /// the filter is checked all the same). Reads only the blobs whose staged
 /// version differs from HEAD's, or every staged blob when the commit changes
-/// the rules (`.seal/policy.json`, `.gitattributes`, `.seal/keys/`).
-pub(crate) fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
+/// the rules (`.seal/policy.json`, `.gitattributes`, `.seal/keys/`), and
+/// the blobs staged at the paths in `also` whatever HEAD holds (the files
+/// the pre-commit framework names: every tracked file under `--all-files`,
+/// so a plaintext secret already committed is found).
+pub(crate) fn check_index(
+    repo: &Repo,
+    also: &std::collections::HashSet<&str>,
+) -> Result<Vec<Finding>, RepoError> {
     let available = crate::keys::kids_here();
     let entries = repo.index_blobs()?;
     let links = repo.index_links()?;
@@ -454,7 +460,7 @@ pub(crate) fn check_index(repo: &Repo) -> Result<Vec<Finding>, RepoError> {
         // Git's attributes too: they see nested `.gitattributes` files.
         let sealed = rules.requires_seal_or(path, |path| repo.has_seal_filter(path))?;
         let before = head.get(path);
-        if before == Some(id) && !rules_changed {
+        if before == Some(id) && !rules_changed && !also.contains(path.as_str()) {
             continue;
         }
         if !facts_of.contains_key(id) {

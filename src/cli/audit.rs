@@ -10,6 +10,7 @@ use git_seal::audit::sync::{self, SyncError, Synced};
 use git_seal::audit::{self, chain, entry, signer, verify, NewEntry, Signer, When, REF};
 use git_seal::printable::escape;
 use git_seal::repo::{Oid, Repo};
+use git_seal::workspace::Workspace;
 
 /// The signed audit chain: who sealed, rotated or changed what, and when.
 ///
@@ -27,6 +28,7 @@ pub(crate) struct Args {
 pub(crate) enum AuditCommand {
     Log(LogArgs),
     Verify(VerifyArgs),
+    Record(RecordArgs),
     Sync(SyncArgs),
     AllowedSigners(AllowedSignersArgs),
     #[command(subcommand)]
@@ -57,6 +59,21 @@ pub(crate) enum ApproveCommand {
         #[arg(required = true, value_name = "ITEM")]
         items: Vec<String>,
     },
+}
+
+/// Record commits that have no audit entry, as a trusted signer who has
+/// reviewed them.
+///
+/// `git seal audit verify --coverage` lists commits that changed sealed
+/// paths and have no entry: made without git-seal's hooks (a web editor, a
+/// tool that runs no hooks) or whose hook failed. This appends a `seal`
+/// entry marked `late` for each. It refuses unless the chain verifies and
+/// trusts your signer. Publish with `git seal audit sync`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct RecordArgs {
+    /// The commits (any revision that names one).
+    #[arg(required = true, value_name = "COMMIT")]
+    pub commits: Vec<String>,
 }
 
 /// List the chain's entries, newest first.
@@ -101,6 +118,18 @@ pub(crate) struct VerifyArgs {
     /// The chain to verify (default: refs/seal/audit).
     #[arg(long, value_name = "REF", default_value = REF)]
     pub r#ref: String,
+    /// Also check coverage: every commit of RANGE (default: HEAD's history
+    /// since the chain began) that changed sealed paths has its entry
+    /// (`seal`, `merge`, `policy`, or `rewrite` naming it). Each commit
+    /// without one is a finding.
+    #[arg(
+        long,
+        value_name = "RANGE",
+        num_args = 0..=1,
+        default_missing_value = "",
+        require_equals = false
+    )]
+    pub coverage: Option<String>,
 }
 
 /// Exchange the chain with a remote: fetch, merge, push.
@@ -175,6 +204,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
     match args.command {
         AuditCommand::Log(args) => log(&repo, args),
         AuditCommand::Verify(args) => verify_command(&repo, args),
+        AuditCommand::Record(args) => record(repo, args),
         AuditCommand::Sync(args) => sync(&repo, args),
         AuditCommand::AllowedSigners(args) => allowed_signers(&repo, args),
         AuditCommand::Signer(SignerCommand::Add(args)) => signer_add(&repo, args),
@@ -365,6 +395,15 @@ fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
         trust: args.trust,
     };
     let report = verify::verify(repo, tip, &options)?;
+    let coverage = match &args.coverage {
+        None => None,
+        Some(range) => {
+            let ws = Workspace::load(repo.reopen()?)?;
+            let range = Some(range.as_str()).filter(|r| !r.is_empty());
+            Some(git_seal::audit::coverage::coverage(&ws, tip, range)?)
+        }
+    };
+    let covered = coverage.as_ref().is_none_or(|c| c.unrecorded.is_empty());
     if args.json {
         let findings: Vec<Value> = report
             .findings
@@ -404,6 +443,7 @@ fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
             "signers": signers,
             "removed": removed,
             "findings": findings,
+            "coverage": coverage,
         });
         outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -432,8 +472,49 @@ fn verify_command(repo: &Repo, args: VerifyArgs) -> CommandResult<u8> {
                 report.entries
             );
         }
+        if let Some(coverage) = &coverage {
+            print_coverage(coverage)?;
+        }
     }
-    Ok(u8::from(!report.ok()))
+    Ok(u8::from(!report.ok() || !covered))
+}
+
+/// One line per commit with no entry, then a summary.
+fn print_coverage(coverage: &git_seal::audit::coverage::Coverage) -> CommandResult<()> {
+    const NAMED: usize = 3;
+    for missing in &coverage.unrecorded {
+        let more = match missing.paths.len().saturating_sub(NAMED) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let named: Vec<String> = missing
+            .paths
+            .iter()
+            .take(NAMED)
+            .map(|p| escape(p).into_owned())
+            .collect();
+        outln!(
+            "coverage: commit {} changed sealed paths ({}{more}) and has no audit entry",
+            missing.commit,
+            named.join(", ")
+        );
+    }
+    if coverage.unrecorded.is_empty() {
+        outln!(
+            "coverage: every one of {} commit(s) that changed sealed paths in {} has its entry ({} commit(s) checked)",
+            coverage.sealing,
+            escape(&coverage.range),
+            coverage.commits
+        );
+    } else {
+        eprintln!(
+            "git-seal: coverage: {} of {} commit(s) that changed sealed paths in {} have no entry: made without git-seal's hooks, or their hook failed. The committer's next commit records their own; a trusted signer who has reviewed a commit records it with `git seal audit record COMMIT`",
+            coverage.unrecorded.len(),
+            coverage.sealing,
+            escape(&coverage.range)
+        );
+    }
+    Ok(())
 }
 
 fn sync(repo: &Repo, args: SyncArgs) -> CommandResult<u8> {
@@ -639,6 +720,37 @@ fn signer_show() -> CommandResult<u8> {
         me.fingerprint(),
         me.public_openssh()
     );
+    Ok(0)
+}
+
+fn record(repo: Repo, args: RecordArgs) -> CommandResult<u8> {
+    use git_seal::audit::approvals::ApproveError;
+    use git_seal::audit::Recorded;
+    let mut commits = Vec::new();
+    for rev in &args.commits {
+        commits.push(
+            repo.resolve_commit(rev).ok_or_else(|| {
+                CommandError::usage(format!("{rev:?} does not name a commit here"))
+            })?,
+        );
+    }
+    let ws = Workspace::load(repo)?;
+    let done = audit::record(&ws, &commits).map_err(|e| match e {
+        e @ ApproveError::Untrusted(_) => CommandError::from(e).with_hint(
+            "ask a trusted signer (see `git seal audit verify --json`) to review and record these commits",
+        ),
+        e => e.into(),
+    })?;
+    for (commit, outcome) in commits.iter().zip(done) {
+        match outcome {
+            Recorded::Now(entry) => outln!("git-seal: recorded {commit} (entry {entry})"),
+            Recorded::Already => outln!("git-seal: {commit} already has its entry"),
+            Recorded::NotNeeded => {
+                outln!("git-seal: {commit} changed no sealed path; it needs no entry")
+            }
+        }
+    }
+    outln!("git-seal: run `git seal audit sync` to publish the entries");
     Ok(0)
 }
 

@@ -286,8 +286,9 @@ fn audit_chain(repo: &Repo, problems: &mut Vec<(String, String)>) -> CommandResu
     if !report.ok() {
         problems.push((
             format!(
-                "the audit chain does not verify ({} finding(s))",
-                report.findings.len()
+                "the audit chain does not verify ({} finding(s); the first: {})",
+                report.findings.len(),
+                report.findings[0].reason
             ),
             "git seal audit verify".to_owned(),
         ));

@@ -10,7 +10,7 @@ use super::error::{CommandError, CommandResult};
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// pre-commit, pre-merge-commit, post-commit, post-merge, post-checkout,
-    /// post-rewrite or pre-receive.
+    /// post-rewrite, pre-push, reference-transaction or pre-receive.
     pub name: String,
     /// The arguments Git gave the hook.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -19,7 +19,10 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let mut stdin = String::new();
-    if matches!(args.name.as_str(), "pre-receive" | "post-rewrite") {
+    if matches!(
+        args.name.as_str(),
+        "pre-receive" | "post-rewrite" | "pre-push" | "reference-transaction"
+    ) {
         std::io::stdin().read_to_string(&mut stdin)?;
     }
     let outcome = run::run(&args.name, &args.args, &stdin).map_err(|e| match e {

@@ -42,6 +42,8 @@ pub fn template(name: &str) -> Option<&'static str> {
         "post-merge" => include_str!("../../hooks/post-merge"),
         "post-checkout" => include_str!("../../hooks/post-checkout"),
         "post-rewrite" => include_str!("../../hooks/post-rewrite"),
+        "pre-push" => include_str!("../../hooks/pre-push"),
+        "reference-transaction" => include_str!("../../hooks/reference-transaction"),
         "pre-receive" => include_str!("../../hooks/pre-receive"),
         _ => return None,
     })

@@ -20,6 +20,8 @@ pub const HOOK_NAMES: &[&str] = &[
     "post-merge",
     "post-checkout",
     "post-rewrite",
+    "pre-push",
+    "reference-transaction",
 ];
 
 /// Hooks git-seal installs in a bare (server) repository.

@@ -14,7 +14,7 @@ use crate::workspace::{Workspace, WorkspaceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookRunError {
-    #[error("unknown hook {0:?} (known: pre-commit, pre-merge-commit, post-commit, post-merge, post-checkout, post-rewrite, pre-receive)")]
+    #[error("unknown hook {0:?} (known: pre-commit, pre-merge-commit, post-commit, post-merge, post-checkout, post-rewrite, pre-push, reference-transaction, pre-receive)")]
     Unknown(String),
     #[error("pre-receive: bad input line {line:?}")]
     BadInput { line: String },
@@ -46,10 +46,13 @@ impl Outcome {
 /// Run hook `name` with the arguments and standard input Git gave it.
 pub fn run(name: &str, args: &[String], stdin: &str) -> Result<Outcome, HookRunError> {
     match name {
-        "pre-commit" => pre_commit(&Repo::from_env()?, "commit"),
+        // Git gives pre-commit no arguments; the pre-commit framework
+        // gives it the files it runs on, each judged as staged even where
+        // unchanged since HEAD.
+        "pre-commit" => pre_commit(&Repo::from_env()?, "commit", args),
         // A merge that creates a commit runs this instead of pre-commit:
         // the same rules, on the index the merge prepared.
-        "pre-merge-commit" => pre_commit(&Repo::from_env()?, "merge"),
+        "pre-merge-commit" => pre_commit(&Repo::from_env()?, "merge", &[]),
         "pre-receive" => pre_receive(&Repo::from_env()?, stdin),
         "post-commit" => Ok(with_workspace(|ws, out| {
             warn_audit(out, "post-commit", audit::on_commit(ws))
@@ -64,6 +67,15 @@ pub fn run(name: &str, args: &[String], stdin: &str) -> Result<Outcome, HookRunE
                 out,
             )
         })),
+        "pre-push" => Ok(pre_push(args, stdin)),
+        "reference-transaction" => Ok(with_workspace(|ws, out| {
+            match audit::on_fetch(ws) {
+                Ok(notes) => out.lines.extend(notes.into_iter().map(|n| format!("audit: {n}"))),
+                Err(e) => out.say(format!(
+                    "error: audit: the fetched chain was not taken in: {e}; it is taken at your next commit, or run `git seal audit sync`"
+                )),
+            }
+        })),
         other => Err(HookRunError::Unknown(other.to_owned())),
     }
 }
@@ -73,8 +85,11 @@ pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn pre_commit(repo: &Repo, what: &str) -> Result<Outcome, HookRunError> {
-    let findings = check::check_index(repo)?;
+fn pre_commit(repo: &Repo, what: &str, files: &[String]) -> Result<Outcome, HookRunError> {
+    // The framework runs hooks from the top of the work tree, with paths
+    // relative to it, as the index has them.
+    let also = files.iter().map(String::as_str).collect();
+    let findings = check::check_index(repo, &also)?;
     let mut out = Outcome::default();
     if findings.is_empty() {
         return Ok(out);
@@ -320,8 +335,58 @@ fn summarize(out: &mut Outcome, hook: &str, sealed: usize, findings: &[Finding],
     out.say(line);
 }
 
+/// An entry that could not be written is an error the user sees (never
+/// a quiet warning), and it is not lost: the next commit's hook records
+/// what is missing ([`audit::coverage::unrecorded_before`]).
 fn warn_audit(out: &mut Outcome, hook: &str, result: Result<(), AuditError>) {
     if let Err(e) = result {
-        out.warn(format_args!("{hook}: the audit entry was not written: {e}"));
+        out.say(format!(
+            "error: {hook}: the audit entry was not written: {e}. Fix that; your next commit records what is missing (`git seal audit verify --coverage` lists it)"
+        ));
     }
+}
+
+/// pre-push: publish the audit chain with the branch, as `git seal audit
+/// sync` does (fetch, merge, push), when the push sends anything but the
+/// chain itself. Never refuses the push: a chain that cannot be published
+/// is reported with the fix.
+fn pre_push(args: &[String], input: &str) -> Outcome {
+    let mut out = Outcome::default();
+    let sends_more = input.lines().any(|line| {
+        // "<local ref> <local oid> <remote ref> <remote oid>"
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        matches!(fields[..], [_, local, remote_ref, _]
+            if !remote_ref.starts_with("refs/seal/")
+                && Oid::from_str(local).is_ok_and(|id| !id.is_zero()))
+    });
+    let Some(remote) = args.first().filter(|_| sends_more) else {
+        return out;
+    };
+    let repo = match Repo::from_env() {
+        Ok(repo) => repo,
+        Err(e) => {
+            out.warn(format_args!("pre-push: {e}"));
+            return out;
+        }
+    };
+    if audit::chain::tip(&repo).is_none() {
+        return out;
+    }
+    let published = if repo.has_remote(remote) {
+        audit::sync::sync(&repo, remote).map(|synced| match synced {
+            audit::sync::Synced::Pushed(tip) => Some(tip),
+            audit::sync::Synced::InSync(_) => None,
+        })
+    } else {
+        // A URL: no tracking ref to merge through; push what is here.
+        audit::sync::push_to(&repo, remote).map(Some)
+    };
+    match published {
+        Ok(Some(tip)) => out.say(format!("pre-push: published {} ({tip}) to {remote}", audit::REF)),
+        Ok(None) => {}
+        Err(e) => out.say(format!(
+            "error: pre-push: the audit chain was not published to {remote}: {e}. The push goes on; run `git seal audit sync {remote}` once that is fixed"
+        )),
+    }
+    out
 }

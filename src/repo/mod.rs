@@ -323,7 +323,7 @@ impl Repo {
 impl Repo {
     /// Open this repository again (a second handle for another thread:
     /// a libgit2 repository must not be shared between threads).
-    pub(crate) fn reopen(&self) -> Result<Repo, RepoError> {
+    pub fn reopen(&self) -> Result<Repo, RepoError> {
         Repo::init();
         let inner = if self.from_env {
             Repository::open_from_env()?
@@ -474,6 +474,18 @@ impl Repo {
         };
         let commit = head.peel_to_commit()?;
         Ok(Some((commit.id(), commit.parent_ids().collect())))
+    }
+
+    /// A commit's committer time (seconds since the epoch).
+    pub(crate) fn commit_time(&self, commit: Oid) -> Option<i64> {
+        Some(
+            self.inner
+                .find_commit(commit)
+                .ok()?
+                .committer()
+                .when()
+                .seconds(),
+        )
     }
 
     /// A commit's parents, first parent first.

@@ -10,7 +10,7 @@ use crate::harness::{stderr, stdout, Env};
 
 const REF: &str = "refs/seal/audit";
 
-fn log_json(env: &Env, dir: &Path) -> Vec<Value> {
+pub(crate) fn log_json(env: &Env, dir: &Path) -> Vec<Value> {
     let out = env.seal(dir, &["audit", "log", "--json"]);
     serde_json::from_str::<Value>(&out).unwrap()["entries"]
         .as_array()
@@ -18,7 +18,7 @@ fn log_json(env: &Env, dir: &Path) -> Vec<Value> {
         .clone()
 }
 
-fn events(env: &Env, dir: &Path) -> Vec<String> {
+pub(crate) fn events(env: &Env, dir: &Path) -> Vec<String> {
     log_json(env, dir)
         .iter()
         .map(|e| e["event"].as_str().unwrap().to_owned())
@@ -366,14 +366,14 @@ fn missing_chain_and_untrusted_signer_fail_with_what_to_do() {
 }
 
 /// Two users with their own signer keys, each with a clone of one server.
-struct Team {
-    ada: Env,
-    bea: Env,
-    ada_dir: PathBuf,
-    bea_dir: PathBuf,
+pub(crate) struct Team {
+    pub ada: Env,
+    pub bea: Env,
+    pub ada_dir: PathBuf,
+    pub bea_dir: PathBuf,
 }
 
-fn team() -> Team {
+pub(crate) fn team() -> Team {
     let ada = Env::new();
     let server = ada.bare("server.git");
     let ada_dir = ada.sealed_repo("ada");
@@ -423,7 +423,7 @@ fn team() -> Team {
 }
 
 /// Ada adds Bea's signer (shown by Bea) to the chain.
-fn trust_bea(ada: &Env, bea: &Env, ada_dir: &Path, bea_dir: &Path) {
+pub(crate) fn trust_bea(ada: &Env, bea: &Env, ada_dir: &Path, bea_dir: &Path) {
     let key = bea.seal(bea_dir, &["audit", "signer", "show"]);
     let args = [
         "audit",
@@ -580,7 +580,7 @@ fn chain_survives_gc() {
 }
 
 /// Give `to` the key files of `from` (as when a KEK is shared in a team).
-fn copy_keys(from: &Env, to: &Env) {
+pub(crate) fn copy_keys(from: &Env, to: &Env) {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -595,7 +595,7 @@ fn copy_keys(from: &Env, to: &Env) {
     }
 }
 
-fn write(dir: &Path, path: &str, content: &str) {
+pub(crate) fn write(dir: &Path, path: &str, content: &str) {
     let full = dir.join(path);
     std::fs::create_dir_all(full.parent().unwrap()).unwrap();
     std::fs::write(full, content).unwrap();

@@ -441,13 +441,7 @@ fn post_checkout_unlocks_files_once_the_key_is_back_and_post_commit_audits() {
 fn the_pre_commit_framework_and_git_seals_hooks_coexist() {
     let env = Env::new();
     let dir = env.repo("r");
-    let probe = env.run("pre-commit", &dir, &["--version"], None);
-    if !probe.status.success() {
-        assert!(
-            !crate::harness::in_ci(),
-            "the pre-commit framework is missing under CI=true (pip install pre-commit, see .ci/run)"
-        );
-        eprintln!("skipping: the pre-commit framework is not installed (pip install pre-commit)");
+    if !have_pre_commit(&env, &dir) {
         return;
     }
     std::fs::write(dir.join(".pre-commit-config.yaml"), "repos: []\n").unwrap();
@@ -487,6 +481,60 @@ fn the_pre_commit_framework_and_git_seals_hooks_coexist() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Is the pre-commit framework here? (Skips with a message when not;
+/// fails under CI=true.)
+fn have_pre_commit(env: &Env, dir: &Path) -> bool {
+    let probe = env.run("pre-commit", dir, &["--version"], None);
+    if !probe.status.success() {
+        assert!(
+            !crate::harness::in_ci(),
+            "the pre-commit framework is missing under CI=true (pip install pre-commit, see .ci/run)"
+        );
+        eprintln!("skipping: the pre-commit framework is not installed (pip install pre-commit)");
+        return false;
+    }
+    true
+}
+
+/// The hook this project publishes for the pre-commit framework
+/// (`.pre-commit-hooks.yaml`, tried from this source tree) judges the files
+/// the framework names: `pre-commit run --all-files` fails on a plaintext
+/// secret already in HEAD (committed with the hooks bypassed), and passes
+/// once it is sealed.
+#[test]
+fn the_pre_commit_framework_hook_finds_a_secret_already_in_head() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    if !have_pre_commit(&env, &dir) {
+        return;
+    }
+    env.stage_raw(&dir, "secrets/db.env", b"PASSWORD=hunter2\n");
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "leak"]);
+    let project = env!("CARGO_MANIFEST_DIR");
+    let run = || {
+        env.run(
+            "pre-commit",
+            &dir,
+            &["try-repo", project, "git-seal", "--all-files"],
+            None,
+        )
+    };
+    let out = run();
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "--all-files passed: {said}");
+    assert!(said.contains("secrets/db.env"), "{said}");
+
+    // Sealed again through the filter: --all-files passes, and so does
+    // the framework's everyday run (staged files only).
+    env.git(&dir, &["rm", "-q", "--cached", "secrets/db.env"]);
+    env.git(&dir, &["add", "secrets/db.env"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed"]);
+    let out = run();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let out = env.run("pre-commit", &dir, &["try-repo", project, "git-seal"], None);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
 
 /// Without git-seal on PATH, Git cannot run it: the hooks say so (not a

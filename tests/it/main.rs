@@ -3,6 +3,7 @@
 
 mod audit;
 mod basics;
+mod chain;
 mod check;
 mod expiry;
 mod filter;

@@ -74,11 +74,12 @@ fn json_outputs_validate_against_their_documented_schemas() {
         eprintln!("skipping: python3's jsonschema is not installed");
         return;
     }
-    let outputs: [(&str, &[&str]); 10] = [
+    let outputs: [(&str, &[&str]); 11] = [
         ("status", &["status", "--json"]),
         ("check", &["check", "--json"]),
         ("audit-log", &["audit", "log", "--json"]),
         ("audit-verify", &["audit", "verify", "--json"]),
+        ("audit-verify", &["audit", "verify", "--coverage", "--json"]),
         ("kek-list", &["kek", "list", "--json"]),
         ("recipients", &["recipients", "list", "--json"]),
         ("doctor", &["doctor", "--json"]),
