@@ -49,6 +49,11 @@ pub enum AuditError {
     Write(#[from] crate::atomic_file::WriteError),
 }
 
+/// Set for the `git fetch` that git-seal runs itself (`audit sync`, the
+/// pre-push hook, `init`): the reference-transaction hook then leaves the
+/// fetched chain to it.
+pub const TAKING_CHAIN: &str = "GIT_SEAL_TAKING_CHAIN";
+
 /// Where `git fetch` keeps a remote's chain: `init` adds
 /// [`fetch_refspec`] to each remote, and `audit sync` / post-merge take
 /// entries from there into [`REF`].

@@ -74,8 +74,15 @@ pub fn default_remote(repo: &Repo) -> Result<String, SyncError> {
 /// Fetch `remote`'s chain to its tracking ref (`refs/seal-remote/REMOTE/`).
 pub(crate) fn fetch_chain(repo: &Repo, remote: &str) -> Result<(), SyncError> {
     let refspec = fetch_refspec(remote);
-    repo.git()
-        .run(&["fetch", "--quiet", "--no-tags", remote, &refspec])?;
+    // The reference-transaction hook leaves this fetch to its caller,
+    // which takes the chain in itself.
+    repo.git().env(super::TAKING_CHAIN, "1").run(&[
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        remote,
+        &refspec,
+    ])?;
     Ok(())
 }
 

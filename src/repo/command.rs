@@ -42,6 +42,8 @@ pub struct Git {
     /// This command runs our filter (add, checkout-index, diff), which
     /// needs the keys: keep [`SECRET_VARS`].
     filters: bool,
+    /// Extra environment for the command (and the hooks it runs).
+    vars: Vec<(&'static str, &'static str)>,
 }
 
 impl Git {
@@ -49,7 +51,14 @@ impl Git {
         Git {
             dir: dir.into(),
             filters: false,
+            vars: Vec::new(),
         }
+    }
+
+    /// The same, with `name=value` in the command's environment.
+    pub fn env(mut self, name: &'static str, value: &'static str) -> Git {
+        self.vars.push((name, value));
+        self
     }
 
     /// The same, for commands that run git-seal's filter and so need the
@@ -82,6 +91,7 @@ impl Git {
                 command.env_remove(var);
             }
         }
+        command.envs(self.vars.iter().copied());
         let mut child = command
             .arg("-C")
             .arg(&self.dir)
