@@ -216,6 +216,8 @@ pub(crate) fn merge_chains(
         });
     }
     if repo.update_ref_cas(REF, merged, ours, &format!("git-seal audit: sync {remote}"))? {
+        // Verified above: the highest tip this clone has seen.
+        super::watermark::advance(repo, merged)?;
         Ok(Some(merged))
     } else {
         Ok(None)
