@@ -9,7 +9,7 @@ pub mod command;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use git2::{AttrCheckFlags, ConfigLevel, ObjectType, Repository, TreeWalkMode, TreeWalkResult};
+use git2::{AttrCheckFlags, ConfigLevel, ObjectType, Repository};
 
 pub use git2::Oid;
 
@@ -261,15 +261,36 @@ impl Repo {
         }
     }
 
+    /// Every blob under `tree` with its path, in Git's pre-order. Walked
+    /// here rather than by libgit2's `Tree::walk`, whose callback gets the
+    /// directory as UTF-8 and fails the whole walk on a directory name
+    /// that is not.
     fn tree_files(&self, tree: &git2::Tree<'_>) -> Result<Vec<(String, Oid)>, RepoError> {
-        let mut files = Vec::new();
-        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            if entry.kind() == Some(ObjectType::Blob) {
-                let name = path_text(entry.name_bytes());
-                files.push((format!("{dir}{name}"), entry.id()));
+        fn walk(
+            repo: &Repository,
+            dir: &str,
+            tree: &git2::Tree<'_>,
+            files: &mut Vec<(String, Oid)>,
+        ) -> Result<(), git2::Error> {
+            for entry in tree.iter() {
+                let path = format!("{dir}{}", path_text(entry.name_bytes()));
+                match entry.kind() {
+                    Some(ObjectType::Blob) => files.push((path, entry.id())),
+                    Some(ObjectType::Tree) => {
+                        walk(
+                            repo,
+                            &format!("{path}/"),
+                            &repo.find_tree(entry.id())?,
+                            files,
+                        )?;
+                    }
+                    _ => {}
+                }
             }
-            TreeWalkResult::Ok
-        })?;
+            Ok(())
+        }
+        let mut files = Vec::new();
+        walk(&self.inner, "", tree, &mut files)?;
         Ok(files)
     }
 
