@@ -5,6 +5,7 @@
 //! repository.
 
 pub mod command;
+pub mod history;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -222,8 +223,16 @@ impl Repo {
     }
 
     fn head_tree(&self) -> Result<Option<git2::Tree<'_>>, RepoError> {
+        match self.head_ref()? {
+            Some(head) => Ok(Some(head.peel_to_tree()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// HEAD as a reference (`None` before the first commit).
+    fn head_ref(&self) -> Result<Option<git2::Reference<'_>>, RepoError> {
         match self.inner.head() {
-            Ok(head) => Ok(Some(head.peel_to_tree()?)),
+            Ok(head) => Ok(Some(head)),
             Err(e)
                 if matches!(
                     e.code(),
@@ -481,17 +490,8 @@ impl Repo {
 
     /// HEAD's commit id and its parents (`None` before the first commit).
     pub fn head_commit(&self) -> Result<Option<(Oid, Vec<Oid>)>, RepoError> {
-        let head = match self.inner.head() {
-            Ok(head) => head,
-            Err(e)
-                if matches!(
-                    e.code(),
-                    git2::ErrorCode::UnbornBranch | git2::ErrorCode::NotFound
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e.into()),
+        let Some(head) = self.head_ref()? else {
+            return Ok(None);
         };
         let commit = head.peel_to_commit()?;
         Ok(Some((commit.id(), commit.parent_ids().collect())))

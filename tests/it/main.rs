@@ -19,3 +19,4 @@ mod output;
 mod package;
 mod pkcs11;
 mod policy;
+mod review;

@@ -74,7 +74,7 @@ fn json_outputs_validate_against_their_documented_schemas() {
         eprintln!("skipping: python3's jsonschema is not installed");
         return;
     }
-    let outputs: [(&str, &[&str]); 10] = [
+    let outputs: [(&str, &[&str]); 11] = [
         ("status", &["status", "--json"]),
         ("check", &["check", "--json"]),
         ("audit-log", &["audit", "log", "--json"]),
@@ -85,6 +85,7 @@ fn json_outputs_validate_against_their_documented_schemas() {
         ("lock", &["lock", "--json"]),
         ("unlock", &["unlock", "--json"]),
         ("migrate", &["migrate", "--json"]),
+        ("review", &["review", "--json"]),
     ];
     let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schemas");
     for (name, args) in outputs {
