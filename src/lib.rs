@@ -27,6 +27,7 @@ pub mod policy;
 pub mod printable;
 pub mod progress;
 pub mod repo;
+pub mod review;
 pub mod secret;
 pub mod workspace;
 

@@ -42,6 +42,7 @@ pub(crate) mod merge;
 pub(crate) mod migrate;
 pub(crate) mod recipients;
 pub(crate) mod report;
+pub(crate) mod review;
 pub(crate) mod rotate;
 pub(crate) mod status;
 pub(crate) mod stdio;
@@ -83,6 +84,7 @@ pub(crate) enum Command {
     Encrypt(encrypt::Args),
     Decrypt(decrypt::Args),
     Check(check::Args),
+    Review(review::Args),
     Lock(lock::Args),
     Hooks(hooks::Args),
     Migrate(migrate::Args),
@@ -121,6 +123,7 @@ pub(crate) fn run(cli: Cli) -> CommandResult<u8> {
         Command::Encrypt(args) => encrypt::run(args),
         Command::Decrypt(args) => decrypt::run(args),
         Command::Check(args) => check::run(args),
+        Command::Review(args) => review::run(args),
         Command::Lock(args) => lock::run(args),
         Command::Hooks(args) => hooks::run(args),
         Command::Migrate(args) => migrate::run(args),

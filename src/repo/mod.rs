@@ -5,11 +5,12 @@
 //! repository.
 
 pub mod command;
+pub mod history;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use git2::{AttrCheckFlags, ConfigLevel, ObjectType, Repository, TreeWalkMode, TreeWalkResult};
+use git2::{AttrCheckFlags, ConfigLevel, ObjectType, Repository};
 
 pub use git2::Oid;
 
@@ -222,8 +223,16 @@ impl Repo {
     }
 
     fn head_tree(&self) -> Result<Option<git2::Tree<'_>>, RepoError> {
+        match self.head_ref()? {
+            Some(head) => Ok(Some(head.peel_to_tree()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// HEAD as a reference (`None` before the first commit).
+    fn head_ref(&self) -> Result<Option<git2::Reference<'_>>, RepoError> {
         match self.inner.head() {
-            Ok(head) => Ok(Some(head.peel_to_tree()?)),
+            Ok(head) => Ok(Some(head)),
             Err(e)
                 if matches!(
                     e.code(),
@@ -261,15 +270,36 @@ impl Repo {
         }
     }
 
+    /// Every blob under `tree` with its path, in Git's pre-order. Walked
+    /// here rather than by libgit2's `Tree::walk`, whose callback gets the
+    /// directory as UTF-8 and fails the whole walk on a directory name
+    /// that is not.
     fn tree_files(&self, tree: &git2::Tree<'_>) -> Result<Vec<(String, Oid)>, RepoError> {
-        let mut files = Vec::new();
-        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            if entry.kind() == Some(ObjectType::Blob) {
-                let name = path_text(entry.name_bytes());
-                files.push((format!("{dir}{name}"), entry.id()));
+        fn walk(
+            repo: &Repository,
+            dir: &str,
+            tree: &git2::Tree<'_>,
+            files: &mut Vec<(String, Oid)>,
+        ) -> Result<(), git2::Error> {
+            for entry in tree.iter() {
+                let path = format!("{dir}{}", path_text(entry.name_bytes()));
+                match entry.kind() {
+                    Some(ObjectType::Blob) => files.push((path, entry.id())),
+                    Some(ObjectType::Tree) => {
+                        walk(
+                            repo,
+                            &format!("{path}/"),
+                            &repo.find_tree(entry.id())?,
+                            files,
+                        )?;
+                    }
+                    _ => {}
+                }
             }
-            TreeWalkResult::Ok
-        })?;
+            Ok(())
+        }
+        let mut files = Vec::new();
+        walk(&self.inner, "", tree, &mut files)?;
         Ok(files)
     }
 
@@ -460,17 +490,8 @@ impl Repo {
 
     /// HEAD's commit id and its parents (`None` before the first commit).
     pub fn head_commit(&self) -> Result<Option<(Oid, Vec<Oid>)>, RepoError> {
-        let head = match self.inner.head() {
-            Ok(head) => head,
-            Err(e)
-                if matches!(
-                    e.code(),
-                    git2::ErrorCode::UnbornBranch | git2::ErrorCode::NotFound
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e.into()),
+        let Some(head) = self.head_ref()? else {
+            return Ok(None);
         };
         let commit = head.peel_to_commit()?;
         Ok(Some((commit.id(), commit.parent_ids().collect())))

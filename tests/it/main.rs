@@ -20,3 +20,4 @@ mod output;
 mod package;
 mod pkcs11;
 mod policy;
+mod review;

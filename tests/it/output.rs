@@ -86,6 +86,7 @@ fn json_outputs_validate_against_their_documented_schemas() {
         ("lock", &["lock", "--json"]),
         ("unlock", &["unlock", "--json"]),
         ("migrate", &["migrate", "--json"]),
+        ("review", &["review", "--json"]),
     ];
     let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schemas");
     for (name, args) in outputs {
