@@ -74,7 +74,7 @@ fn json_outputs_validate_against_their_documented_schemas() {
         eprintln!("skipping: python3's jsonschema is not installed");
         return;
     }
-    let outputs: [(&str, &[&str]); 11] = [
+    let outputs: [(&str, &[&str]); 12] = [
         ("status", &["status", "--json"]),
         ("check", &["check", "--json"]),
         ("audit-log", &["audit", "log", "--json"]),
