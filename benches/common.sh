@@ -10,6 +10,8 @@ bin="$root/target/release"
 base=${BENCH_DIR:-$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}" )}
 work=$(mktemp -d "$base/git-seal-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# rustup finds its toolchains through HOME: keep them (floor.sh builds with rustc).
+export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
 export HOME="$work/home" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL="$work/home/gitconfig"
 export GIT_SEAL_KEY_DIR="$work/keys" PATH="$bin:$PATH"
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.test
