@@ -1,6 +1,7 @@
 //! Integration tests: the real `git` and the real `git-seal` binary in
 //! temporary repositories (see `harness`).
 
+mod accept;
 mod audit;
 mod basics;
 mod check;
