@@ -183,6 +183,11 @@ pub struct Report {
     /// Findings a trusted signer accepted (`accept-finding` entries in the
     /// audit chain): reported, never a reason to fail.
     pub accepted: Vec<Accepted>,
+    /// The range reaches where a shallow clone's history is cut off, so
+    /// the commits before it were not checked.
+    pub shallow: bool,
+    /// Those commits (whose parents are missing here), full ids.
+    pub shallow_boundary: Vec<String>,
     /// No findings (warnings and accepted findings do not count).
     pub ok: bool,
 }
@@ -254,6 +259,12 @@ pub fn check_commits(
         .collect();
     findings.sort_by_key(|f| f.commit.as_ref().map(|c| order[c]));
     accepted.sort_by_key(|a| a.finding.commit.as_ref().map(|c| order[c]));
+    let cut = repo.shallow_commits()?;
+    let shallow_boundary: Vec<String> = commits
+        .iter()
+        .filter(|c| cut.contains(c))
+        .map(Oid::to_string)
+        .collect();
     let warnings = tips::warnings(
         repo,
         include,
@@ -271,6 +282,8 @@ pub fn check_commits(
         findings,
         warnings,
         accepted,
+        shallow: !shallow_boundary.is_empty(),
+        shallow_boundary,
     })
 }
 
@@ -295,6 +308,8 @@ pub fn check_revision(repo: &Repo, spec: &str, threads: usize) -> Result<Report,
                 findings,
                 warnings: Vec::new(),
                 accepted: Vec::new(),
+                shallow: false,
+                shallow_boundary: Vec::new(),
             })
         }
     }

@@ -25,6 +25,7 @@ use git_seal::repo::Repo;
 ///
 /// A finding that a trusted signer accepted (`--accept`) is printed on an
 /// `accepted: ` line naming who accepted it and why, and does not fail.
+/// In a shallow clone, a line on stderr says where history is cut off.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// Commits to check: `A..B`, `A...B` or a revision (all its history);
@@ -35,13 +36,19 @@ pub(crate) struct Args {
     /// Print one JSON object (schema `git-seal.check/v1`, docs/json.md):
     /// range, commits, blobs, findings [{commit, path, kind, message}],
     /// warnings (the same fields), accepted (findings a trusted signer
-    /// accepted, with blob, reason, accepted_by and entry) and ok.
+    /// accepted, with blob, reason, accepted_by and entry), shallow,
+    /// shallow_boundary and ok.
     #[arg(long)]
     pub json: bool,
     /// List every finding; without it, a few of each kind are printed and
     /// the rest counted.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Exit 1 when the range reaches where a shallow clone's history is
+    /// cut off (run `git fetch --unshallow` first), instead of only saying
+    /// so.
+    #[arg(long)]
+    pub require_full_history: bool,
     /// Accept the finding at COMMIT:PATH (as a finding line names them),
     /// as a trusted signer: appends a signed `accept-finding` entry to the
     /// audit chain naming the commit, path, blob, kind and --reason. From
@@ -52,7 +59,7 @@ pub(crate) struct Args {
         long,
         value_name = "COMMIT:PATH",
         requires = "reason",
-        conflicts_with_all = ["range", "json", "verbose"]
+        conflicts_with_all = ["range", "json", "verbose", "require_full_history"]
     )]
     pub accept: Option<String>,
     /// Why the finding is accepted (recorded in the entry); with --accept.
@@ -109,7 +116,22 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             counted(report.accepted.len(), "accepted finding(s)")
         );
     }
-    Ok(if report.ok { 0 } else { 1 })
+    if report.shallow {
+        let them = match report.shallow_boundary.len() {
+            1 => "it",
+            _ => "them",
+        };
+        let required = match args.require_full_history {
+            true => ", and --require-full-history asks for all of it",
+            false => "",
+        };
+        eprintln!(
+            "git-seal: history is cut off at {} (a shallow clone): the commits before {them} were not checked{required}; run `git fetch --unshallow` to check all of it",
+            report.shallow_boundary.join(", ")
+        );
+    }
+    let cut_short = report.shallow && args.require_full_history;
+    Ok(if report.ok && !cut_short { 0 } else { 1 })
 }
 
 /// `--accept COMMIT:PATH --reason TEXT [--kind KIND]`.

@@ -1,7 +1,7 @@
 //! `git seal check --accept COMMIT:PATH --reason TEXT`: a trusted signer's
 //! `accept-finding` entry sets one finding aside in `check` and
 //! pre-receive; nothing else does (no unsigned entry, no untrusted signer,
-//! no other commit).
+//! no other commit). Also `check` in a shallow clone.
 
 use std::path::Path;
 
@@ -326,4 +326,49 @@ fn pre_receive_honours_an_accepted_finding_in_the_chain_it_is_pushed_with() {
         )),
         "{err}"
     );
+}
+
+#[test]
+fn check_in_a_shallow_clone_says_where_history_is_cut_off() {
+    let env = Env::new();
+    let origin = env.sealed_repo("origin");
+    write_file(&origin, "secrets/a.env", b"A=1\n");
+    env.git(&origin, &["add", "-A"]);
+    env.git(&origin, &["commit", "-q", "-m", "a"]);
+    let head = env.rev(&origin, "HEAD");
+    let url = format!("file://{}", origin.display());
+    let shallow = env.path("shallow");
+    let to = shallow.to_str().unwrap();
+    env.git(env.tmp.path(), &["clone", "-q", "--depth", "1", &url, to]);
+
+    let out = env.ok("git-seal", &shallow, &["check"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("history is cut off at {head}"))
+            && err.contains("`git fetch --unshallow`"),
+        "{err}"
+    );
+    let report = check_json(&env, &shallow, 0);
+    assert_eq!(report["shallow"], true);
+    assert_eq!(report["shallow_boundary"], json!([head]));
+    assert_check_schema(&env, &shallow, &report);
+    let out = env.fails(
+        "git-seal",
+        &shallow,
+        &["check", "--require-full-history"],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("--require-full-history"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Whole again: nothing to say, and nothing to require.
+    env.git(&shallow, &["fetch", "-q", "--unshallow"]);
+    let out = env.ok("git-seal", &shallow, &["check", "--require-full-history"]);
+    assert!(!stderr(&out).contains("cut off"), "{}", stderr(&out));
+    let report = check_json(&env, &shallow, 0);
+    assert_eq!(report["shallow"], false);
+    assert_eq!(report["commits"], 3);
 }
