@@ -11,6 +11,7 @@ pub mod chain;
 pub mod entry;
 #[cfg(test)]
 pub(crate) mod lab;
+pub mod log;
 pub mod signer;
 pub mod sync;
 pub mod verify;

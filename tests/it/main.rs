@@ -3,6 +3,7 @@
 
 mod accept;
 mod audit;
+mod audit_log;
 mod basics;
 mod check;
 mod expiry;
