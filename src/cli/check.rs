@@ -178,10 +178,9 @@ fn accept(repo: &Repo, target: &str, kind: Option<&str>, reason: &str) -> Comman
                 escape(&path)
             );
             if let Some(parent) = parent_with_it {
+                let path = escape(&path);
                 outln!(
-                    "git-seal: note: its parent {parent} has the same blob at {}; a check of its history reports the finding there, where it came in: accept {parent}:{} too",
-                    escape(&path),
-                    escape(&path)
+                    "git-seal: note: its parent {parent} has the same blob at {path}, so a check of history reports this finding where that blob came in ({parent} or a commit before it): accept that one too (`git seal check` names it)"
                 );
             }
         }

@@ -209,6 +209,35 @@ fn the_same_path_leaking_again_in_another_commit_is_still_a_finding() {
     assert_only_leak(&check_json(&env, &dir, 1), &other);
 }
 
+/// Accepting the finding at a commit that only carries the leaked blob on
+/// is recorded, but it is not the finding a check of history reports (that
+/// one is where the blob came in), and the note says so.
+#[test]
+fn accepting_where_a_leak_is_only_carried_on_names_where_it_came_in() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let leak = commit_leak(&env, &dir, LEAKED);
+    write_file(&dir, "README", b"more\n");
+    env.git(&dir, &["add", "README"]);
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "carry on"]);
+    let carried = env.rev(&dir, "HEAD");
+    let target = format!("{carried}:secrets/old.env");
+    let out = env.seal(&dir, &accept_args(&target, "only here"));
+    assert!(
+        out.contains(&format!("note: its parent {leak} has the same blob")),
+        "{out}"
+    );
+    assert_only_leak(&check_json(&env, &dir, 1), &leak);
+    // The range that starts at that commit reports it there: accepted.
+    let range = format!("{leak}..HEAD");
+    let out = env.ok("git-seal", &dir, &["check", &range]);
+    assert!(
+        stdout(&out).starts_with(&format!("accepted: {carried}: secrets/old.env")),
+        "{}",
+        stdout(&out)
+    );
+}
+
 /// A second user with a signer of their own, in the same repository.
 fn stranger(env: &Env) -> Env {
     let mut other = Env::new();
