@@ -316,7 +316,13 @@ pub fn normalize_pattern(pattern: &str, is_dir: impl Fn(&str) -> bool) -> String
 /// Does `.gitattributes` pattern `pattern` match `path` (as [`SealAttributes`]
 /// matches)?
 pub fn pattern_matches(pattern: &str, path: &str) -> bool {
-    glob_for(pattern).is_ok_and(|g| g.compile_matcher().is_match(path))
+    pattern_matcher(pattern).is_ok_and(|m| m.is_match(path))
+}
+
+/// A pattern as [`pattern_matches`] reads it, compiled once to match many
+/// paths; the error says what is wrong with the pattern.
+pub fn pattern_matcher(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> {
+    Ok(glob_for(pattern)?.compile_matcher())
 }
 
 fn glob_for(pattern: &str) -> Result<Glob, globset::Error> {

@@ -5,27 +5,81 @@
 //! (`data.paths`) or `policy` (`data.allow`, items such as
 //! `sealed:secrets/**`). Key lifecycle entries approve what they do by
 //! their nature: a `rotate` entry approves dropping `recipient:FROM` (the
-//! kid rotated away), a `recipient-remove` entry `recipient:KID`. This
-//! module reads those approvals from a chain and writes them.
+//! kid rotated away), a `recipient-remove` entry `recipient:KID`.
+//!
+//! A finding of `git seal check` that a team accepts (say, a plaintext
+//! commit already rewritten out of every branch) is acknowledged the same
+//! way, by an `accept-finding` entry naming that commit, path, blob and
+//! kind, with the reason. This module reads those approvals and
+//! acceptances from a chain and writes them; which findings exist is
+//! `check`'s business, not this module's.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use serde::Serialize;
 use serde_json::{json, Map};
 
 use super::chain::{self, NewEntry};
-use super::entry;
+use super::entry::{self, Actor, Entry};
 use super::verify::{self, Options};
 use super::{AuditError, Signer, When, REF};
 use crate::repo::{Oid, Repo};
 
 pub const EVENT_UNSEAL_PATH: &str = "unseal-path";
 pub const EVENT_POLICY: &str = "policy";
+pub const EVENT_ACCEPT_FINDING: &str = "accept-finding";
 
 /// What a trusted signer approved, by chain entries.
 #[derive(Debug, Default)]
 pub struct Approvals {
     paths: HashSet<String>,
     policy: HashSet<String>,
+    /// Accepted findings by (commit, path).
+    accepted: HashMap<(String, String), Vec<Acceptance>>,
+}
+
+/// One finding a trusted signer accepted: the `data` of an
+/// `accept-finding` entry, who signed it and which entry it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Acceptance {
+    /// The commit the finding is reported for (full id).
+    pub commit: String,
+    pub path: String,
+    /// The blob at `path` in `commit` (`None`: no blob there, as for a
+    /// rule file the commit deleted).
+    pub blob: Option<String>,
+    /// The finding's kind, as `check` names it (`plaintext`, …).
+    pub kind: String,
+    pub reason: String,
+    /// Who accepted it (the entry's actor; its signer is trusted).
+    pub accepted_by: Actor,
+    /// The `accept-finding` entry's commit in the chain.
+    pub entry: String,
+}
+
+impl Acceptance {
+    /// The acceptance an entry records, if it is a well-formed
+    /// `accept-finding` entry (anything else accepts nothing).
+    fn from_entry(id: Oid, entry: &Entry) -> Option<Acceptance> {
+        if entry.event != EVENT_ACCEPT_FINDING {
+            return None;
+        }
+        let blob = match entry.data.get("blob") {
+            Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(blob)) => Some(blob.clone()),
+            _ => return None,
+        };
+        let field = |name: &str| entry.data_str(name).map(str::to_owned);
+        Some(Acceptance {
+            commit: field("commit")?,
+            path: field("path")?,
+            blob,
+            kind: field("kind")?,
+            reason: field("reason")?,
+            accepted_by: entry.actor.clone(),
+            entry: id.to_string(),
+        })
+    }
 }
 
 impl Approvals {
@@ -55,6 +109,12 @@ impl Approvals {
                 EVENT_POLICY => approvals.policy.extend(owned(entry.data_strs("allow"))),
                 entry::EVENT_ROTATE => approvals.policy.extend(recipient("from")),
                 entry::EVENT_RECIPIENT_REMOVE => approvals.policy.extend(recipient("kid")),
+                EVENT_ACCEPT_FINDING => {
+                    if let Some(accepted) = Acceptance::from_entry(id, &entry) {
+                        let key = (accepted.commit.clone(), accepted.path.clone());
+                        approvals.accepted.entry(key).or_default().push(accepted);
+                    }
+                }
                 _ => {}
             }
         }
@@ -72,6 +132,19 @@ impl Approvals {
 
     pub fn policy(&self, item: &str) -> bool {
         self.policy.contains(item)
+    }
+
+    /// The findings accepted at `path` in `commit` (the first accepting
+    /// entry for each blob and kind comes first).
+    pub fn accepted_at(&self, commit: &str, path: &str) -> &[Acceptance] {
+        self.accepted
+            .get(&(commit.to_owned(), path.to_owned()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether any finding is accepted at all (most chains accept none).
+    pub fn accepts_findings(&self) -> bool {
+        !self.accepted.is_empty()
     }
 }
 
@@ -93,7 +166,7 @@ pub enum Approval {
 pub enum ApproveError {
     #[error("{REF} does not verify ({0} finding(s)), so nothing can be approved in it")]
     Unverified(usize),
-    #[error("there is no audit chain ({REF}) to append to")]
+    #[error("there is no audit chain ({REF}) to approve in")]
     NoChain,
     #[error("your signer {0} is not trusted by {REF}, so it cannot approve")]
     Untrusted(String),
@@ -103,29 +176,10 @@ pub enum ApproveError {
     Audit(#[from] AuditError),
 }
 
-/// Append a signed approval of `items` by this user's signer, who must be
-/// trusted by the chain.
-pub fn approve(repo: &Repo, what: Approval, items: &[String]) -> Result<Oid, ApproveError> {
-    if what == Approval::Policy {
-        if let Some(bad) = items.iter().find(|i| !is_policy_item(i)) {
-            return Err(ApproveError::BadItem(bad.clone()));
-        }
-    }
-    let me = verified_trusted_signer(repo)?;
-    let (event, field) = match what {
-        Approval::UnsealPath => (EVENT_UNSEAL_PATH, "paths"),
-        Approval::Policy => (EVENT_POLICY, "allow"),
-    };
-    let mut data = Map::new();
-    data.insert(field.into(), json!(items));
-    let new = NewEntry { event, data };
-    Ok(super::append(repo, &me, &new, When::Always)?.expect("always appends"))
-}
-
-/// This user's signer, when the chain verifies and trusts it at its tip:
-/// what a command that appends on a signer's own judgement requires
-/// (unlike the hooks, it fails rather than skipping the entry).
-pub(crate) fn verified_trusted_signer(repo: &Repo) -> Result<Signer, ApproveError> {
+/// This user's signer, if the chain exists, verifies and trusts it at its
+/// tip: only then may it append an approval or an acceptance (an entry by
+/// an untrusted signer would break the chain and approve nothing).
+pub fn approver(repo: &Repo) -> Result<Signer, ApproveError> {
     let tip = chain::tip(repo).ok_or(ApproveError::NoChain)?;
     let report = verify::verify(repo, tip, &Options::default())?;
     if !report.ok() {
@@ -136,6 +190,55 @@ pub(crate) fn verified_trusted_signer(repo: &Repo) -> Result<Signer, ApproveErro
         return Err(ApproveError::Untrusted(me.fingerprint().to_owned()));
     }
     Ok(me)
+}
+
+/// Append a signed approval of `items` by this user's signer, who must be
+/// trusted by the chain.
+pub fn approve(repo: &Repo, what: Approval, items: &[String]) -> Result<Oid, ApproveError> {
+    if what == Approval::Policy {
+        if let Some(bad) = items.iter().find(|i| !is_policy_item(i)) {
+            return Err(ApproveError::BadItem(bad.clone()));
+        }
+    }
+    let me = approver(repo)?;
+    let (event, field) = match what {
+        Approval::UnsealPath => (EVENT_UNSEAL_PATH, "paths"),
+        Approval::Policy => (EVENT_POLICY, "allow"),
+    };
+    let mut data = Map::new();
+    data.insert(field.into(), json!(items));
+    let new = NewEntry { event, data };
+    Ok(super::append(repo, &me, &new, When::Always)?.expect("always appends"))
+}
+
+/// What an `accept-finding` entry records (its `data`).
+#[derive(Clone, Debug)]
+pub struct FindingRecord<'a> {
+    pub commit: Oid,
+    pub path: &'a str,
+    pub blob: Option<Oid>,
+    pub kind: &'a str,
+    pub reason: &'a str,
+}
+
+/// Append a signed `accept-finding` entry by `me` (from [`approver`]).
+pub fn accept_finding(
+    repo: &Repo,
+    me: &Signer,
+    record: &FindingRecord<'_>,
+) -> Result<Oid, AuditError> {
+    let data = json!({
+        "commit": record.commit.to_string(),
+        "path": record.path,
+        "blob": record.blob.map(|b| b.to_string()),
+        "kind": record.kind,
+        "reason": record.reason,
+    });
+    let new = NewEntry {
+        event: EVENT_ACCEPT_FINDING,
+        data: data.as_object().cloned().expect("an object"),
+    };
+    Ok(super::append(repo, me, &new, When::Always)?.expect("always appends"))
 }
 
 fn is_policy_item(item: &str) -> bool {
@@ -209,5 +312,58 @@ mod tests {
         );
         let approvals = Approvals::from_chain(&lab.repo, Some(tip));
         assert!(!approvals.policy(&format!("recipient:{REMOVED}")));
+    }
+    fn acceptance(path: &str) -> Value {
+        json!({
+            "commit": "ab".repeat(20), "path": path, "blob": "cd".repeat(20),
+            "kind": "plaintext", "reason": "rewritten out of every branch",
+        })
+    }
+
+    /// An `accept-finding` entry by a trusted signer accepts the finding it
+    /// names, with who and why; one missing a field accepts nothing.
+    #[test]
+    fn accept_finding_entries_are_read_with_their_signer_and_reason() {
+        let lab = Lab::new();
+        let start = lab.start();
+        let first = lab.entry(
+            &lab.bea,
+            &[start],
+            EVENT_ACCEPT_FINDING,
+            acceptance("old.env"),
+        );
+        let mut partial = acceptance("other.env");
+        partial.as_object_mut().unwrap().remove("reason");
+        let tip = lab.entry(&lab.ada, &[first], EVENT_ACCEPT_FINDING, partial);
+        let approvals = Approvals::from_chain(&lab.repo, Some(tip));
+        assert!(approvals.accepts_findings());
+        let commit = "ab".repeat(20);
+        let found = approvals.accepted_at(&commit, "old.env");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].accepted_by.signer, lab.bea.fingerprint());
+        assert_eq!(found[0].reason, "rewritten out of every branch");
+        assert_eq!(found[0].blob, Some("cd".repeat(20)));
+        assert_eq!(found[0].entry, first.to_string());
+        assert!(approvals.accepted_at(&commit, "other.env").is_empty());
+        assert!(approvals
+            .accepted_at(&"ef".repeat(20), "old.env")
+            .is_empty());
+        assert!(!approvals.unseal("old.env"));
+    }
+
+    /// Signed by a signer the chain no longer trusts, an acceptance
+    /// accepts nothing (the chain does not verify).
+    #[test]
+    fn an_acceptance_by_a_removed_signer_accepts_nothing() {
+        let lab = Lab::new();
+        let removed = lab.remove(&lab.ada, lab.start(), &lab.bea);
+        let tip = lab.entry(
+            &lab.bea,
+            &[removed],
+            EVENT_ACCEPT_FINDING,
+            acceptance("old.env"),
+        );
+        let approvals = Approvals::from_chain(&lab.repo, Some(tip));
+        assert!(!approvals.accepts_findings());
     }
 }

@@ -2,9 +2,12 @@
 //! problem and the command that fixes it; the [`Place`] it was found in
 //! (index or history) decides which command that is. Most kinds are
 //! errors; [`Kind::is_warning`] says which are only warnings (reported,
-//! never a reason to fail).
+//! never a reason to fail). An [`Accepted`] finding is one a trusted
+//! signer acknowledged in the audit chain: reported, never a failure.
 
 use serde::Serialize;
+
+use crate::audit::approvals::Acceptance;
 
 /// What is wrong, as named in `--json` output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -93,6 +96,54 @@ impl std::fmt::Display for Finding {
             write!(f, "{}: ", escape(commit))?;
         }
         write!(f, "{}: {}", escape(&self.path), escape(&self.message))
+    }
+}
+
+/// A finding that a trusted signer's `accept-finding` entry names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// The blob at the path in that commit (`None`: none there).
+    pub blob: Option<String>,
+    pub reason: String,
+    /// Who accepted it: `{name, email, signer}`.
+    pub accepted_by: crate::audit::entry::Actor,
+    /// The `accept-finding` entry's commit in the audit chain.
+    pub entry: String,
+}
+
+impl Accepted {
+    pub(crate) fn new(finding: Finding, acceptance: &Acceptance) -> Accepted {
+        Accepted {
+            finding,
+            blob: acceptance.blob.clone(),
+            reason: acceptance.reason.clone(),
+            accepted_by: acceptance.accepted_by.clone(),
+            entry: acceptance.entry.clone(),
+        }
+    }
+}
+
+/// `COMMIT: PATH: KIND accepted by NAME <EMAIL> (SIGNER): REASON`, every
+/// part escaped (a reason or a file name cannot forge a line).
+impl std::fmt::Display for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::printable::escape;
+        let (finding, by) = (&self.finding, &self.accepted_by);
+        if let Some(commit) = &finding.commit {
+            write!(f, "{}: ", escape(commit))?;
+        }
+        write!(
+            f,
+            "{}: {} accepted by {} <{}> ({}): {}",
+            escape(&finding.path),
+            finding.kind.as_str(),
+            escape(&by.name),
+            escape(&by.email),
+            escape(&by.signer),
+            escape(&self.reason)
+        )
     }
 }
 

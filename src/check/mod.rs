@@ -13,10 +13,12 @@
 //! This file holds the three entry points ([`check_commits`],
 //! [`check_arrivals`], [`check_index`]) and their reports; `finding` is
 //! what they report, `blob` what a blob is, `rules` what a tree requires,
-//! `walk` the history walker with its blob-reader threads, and `tips` the
+//! `walk` the history walker with its blob-reader threads, `tips` the
 //! warnings about where a range ends (KEKs due for rotation, envelopes
-//! wrapped only to retired KEKs), which never fail a check.
+//! wrapped only to retired KEKs), which never fail a check, and `accepted`
+//! the findings a trusted signer accepted in the audit chain.
 
+pub mod accepted;
 mod blob;
 pub mod finding;
 mod rules;
@@ -35,7 +37,7 @@ use crate::repo::{Oid, Repo, RepoError};
 use walk::{read_blobs, Walk};
 
 pub use blob::{BlobFacts, Form};
-pub use finding::{Finding, Kind, Place};
+pub use finding::{Accepted, Finding, Kind, Place};
 pub(crate) use rules::tree_rules;
 pub use rules::Rules;
 
@@ -178,7 +180,15 @@ pub struct Report {
     /// What needs attention but is not wrong ([`Kind::is_warning`]),
     /// judged on the range's tips: never a reason to fail.
     pub warnings: Vec<Finding>,
-    /// No findings (warnings do not count).
+    /// Findings a trusted signer accepted (`accept-finding` entries in the
+    /// audit chain): reported, never a reason to fail.
+    pub accepted: Vec<Accepted>,
+    /// The range reaches where a shallow clone's history is cut off, so
+    /// the commits before it were not checked.
+    pub shallow: bool,
+    /// Those commits (whose parents are missing here), full ids.
+    pub shallow_boundary: Vec<String>,
+    /// No findings (warnings and accepted findings do not count).
     pub ok: bool,
 }
 
@@ -235,6 +245,11 @@ pub fn check_commits(
         context,
         &mut approvals,
     )?);
+    let (mut findings, mut accepted) = if findings.is_empty() {
+        (findings, Vec::new())
+    } else {
+        accepted::set_aside(repo, &commits, &walk, findings, approvals.get())?
+    };
     // Rule-file problems were found while walking, blob findings after:
     // order them by commit as the walk met them.
     let order: HashMap<String, usize> = commits
@@ -243,6 +258,13 @@ pub fn check_commits(
         .map(|(i, c)| (c.to_string(), i))
         .collect();
     findings.sort_by_key(|f| f.commit.as_ref().map(|c| order[c]));
+    accepted.sort_by_key(|a| a.finding.commit.as_ref().map(|c| order[c]));
+    let cut = repo.shallow_commits()?;
+    let shallow_boundary: Vec<String> = commits
+        .iter()
+        .filter(|c| cut.contains(c))
+        .map(Oid::to_string)
+        .collect();
     let warnings = tips::warnings(
         repo,
         include,
@@ -259,6 +281,9 @@ pub fn check_commits(
         ok: findings.is_empty(),
         findings,
         warnings,
+        accepted,
+        shallow: !shallow_boundary.is_empty(),
+        shallow_boundary,
     })
 }
 
@@ -282,6 +307,9 @@ pub fn check_revision(repo: &Repo, spec: &str, threads: usize) -> Result<Report,
                 ok: findings.is_empty(),
                 findings,
                 warnings: Vec::new(),
+                accepted: Vec::new(),
+                shallow: false,
+                shallow_boundary: Vec::new(),
             })
         }
     }

@@ -140,6 +140,38 @@ impl<'a> Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// The rules the walk judged (or would have judged) `path` by in the
+    /// commit at `commit` (an index into the walk's commits) whose tree is
+    /// `tree`: the commit's rules with each nested `.gitattributes` above
+    /// `path` added. Two (commit, path) with the same answer and the same
+    /// blob are one pair to the walk, judged once. `None` when a nested
+    /// file's rules were never built (the walk did not pass there).
+    pub(super) fn rules_at(
+        &self,
+        commit: usize,
+        tree: Oid,
+        path: &str,
+    ) -> Result<Option<usize>, RepoError> {
+        let mut rules = self.commit_rules[commit];
+        let mut dirs: Vec<&str> = path.split('/').collect();
+        dirs.pop();
+        let mut dir = String::new();
+        for name in dirs {
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(name);
+            let file = format!("{dir}/.gitattributes");
+            if let Some(blob) = self.repo.blob_in_tree(tree, &file)? {
+                match self.nested.get(&(rules, dir.clone(), blob)) {
+                    Some(&nested) => rules = nested,
+                    None => return Ok(None),
+                }
+            }
+        }
+        Ok(Some(rules))
+    }
+
     fn nested_rules(&mut self, rules: usize, dir: &str, file: Oid) -> Result<usize, RepoError> {
         let key = (rules, dir.to_owned(), file);
         if let Some(&at) = self.nested.get(&key) {

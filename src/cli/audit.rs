@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::{CommandError, CommandResult};
 use git_seal::audit::sync::{self, SyncError, Synced};
-use git_seal::audit::{self, chain, entry, signer, verify, NewEntry, Signer, When, REF};
+use git_seal::audit::{self, chain, entry, log, signer, verify, NewEntry, Signer, When, REF};
 use git_seal::printable::escape;
 use git_seal::repo::{Oid, Repo};
 use git_seal::workspace::Workspace;
@@ -77,6 +77,10 @@ pub(crate) struct RecordArgs {
 }
 
 /// List the chain's entries, newest first.
+///
+/// One line per entry: seq, entry commit, time, event, actor, and what it
+/// records (paths, kids, reasons), with control characters escaped. The
+/// filters narrow the list; every one given must hold.
 #[derive(clap::Args, Debug)]
 pub(crate) struct LogArgs {
     /// Print JSON (schema `git-seal.audit-log/v1`, docs/json.md): the
@@ -86,6 +90,54 @@ pub(crate) struct LogArgs {
     /// The chain to read (default: refs/seal/audit).
     #[arg(long, value_name = "REF", default_value = REF)]
     pub r#ref: String,
+    /// Only entries naming this path, a path under this directory, or a
+    /// path this glob matches (policy glob syntax: `*.env` matches at any
+    /// depth, `secrets/**` from the top; a pattern that is not a valid
+    /// glob is only a path).
+    #[arg(long, value_name = "GLOB-or-PATH")]
+    pub path: Option<String>,
+    /// Only entries whose actor's name or email contains TEXT (any case),
+    /// or whose signer fingerprint starts with it (`SHA256:…`).
+    #[arg(long, value_name = "TEXT")]
+    pub actor: Option<String>,
+    /// Only entries of this event (`seal`, `rotate`, `accept-finding`, …);
+    /// repeat for several.
+    #[arg(long, value_name = "NAME")]
+    pub event: Vec<String>,
+    /// Only entries made at or after this time: RFC 3339
+    /// (`2026-11-23T10:00:00Z`, `…+01:00`) or a date (`2026-11-23`, from
+    /// its start, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only entries made at or before this time: RFC 3339 or a date
+    /// (through its end, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+impl LogArgs {
+    /// The filter these options ask for (bad usage: an unknown event or a
+    /// bad time).
+    fn filter(&self) -> CommandResult<log::Filter> {
+        let usage = CommandError::usage;
+        let mut filter = log::Filter::default();
+        if let Some(path) = &self.path {
+            filter = filter.path(path);
+        }
+        if let Some(actor) = &self.actor {
+            filter = filter.actor(actor);
+        }
+        for event in &self.event {
+            filter = filter.event(event).map_err(usage)?;
+        }
+        if let Some(since) = &self.since {
+            filter = filter.since(since).map_err(usage)?;
+        }
+        if let Some(until) = &self.until {
+            filter = filter.until(until).map_err(usage)?;
+        }
+        Ok(filter)
+    }
 }
 
 /// Verify every entry's signature, trust, schema and sequence number.
@@ -227,6 +279,7 @@ fn tip_of(repo: &Repo, name: &str) -> CommandResult<Oid> {
 }
 
 fn log(repo: &Repo, args: LogArgs) -> CommandResult<u8> {
+    let filter = args.filter()?;
     let tip = tip_of(repo, &args.r#ref)?;
     let (order, commits) = verify::walk(repo, tip)?;
     let mut unreadable = 0;
@@ -234,7 +287,10 @@ fn log(repo: &Repo, args: LogArgs) -> CommandResult<u8> {
     for id in order.iter().rev() {
         let commit = &commits[id];
         match chain::read_entry(repo, commit.tree) {
-            Ok(entry) => listed.push((*id, commit.parents.clone(), entry)),
+            Ok(entry) if filter.matches(&entry) => {
+                listed.push((*id, commit.parents.clone(), entry));
+            }
+            Ok(_) => {}
             Err(reason) => {
                 unreadable += 1;
                 eprintln!("git-seal: audit entry {id}: {reason}");
@@ -302,6 +358,10 @@ fn summary(entry: &entry::Entry) -> String {
         text
     };
     let strings = |field: &str| entry.data_strs(field).join(", ");
+    let kids = || match log::kids_of(entry).join(", ") {
+        k if k.is_empty() => String::new(),
+        k => format!("; kids {k}"),
+    };
     let number = |field: &str| {
         entry
             .data
@@ -328,8 +388,15 @@ fn summary(entry: &entry::Entry) -> String {
             "merged the chain from {}",
             entry.data_str("remote").unwrap_or("another clone")
         ),
-        "seal" | "merge" => format!("commit {}: {}", short("commit"), paths()),
-        "migrate" => paths(),
+        "seal" | "merge" => format!("commit {}: {}{}", short("commit"), paths(), kids()),
+        "migrate" => format!("{}{}", paths(), kids()),
+        audit::approvals::EVENT_ACCEPT_FINDING => format!(
+            "accepts the {} finding at {}:{}: {}",
+            entry.data_str("kind").unwrap_or_default(),
+            short("commit"),
+            entry.data_str("path").unwrap_or_default(),
+            entry.data_str("reason").unwrap_or_default()
+        ),
         "policy" if entry.data.contains_key("allow") => {
             format!("approves dropping {}", strings("allow"))
         }

@@ -173,6 +173,9 @@ fn pre_receive(repo: &Repo, input: &str) -> Result<Outcome, HookRunError> {
             &context,
         )?)
     };
+    for accepted in report.iter().flat_map(|r| &r.accepted) {
+        out.say(format!("accepted: {accepted}"));
+    }
     let commit_findings = report.as_ref().map_or(&[][..], |r| &r.findings[..]);
     if commit_findings.is_empty() && object_findings.is_empty() {
         return Ok(out);

@@ -714,6 +714,22 @@ impl Repo {
         Ok(walk.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// The commits a shallow clone's history is cut off at (listed in the
+    /// git dir's `shallow` file: their parents were not fetched, and Git
+    /// treats them as having none); empty in a full clone.
+    pub(crate) fn shallow_commits(&self) -> Result<Vec<Oid>, RepoError> {
+        if !self.inner.is_shallow() {
+            return Ok(Vec::new());
+        }
+        let file = self.common_dir().join("shallow");
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| git2::Error::from_str(&format!("cannot read {}: {e}", file.display())))?;
+        Ok(text
+            .lines()
+            .filter_map(|line| Oid::from_str(line.trim()).ok())
+            .collect())
+    }
+
     /// The commits every reference points at (for `new --not --all` in
     /// `pre-receive`); references to non-commits are skipped.
     pub(crate) fn ref_commits(&self) -> Result<Vec<Oid>, RepoError> {

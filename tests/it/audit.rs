@@ -80,7 +80,7 @@ fn verify_findings(env: &Env, dir: &Path, extra: &[&str]) -> Value {
 
 /// Commit `entry` (edited JSON) as a new chain commit on top of the tip,
 /// the way someone with write access but no trusted key would.
-fn forge_entry(env: &Env, dir: &Path, entry: &str, sign_with: Option<&Path>) -> String {
+pub(crate) fn forge_entry(env: &Env, dir: &Path, entry: &str, sign_with: Option<&Path>) -> String {
     let blob = stdout(&env.run(
         "git",
         dir,
@@ -118,7 +118,7 @@ fn forge_entry(env: &Env, dir: &Path, entry: &str, sign_with: Option<&Path>) -> 
 
 /// The tip entry's JSON with its seq bumped and the event changed: a
 /// plausible next entry.
-fn next_entry_text(env: &Env, dir: &Path, event: &str) -> String {
+pub(crate) fn next_entry_text(env: &Env, dir: &Path, event: &str) -> String {
     let mut entry: Value =
         serde_json::from_str(&env.git(dir, &["cat-file", "-p", &format!("{REF}:entry.json")]))
             .unwrap();

@@ -438,3 +438,13 @@ pub(crate) fn have_tool(program: &str, install: &str) -> bool {
     }
     found
 }
+
+impl Env {
+    /// As this environment's user (a trusted signer), trust the signer of
+    /// `other`'s user (`git seal audit signer show` there) as `email`.
+    pub(crate) fn trust_signer_of(&self, dir: &Path, other: &Env, email: &str) {
+        let key = other.seal(dir, &["audit", "signer", "show"]);
+        let add = ["audit", "signer", "add", key.trim(), "--email", email];
+        self.seal(dir, &add);
+    }
+}

@@ -1,7 +1,9 @@
 //! Integration tests: the real `git` and the real `git-seal` binary in
 //! temporary repositories (see `harness`).
 
+mod accept;
 mod audit;
+mod audit_log;
 mod basics;
 mod chain;
 mod check;
