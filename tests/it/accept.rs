@@ -317,13 +317,20 @@ fn an_acceptance_not_signed_by_a_trusted_signer_is_not_honoured() {
     // Signed, but by a signer the chain never trusted.
     append_signed_by(&dir, &env.path("stranger-signer"), &data);
     refused("an untrusted signer's entry");
+    // Each case starts from the copied chain again: a cut on purpose, so
+    // the clone's memory of the highest tip it saw goes too
+    // (docs/audit.md, check 7).
+    let rewind = || {
+        env.git(&dir, &["update-ref", REF, &start]);
+        let _ = std::fs::remove_file(dir.join(".git/seal/audit-verified"));
+    };
     // Not signed at all.
-    env.git(&dir, &["update-ref", REF, &start]);
+    rewind();
     append_unsigned(&env, &dir, &data);
     refused("an unsigned entry");
 
     // The same data signed by the trusted signer is honoured.
-    env.git(&dir, &["update-ref", REF, &start]);
+    rewind();
     append_signed_by(&dir, &env.home.join("signers"), &data);
     let report = check_json(&env, &dir, 0);
     assert_eq!(report["accepted"][0]["reason"], "trust me");
@@ -343,11 +350,18 @@ fn pre_receive_honours_an_accepted_finding_in_the_chain_it_is_pushed_with() {
         &dir,
         &accept_args(&format!("{leak}:secrets/old.env"), "rotated"),
     );
-    // The branch alone: the server's chain (none yet) accepts nothing.
-    let out = env.run("git", &dir, &["push", "origin", "main"], None);
+    // The branch alone (--no-verify: no pre-push hook to publish the
+    // chain with it): the server's chain, as the first push published it,
+    // accepts nothing.
+    let out = env.run(
+        "git",
+        &dir,
+        &["push", "--no-verify", "origin", "main"],
+        None,
+    );
     assert!(!out.status.success(), "{}", stderr(&out));
-    // With the chain that accepts it.
-    let out = env.ok("git", &dir, &["push", "origin", "main", REF]);
+    // With the chain that accepts it (as the pre-push hook publishes it).
+    let out = env.ok("git", &dir, &["push", "origin", "main"]);
     let err = stderr(&out);
     assert!(
         err.contains(&format!(

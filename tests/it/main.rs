@@ -7,6 +7,7 @@ mod audit_log;
 mod basics;
 mod chain;
 mod check;
+mod ci;
 mod expiry;
 mod filter;
 mod hardening;
