@@ -259,3 +259,37 @@ pub(crate) fn is_local(repo: &Repo, commit: Oid) -> Result<bool, AuditError> {
     }
     Ok(true)
 }
+
+/// This clone's commits (on no remote-tracking branch, since the chain
+/// began; the newest [`CATCH_UP_LIMIT`] × 10 at most) that changed sealed
+/// paths and that the chain at `tip` does not record: what `doctor`
+/// reports.
+pub fn local_unrecorded(ws: &Workspace, tip: Oid) -> Result<Vec<Unrecorded>, AuditError> {
+    let repo = &ws.repo;
+    let Some((head, _)) = repo.head_commit()? else {
+        return Ok(Vec::new());
+    };
+    let mut hide: Vec<Oid> = repo
+        .refs_matching("refs/remotes/*")?
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    hide.extend(chain_start(repo, tip)?.commit);
+    let mut commits = repo.commits_between(&[head], &hide)?;
+    let limit = CATCH_UP_LIMIT * 10;
+    if commits.len() > limit {
+        commits.drain(..commits.len() - limit);
+    }
+    let recorded = recorded(repo, tip)?;
+    let mut missing = Vec::new();
+    for commit in commits.into_iter().filter(|c| !recorded.contains(c)) {
+        let paths = sealed_paths_changed(ws, commit)?;
+        if !paths.is_empty() {
+            missing.push(Unrecorded {
+                commit: commit.to_string(),
+                paths,
+            });
+        }
+    }
+    Ok(missing)
+}

@@ -243,6 +243,26 @@ fn work_tree(project: &Workspace, problems: &mut Vec<(String, String)>) -> Comma
         }
     }
     audit_chain(&project.repo, problems)?;
+    if let Some(tip) = audit::chain::tip(&project.repo) {
+        let missing = audit::coverage::local_unrecorded(project, tip)?;
+        if let Some(first) = missing.first() {
+            problems.push((
+                format!(
+                    "{} commit(s) of this clone changed sealed paths and have no audit entry, the first {}; your next commit records them once the problems above are fixed, or record them now",
+                    missing.len(),
+                    first.commit
+                ),
+                format!(
+                    "git seal audit record {}",
+                    missing
+                        .iter()
+                        .map(|m| m.commit.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            ));
+        }
+    }
     let mut plaintext = Vec::new();
     for (path, id) in project.sealed_index_paths()? {
         if !project.repo.with_blob(id, envelope::is_envelope)? {

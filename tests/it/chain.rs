@@ -155,6 +155,12 @@ fn a_killed_post_commit_is_reported_and_recorded_by_the_next_commit() {
         "{text}"
     );
     assert_eq!(unrecorded(&env, &dir), vec![killed.clone()]);
+    let out = env.fails("git-seal", &dir, &["doctor"], 1);
+    assert!(
+        stdout(&out).contains(&format!("git seal audit record {killed}")),
+        "{}",
+        stdout(&out)
+    );
 
     std::fs::remove_file(&killer).unwrap();
     let next = commit_secret(&env, &dir, "next.env", "N=1\n");
