@@ -36,16 +36,24 @@ pub(crate) fn remove_stale_temp_files(dir: &Path) {
 /// Write a file that may hold plaintext: 0600 unless it already exists (its
 /// mode is kept).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    write(path, bytes, 0o600)
+    write(path, bytes, 0o600, true)
+}
+
+/// Write a private cache or hint that the hooks rewrite on every commit:
+/// whole or not at all, like [`write_private`], but not synced, so after
+/// a power loss it may be missing or older — which its readers take as
+/// "unknown", never as something else.
+pub fn write_hint(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write(path, bytes, 0o600, false)
 }
 
 /// Write a file meant to be committed: keeps an existing file's mode, else
 /// 0644 (less the umask).
 pub fn write_shared(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    write(path, bytes, 0o644)
+    write(path, bytes, 0o644, true)
 }
 
-fn write(path: &Path, bytes: &[u8], new_mode: u32) -> Result<(), WriteError> {
+fn write(path: &Path, bytes: &[u8], new_mode: u32, sync: bool) -> Result<(), WriteError> {
     let fail = |source| WriteError {
         path: path.to_owned(),
         source,
@@ -67,7 +75,9 @@ fn write(path: &Path, bytes: &[u8], new_mode: u32) -> Result<(), WriteError> {
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
+    if sync {
+        tmp.as_file().sync_all().map_err(fail)?;
+    }
     tmp.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
 }

@@ -247,7 +247,7 @@ pub(crate) fn caught_up(repo: &Repo, head: Oid) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let _ = crate::atomic_file::write_private(&path, format!("{head}\n").as_bytes());
+    let _ = crate::atomic_file::write_hint(&path, format!("{head}\n").as_bytes());
 }
 
 /// Is `commit` on no remote-tracking branch (made here, not fetched)?

@@ -176,7 +176,7 @@ pub(crate) fn from_chain_cached(
     if let Some(dir) = cache.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let _ = crate::atomic_file::write_private(&cache, text.as_bytes());
+    let _ = crate::atomic_file::write_hint(&cache, text.as_bytes());
     Ok(set)
 }
 

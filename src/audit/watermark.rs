@@ -60,6 +60,6 @@ pub fn advance(repo: &Repo, tip: Oid) -> Result<(), AuditError> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    crate::atomic_file::write_private(&path, format!("{tip} {seq}\n").as_bytes())?;
+    crate::atomic_file::write_hint(&path, format!("{tip} {seq}\n").as_bytes())?;
     Ok(())
 }
