@@ -352,6 +352,42 @@ fn warn_audit(out: &mut Outcome, hook: &str, result: Result<(), AuditError>) {
     }
 }
 
+/// Is the `git push` that runs this hook a `--dry-run` (`-n`)? Git runs
+/// pre-push then too but tells it nothing, so the push's own command line
+/// is read (Linux `/proc`; elsewhere it counts as a real push).
+fn push_is_dry_run() -> bool {
+    let mut pid = std::os::unix::process::parent_id();
+    // The hook script's parent is `git push` (through at most a shell or two).
+    for _ in 0..4 {
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+        if let Some(at) = args.iter().position(|a| *a == b"push") {
+            return args[at + 1..].iter().any(|a| {
+                *a == b"--dry-run"
+                    || (a.len() > 1
+                        && a[0] == b'-'
+                        && a[1] != b'-'
+                        && a[1..].iter().all(|c| b"vqfnud46".contains(c))
+                        && a.contains(&b'n'))
+            });
+        }
+        let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // "pid (comm) state ppid …": comm may hold spaces.
+                let after = &stat[stat.rfind(')')? + 1..];
+                after.split_whitespace().nth(1)?.parse().ok()
+            })
+        else {
+            return false;
+        };
+        pid = parent;
+    }
+    false
+}
+
 /// pre-push: publish the audit chain with the branch, as `git seal audit
 /// sync` does (fetch, merge, push), when the push sends anything but the
 /// chain itself. Never refuses the push: a chain that cannot be published
@@ -365,7 +401,7 @@ fn pre_push(args: &[String], input: &str) -> Outcome {
             if !remote_ref.starts_with("refs/seal/")
                 && Oid::from_str(local).is_ok_and(|id| !id.is_zero()))
     });
-    let Some(remote) = args.first().filter(|_| sends_more) else {
+    let Some(remote) = args.first().filter(|_| sends_more && !push_is_dry_run()) else {
         return out;
     };
     let repo = match Repo::from_env() {

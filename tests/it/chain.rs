@@ -101,6 +101,17 @@ fn git_push_publishes_the_chain() {
     assert_eq!(env.rev(&server, REF), env.rev(&dir, REF));
     assert_eq!(env.rev(&server, "main"), head);
 
+    // A dry run publishes nothing either.
+    let before = env.rev(&server, REF);
+    commit_secret(&env, &dir, "b.env", "B=1\n");
+    for dry in ["--dry-run", "-n"] {
+        let out = env.ok("git", &dir, &["push", dry, "origin", "main"]);
+        assert!(!stderr(&out).contains("published"), "{}", stderr(&out));
+        assert_eq!(env.rev(&server, REF), before);
+    }
+    env.git(&dir, &["push", "-q", "origin", "main"]);
+    assert_eq!(env.rev(&server, REF), env.rev(&dir, REF));
+
     // A push of nothing new publishes nothing and says nothing.
     let out = env.ok("git", &dir, &["push", "origin", "main"]);
     assert!(
