@@ -1,19 +1,23 @@
 //! Text from outside (file names, envelope and entry fields, Git's
 //! messages) made safe to print on one line: a control character would let
 //! a file name forge lines of `audit log` or a field name send escape
-//! sequences to a terminal. Control characters are shown as Rust escapes
-//! (`\n`, `\u{1b}`); everything else, non-ASCII included, is kept.
+//! sequences to a terminal. Control characters, and the Unicode controls
+//! that reorder text on screen (so a name could show as another), are
+//! shown as Rust escapes (`\n`, `\u{1b}`, `\u{202e}`); everything else,
+//! non-ASCII included, is kept.
 
 use std::borrow::Cow;
 
-/// `text` with every control character escaped.
+/// `text` with every control character escaped, and the Unicode controls
+/// that reorder text on screen (see [`escape_path`]).
 pub fn escape(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    let unsafe_char = |c: char| c.is_control() || reorders(c);
+    if !text.chars().any(unsafe_char) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if unsafe_char(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -58,6 +62,7 @@ mod tests {
         assert_eq!(escape("secrets/é.env"), "secrets/é.env");
         assert_eq!(escape("a\nb"), "a\\nb");
         assert_eq!(escape("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(escape("x\u{202e}vne.txt"), "x\\u{202e}vne.txt");
         assert!(matches!(escape("plain"), Cow::Borrowed(_)));
     }
 
