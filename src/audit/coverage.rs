@@ -214,25 +214,36 @@ pub(crate) fn unrecorded_before(
     if parents.contains(&caught_up) || caught_up == head {
         return Ok(Vec::new()); // the everyday case: nothing in between
     }
-    let mut hide = vec![caught_up];
+    unrecorded_local(ws, &parents, Some(caught_up), tip, CATCH_UP_LIMIT)
+}
+
+/// The commits reachable from `from` and from no remote-tracking branch
+/// nor `since` (the newest `limit`), that changed sealed paths and that the
+/// chain at `tip` does not record, oldest first, with those paths.
+fn unrecorded_local(
+    ws: &Workspace,
+    from: &[Oid],
+    since: Option<Oid>,
+    tip: Oid,
+    limit: usize,
+) -> Result<Vec<(Oid, Vec<String>)>, AuditError> {
+    let repo = &ws.repo;
+    let mut hide: Vec<Oid> = since.into_iter().collect();
     hide.extend(
         repo.refs_matching("refs/remotes/*")?
             .into_iter()
             .map(|r| r.1),
     );
-    let mut between = repo.commits_between(&parents, &hide)?;
-    if between.len() > CATCH_UP_LIMIT {
-        between.drain(..between.len() - CATCH_UP_LIMIT);
+    let mut commits = repo.commits_between(from, &hide)?;
+    if commits.len() > limit {
+        commits.drain(..commits.len() - limit);
     }
-    if between.is_empty() {
+    if commits.is_empty() {
         return Ok(Vec::new());
     }
     let recorded = recorded(repo, tip)?;
     let mut missing = Vec::new();
-    for commit in between {
-        if recorded.contains(&commit) {
-            continue;
-        }
+    for commit in commits.into_iter().filter(|c| !recorded.contains(c)) {
         let paths = sealed_paths_changed(ws, commit)?;
         if !paths.is_empty() {
             missing.push((commit, paths));
@@ -260,36 +271,22 @@ pub(crate) fn is_local(repo: &Repo, commit: Oid) -> Result<bool, AuditError> {
     Ok(true)
 }
 
-/// This clone's commits (on no remote-tracking branch, since the chain
-/// began; the newest [`CATCH_UP_LIMIT`] × 10 at most) that changed sealed
+/// This clone's commits since the chain began (on no remote-tracking
+/// branch; the newest [`CATCH_UP_LIMIT`] × 10 at most) that changed sealed
 /// paths and that the chain at `tip` does not record: what `doctor`
 /// reports.
 pub fn local_unrecorded(ws: &Workspace, tip: Oid) -> Result<Vec<Unrecorded>, AuditError> {
-    let repo = &ws.repo;
-    let Some((head, _)) = repo.head_commit()? else {
+    let Some((head, _)) = ws.repo.head_commit()? else {
         return Ok(Vec::new());
     };
-    let mut hide: Vec<Oid> = repo
-        .refs_matching("refs/remotes/*")?
-        .into_iter()
-        .map(|r| r.1)
-        .collect();
-    hide.extend(chain_start(repo, tip)?.commit);
-    let mut commits = repo.commits_between(&[head], &hide)?;
-    let limit = CATCH_UP_LIMIT * 10;
-    if commits.len() > limit {
-        commits.drain(..commits.len() - limit);
-    }
-    let recorded = recorded(repo, tip)?;
-    let mut missing = Vec::new();
-    for commit in commits.into_iter().filter(|c| !recorded.contains(c)) {
-        let paths = sealed_paths_changed(ws, commit)?;
-        if !paths.is_empty() {
-            missing.push(Unrecorded {
+    let since = chain_start(&ws.repo, tip)?.commit;
+    Ok(
+        unrecorded_local(ws, &[head], since, tip, CATCH_UP_LIMIT * 10)?
+            .into_iter()
+            .map(|(commit, paths)| Unrecorded {
                 commit: commit.to_string(),
                 paths,
-            });
-        }
-    }
-    Ok(missing)
+            })
+            .collect(),
+    )
 }
