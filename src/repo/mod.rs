@@ -214,6 +214,14 @@ impl Repo {
             .collect())
     }
 
+    /// The blob id of `path`'s stage-0 index entry: one lookup in the
+    /// index (re-read if it changed on disk), without a map of every entry.
+    pub(crate) fn index_blob(&self, path: &str) -> Result<Option<Oid>, RepoError> {
+        let mut index = self.inner.index()?;
+        index.read(false)?;
+        Ok(index.get_path(Path::new(path), 0).map(|e| e.id))
+    }
+
     /// Every blob path in HEAD's tree with its id (empty before the first commit).
     pub fn head_files(&self) -> Result<Vec<(String, Oid)>, RepoError> {
         let Some(tree) = self.head_tree()? else {
