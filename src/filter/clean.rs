@@ -3,9 +3,6 @@
 //! `git status` stays clean when Git runs the filter again (random nonces
 //! are kept: no deterministic encryption).
 
-use std::cell::OnceCell;
-use std::collections::HashMap;
-
 use super::cache::CleanCache;
 use super::{blob_id, open_cache, Filter};
 use crate::envelope;
@@ -93,16 +90,17 @@ impl Filter {
     }
 }
 
-/// Where a path's previous envelope may be: the index, else HEAD. Both are
-/// read once per version of the index file: one filter process can outlive
-/// several index rewrites (rebase, cherry-pick sequences).
+/// Where a path's previous envelope may be: the index, else HEAD. HEAD's
+/// tree is read again whenever the index file changes: one filter process
+/// can outlive several index rewrites (rebase, cherry-pick sequences). The
+/// index is looked up one path at a time (libgit2 re-reads it when it
+/// changed): a map of every entry cost a one-file `git add` 2 ms per
+/// 10,000 files.
 #[derive(Default)]
 pub(super) struct Priors {
-    /// The index's entries, and the identity of the index file they were
-    /// read from.
-    index: Option<(Option<IndexStamp>, HashMap<String, Oid>)>,
-    /// HEAD's tree as of that index (`None` inside: no commit yet).
-    head_tree: OnceCell<Option<Oid>>,
+    /// The identity of the index file HEAD's tree was read with, and the
+    /// tree (`None` inside: no commit yet).
+    head_tree: Option<(Option<IndexStamp>, Option<Oid>)>,
 }
 
 /// Inode, modification time (seconds, nanoseconds) and length.
@@ -111,34 +109,26 @@ type IndexStamp = (u64, i64, i64, u64);
 impl Priors {
     /// The blob `path` has in the index, else in HEAD.
     fn blob(&mut self, repo: &Repo, path: &str) -> Result<Option<Oid>, String> {
+        if let Some(id) = repo.index_blob(path).map_err(|e| e.to_string())? {
+            return Ok(Some(id));
+        }
+        // A stale HEAD could only offer an envelope that opens to the same
+        // plaintext, which is checked before it is reused.
         let stamp = std::fs::metadata(repo.git_dir().join("index"))
             .ok()
             .map(|m| {
                 use std::os::unix::fs::MetadataExt;
                 (m.ino(), m.mtime(), m.mtime_nsec(), m.len())
             });
-        let index = match &self.index {
-            Some((read_at, index)) if *read_at == stamp => index,
+        let tree = match self.head_tree {
+            Some((read_at, tree)) if read_at == stamp => tree,
             _ => {
-                let entries = repo.index_entries().map_err(|e| e.to_string())?;
-                self.head_tree = OnceCell::new();
-                &self.index.insert((stamp, entries)).1
-            }
-        };
-        if let Some(id) = index.get(path) {
-            return Ok(Some(*id));
-        }
-        // HEAD is read again whenever the index changed. A stale HEAD could
-        // only offer an envelope that opens to the same plaintext, which
-        // is checked before it is reused.
-        let head_tree = match self.head_tree.get() {
-            Some(tree) => *tree,
-            None => {
                 let tree = repo.head_tree_id().map_err(|e| e.to_string())?;
-                *self.head_tree.get_or_init(|| tree)
+                self.head_tree = Some((stamp, tree));
+                tree
             }
         };
-        match head_tree {
+        match tree {
             Some(tree) => repo.blob_in_tree(tree, path).map_err(|e| e.to_string()),
             None => Ok(None),
         }
@@ -168,7 +158,7 @@ fn reuse(
     if let (Some(mac), Some(cache)) = (wanted.mac, cache.as_deref()) {
         if cache.matches(blob, mac) {
             return match cache.text(blob) {
-                Some(text) => Some(text.to_vec()),
+                Some(text) => Some(text),
                 None => project.repo.blob(blob).ok(),
             };
         }
