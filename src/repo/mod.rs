@@ -315,6 +315,25 @@ impl Repo {
         Ok(self.inner.find_blob(id)?.content().to_vec())
     }
 
+    /// Is object `id` in the object database? (A blob id clean computed
+    /// for `git status` names content Git hashed but never stored.)
+    pub(crate) fn has_object(&self, id: Oid) -> bool {
+        self.inner.odb().is_ok_and(|odb| odb.exists(id))
+    }
+
+    /// Copy blob `id` to `w`: streamed from a loose object, so a large
+    /// blob is not held whole; read whole from a pack (libgit2 streams
+    /// loose objects only).
+    pub fn copy_blob(&self, id: Oid, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let odb = self.inner.odb().map_err(std::io::Error::other)?;
+        if let Ok((mut reader, _, ObjectType::Blob)) = odb.reader(id) {
+            std::io::copy(&mut reader, w)?;
+            return Ok(());
+        }
+        let blob = self.inner.find_blob(id).map_err(std::io::Error::other)?;
+        w.write_all(blob.content())
+    }
+
     /// Does `.gitattributes` give `path` the `filter=seal` attribute?
     pub(crate) fn has_seal_filter(&self, path: &str) -> Result<bool, RepoError> {
         let value =
