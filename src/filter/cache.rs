@@ -34,7 +34,8 @@ const OID_LEN: usize = 20;
 const MAC_LEN: usize = 32;
 /// A record: blob id, MAC, text offset (u64 LE), text length (u32 LE).
 const RECORD: usize = OID_LEN + MAC_LEN + 8 + 4;
-/// Plaintexts larger than this are not cached (see [`CleanCache::mac`]).
+/// Up to this size a one-shot clean or smudge computes a blob id for the
+/// cache (a long-running filter always does).
 pub const MAX_CACHED: usize = 64 << 20;
 /// Envelope texts up to this size are kept in the cache.
 const MAX_TEXT: usize = 16 << 10;
@@ -116,18 +117,16 @@ impl CleanCache {
 
     /// The keyed hash of a plaintext, the `aad` its envelope carries and the
     /// kids it is wrapped to (sorted), so a hit also means "same aad, same
-    /// recipients" and the envelope need not be parsed. `None` for
-    /// plaintexts over [`MAX_CACHED`]: hashing them would cost more than
-    /// opening the envelope once when Git asks again.
-    pub(crate) fn mac(
-        &self,
-        aad: Option<&str>,
-        kids: &[Kid],
-        plaintext: &[u8],
-    ) -> Option<[u8; MAC_LEN]> {
-        if plaintext.len() > MAX_CACHED {
-            return None;
-        }
+    /// recipients" and the envelope need not be parsed.
+    pub(crate) fn mac(&self, aad: Option<&str>, kids: &[Kid], plaintext: &[u8]) -> [u8; MAC_LEN] {
+        let mut hasher = self.mac_hasher(aad, kids);
+        hasher.update(plaintext);
+        *hasher.finalize().as_bytes()
+    }
+
+    /// [`CleanCache::mac`] for a plaintext that comes in pieces: feed them
+    /// to the hasher, then finalize.
+    pub(crate) fn mac_hasher(&self, aad: Option<&str>, kids: &[Kid]) -> blake3::Hasher {
         let mut hasher = blake3::Hasher::new_keyed(&self.key);
         let mut sorted: Vec<&str> = kids.iter().map(Kid::as_str).collect();
         sorted.sort_unstable();
@@ -146,8 +145,7 @@ impl CleanCache {
                 hasher.update(&[0]);
             }
         }
-        hasher.update(plaintext);
-        Some(*hasher.finalize().as_bytes())
+        hasher
     }
 
     /// Is `blob` known to hold an envelope of plaintext with this MAC?
@@ -267,21 +265,19 @@ mod tests {
         let blob = Oid::from_bytes(&[3; 20]).unwrap();
         {
             let mut cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
-            let mac = cache
-                .mac(None, std::slice::from_ref(&kid), b"secret")
-                .unwrap();
+            let mac = cache.mac(None, std::slice::from_ref(&kid), b"secret");
             cache.record(blob, mac, b"");
         }
         let one = [kid.clone()];
         let cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
-        assert!(cache.matches(blob, &cache.mac(None, &one, b"secret").unwrap()));
-        assert!(!cache.matches(blob, &cache.mac(None, &one, b"other").unwrap()));
-        assert!(!cache.matches(blob, &cache.mac(Some(""), &one, b"secret").unwrap()));
+        assert!(cache.matches(blob, &cache.mac(None, &one, b"secret")));
+        assert!(!cache.matches(blob, &cache.mac(None, &one, b"other")));
+        assert!(!cache.matches(blob, &cache.mac(Some(""), &one, b"secret")));
         // Other recipients: not the same envelope any more.
         let two = [kid.clone(), Kid::parse("k_0000000000000002").unwrap()];
-        assert!(!cache.matches(blob, &cache.mac(None, &two, b"secret").unwrap()));
+        assert!(!cache.matches(blob, &cache.mac(None, &two, b"secret")));
         let other_key = CleanCache::open(tmp.path(), &kid, [2; 32].into());
-        assert!(!other_key.matches(blob, &other_key.mac(None, &one, b"secret").unwrap()));
+        assert!(!other_key.matches(blob, &other_key.mac(None, &one, b"secret")));
     }
 
     /// A kept text is handed back only while it hashes to its blob id; a
@@ -296,13 +292,13 @@ mod tests {
         let wrong = Oid::from_bytes(&[9; 20]).unwrap();
         {
             let mut cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
-            let mac = cache.mac(None, kids, b"plain").unwrap();
+            let mac = cache.mac(None, kids, b"plain");
             cache.record(blob, mac, &text);
             cache.record(wrong, mac, &text);
         }
         let cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
         assert_eq!(cache.text(blob), Some(text.clone()));
-        assert!(cache.matches(wrong, &cache.mac(None, kids, b"plain").unwrap()));
+        assert!(cache.matches(wrong, &cache.mac(None, kids, b"plain")));
         assert_eq!(cache.text(wrong), None, "text that is not the blob's");
         drop(cache);
         // Cut the file inside the second record.
@@ -314,6 +310,6 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
         assert_eq!(cache.text(blob), Some(text.clone()));
-        assert!(!cache.matches(wrong, &cache.mac(None, kids, b"plain").unwrap()));
+        assert!(!cache.matches(wrong, &cache.mac(None, kids, b"plain")));
     }
 }
