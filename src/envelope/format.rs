@@ -441,7 +441,15 @@ impl StreamWriter {
         self.carry_len = rest.len();
     }
 
-    /// The whole text.
+    /// Move the text written so far to `w` (for output that goes to a
+    /// file as it is made).
+    pub fn drain_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(self.out.as_bytes())?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// The whole text (what was not drained).
     pub fn finish(mut self, tag: &[u8; TAG_LEN], aad: Option<&str>) -> Vec<u8> {
         base64_simd::STANDARD.encode_append(&self.carry[..self.carry_len], &mut self.out);
         write_tail(tag, aad, &mut self.out);

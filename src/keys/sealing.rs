@@ -199,6 +199,16 @@ pub(crate) fn seal_prepared(
     })
 }
 
+/// Start sealing content that comes in pieces to `targets`
+/// ([`envelope::SealStream`], [`envelope::StreamWriter`]): the stream and
+/// the recipients its DEK is wrapped to.
+pub fn seal_stream(
+    aad: Option<&str>,
+    targets: &[WrapTarget],
+) -> Result<(envelope::SealStream, Vec<Recipient>), SealError> {
+    seal_stream_prepared(aad, prepare_wraps(targets)?)
+}
+
 /// Start sealing content that comes in pieces ([`envelope::SealStream`]),
 /// with wraps prepared beforehand: the stream and the recipients its DEK
 /// is wrapped to.
