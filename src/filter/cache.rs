@@ -60,7 +60,13 @@ pub struct CleanCache {
     /// New records, their text offsets relative to `pending_texts`.
     pending: Vec<([u8; OID_LEN], [u8; MAC_LEN], TextAt)>,
     pending_texts: Vec<u8>,
+    /// Texts looked up so far, and the texts file once read whole.
+    lookups: usize,
+    whole: Option<Vec<u8>>,
 }
+
+/// Texts read one at a time before the texts file is read whole.
+const READ_WHOLE_AFTER: usize = 64;
 
 impl std::fmt::Debug for CleanCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,6 +118,8 @@ impl CleanCache {
             entries,
             pending: Vec::new(),
             pending_texts: Vec::new(),
+            lookups: 0,
+            whole: None,
         }
     }
 
@@ -154,17 +162,30 @@ impl CleanCache {
     }
 
     /// The stored text of `blob`, if kept and it still hashes to `blob`.
-    pub fn text(&self, blob: Oid) -> Option<Vec<u8>> {
+    /// The first few are read one at a time; past [`READ_WHOLE_AFTER`] (a
+    /// status over many touched files) the texts file is read whole once.
+    pub fn text(&mut self, blob: Oid) -> Option<Vec<u8>> {
         let (_, at) = *self.entry(blob)?;
         if at.len == 0 {
             return None;
         }
-        let file = self
-            .texts
-            .get_or_init(|| File::open(&self.texts_path).ok())
-            .as_ref()?;
-        let mut text = vec![0; at.len as usize];
-        file.read_exact_at(&mut text, at.offset).ok()?;
+        self.lookups += 1;
+        if self.lookups == READ_WHOLE_AFTER {
+            self.whole = fs::read(&self.texts_path).ok();
+        }
+        let range = at.offset as usize..at.offset as usize + at.len as usize;
+        let text = match &self.whole {
+            Some(whole) => whole.get(range)?.to_vec(),
+            None => {
+                let file = self
+                    .texts
+                    .get_or_init(|| File::open(&self.texts_path).ok())
+                    .as_ref()?;
+                let mut text = vec![0; at.len as usize];
+                file.read_exact_at(&mut text, at.offset).ok()?;
+                text
+            }
+        };
         (super::blob_id(&text) == blob).then_some(text)
     }
 
@@ -296,7 +317,7 @@ mod tests {
             cache.record(blob, mac, &text);
             cache.record(wrong, mac, &text);
         }
-        let cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
+        let mut cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
         assert_eq!(cache.text(blob), Some(text.clone()));
         assert!(cache.matches(wrong, &cache.mac(None, kids, b"plain")));
         assert_eq!(cache.text(wrong), None, "text that is not the blob's");
@@ -308,7 +329,7 @@ mod tests {
             .join(format!("clean-cache-v3-{kid}"));
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        let cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
+        let mut cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
         assert_eq!(cache.text(blob), Some(text.clone()));
         assert!(!cache.matches(wrong, &cache.mac(None, kids, b"plain")));
     }

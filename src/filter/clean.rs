@@ -299,16 +299,15 @@ struct Streaming {
     refused: Option<String>,
 }
 
-/// Where a path's previous envelope may be: the index, else HEAD. HEAD's
-/// tree is read again whenever the index file changes: one filter process
-/// can outlive several index rewrites (rebase, cherry-pick sequences). The
-/// index is looked up one path at a time (libgit2 re-reads it when it
-/// changed): a map of every entry cost a one-file `git add` 2 ms per
-/// 10,000 files.
+/// Where a path's previous envelope may be: the index, else HEAD. Both are
+/// read again whenever the index file changes (one stat per file): one
+/// filter process can outlive several index rewrites (rebase, cherry-pick
+/// sequences). The index is looked up one path at a time: a map of every
+/// entry cost a one-file `git add` 2 ms per 10,000 files.
 #[derive(Default)]
 pub(super) struct Priors {
-    /// The identity of the index file HEAD's tree was read with, and the
-    /// tree (`None` inside: no commit yet).
+    /// The identity of the index file as last read, and HEAD's tree then
+    /// (`None` inside: no commit yet).
     head_tree: Option<(Option<IndexStamp>, Option<Oid>)>,
 }
 
@@ -318,11 +317,6 @@ type IndexStamp = (u64, i64, i64, u64);
 impl Priors {
     /// The blob `path` has in the index, else in HEAD.
     fn blob(&mut self, repo: &Repo, path: &str) -> Result<Option<Oid>, String> {
-        if let Some(id) = repo.index_blob(path).map_err(|e| e.to_string())? {
-            return Ok(Some(id));
-        }
-        // A stale HEAD could only offer an envelope that opens to the same
-        // plaintext, which is checked before it is reused.
         let stamp = std::fs::metadata(repo.git_dir().join("index"))
             .ok()
             .map(|m| {
@@ -332,11 +326,17 @@ impl Priors {
         let tree = match self.head_tree {
             Some((read_at, tree)) if read_at == stamp => tree,
             _ => {
+                repo.reread_index().map_err(|e| e.to_string())?;
                 let tree = repo.head_tree_id().map_err(|e| e.to_string())?;
                 self.head_tree = Some((stamp, tree));
                 tree
             }
         };
+        if let Some(id) = repo.index_blob(path).map_err(|e| e.to_string())? {
+            return Ok(Some(id));
+        }
+        // A stale HEAD could only offer an envelope that opens to the same
+        // plaintext, which is checked before it is reused.
         match tree {
             Some(tree) => repo.blob_in_tree(tree, path).map_err(|e| e.to_string()),
             None => Ok(None),
@@ -359,13 +359,13 @@ struct Wanted<'a> {
 /// when it knows the blob, else by opening it once.
 fn reuse(
     project: &Workspace,
-    cache: Option<&mut CleanCache>,
+    mut cache: Option<&mut CleanCache>,
     blob: Oid,
     wanted: &Wanted<'_>,
 ) -> Option<Vec<u8>> {
     // A hit means this blob is an envelope of exactly this plaintext, aad
     // and recipients; its text is often in the cache too.
-    if let (Some(mac), Some(cache)) = (wanted.mac, cache.as_deref()) {
+    if let (Some(mac), Some(cache)) = (wanted.mac, cache.as_deref_mut()) {
         if cache.matches(blob, mac) {
             return match cache.text(blob) {
                 Some(text) => Some(text),

@@ -215,11 +215,18 @@ impl Repo {
     }
 
     /// The blob id of `path`'s stage-0 index entry: one lookup in the
-    /// index (re-read if it changed on disk), without a map of every entry.
+    /// index as libgit2 last read it (see [`Repo::reread_index`]), without
+    /// a map of every entry.
     pub(crate) fn index_blob(&self, path: &str) -> Result<Option<Oid>, RepoError> {
-        let mut index = self.inner.index()?;
-        index.read(false)?;
+        let index = self.inner.index()?;
         Ok(index.get_path(Path::new(path), 0).map(|e| e.id))
+    }
+
+    /// Read the index again if it changed on disk. libgit2's check opens
+    /// the file and reads its checksum: per file, 10,000 cleans paid ~0.1 s.
+    pub(crate) fn reread_index(&self) -> Result<(), RepoError> {
+        self.inner.index()?.read(false)?;
+        Ok(())
     }
 
     /// Every blob path in HEAD's tree with its id (empty before the first commit).
