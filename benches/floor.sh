@@ -121,6 +121,15 @@ if [[ " $SECTIONS " == *" one "* ]]; then
       (cd "$dir" && git add -A && git commit -qm files)
     fi
   done
+  # The many section left every file touched a minute into the future:
+  # while a file's mtime is not older than the index, Git finds it racily
+  # clean and runs the filter on it at every command, which would be timed
+  # here as the cost of one file. Set them in the past and refresh once.
+  for kind in plain seal; do
+    d="$work/$kind-$ROUNDS"
+    find "$d/secrets" -type f -exec touch -d '-1 minute' {} +
+    git -C "$d" update-index -q --refresh
+  done
   for i in $(seq 7); do
     for kind in plain seal; do
       d="$work/$kind-$ROUNDS"

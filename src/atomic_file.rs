@@ -53,7 +53,25 @@ pub fn write_shared(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     write(path, bytes, 0o644, true)
 }
 
+/// [`write_private`] of what `fill` writes, piece by piece: a file too
+/// large to build in memory first. If `fill` fails, nothing is written.
+pub fn write_private_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
+    write_with(path, 0o600, true, fill)
+}
+
 fn write(path: &Path, bytes: &[u8], new_mode: u32, sync: bool) -> Result<(), WriteError> {
+    write_with(path, new_mode, sync, |w| w.write_all(bytes))
+}
+
+fn write_with(
+    path: &Path,
+    new_mode: u32,
+    sync: bool,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
     let fail = |source| WriteError {
         path: path.to_owned(),
         source,
@@ -67,7 +85,11 @@ fn write(path: &Path, bytes: &[u8], new_mode: u32, sync: bool) -> Result<(), Wri
         .permissions(std::fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
         .map_err(fail)?;
-    tmp.write_all(bytes).map_err(fail)?;
+    {
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        fill(&mut buffered).map_err(fail)?;
+        buffered.flush().map_err(fail)?;
+    }
     let mode = match std::fs::metadata(path) {
         Ok(meta) => meta.permissions().mode() & 0o7777,
         Err(_) => new_mode & !umask(),

@@ -107,8 +107,16 @@ impl Workspace {
         if keks.is_empty() {
             return Err(WorkspaceError::NotInitialized { root });
         }
-        let policy = match index_files(&repo, |p| p == policy::PATH)?.pop() {
-            Some((_, text)) if from_index && !root.join(policy::PATH).exists() => {
+        // Only a sparse checkout reads the index: a map of every entry
+        // cost each filter process 2 ms per 10,000 files.
+        let from_index_policy = from_index && !root.join(policy::PATH).exists();
+        let indexed = if from_index_policy {
+            index_files(&repo, |p| p == policy::PATH)?.pop()
+        } else {
+            None
+        };
+        let policy = match indexed {
+            Some((_, text)) => {
                 let text = String::from_utf8_lossy(&text).into_owned();
                 Policy::parse(&text, &known_kids(&keks))?
             }

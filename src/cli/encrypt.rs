@@ -3,7 +3,12 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+use std::io::Read;
+
+use zeroize::Zeroize;
+
 use super::error::{CommandError, CommandResult};
+use git_seal::envelope::StreamWriter;
 use git_seal::keys::{self, WrapTarget};
 use git_seal::kid::Kid;
 use git_seal::workspace::Workspace;
@@ -44,11 +49,44 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             .map(|to| resolve_target(project.as_ref(), to))
             .collect::<CommandResult<Vec<_>>>()?
     };
-    let plaintext = super::stdio::read_input(&args.file)?;
-    let text = keys::seal_bytes(plaintext, args.aad, &targets)
+    let mut input = super::stdio::open_input(&args.file)?;
+    let (mut stream, recipients) = keys::seal_stream(args.aad.as_deref(), &targets)
         .map_err(|e| CommandError::user(format!("cannot seal {}: {e}", args.file)))?;
-    super::stdio::write_output(args.out.as_deref(), &text)?;
+    // Sealed piece by piece, file to file: a large file is never held.
+    let mut writer = StreamWriter::new(&recipients, &stream.nonce(), 0);
+    super::stdio::write_output_with(args.out.as_deref(), |out| {
+        let mut piece = vec![0u8; PIECE];
+        loop {
+            let n = read_full(&mut input, &mut piece)?;
+            if n == 0 {
+                break;
+            }
+            stream.encrypt(&mut piece[..n]);
+            writer.ciphertext(&piece[..n]);
+            writer.drain_to(out)?;
+        }
+        piece.zeroize();
+        let tag = stream.finish();
+        out.write_all(&writer.finish(&tag, args.aad.as_deref()))
+    })?;
     Ok(0)
+}
+
+/// Plaintext read and sealed per step.
+const PIECE: usize = 1 << 20;
+
+/// Fill `buf` from `r` as far as it goes: the count, 0 at the end.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// The path of `file` inside the project's work tree, if it is there.

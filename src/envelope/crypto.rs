@@ -49,6 +49,120 @@ pub fn seal<E>(
     })
 }
 
+/// AES-256-GCM encryption of content that arrives in pieces, for files too
+/// large to hold twice: each piece is encrypted in place and hashed into the
+/// tag as it comes (the same output as [`seal`], piece by piece). The nonce
+/// is drawn here; the caller wraps the DEK ([`SealStream::dek`]) before the
+/// DEK is dropped with the stream.
+pub struct SealStream {
+    dek: Dek,
+    nonce: [u8; NONCE_LEN],
+    ctr: ctr::Ctr32BE<aes::Aes256>,
+    ghash: ghash::GHash,
+    /// Ciphertext not yet hashed (less than one block).
+    partial: [u8; 16],
+    partial_len: usize,
+    aad_len: u64,
+    len: u64,
+    /// AES_K(J0), which masks the GHASH into the tag.
+    mask: [u8; 16],
+}
+
+impl std::fmt::Debug for SealStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealStream")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealStream {
+    /// A fresh DEK and nonce for content bound to `aad`.
+    pub fn new(aad: Option<&str>) -> SealStream {
+        use aes::cipher::{BlockEncrypt, KeyIvInit};
+        use ghash::universal_hash::UniversalHash;
+        let mut random = Zeroizing::new([0u8; 32 + NONCE_LEN]);
+        OsRng.fill_bytes(random.as_mut());
+        let dek = Dek::from_bytes(random[..32].try_into().expect("32 bytes"));
+        let nonce: [u8; NONCE_LEN] = random[32..].try_into().expect("nonce bytes");
+        let aes = aes::Aes256::new(dek.expose().into());
+        let mut h = aes::Block::default();
+        aes.encrypt_block(&mut h);
+        let mut ghash = ghash::GHash::new(&h);
+        h.zeroize();
+        let aad = aad.unwrap_or("").as_bytes();
+        ghash.update_padded(aad);
+        // J0 = nonce || 1 masks the tag; the content's counter starts at 2.
+        let mut j0 = [0u8; 16];
+        j0[..NONCE_LEN].copy_from_slice(&nonce);
+        j0[15] = 1;
+        let mut mask = aes::Block::from(j0);
+        aes.encrypt_block(&mut mask);
+        j0[15] = 2;
+        let ctr = ctr::Ctr32BE::<aes::Aes256>::new(dek.expose().into(), &j0.into());
+        SealStream {
+            dek,
+            nonce,
+            ctr,
+            ghash,
+            partial: [0; 16],
+            partial_len: 0,
+            aad_len: aad.len() as u64,
+            len: 0,
+            mask: mask.into(),
+        }
+    }
+
+    /// The DEK, to wrap to the recipients.
+    pub fn dek(&self) -> &Dek {
+        &self.dek
+    }
+
+    pub fn nonce(&self) -> [u8; NONCE_LEN] {
+        self.nonce
+    }
+
+    /// Encrypt the next piece of plaintext in place.
+    pub fn encrypt(&mut self, piece: &mut [u8]) {
+        use aes::cipher::StreamCipher;
+        use ghash::universal_hash::UniversalHash;
+        self.ctr.apply_keystream(piece);
+        self.len += piece.len() as u64;
+        let mut rest: &[u8] = piece;
+        if self.partial_len > 0 {
+            let take = rest.len().min(16 - self.partial_len);
+            self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&rest[..take]);
+            self.partial_len += take;
+            rest = &rest[take..];
+            if self.partial_len < 16 {
+                return;
+            }
+            self.ghash.update(&[self.partial.into()]);
+            self.partial_len = 0;
+        }
+        let whole = rest.len() / 16 * 16;
+        self.ghash.update_padded(&rest[..whole]);
+        let tail = &rest[whole..];
+        self.partial[..tail.len()].copy_from_slice(tail);
+        self.partial_len = tail.len();
+    }
+
+    /// The tag over everything encrypted.
+    pub fn finish(mut self) -> [u8; 16] {
+        use ghash::universal_hash::UniversalHash;
+        self.ghash.update_padded(&self.partial[..self.partial_len]);
+        let mut lengths = [0u8; 16];
+        lengths[..8].copy_from_slice(&(self.aad_len * 8).to_be_bytes());
+        lengths[8..].copy_from_slice(&(self.len * 8).to_be_bytes());
+        self.ghash.update(&[lengths.into()]);
+        let mut tag: [u8; 16] = self.ghash.clone().finalize().into();
+        for (t, m) in tag.iter_mut().zip(self.mask) {
+            *t ^= m;
+        }
+        tag
+    }
+}
+
 /// Decrypt an envelope's content with its DEK. On failure no plaintext is
 /// returned and the buffer is wiped.
 pub fn decrypt(env: Envelope, dek: &Dek) -> Result<Vec<u8>, ContentError> {
@@ -121,6 +235,29 @@ mod tests {
             let idx = (bit as usize / 3) % (f.len() * 8);
             f[idx / 8] ^= 1 << (idx % 8);
             prop_assert!(decrypt(tampered, &dek).is_err());
+        }
+    }
+
+    proptest! {
+        /// Pieces of any sizes give what one-shot AES-256-GCM gives.
+        #[test]
+        fn stream_matches_one_shot(plain in proptest::collection::vec(any::<u8>(), 0..2048),
+                                   cuts in proptest::collection::vec(0usize..2048, 0..6),
+                                   aad in proptest::option::of(".{0,40}")) {
+            let mut stream = SealStream::new(aad.as_deref());
+            let dek = stream.dek().clone();
+            let nonce = stream.nonce();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(plain.len())).collect();
+            cuts.push(0);
+            cuts.push(plain.len());
+            cuts.sort_unstable();
+            let mut ciphertext = plain.clone();
+            for w in cuts.windows(2) {
+                stream.encrypt(&mut ciphertext[w[0]..w[1]]);
+            }
+            let tag = stream.finish();
+            let env = Envelope { recipients: vec![recipient()], nonce, ciphertext, tag, aad };
+            prop_assert_eq!(decrypt(env, &dek).unwrap(), plain);
         }
     }
 

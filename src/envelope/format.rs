@@ -349,44 +349,112 @@ pub fn write(env: &Envelope) -> Vec<u8> {
     // single allocation keeps peak memory near plaintext + text.
     let mut out =
         String::with_capacity(512 + env.recipients.len() * 256 + env.ciphertext.len() / 3 * 4 + 4);
+    write_head(&env.recipients, &env.nonce, &mut out);
+    encode_large_append(&env.ciphertext, &mut out);
+    write_tail(&env.tag, env.aad.as_deref(), &mut out);
+    out.into_bytes()
+}
+
+/// The canonical text up to the ciphertext's first character.
+fn write_head(recipients: &[Recipient], nonce: &[u8; NONCE_LEN], out: &mut String) {
     out.push_str("{\n");
-    field(&mut out, 1, "schema", SCHEMA, false);
-    field(&mut out, 1, "alg", ALG_AES_256_GCM, false);
+    field(out, 1, "schema", SCHEMA, false);
+    field(out, 1, "alg", ALG_AES_256_GCM, false);
     out.push_str("  \"recipients\": [\n");
-    for (i, r) in env.recipients.iter().enumerate() {
+    for (i, r) in recipients.iter().enumerate() {
         out.push_str("    {\n");
-        field(&mut out, 3, "kid", r.kid.as_str(), false);
-        field(&mut out, 3, "wrap", r.wrap.name(), false);
+        field(out, 3, "kid", r.kid.as_str(), false);
+        field(out, 3, "wrap", r.wrap.name(), false);
         match &r.wrap {
-            Wrap::X25519 { ephemeral_pub } => field(
-                &mut out,
-                3,
-                "ephemeral_pub",
-                &B64.encode(ephemeral_pub),
-                false,
-            ),
+            Wrap::X25519 { ephemeral_pub } => {
+                field(out, 3, "ephemeral_pub", &B64.encode(ephemeral_pub), false)
+            }
             Wrap::Pkcs11 { wrap_nonce } => {
-                field(&mut out, 3, "wrap_nonce", &B64.encode(wrap_nonce), false)
+                field(out, 3, "wrap_nonce", &B64.encode(wrap_nonce), false)
             }
         }
-        field(&mut out, 3, "wrapped_dek", &B64.encode(r.wrapped_dek), true);
-        out.push_str(if i + 1 == env.recipients.len() {
+        field(out, 3, "wrapped_dek", &B64.encode(r.wrapped_dek), true);
+        out.push_str(if i + 1 == recipients.len() {
             "    }\n"
         } else {
             "    },\n"
         });
     }
     out.push_str("  ],\n");
-    field(&mut out, 1, "nonce", &B64.encode(env.nonce), false);
+    field(out, 1, "nonce", &B64.encode(nonce), false);
     out.push_str("  \"ciphertext\": \"");
-    encode_large_append(&env.ciphertext, &mut out);
+}
+
+/// The canonical text after the ciphertext's last character.
+fn write_tail(tag: &[u8; TAG_LEN], aad: Option<&str>, out: &mut String) {
     out.push_str("\",\n");
-    field(&mut out, 1, "tag", &B64.encode(env.tag), env.aad.is_none());
-    if let Some(aad) = &env.aad {
-        field(&mut out, 1, "aad", aad, true);
+    field(out, 1, "tag", &B64.encode(tag), aad.is_none());
+    if let Some(aad) = aad {
+        field(out, 1, "aad", aad, true);
     }
     out.push_str("}\n");
-    out.into_bytes()
+}
+
+/// The canonical text of an envelope whose ciphertext comes in pieces:
+/// [`StreamWriter::new`] writes everything before the ciphertext, each
+/// [`StreamWriter::ciphertext`] its base64 (carrying up to two bytes to the
+/// next piece), [`StreamWriter::finish`] the rest. The text is the same as
+/// [`write`]'s for the same envelope.
+#[derive(Debug)]
+pub struct StreamWriter {
+    out: String,
+    carry: [u8; 2],
+    carry_len: usize,
+}
+
+impl StreamWriter {
+    /// `reserve`: the expected plaintext length, if known.
+    pub fn new(recipients: &[Recipient], nonce: &[u8; NONCE_LEN], reserve: usize) -> StreamWriter {
+        let mut out = String::with_capacity(512 + recipients.len() * 256 + reserve / 3 * 4 + 4);
+        write_head(recipients, nonce, &mut out);
+        StreamWriter {
+            out,
+            carry: [0; 2],
+            carry_len: 0,
+        }
+    }
+
+    pub fn ciphertext(&mut self, mut piece: &[u8]) {
+        if self.carry_len > 0 {
+            let mut three = [0u8; 3];
+            let take = piece.len().min(3 - self.carry_len);
+            three[..self.carry_len].copy_from_slice(&self.carry[..self.carry_len]);
+            three[self.carry_len..self.carry_len + take].copy_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            if self.carry_len + take < 3 {
+                self.carry_len += take;
+                self.carry[..self.carry_len].copy_from_slice(&three[..self.carry_len]);
+                return;
+            }
+            base64_simd::STANDARD.encode_append(three, &mut self.out);
+            self.carry_len = 0;
+        }
+        let whole = piece.len() / 3 * 3;
+        base64_simd::STANDARD.encode_append(&piece[..whole], &mut self.out);
+        let rest = &piece[whole..];
+        self.carry[..rest.len()].copy_from_slice(rest);
+        self.carry_len = rest.len();
+    }
+
+    /// Move the text written so far to `w` (for output that goes to a
+    /// file as it is made).
+    pub fn drain_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(self.out.as_bytes())?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// The whole text (what was not drained).
+    pub fn finish(mut self, tag: &[u8; TAG_LEN], aad: Option<&str>) -> Vec<u8> {
+        base64_simd::STANDARD.encode_append(&self.carry[..self.carry_len], &mut self.out);
+        write_tail(tag, aad, &mut self.out);
+        self.out.into_bytes()
+    }
 }
 
 fn field(out: &mut String, depth: usize, key: &str, value: &str, last: bool) {
@@ -570,6 +638,28 @@ mod tests {
             let mut padded_inside = text.clone().into_bytes();
             padded_inside[8] = b'=';
             assert_eq!(decode_large(&padded_inside), None);
+        }
+    }
+
+    /// Pieces of any sizes give the text [`write`] gives.
+    #[test]
+    fn stream_writer_matches_write() {
+        for aad in [None, Some("path:a")] {
+            let mut env = sample(aad, 2);
+            env.ciphertext = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+            for cuts in [&[][..], &[1], &[1, 2, 3], &[2, 4, 999], &[500, 500, 1000]] {
+                let mut w = StreamWriter::new(&env.recipients, &env.nonce, 0);
+                let mut at = 0;
+                for &cut in cuts.iter().chain([&1000]) {
+                    w.ciphertext(&env.ciphertext[at..cut]);
+                    at = cut;
+                }
+                assert_eq!(
+                    w.finish(&env.tag, env.aad.as_deref()),
+                    write(&env),
+                    "{cuts:?}"
+                );
+            }
         }
     }
 

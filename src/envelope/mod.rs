@@ -7,8 +7,8 @@
 pub mod crypto;
 pub mod format;
 
-pub use crypto::{decrypt, seal, ContentError};
+pub use crypto::{decrypt, seal, ContentError, SealStream};
 pub use format::{
     claims_envelope, is_envelope, might_be_envelope, parse, write, Envelope, FormatError,
-    Recipient, Wrap,
+    Recipient, StreamWriter, Wrap,
 };

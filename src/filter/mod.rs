@@ -28,6 +28,7 @@ use crate::keys::{self, KeyProvider};
 use crate::repo::{Oid, Repo};
 use crate::workspace::{Workspace, PROVIDER_KEY};
 use cache::CleanCache;
+pub use clean::{Cleaned, STREAM_MIN};
 pub(crate) use smudge::open_work;
 pub use smudge::{Opened, Prepared, Smudged, Work};
 
@@ -136,6 +137,18 @@ impl Filter {
             keys.map(|k| (k.available(), k.problem()))
                 .unwrap_or_default()
         })
+    }
+}
+
+impl Filter {
+    /// Copy blob `id` (a [`Cleaned::Blob`]) to `w` from the object database,
+    /// a piece at a time where the object is loose.
+    pub fn copy_blob(&self, id: Oid, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let project = self
+            .project
+            .as_ref()
+            .map_err(|e| std::io::Error::other(e.clone()))?;
+        project.repo.copy_blob(id, w)
     }
 }
 

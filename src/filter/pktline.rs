@@ -20,19 +20,27 @@ pub fn read(r: &mut impl Read) -> io::Result<Option<Packet>> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
+    match data_len(header)? {
+        0 => Ok(Some(Packet::Flush)),
+        len => {
+            let mut data = vec![0u8; len];
+            r.read_exact(&mut data)?;
+            Ok(Some(Packet::Data(data)))
+        }
+    }
+}
+
+/// The data length a packet header announces (0: a flush).
+fn data_len(header: [u8; 4]) -> io::Result<usize> {
     let len = std::str::from_utf8(&header)
         .ok()
         .and_then(|s| usize::from_str_radix(s, 16).ok())
         .ok_or_else(|| invalid(format!("bad pkt-line header {header:?}")))?;
     match len {
-        0 => Ok(Some(Packet::Flush)),
+        0 => Ok(0),
         1..=4 => Err(invalid(format!("unsupported pkt-line length {len}"))),
         _ if len - 4 > MAX_DATA => Err(invalid(format!("pkt-line of {len} bytes is too long"))),
-        _ => {
-            let mut data = vec![0u8; len - 4];
-            r.read_exact(&mut data)?;
-            Ok(Some(Packet::Data(data)))
-        }
+        _ => Ok(len - 4),
     }
 }
 
@@ -44,6 +52,74 @@ pub fn read_until_flush(r: &mut impl Read, out: &mut Vec<u8>) -> io::Result<()> 
             Some(Packet::Data(data)) => out.extend_from_slice(&data),
             None => return Err(io::ErrorKind::UnexpectedEof.into()),
         }
+    }
+}
+
+/// Read packets into `out` until a flush (`true`) or until `out` holds at
+/// least `limit` bytes (`false`: more is to come).
+pub fn read_up_to(r: &mut impl Read, out: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+    while out.len() < limit {
+        match read(r)? {
+            Some(Packet::Flush) => return Ok(true),
+            Some(Packet::Data(data)) => out.extend_from_slice(&data),
+            None => return Err(io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+    Ok(false)
+}
+
+/// Read the next packet's data into `buf` (replacing what it held):
+/// `false` at a flush.
+pub fn read_data_into(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header)?;
+    match data_len(header)? {
+        0 => Ok(false),
+        len => {
+            buf.resize(len, 0);
+            r.read_exact(buf)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Content written as data packets of [`MAX_DATA`] bytes (the last one
+/// shorter on [`Packets::finish`], which does not write the flush).
+#[derive(Debug)]
+pub struct Packets<W: Write> {
+    w: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Packets<W> {
+    pub fn new(w: W) -> Packets<W> {
+        Packets {
+            w,
+            buf: Vec::with_capacity(MAX_DATA),
+        }
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() {
+            write_data(&mut self.w, &self.buf)?;
+        }
+        Ok(self.w)
+    }
+}
+
+impl<W: Write> Write for Packets<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let take = data.len().min(MAX_DATA - self.buf.len());
+        self.buf.extend_from_slice(&data[..take]);
+        if self.buf.len() == MAX_DATA {
+            write_data(&mut self.w, &self.buf)?;
+            self.buf.clear();
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
     }
 }
 
@@ -115,6 +191,26 @@ mod tests {
         read_until_flush(&mut r, &mut out).unwrap();
         assert_eq!(out, big);
         assert_eq!(read(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn packets_writer_chunks_like_write_content() {
+        let big: Vec<u8> = (0..MAX_DATA * 2 + 3).map(|i| i as u8).collect();
+        let mut expected = Vec::new();
+        write_content(&mut expected, &big).unwrap();
+        let mut packets = Packets::new(Vec::new());
+        for piece in big.chunks(1000) {
+            packets.write_all(piece).unwrap();
+        }
+        let mut out = packets.finish().unwrap();
+        write_flush(&mut out).unwrap();
+        assert_eq!(out, expected);
+        let (mut r, mut buf, mut all) = (&out[..], Vec::new(), Vec::new());
+        assert!(!read_up_to(&mut r, &mut all, 10).unwrap());
+        while read_data_into(&mut r, &mut buf).unwrap() {
+            all.extend_from_slice(&buf);
+        }
+        assert_eq!(all, big);
     }
 
     #[test]

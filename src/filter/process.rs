@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 use super::pktline;
-use super::{open_work, Filter, Opened, Prepared, Smudged, Work};
+use super::{open_work, Cleaned, Filter, Opened, Prepared, Smudged, Work, STREAM_MIN};
 use crate::repo::Oid;
 
 fn protocol_error(message: impl Into<String>) -> io::Error {
@@ -120,13 +120,40 @@ impl Drop for Pool {
 }
 
 fn respond(w: &mut impl Write, result: Result<Vec<u8>, String>) -> io::Result<()> {
+    respond_cleaned(w, None, result.map(Cleaned::Bytes))
+}
+
+/// Answer one request; a [`Cleaned::Blob`] is copied from `filter`'s
+/// object database, and if that fails midway Git is told so after the
+/// content (the protocol's late `status=error`).
+fn respond_cleaned(
+    w: &mut impl Write,
+    filter: Option<&Filter>,
+    result: Result<Cleaned, String>,
+) -> io::Result<()> {
     match result {
-        Ok(bytes) => {
+        Ok(Cleaned::Bytes(bytes)) => {
             pktline::write_text(w, "status=success")?;
             pktline::write_flush(w)?;
             pktline::write_content(w, &bytes)?;
             drop(bytes);
             // An empty list keeps "status=success".
+            pktline::write_flush(w)?;
+        }
+        Ok(Cleaned::Blob(blob)) => {
+            pktline::write_text(w, "status=success")?;
+            pktline::write_flush(w)?;
+            let mut packets = pktline::Packets::new(&mut *w);
+            let copied = match filter {
+                Some(filter) => filter.copy_blob(blob, &mut packets),
+                None => Err(io::Error::other("no repository")),
+            };
+            packets.finish()?;
+            pktline::write_flush(w)?;
+            if let Err(e) = copied {
+                eprintln!("git-seal: error: cannot read blob {blob}: {e}");
+                pktline::write_text(w, "status=error")?;
+            }
             pktline::write_flush(w)?;
         }
         Err(message) => {
@@ -204,9 +231,19 @@ fn serve_with(
         let blob = value("blob").and_then(|b| Oid::from_str(b).ok());
         let can_delay = value("can-delay") == Some("1");
         let mut content = Vec::new();
+        if command == "clean" {
+            // Large files are sealed as they arrive (clean_stream).
+            let result = if pktline::read_up_to(&mut r, &mut content, STREAM_MIN)? {
+                filter.clean(&path, content).map(Cleaned::Bytes)
+            } else {
+                let mut next = |buf: &mut Vec<u8>| pktline::read_data_into(&mut r, buf);
+                filter.clean_stream(&path, content, &mut next)?
+            };
+            respond_cleaned(&mut w, Some(filter), result)?;
+            continue;
+        }
         pktline::read_until_flush(&mut r, &mut content)?;
         let result = match command.as_str() {
-            "clean" => filter.clean(&path, content),
             "smudge" => match delivered.remove(&path) {
                 // Git collects a delayed file (with empty content).
                 Some(done) => smudged(done),

@@ -172,9 +172,8 @@ impl Filter {
                 if let Some(blob) = blob {
                     self.recent.insert(path, blob);
                     if let Some(cache) = self.cache_mut() {
-                        if let Some(mac) = cache.mac(aad.as_deref(), &kids, &plaintext) {
-                            cache.record(blob, mac, &text);
-                        }
+                        let mac = cache.mac(aad.as_deref(), &kids, &plaintext);
+                        cache.record(blob, mac, &text);
                     }
                 }
                 drop(text);

@@ -22,7 +22,9 @@ pub mod software;
 pub mod x25519;
 
 pub use registry::{provider, provider_or_default, Made, Place, ProviderInfo, PROVIDERS};
-pub use sealing::{open, open_bytes, seal, seal_bytes, OpenError, SealError, WrapTarget};
+pub use sealing::{
+    open, open_bytes, seal, seal_bytes, seal_stream, OpenError, SealError, WrapTarget,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -199,6 +199,34 @@ pub(crate) fn seal_prepared(
     })
 }
 
+/// Start sealing content that comes in pieces to `targets`
+/// ([`envelope::SealStream`], [`envelope::StreamWriter`]): the stream and
+/// the recipients its DEK is wrapped to.
+pub fn seal_stream(
+    aad: Option<&str>,
+    targets: &[WrapTarget],
+) -> Result<(envelope::SealStream, Vec<Recipient>), SealError> {
+    seal_stream_prepared(aad, prepare_wraps(targets)?)
+}
+
+/// Start sealing content that comes in pieces ([`envelope::SealStream`]),
+/// with wraps prepared beforehand: the stream and the recipients its DEK
+/// is wrapped to.
+pub(crate) fn seal_stream_prepared(
+    aad: Option<&str>,
+    wraps: Vec<PendingWrap>,
+) -> Result<(envelope::SealStream, Vec<Recipient>), SealError> {
+    if wraps.is_empty() {
+        return Err(SealError::NoRecipients);
+    }
+    let stream = envelope::SealStream::new(aad);
+    let recipients = wraps
+        .into_iter()
+        .map(|w| w.wrap(stream.dek()))
+        .collect::<Result<_, _>>()?;
+    Ok((stream, recipients))
+}
+
 /// Open an envelope with the first recipient whose kid `keys` serves.
 /// On any failure no plaintext is returned and the buffer is wiped.
 pub fn open(env: Envelope, keys: &dyn KeyProvider) -> Result<Vec<u8>, OpenError> {

@@ -601,3 +601,96 @@ fn clean_reseals_unchanged_plaintext_when_the_recipients_change() {
     assert_sealed(&env, &dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
     assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
 }
+
+/// Content past the filter's streaming threshold (1 MiB), of a length that
+/// is neither a multiple of the base64 group nor of the AES block.
+fn large_content(seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..3 * 1024 * 1024 + 7)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn large_file_is_sealed_as_it_arrives_and_round_trips() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let plain = large_content(1);
+    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
+    commit_all(&env, &dir, "big");
+    assert_sealed(&env, &dir, "secrets/big.bin", &plain);
+    let blob = env.git(&dir, &["rev-parse", "HEAD:secrets/big.bin"]);
+    // Touched, re-added, and with the clean cache gone: the same envelope.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(dir.join("secrets/big.bin"), &plain).unwrap();
+    assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
+    env.git(&dir, &["add", "--renormalize", "."]);
+    assert_eq!(env.git(&dir, &["rev-parse", ":secrets/big.bin"]), blob);
+    std::fs::remove_dir_all(dir.join(".git/seal")).unwrap();
+    env.git(&dir, &["add", "--renormalize", "."]);
+    assert_eq!(env.git(&dir, &["rev-parse", ":secrets/big.bin"]), blob);
+    // A fresh checkout opens it; a change of one byte is a change.
+    std::fs::remove_file(dir.join("secrets/big.bin")).unwrap();
+    env.git(&dir, &["checkout", "--", "secrets/big.bin"]);
+    assert!(std::fs::read(dir.join("secrets/big.bin")).unwrap() == plain);
+    let mut changed = plain;
+    changed[2_000_000] ^= 1;
+    std::fs::write(dir.join("secrets/big.bin"), &changed).unwrap();
+    assert_eq!(
+        env.git(&dir, &["status", "--porcelain"]),
+        " M secrets/big.bin\n"
+    );
+    commit_all(&env, &dir, "changed");
+    assert_sealed(&env, &dir, "secrets/big.bin", &changed);
+}
+
+#[test]
+fn large_envelope_in_the_work_tree_is_stored_as_it_is() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let plain = large_content(2);
+    std::fs::write(dir.join("big.bin"), &plain).unwrap();
+    env.seal(&dir, &["encrypt", "big.bin", "--out", "big.sealed"]);
+    let sealed = std::fs::read(dir.join("big.sealed")).unwrap();
+    crate::harness::write_file(&dir, "secrets/big.sealed", &sealed);
+    env.git(&dir, &["add", "secrets/big.sealed"]);
+    let stored = env
+        .ok("git", &dir, &["cat-file", "-p", ":secrets/big.sealed"])
+        .stdout;
+    assert!(stored == sealed, "an envelope passes through unchanged");
+}
+
+#[test]
+fn tampered_large_envelope_releases_no_plaintext() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let plain = large_content(3);
+    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
+    commit_all(&env, &dir, "big");
+    let stored = env.git(&dir, &["cat-file", "-p", "HEAD:secrets/big.bin"]);
+    let mut json: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let ct = json["ciphertext"].as_str().unwrap().to_owned();
+    // Flip a character deep inside, past the first megabyte.
+    let at = ct.len() / 2;
+    let flipped = if &ct[at..at + 1] == "A" { "B" } else { "A" };
+    json["ciphertext"] = format!("{}{flipped}{}", &ct[..at], &ct[at + 1..]).into();
+    let tampered = format!("{}\n", serde_json::to_string_pretty(&json).unwrap());
+    env.stage_raw(&dir, "secrets/big.bin", tampered.as_bytes());
+    env.git(&dir, &["commit", "-q", "-m", "tampered", "--no-verify"]);
+    std::fs::remove_file(dir.join("secrets/big.bin")).unwrap();
+    let out = env.ok("git", &dir, &["checkout", "--", "secrets/big.bin"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/big.bin") && err.contains("authentication failed"),
+        "{err}"
+    );
+    assert!(
+        read(&dir, "secrets/big.bin") == tampered,
+        "the envelope must stay, unchanged"
+    );
+}
