@@ -436,7 +436,9 @@ pub(crate) fn check_index(
     let links = repo.index_links()?;
     let opener = crate::keys::here().ok();
     let staged: HashMap<&str, Oid> = entries.iter().map(|(p, id)| (p.as_str(), *id)).collect();
-    let head: HashMap<String, Oid> = repo.head_files()?.into_iter().collect();
+    // What differs from HEAD, by Git's own tree-to-index comparison (no
+    // map of HEAD's whole tree).
+    let changes = repo.staged_changes()?;
     let read = |id: Oid| repo.with_blob(id, <[u8]>::to_vec);
     let mut records = Vec::new();
     for (path, id) in &entries {
@@ -477,17 +479,20 @@ pub(crate) fn check_index(
     // unless the rules changed: then every entry is judged again.
     let is_rule_file =
         |p: &str| p == policy::PATH || p == ".gitattributes" || p.starts_with(".seal/keys/");
-    let rules_changed = entries
-        .iter()
-        .map(|(p, _)| p.as_str())
-        .chain(head.keys().map(String::as_str))
-        .filter(|p| is_rule_file(p))
-        .any(|p| staged.get(p) != head.get(p));
+    let rules_changed = changes.keys().any(|p| is_rule_file(p));
+    // HEAD's blob at `path`, whose staged blob is `id`.
+    let head_blob = |path: &str, id: Oid| -> Option<Oid> {
+        match changes.get(path) {
+            Some(before) => *before,
+            None => Some(id), // unchanged since HEAD
+        }
+    };
     let mut facts_of: HashMap<Oid, BlobFacts> = HashMap::new();
     for (path, id) in &entries {
         // Git's attributes too: they see nested `.gitattributes` files.
         let sealed = rules.requires_seal_or(path, |path| repo.has_seal_filter(path))?;
-        let before = head.get(path);
+        let before = head_blob(path, *id);
+        let before = before.as_ref();
         if before == Some(id) && !rules_changed && !also.contains(path.as_str()) {
             continue;
         }

@@ -789,6 +789,28 @@ impl Repo {
             .collect())
     }
 
+    /// Paths whose index entry differs from HEAD's tree (added, changed or
+    /// removed), each with HEAD's blob (`None`: not in HEAD). Git's own
+    /// tree-to-index comparison: no map of HEAD's whole tree is built.
+    pub(crate) fn staged_changes(&self) -> Result<HashMap<String, Option<Oid>>, RepoError> {
+        let tree = self.head_tree()?;
+        let index = self.inner.index()?;
+        let diff = self
+            .inner
+            .diff_tree_to_index(tree.as_ref(), Some(&index), None)?;
+        let mut changes = HashMap::new();
+        for delta in diff.deltas() {
+            let old = delta.old_file();
+            let Some(path) = old.path_bytes().or_else(|| delta.new_file().path_bytes()) else {
+                continue;
+            };
+            let before = (!old.id().is_zero() && old.mode() != git2::FileMode::Commit)
+                .then(|| old.id());
+            changes.insert(path_text(path), before);
+        }
+        Ok(changes)
+    }
+
     pub(crate) fn index_blobs(&self) -> Result<Vec<(String, Oid)>, RepoError> {
         let index = self.inner.index()?;
         Ok(index
