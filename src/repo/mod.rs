@@ -804,8 +804,8 @@ impl Repo {
             let Some(path) = old.path_bytes().or_else(|| delta.new_file().path_bytes()) else {
                 continue;
             };
-            let before = (!old.id().is_zero() && old.mode() != git2::FileMode::Commit)
-                .then(|| old.id());
+            let before =
+                (!old.id().is_zero() && old.mode() != git2::FileMode::Commit).then(|| old.id());
             changes.insert(path_text(path), before);
         }
         Ok(changes)
