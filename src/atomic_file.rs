@@ -42,8 +42,12 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 /// Write a private cache or hint that the hooks rewrite on every commit:
 /// whole or not at all, like [`write_private`], but not synced, so after
 /// a power loss it may be missing or older — which its readers take as
-/// "unknown", never as something else.
+/// "unknown", never as something else. Its directory is made if missing
+/// (`.git/seal/` in a clone that has not written there yet).
 pub fn write_hint(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     write(path, bytes, 0o600, false)
 }
 

@@ -254,11 +254,7 @@ fn unrecorded_local(
 
 /// Remember that everything up to `head` is recorded.
 pub(crate) fn caught_up(repo: &Repo, head: Oid) {
-    let path = marker(repo);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let _ = crate::atomic_file::write_hint(&path, format!("{head}\n").as_bytes());
+    let _ = crate::atomic_file::write_hint(&marker(repo), format!("{head}\n").as_bytes());
 }
 
 /// Is `commit` on no remote-tracking branch (made here, not fetched)?

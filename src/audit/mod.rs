@@ -173,9 +173,6 @@ pub(crate) fn from_chain_cached(
         text.push('\n');
     }
     // A cache: failing to write it only costs time next time.
-    if let Some(dir) = cache.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
     let _ = crate::atomic_file::write_hint(&cache, text.as_bytes());
     Ok(set)
 }

@@ -56,10 +56,6 @@ pub fn advance(repo: &Repo, tip: Oid) -> Result<(), AuditError> {
         }
     }
     let seq = chain::seq_of(repo, tip)?;
-    let path = path(repo);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    crate::atomic_file::write_hint(&path, format!("{tip} {seq}\n").as_bytes())?;
+    crate::atomic_file::write_hint(&path(repo), format!("{tip} {seq}\n").as_bytes())?;
     Ok(())
 }
