@@ -24,17 +24,18 @@ printf '[gc]\n\tauto = 0\n[maintenance]\n\tauto = false\n' > "$GIT_CONFIG_GLOBAL
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc -l; }
 
-# make_files DIR N: N small secret files (300 bytes of random hex each)
-# spread over 100 directories of DIR.
+# make_files DIR N [RANDOM_BYTES]: N small secret files, each RANDOM_BYTES
+# (default 144: about 300 bytes of text) of random bytes in hex, spread
+# over 100 directories of DIR as dNN/sI.env.
 make_files() {
-  python3 - "$1" "$2" <<'PY'
+  python3 - "$1" "$2" "${3:-144}" <<'PY'
 import os, sys
-base, n = sys.argv[1], int(sys.argv[2])
+base, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 for i in range(n):
     d = os.path.join(base, f"d{i % 100:02d}")
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, f"s{i}.env"), "w") as f:
-        f.write(f"secret {i} " + os.urandom(144).hex() + "\n")
+        f.write(f"secret {i} " + os.urandom(size).hex() + "\n")
 PY
 }
 

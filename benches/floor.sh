@@ -33,17 +33,7 @@ rss_wrap() { # $1 name, $2 command: prints the path of a wrapper script
 }
 
 # 1 KiB text files (random hex) in 100 directories.
-files() { # $1 dir, $2 count
-  python3 - "$1" "$2" <<'PY'
-import os, sys
-base, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(base, f"d{i % 100:02d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i}.txt"), "w") as f:
-        f.write(os.urandom(511).hex() + "\n")
-PY
-}
+files() { make_files "$1" "$2" 506; } # $1 dir, $2 count
 
 # A repository of kind plain, noop or seal, set up and committed, with no
 # files under secrets/ yet. $3: the filter command for noop (default the
@@ -99,7 +89,7 @@ if [[ " $SECTIONS " == *" many "* ]]; then
       [ "$round" = "$ROUNDS" ] || rm -rf "$dir"
     done
   done
-  (cd "$work/seal-$ROUNDS" && git cat-file -p HEAD:secrets/d00/f0.txt | grep -q '"git-seal.envelope/v1"') \
+  (cd "$work/seal-$ROUNDS" && git cat-file -p HEAD:secrets/d00/s0.env | grep -q '"git-seal.envelope/v1"') \
     || { echo "not sealed" >&2; exit 1; }
   printf '%-22s %8s %8s %8s %10s %10s %10s\n' step plain_s noop_s seal_s noop/plain seal/plain seal/noop
   for step in add co st; do
@@ -133,12 +123,12 @@ if [[ " $SECTIONS " == *" one "* ]]; then
   for i in $(seq 7); do
     for kind in plain seal; do
       d="$work/$kind-$ROUNDS"
-      echo "edit $i" >> "$d/secrets/d00/f0.txt"
-      timed git -C "$d" add secrets/d00/f0.txt >> "$work/one-$kind.add"
+      echo "edit $i" >> "$d/secrets/d00/s0.env"
+      timed git -C "$d" add secrets/d00/s0.env >> "$work/one-$kind.add"
       timed git -C "$d" commit -qm "edit $i" >> "$work/one-$kind.commit"
-      echo "again $i" >> "$d/secrets/d00/f0.txt"
+      echo "again $i" >> "$d/secrets/d00/s0.env"
       timed git -C "$d" status --porcelain >> "$work/one-$kind.status"
-      git -C "$d" checkout -q -- secrets/d00/f0.txt
+      git -C "$d" checkout -q -- secrets/d00/s0.env
     done
   done
   printf '%-12s %9s %9s %9s\n' step plain_ms seal_ms "+ms"
