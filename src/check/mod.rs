@@ -88,7 +88,7 @@ impl<'a> Lazy<'a> {
 }
 
 fn unsealed_message(path: &str) -> String {
-    format!("was sealed in the parent commit and is plaintext here (once sealed, stays sealed); seal it again (`git add {path}` with the filter set up), or a trusted signer approves it with `git seal audit approve unseal-path '{path}'`")
+    format!("was sealed in the parent commit and is plaintext here (once sealed, stays sealed); seal it again (`git add --renormalize {path}` with the filter set up), or a trusted signer approves it with `git seal audit approve unseal-path '{path}'`")
 }
 
 /// Once sealed, stays sealed: each commit against its first parent, for

@@ -238,8 +238,8 @@ impl Rules {
             Form::Plain if sealed => out.push((
                 Kind::Plaintext,
                 match place {
-                    Place::Index => format!("staged as plaintext but the policy requires it sealed; run `git seal init` to configure the filter, then `git add {path}`"),
-                    Place::History => format!("stored as plaintext but the policy requires it sealed; rewrite this commit to add it through the filter (`git seal init`, then `git add {path}` and amend or rebase), and rotate the secrets it held"),
+                    Place::Index => format!("staged as plaintext but the policy requires it sealed; run `git seal init` to configure the filter, then `git add --renormalize {path}` (a plain `git add` skips a file Git thinks unchanged)"),
+                    Place::History => format!("stored as plaintext but the policy requires it sealed; rewrite this commit to add it through the filter (`git seal init`, then `git add --renormalize {path}` and amend or rebase), and rotate the secrets it held"),
                 },
             )),
             Form::Plain => {}
@@ -255,7 +255,7 @@ impl Rules {
                     match self.keks.get(kid) {
                         None => out.push((
                             Kind::UnknownKid,
-                            format!("envelope is wrapped to {kid}, which .seal/keys/ does not list; add its record (`git seal kek add`) or re-seal the file with `git add {path}` from its plaintext"),
+                            format!("envelope is wrapped to {kid}, which .seal/keys/ does not list; add its record (`git seal kek add`) or re-seal the file with `git add --renormalize {path}` from its plaintext"),
                         )),
                         Some(Status::Removed) => out.push((
                             Kind::RemovedKid,
@@ -273,7 +273,7 @@ impl Rules {
                         out.push((
                             Kind::AadMismatch,
                             format!(
-                                "envelope is {bound} but the policy binds the path ({expected:?}): it was moved or copied from another path; re-seal it here with `git add {path}` from its plaintext"
+                                "envelope is {bound} but the policy binds the path ({expected:?}): it was moved or copied from another path; re-seal it here with `git add --renormalize {path}` from its plaintext"
                             ),
                         ));
                     }

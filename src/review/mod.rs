@@ -457,8 +457,8 @@ fn finding_message(entry: &Entry) -> Option<String> {
     let path = render::display_path(&entry.path_bytes);
     match entry.category {
         Category::Unsealed if !entry.finding => Some("was an envelope and is plaintext now, as a trusted signer approved (`unseal-path` in the audit chain)".to_owned()),
-        Category::Unsealed => Some(format!("was an envelope and is plaintext now (once sealed, stays sealed); seal it again (`git add {path}` with the filter set up) and amend the commit, or a trusted signer approves it with `git seal audit approve unseal-path '{path}'`")),
-        Category::Plaintext => Some(format!("is stored as plaintext but the policy requires it sealed; add it through the filter (`git seal init`, then `git add {path}`) and amend the commit, and change the secrets it held")),
+        Category::Unsealed => Some(format!("was an envelope and is plaintext now (once sealed, stays sealed); seal it again (`git add --renormalize {path}` with the filter set up) and amend the commit, or a trusted signer approves it with `git seal audit approve unseal-path '{path}'`")),
+        Category::Plaintext => Some(format!("is stored as plaintext but the policy requires it sealed; add it through the filter (`git seal init`, then `git add --renormalize {path}`) and amend the commit, and change the secrets it held")),
         _ => None,
     }
 }

@@ -35,7 +35,7 @@ fn clone_with_hooks_but_no_filter_is_refused() {
     );
     let err = commit_fails(&env, &clone);
     assert!(
-        err.contains("secrets/db.env: staged as plaintext but the policy requires it sealed; run `git seal init` to configure the filter, then `git add secrets/db.env`"),
+        err.contains("secrets/db.env: staged as plaintext but the policy requires it sealed; run `git seal init` to configure the filter, then `git add --renormalize secrets/db.env`"),
         "{err}"
     );
     assert_eq!(
@@ -45,8 +45,10 @@ fn clone_with_hooks_but_no_filter_is_refused() {
     );
 
     // The fix the message names works.
+    // `--renormalize`, because the file's stat data still matches the index
+    // entry and a plain `git add` would skip it once the index is not racy.
     env.seal(&clone, &["init"]);
-    env.git(&clone, &["add", "secrets/db.env"]);
+    env.git(&clone, &["add", "--renormalize", "secrets/db.env"]);
     env.git(&clone, &["commit", "-q", "-m", "sealed now"]);
     assert!(is_envelope(
         &env.ok("git", &clone, &["cat-file", "-p", "HEAD:secrets/db.env"])
