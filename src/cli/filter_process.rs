@@ -65,7 +65,9 @@ pub(crate) fn run_smudge(args: SmudgeArgs) -> CommandResult<u8> {
     if let Some(error) = &smudged.error {
         eprintln!("git-seal: error: {error}");
     }
-    write_stdout(&smudged.bytes)?;
+    let mut out = std::io::stdout().lock();
+    filter.write_output(&smudged.bytes, &mut out)?;
+    out.flush()?;
     if let Some(summary) = filter.finish() {
         eprintln!("{summary}");
     }

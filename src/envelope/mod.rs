@@ -1,14 +1,17 @@
 //! Envelopes: the sealed form of one file. `format` owns the wire format,
-//! `crypto` the content encryption under a DEK.
+//! `reader` parses text that arrives in pieces, `crypto` the content
+//! encryption under a DEK.
 //!
 //! Nothing here knows which keys exist or how a DEK is wrapped to them: that
 //! is `keys`, which depends on this module and never the reverse.
 
 pub mod crypto;
 pub mod format;
+pub mod reader;
 
 pub use crypto::{decrypt, seal, ContentError, SealStream};
 pub use format::{
     claims_envelope, is_envelope, might_be_envelope, parse, write, Envelope, FormatError,
     Recipient, StreamWriter, Wrap,
 };
+pub use reader::Reader;

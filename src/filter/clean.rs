@@ -6,7 +6,7 @@
 use super::cache::CleanCache;
 use zeroize::Zeroize;
 
-use super::{blob_id, open_cache, Filter};
+use super::{blob_id, open_cache, Filter, Output};
 use crate::envelope;
 use crate::keys::{self, sealing};
 use crate::kid::Kid;
@@ -81,17 +81,6 @@ impl Filter {
     }
 }
 
-/// What clean hands back to Git.
-#[derive(Debug)]
-pub enum Cleaned {
-    /// These bytes.
-    Bytes(Vec<u8>),
-    /// This blob, already in the repository: a large file's unchanged
-    /// envelope, which the caller copies from the object database rather
-    /// than hold it beside the envelope just built.
-    Blob(Oid),
-}
-
 /// Inputs at least this large are sealed as they arrive
 /// ([`Filter::clean_stream`]).
 pub const STREAM_MIN: usize = 1 << 20;
@@ -109,13 +98,13 @@ impl Filter {
         path: &str,
         mut head: Vec<u8>,
         next: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
-    ) -> std::io::Result<Result<Cleaned, String>> {
+    ) -> std::io::Result<Result<Output, String>> {
         let mut piece = Vec::new();
         if crate::policy::is_exempt(path) || envelope::might_be_envelope(&head) {
             while next(&mut piece)? {
                 head.extend_from_slice(&piece);
             }
-            return Ok(self.clean(path, head).map(Cleaned::Bytes));
+            return Ok(self.clean(path, head).map(Output::Bytes));
         }
         let mut sealing = self.start_stream(path, head.len());
         let mut mac = sealing.as_mut().ok().and_then(|s| s.mac.take());
@@ -203,7 +192,7 @@ impl Filter {
         path: &str,
         streaming: Streaming,
         mac: Option<[u8; 32]>,
-    ) -> Result<Cleaned, String> {
+    ) -> Result<Output, String> {
         let Streaming {
             aad,
             kids,
@@ -218,7 +207,7 @@ impl Filter {
             let stored = |b: Oid| cache.matches(b, mac) && project.repo.has_object(b);
             if let Some(&blob) = candidates.iter().find(|&&b| stored(b)) {
                 self.recent.insert(path.to_owned(), blob);
-                return Ok(Cleaned::Blob(blob));
+                return Ok(Output::Blob(blob));
             }
         }
         // Not in the cache: open each candidate once and compare hashes.
@@ -231,7 +220,7 @@ impl Filter {
         for blob in candidates {
             if reuse(project, cache.as_deref_mut(), blob, &wanted).is_some() {
                 self.recent.insert(path.to_owned(), blob);
-                return Ok(Cleaned::Blob(blob));
+                return Ok(Output::Blob(blob));
             }
         }
         let Some((stream, writer)) = seal else {
@@ -244,7 +233,7 @@ impl Filter {
         if let (Some(mac), Some(cache)) = (mac, self.cache_mut()) {
             cache.record(blob, mac, &text);
         }
-        Ok(Cleaned::Bytes(text))
+        Ok(Output::Bytes(text))
     }
 }
 

@@ -28,7 +28,7 @@ use crate::keys::{self, KeyProvider};
 use crate::repo::{Oid, Repo};
 use crate::workspace::{Workspace, PROVIDER_KEY};
 use cache::CleanCache;
-pub use clean::{Cleaned, STREAM_MIN};
+pub use clean::STREAM_MIN;
 pub(crate) use smudge::open_work;
 pub use smudge::{Opened, Prepared, Smudged, Work};
 
@@ -150,6 +150,14 @@ impl Filter {
             .map_err(|e| std::io::Error::other(e.clone()))?;
         project.repo.copy_blob(id, w)
     }
+
+    /// Write `output` to `w`, copying a blob from the object database.
+    pub fn write_output(&self, output: &Output, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match output {
+            Output::Bytes(bytes) => w.write_all(bytes),
+            Output::Blob(blob) => self.copy_blob(*blob, w),
+        }
+    }
 }
 
 /// The clean cache in `cell`, opened on first use.
@@ -177,6 +185,26 @@ pub(crate) fn blob_id(bytes: &[u8]) -> Oid {
     hasher.update(format!("blob {}\0", bytes.len()).as_bytes());
     hasher.update(bytes);
     Oid::from_bytes(&hasher.finalize()).expect("20-byte SHA-1")
+}
+
+/// What a clean or smudge hands back to Git.
+pub enum Output {
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// This blob, already in the repository, which the caller copies from
+    /// the object database rather than hold it: a large file's unchanged
+    /// envelope (clean), or a large envelope left sealed (smudge).
+    Blob(Oid),
+}
+
+/// Never prints the bytes (they may be plaintext).
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            Output::Blob(blob) => write!(f, "Blob({blob})"),
+        }
+    }
 }
 
 /// Where this work tree's lock marker lives.

@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 use super::pktline;
-use super::{open_work, Cleaned, Filter, Opened, Prepared, Smudged, Work, STREAM_MIN};
+use super::{open_work, Filter, Opened, Output, Prepared, Smudged, Work, STREAM_MIN};
 use crate::repo::Oid;
 
 fn protocol_error(message: impl Into<String>) -> io::Error {
@@ -119,20 +119,16 @@ impl Drop for Pool {
     }
 }
 
-fn respond(w: &mut impl Write, result: Result<Vec<u8>, String>) -> io::Result<()> {
-    respond_cleaned(w, None, result.map(Cleaned::Bytes))
-}
-
-/// Answer one request; a [`Cleaned::Blob`] is copied from `filter`'s
+/// Answer one request; a [`Output::Blob`] is copied from `filter`'s
 /// object database, and if that fails midway Git is told so after the
 /// content (the protocol's late `status=error`).
-fn respond_cleaned(
+fn respond(
     w: &mut impl Write,
     filter: Option<&Filter>,
-    result: Result<Cleaned, String>,
+    result: Result<Output, String>,
 ) -> io::Result<()> {
     match result {
-        Ok(Cleaned::Bytes(bytes)) => {
+        Ok(Output::Bytes(bytes)) => {
             pktline::write_text(w, "status=success")?;
             pktline::write_flush(w)?;
             pktline::write_content(w, &bytes)?;
@@ -140,7 +136,7 @@ fn respond_cleaned(
             // An empty list keeps "status=success".
             pktline::write_flush(w)?;
         }
-        Ok(Cleaned::Blob(blob)) => {
+        Ok(Output::Blob(blob)) => {
             pktline::write_text(w, "status=success")?;
             pktline::write_flush(w)?;
             let mut packets = pktline::Packets::new(&mut *w);
@@ -165,7 +161,7 @@ fn respond_cleaned(
     w.flush()
 }
 
-fn smudged(s: Smudged) -> Result<Vec<u8>, String> {
+fn smudged(s: Smudged) -> Result<Output, String> {
     if let Some(error) = s.error {
         eprintln!("git-seal: error: {error}");
     }
@@ -234,53 +230,72 @@ fn serve_with(
         if command == "clean" {
             // Large files are sealed as they arrive (clean_stream).
             let result = if pktline::read_up_to(&mut r, &mut content, STREAM_MIN)? {
-                filter.clean(&path, content).map(Cleaned::Bytes)
+                filter.clean(&path, content).map(Output::Bytes)
             } else {
                 let mut next = |buf: &mut Vec<u8>| pktline::read_data_into(&mut r, buf);
                 filter.clean_stream(&path, content, &mut next)?
             };
-            respond_cleaned(&mut w, Some(filter), result)?;
+            respond(&mut w, Some(filter), result)?;
             continue;
         }
-        pktline::read_until_flush(&mut r, &mut content)?;
-        let result = match command.as_str() {
-            "smudge" => match delivered.remove(&path) {
-                // Git collects a delayed file (with empty content).
-                Some(done) => smudged(done),
-                None => match filter.prepare_smudge(&path, content, blob) {
-                    Prepared::Done(done) => smudged(done),
-                    Prepared::Open(work) if can_delay => {
-                        let pool = match &mut pool {
-                            Some(pool) => pool,
-                            None => match &open {
-                                Some(open) => pool.insert(Pool::start(Arc::clone(open))),
-                                None => {
-                                    respond(
-                                        &mut w,
-                                        smudged(filter.complete_smudge(work, Opened::NoKey)),
-                                    )?;
-                                    continue;
-                                }
-                            },
-                        };
-                        pool.submit(work);
-                        pktline::write_text(&mut w, "status=delayed")?;
-                        pktline::write_flush(&mut w)?;
-                        w.flush()?;
-                        continue;
-                    }
-                    Prepared::Open(mut work) => {
-                        let opened = match &open {
-                            Some(open) => run_job(open, &mut work),
-                            None => Opened::NoKey,
-                        };
-                        smudged(filter.complete_smudge(work, opened))
-                    }
-                },
-            },
-            other => Err(format!("{path}: unsupported filter command {other:?}")),
+        if command != "smudge" {
+            pktline::read_until_flush(&mut r, &mut content)?;
+            let result = Err(format!("{path}: unsupported filter command {command:?}"));
+            respond(&mut w, Some(filter), result)?;
+            continue;
+        }
+        // Git collects a delayed file (with empty content).
+        if let Some(done) = delivered.remove(&path) {
+            pktline::read_until_flush(&mut r, &mut content)?;
+            respond(&mut w, Some(filter), smudged(done))?;
+            continue;
+        }
+        // A large envelope is read as it arrives, holding only its
+        // ciphertext, and opened here rather than delayed: a worker would
+        // hold it while Git sends more.
+        let complete = pktline::read_up_to(&mut r, &mut content, STREAM_MIN)?;
+        let streamed = !complete && blob.is_some() && open.is_some();
+        let prepared = match blob {
+            Some(blob) if streamed && filter.streams_smudge(&content) => {
+                let mut next = |buf: &mut Vec<u8>| pktline::read_data_into(&mut r, buf);
+                filter.prepare_smudge_stream(&path, content, blob, &mut next)?
+            }
+            _ => {
+                if !complete {
+                    pktline::read_until_flush(&mut r, &mut content)?;
+                }
+                filter.prepare_smudge(&path, content, blob)
+            }
         };
-        respond(&mut w, result)?;
+        let result = match prepared {
+            Prepared::Done(done) => smudged(done),
+            Prepared::Open(work) if can_delay && complete => {
+                let pool = match &mut pool {
+                    Some(pool) => pool,
+                    None => match &open {
+                        Some(open) => pool.insert(Pool::start(Arc::clone(open))),
+                        None => {
+                            let opened = filter.complete_smudge(work, Opened::NoKey);
+                            respond(&mut w, Some(filter), smudged(opened))?;
+                            continue;
+                        }
+                    },
+                };
+                pool.submit(work);
+                pktline::write_text(&mut w, "status=delayed")?;
+                pktline::write_flush(&mut w)?;
+                w.flush()?;
+                continue;
+            }
+            Prepared::Open(mut work) => {
+                let opened = match &open {
+                    Some(open) => run_job(open, &mut work),
+                    None => Opened::NoKey,
+                };
+                smudged(filter.complete_smudge(work, opened))
+            }
+        };
+        respond(&mut w, Some(filter), result)?;
     }
     drop(pool);
     if let Some(summary) = filter.finish() {

@@ -6,18 +6,18 @@
 
 use std::collections::BTreeSet;
 
-use super::{blob_id, Filter};
-use crate::envelope::{self, Envelope};
+use super::{blob_id, Filter, Output};
+use crate::envelope::{self, Envelope, FormatError};
 use crate::keys::{sealing, KeyProvider, OpenError};
 use crate::kid::Kid;
 use crate::repo::Oid;
 
 /// A smudge that needs a key: the envelope (taken by [`open_work`]) and the
-/// text to keep if it does not open.
+/// text to keep if it does not open (held, or a large one's blob).
 #[derive(Debug)]
 pub struct Work {
     pub path: String,
-    text: Vec<u8>,
+    text: Output,
     env: Option<Envelope>,
     blob: Option<Oid>,
 }
@@ -42,7 +42,7 @@ pub enum Opened {
 
 /// What smudge produced for one file.
 pub struct Smudged {
-    pub bytes: Vec<u8>,
+    pub bytes: Output,
     /// A message naming the path, when the envelope was left as it is
     /// because it is damaged (never for a missing key: see [`Filter::finish`]).
     pub error: Option<String>,
@@ -68,7 +68,7 @@ impl std::fmt::Debug for Opened {
 impl std::fmt::Debug for Smudged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Smudged")
-            .field("len", &self.bytes.len())
+            .field("bytes", &self.bytes)
             .field("error", &self.error)
             .finish()
     }
@@ -122,11 +122,53 @@ impl Filter {
         text: Vec<u8>,
         blob: Option<Oid>,
     ) -> Prepared {
-        let done = |bytes, error| Prepared::Done(Smudged { bytes, error });
         if !envelope::might_be_envelope(&text) {
-            return done(text, None);
+            return Prepared::Done(Smudged {
+                bytes: Output::Bytes(text),
+                error: None,
+            });
         }
-        let env = match envelope::parse(&text) {
+        let parsed = envelope::parse(&text);
+        self.judge(path, Output::Bytes(text), parsed, blob)
+    }
+
+    /// Should a large smudge whose text starts with `head` be read with
+    /// [`Filter::prepare_smudge_stream`]? Only an envelope to open: text
+    /// that stays as it is might as well be held.
+    pub(crate) fn streams_smudge(&self, head: &[u8]) -> bool {
+        !self.locked.work_tree_locked && envelope::might_be_envelope(head)
+    }
+
+    /// [`Filter::prepare_smudge`] of a large envelope, blob `blob`, read
+    /// as it arrives: `head`, then what `next` puts in its buffer until it
+    /// returns `false`. Only the ciphertext is held, never the text; if
+    /// the envelope stays sealed, its text is copied from `blob`.
+    pub(crate) fn prepare_smudge_stream(
+        &mut self,
+        path: &str,
+        head: Vec<u8>,
+        blob: Oid,
+        next: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
+    ) -> std::io::Result<Prepared> {
+        let mut reader = envelope::Reader::new(0);
+        reader.push(&head);
+        drop(head);
+        let mut piece = Vec::new();
+        while next(&mut piece)? {
+            reader.push(&piece);
+        }
+        Ok(self.judge(path, Output::Blob(blob), reader.finish(), Some(blob)))
+    }
+
+    fn judge(
+        &mut self,
+        path: &str,
+        text: Output,
+        parsed: Result<Envelope, FormatError>,
+        blob: Option<Oid>,
+    ) -> Prepared {
+        let done = |bytes, error| Prepared::Done(Smudged { bytes, error });
+        let env = match parsed {
             Ok(env) => env,
             Err(e) => {
                 return done(
@@ -167,17 +209,24 @@ impl Filter {
                 aad,
                 kids,
             } => {
-                let blob =
-                    blob.or_else(|| self.wants_blob_id(plaintext.len()).then(|| blob_id(&text)));
+                let held: &[u8] = match &text {
+                    Output::Bytes(text) => text,
+                    Output::Blob(_) => &[],
+                };
+                let blob = blob.or_else(|| {
+                    (matches!(text, Output::Bytes(_)) && self.wants_blob_id(plaintext.len()))
+                        .then(|| blob_id(held))
+                });
                 if let Some(blob) = blob {
                     self.recent.insert(path, blob);
                     if let Some(cache) = self.cache_mut() {
                         let mac = cache.mac(aad.as_deref(), &kids, &plaintext);
-                        cache.record(blob, mac, &text);
+                        // A large text is not kept in the cache: none to give.
+                        cache.record(blob, mac, held);
                     }
                 }
                 drop(text);
-                keep(plaintext, None)
+                keep(Output::Bytes(plaintext), None)
             }
             Opened::NoKey => {
                 self.locked.paths.push(path);

@@ -694,3 +694,49 @@ fn tampered_large_envelope_releases_no_plaintext() {
         "the envelope must stay, unchanged"
     );
 }
+
+/// A large envelope is read as it arrives (only its ciphertext held); one
+/// that stays sealed, for want of a key or being malformed past its first
+/// megabyte, is written as stored, byte for byte, with one line naming it.
+#[test]
+fn large_envelope_left_sealed_is_written_as_stored() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let plain = large_content(4);
+    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
+    commit_all(&env, &dir, "big");
+    let stored = env
+        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/big.bin"])
+        .stdout;
+
+    let hidden = env.hide_keys();
+    std::fs::remove_file(dir.join("secrets/big.bin")).unwrap();
+    let out = env.ok("git", &dir, &["checkout", "--", "secrets/big.bin"]);
+    assert!(
+        stderr(&out).contains("1 sealed file left locked (e.g. secrets/big.bin)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(std::fs::read(dir.join("secrets/big.bin")).unwrap() == stored);
+    env.restore_keys(&hidden);
+
+    // Not base64 two megabytes in: the JSON around it is fine.
+    let text = String::from_utf8(stored).unwrap();
+    let at = text.find("\"ciphertext\": \"").unwrap() + 15 + (2 << 20);
+    let broken = format!("{}*{}", &text[..at], &text[at + 1..]);
+    env.stage_raw(&dir, "secrets/big.bin", broken.as_bytes());
+    // Gone from the work tree first: clean refuses a damaged envelope there.
+    std::fs::remove_file(dir.join("secrets/big.bin")).unwrap();
+    env.git(&dir, &["commit", "-q", "-m", "broken", "--no-verify"]);
+    let out = env.ok("git", &dir, &["checkout", "--", "secrets/big.bin"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/big.bin: malformed envelope (field `ciphertext` is not canonical base64"),
+        "{err}"
+    );
+    assert!(read(&dir, "secrets/big.bin") == broken);
+
+    // And the good one opens again.
+    env.git(&dir, &["checkout", "HEAD~", "--", "secrets/big.bin"]);
+    assert!(std::fs::read(dir.join("secrets/big.bin")).unwrap() == plain);
+}

@@ -1,0 +1,441 @@
+//! Envelope text that arrives in pieces (a large file from Git's pipe or
+//! from disk), parsed as it comes: the base64 ciphertext is decoded piece
+//! by piece, so the text is never held whole, only the ciphertext's bytes
+//! (three quarters of the text).
+//!
+//! A small JSON tokenizer finds the top-level `"ciphertext"` string. Everything
+//! else, the head before that string and the tail after it (a few hundred
+//! bytes), is parsed at the end by the strict [`parse`] with an empty
+//! ciphertext in its place, so what is accepted and what is refused is what
+//! [`parse`] decides for the whole text. Text in which the tokenizer finds
+//! no such string (a key spelled with escapes, no ciphertext at all) is
+//! kept whole and given to [`parse`] as it is.
+
+use std::io::{self, Read};
+
+use super::format::{parse, Envelope, FormatError};
+
+/// A push parser: [`Reader::push`] each piece, then [`Reader::finish`].
+pub struct Reader {
+    stage: Stage,
+    /// The text up to and including the ciphertext's opening quote (all of
+    /// it while the ciphertext has not been found).
+    head: Vec<u8>,
+    /// The text from the ciphertext's closing quote on.
+    tail: Vec<u8>,
+    tokens: Tokens,
+    ciphertext: Vec<u8>,
+    /// Base64 characters not decoded yet: less than a group, or a padded
+    /// group that must be the last.
+    carry: Vec<u8>,
+    /// An escape sequence inside the ciphertext string, after its `\`.
+    escape: Option<Vec<u8>>,
+    /// The ciphertext is not canonical base64 (reported by `finish`, in
+    /// the order [`parse`] checks fields).
+    bad_base64: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Head,
+    Ciphertext,
+    Tail,
+}
+
+/// Where the tokenizer is in the head.
+#[derive(Default)]
+struct Tokens {
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// Where the current string's characters start in the head.
+    string_start: usize,
+    after: After,
+}
+
+/// What follows a top-level `"ciphertext"` string so far.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum After {
+    #[default]
+    Nothing,
+    /// The key; a `:` is next.
+    Key,
+    /// The key and its colon; the value's opening quote is next.
+    Colon,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Reader {
+    fn default() -> Reader {
+        Reader::new(0)
+    }
+}
+
+impl Reader {
+    /// `text_len`: the text's expected length, if known (0 if not), to size
+    /// the ciphertext once.
+    pub fn new(text_len: usize) -> Reader {
+        Reader {
+            stage: Stage::Head,
+            head: Vec::new(),
+            tail: Vec::new(),
+            tokens: Tokens::default(),
+            ciphertext: Vec::with_capacity(text_len / 4 * 3),
+            carry: Vec::new(),
+            escape: None,
+            bad_base64: false,
+        }
+    }
+
+    /// The next piece of the text.
+    pub fn push(&mut self, mut piece: &[u8]) {
+        while !piece.is_empty() {
+            piece = match self.stage {
+                Stage::Head => self.push_head(piece),
+                Stage::Ciphertext => self.push_ciphertext(piece),
+                Stage::Tail => {
+                    self.tail.extend_from_slice(piece);
+                    &[]
+                }
+            };
+        }
+    }
+
+    /// The envelope, or why the whole text is not one.
+    pub fn finish(mut self) -> Result<Envelope, FormatError> {
+        match self.stage {
+            Stage::Head => parse(&self.head),
+            // Cut inside the ciphertext string: what `parse` says of the
+            // text with the ciphertext left out.
+            Stage::Ciphertext => parse(&self.head),
+            Stage::Tail => {
+                let mut skeleton = std::mem::take(&mut self.head);
+                skeleton.extend_from_slice(&self.tail);
+                let mut env = parse(&skeleton)?;
+                let carry = std::mem::take(&mut self.carry);
+                self.decode(&carry);
+                if self.bad_base64 {
+                    return Err(FormatError::Base64 {
+                        field: "ciphertext".to_owned(),
+                    });
+                }
+                env.ciphertext = self.ciphertext;
+                Ok(env)
+            }
+        }
+    }
+
+    /// Tokenize head text up to the ciphertext's opening quote; returns
+    /// what follows it.
+    fn push_head<'p>(&mut self, piece: &'p [u8]) -> &'p [u8] {
+        for (i, &b) in piece.iter().enumerate() {
+            self.head.push(b);
+            let t = &mut self.tokens;
+            if t.in_string {
+                if t.escaped {
+                    t.escaped = false;
+                } else if b == b'\\' {
+                    t.escaped = true;
+                } else if b == b'"' {
+                    t.in_string = false;
+                    let chars = &self.head[t.string_start..self.head.len() - 1];
+                    if t.depth == 1 && chars == b"ciphertext" {
+                        t.after = After::Key;
+                    }
+                }
+                continue;
+            }
+            match (t.after, b) {
+                (After::Key | After::Colon, b' ' | b'\t' | b'\n' | b'\r') => continue,
+                (After::Key, b':') => {
+                    t.after = After::Colon;
+                    continue;
+                }
+                (After::Colon, b'"') => {
+                    self.stage = Stage::Ciphertext;
+                    return &piece[i + 1..];
+                }
+                _ => t.after = After::Nothing,
+            }
+            match b {
+                b'"' => {
+                    t.in_string = true;
+                    t.string_start = self.head.len();
+                }
+                b'{' | b'[' => t.depth += 1,
+                b'}' | b']' => t.depth = t.depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        &[]
+    }
+
+    /// Decode ciphertext characters up to the closing quote; returns what
+    /// follows the string (the quote itself goes to the tail).
+    fn push_ciphertext<'p>(&mut self, mut piece: &'p [u8]) -> &'p [u8] {
+        if let Some(mut escape) = self.escape.take() {
+            let (taken, rest) = take_escape(&mut escape, piece);
+            piece = rest;
+            match taken {
+                Some(ch) => self.take_base64(&[ch]),
+                None if escape_done(&escape) => self.bad_base64 = true,
+                None => {
+                    self.escape = Some(escape);
+                    return piece;
+                }
+            }
+        }
+        match memchr::memchr2(b'"', b'\\', piece) {
+            None => {
+                self.take_base64(piece);
+                &[]
+            }
+            Some(at) => {
+                self.take_base64(&piece[..at]);
+                if piece[at] == b'"' {
+                    self.stage = Stage::Tail;
+                    return &piece[at..];
+                }
+                self.escape = Some(Vec::new());
+                &piece[at + 1..]
+            }
+        }
+    }
+
+    /// Base64 characters in order: whole groups are decoded now, a padded
+    /// group only at the end.
+    fn take_base64(&mut self, mut chars: &[u8]) {
+        if self.bad_base64 || chars.is_empty() {
+            return;
+        }
+        if !self.carry.is_empty() {
+            let take = ((4 - self.carry.len() % 4) % 4).min(chars.len());
+            self.carry.extend_from_slice(&chars[..take]);
+            chars = &chars[take..];
+            if self.carry.len() % 4 != 0 || chars.is_empty() {
+                self.check_carry();
+                return;
+            }
+            if self.carry.contains(&b'=') {
+                // Padding, then more characters.
+                self.fail_base64();
+                return;
+            }
+            let carry = std::mem::take(&mut self.carry);
+            self.decode(&carry);
+        }
+        let whole = match memchr::memchr(b'=', chars) {
+            Some(at) => at / 4 * 4,
+            None => chars.len() / 4 * 4,
+        };
+        self.decode(&chars[..whole]);
+        self.carry.extend_from_slice(&chars[whole..]);
+        self.check_carry();
+    }
+
+    /// The carry may hold one padded group, and nothing after it.
+    fn check_carry(&mut self) {
+        if self.carry.len() > 4 && self.carry.contains(&b'=') {
+            self.fail_base64();
+        }
+    }
+
+    fn decode(&mut self, chars: &[u8]) {
+        if self.bad_base64 || chars.is_empty() {
+            return;
+        }
+        if chars.len() % 4 != 0
+            || base64_simd::STANDARD
+                .decode_append(chars, &mut self.ciphertext)
+                .is_err()
+        {
+            self.fail_base64();
+        }
+    }
+
+    fn fail_base64(&mut self) {
+        self.bad_base64 = true;
+        self.ciphertext = Vec::new();
+        self.carry = Vec::new();
+    }
+}
+
+/// Read an envelope from `r` to its end (`text_len`: its length if known).
+pub fn read(r: &mut dyn Read, text_len: usize) -> io::Result<Result<Envelope, FormatError>> {
+    let mut reader = Reader::new(text_len);
+    let mut buf = vec![0u8; 1 << 18];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(reader.finish()),
+            Ok(n) => reader.push(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Continue a JSON escape (the bytes after its `\`) from `piece`: the
+/// character it stands for once complete, and the rest of `piece`.
+fn take_escape<'p>(escape: &mut Vec<u8>, piece: &'p [u8]) -> (Option<u8>, &'p [u8]) {
+    let mut piece = piece;
+    while !escape_done(escape) {
+        let Some((&b, rest)) = piece.split_first() else {
+            return (None, piece);
+        };
+        escape.push(b);
+        piece = rest;
+    }
+    let ch = match escape.as_slice() {
+        [b'/'] => Some(b'/'),
+        [b'u', hex @ ..] => std::str::from_utf8(hex)
+            .ok()
+            .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+            .and_then(|c| u8::try_from(c).ok())
+            .filter(u8::is_ascii),
+        // `\"`, `\\` and the control escapes are never base64.
+        _ => None,
+    };
+    (ch, piece)
+}
+
+/// Has the escape all its bytes (`u` and four more, or one)?
+fn escape_done(escape: &[u8]) -> bool {
+    match escape.first() {
+        None => false,
+        Some(b'u') => escape.len() == 5,
+        Some(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::format::write;
+    use proptest::prelude::*;
+
+    fn vectors() -> Vec<(String, Vec<u8>)> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/envelope-v1");
+        ["valid", "invalid"]
+            .iter()
+            .flat_map(|dir| std::fs::read_dir(format!("{root}/{dir}")).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "envelope"))
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect()
+    }
+
+    fn in_pieces(text: &[u8], cuts: &[usize]) -> Result<Envelope, FormatError> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|&c| c % (text.len() + 1)).collect();
+        cuts.push(0);
+        cuts.push(text.len());
+        cuts.sort_unstable();
+        let mut reader = Reader::new(0);
+        for w in cuts.windows(2) {
+            reader.push(&text[w[0]..w[1]]);
+        }
+        reader.finish()
+    }
+
+    /// The same verdict as `parse`: the same envelope, or an error.
+    fn agrees(text: &[u8], cuts: &[usize]) -> Result<(), String> {
+        match (parse(text), in_pieces(text, cuts)) {
+            (Ok(a), Ok(b)) if a == b => Ok(()),
+            (Err(_), Err(_)) => Ok(()),
+            (a, b) => Err(format!(
+                "parse: {:?}\nreader: {:?}",
+                a.map(|e| e.ciphertext.len()),
+                b.map(|e| e.ciphertext.len())
+            )),
+        }
+    }
+
+    #[test]
+    fn every_vector_reads_as_parse_reads_it_in_any_pieces() {
+        for (name, text) in vectors() {
+            for step in [1, 2, 3, 5, 7, 64, 1000, 65516] {
+                let cuts: Vec<usize> = (step..text.len()).step_by(step).collect();
+                agrees(&text, &cuts)
+                    .map_err(|e| format!("{name} step {step}: {e}"))
+                    .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn ciphertext_with_escapes_padding_in_the_middle_and_cut_strings() {
+        let (_, text) = vectors()
+            .into_iter()
+            .find(|(n, _)| n.ends_with("valid/binary-64k.envelope"))
+            .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let start = text.find("\"ciphertext\": \"").unwrap() + 15;
+        let end = start + text[start..].find('"').unwrap();
+        let b64 = &text[start..end];
+        let with = |value: &str| format!("{}{value}{}", &text[..start], &text[end..]);
+        assert!(b64.contains('A') && b64.contains('/'));
+        let escaped = b64.replacen('A', "\\u0041", 3).replacen('/', "\\/", 2);
+        let padded_early = format!("AA=={b64}");
+        let variants = [
+            with(&escaped),
+            with(&padded_early),
+            with(&format!("{b64}\\n")),
+            with(&format!("{b64}\\\"")),
+            with(&format!("{b64}=")),
+            with(&b64[..b64.len() - 1]),
+            with(""),
+            text[..start + 3].to_owned(),
+            text.replacen("\"ciphertext\"", "\"ciph\\u0065rtext\"", 1),
+            format!(
+                "{}, \"ciphertext\": \"\"}}",
+                text.trim_end().trim_end_matches('}')
+            ),
+        ];
+        for v in &variants {
+            for step in [1, 3, 4, 17] {
+                let cuts: Vec<usize> = (step..v.len()).step_by(step).collect();
+                agrees(v.as_bytes(), &cuts)
+                    .map_err(|e| format!("{v}: {e}"))
+                    .unwrap();
+            }
+        }
+        assert!(in_pieces(with(&escaped).as_bytes(), &[]).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn written_envelopes_read_back_in_any_pieces(
+            content in proptest::collection::vec(any::<u8>(), 0..3000),
+            aad in proptest::option::of(".{0,20}"),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let (_, text) = vectors().into_iter().find(|(n, _)| n.ends_with("valid/text.envelope")).unwrap();
+            let mut env = parse(&text).unwrap();
+            env.ciphertext = content;
+            env.aad = aad;
+            let text = write(&env);
+            prop_assert_eq!(in_pieces(&text, &cuts), Ok(env));
+        }
+
+        #[test]
+        fn altered_text_reads_as_parse_reads_it(
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let (_, text) = vectors().into_iter().find(|(n, _)| n.ends_with("valid/with-aad.envelope")).unwrap();
+            let mut text = text;
+            for (at, b) in flips {
+                let at = at % text.len();
+                text[at] = b;
+            }
+            prop_assert!(agrees(&text, &cuts).is_ok(), "{}", agrees(&text, &cuts).unwrap_err());
+        }
+    }
+}
