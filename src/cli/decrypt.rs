@@ -22,13 +22,24 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
     let project = Workspace::open(&std::env::current_dir()?).ok();
     let keys = git_seal::keys::for_opening(project.as_ref().map(Workspace::shared_keys))?;
-    let text = super::stdio::read_input(&args.file)?;
     let name = if args.file == "-" {
         "<stdin>"
     } else {
         args.file.as_str()
     };
-    let plaintext = git_seal::keys::open_bytes(&text, &keys).map_err(|e| {
+    // Read as it comes: only the ciphertext is held, then decrypted in
+    // place (one copy of the file in memory, never the envelope's text).
+    let mut input = super::stdio::open_input(&args.file)?;
+    let text_len = match args.file.as_str() {
+        "-" => 0,
+        file => std::fs::metadata(file).map_or(0, |m| m.len() as usize),
+    };
+    let parsed = git_seal::envelope::reader::read(&mut input, text_len)
+        .map_err(|e| CommandError::user(format!("cannot read {name}: {e}")))?;
+    let opened = parsed
+        .map_err(OpenError::from)
+        .and_then(|env| git_seal::keys::open(env, &keys));
+    let plaintext = opened.map_err(|e| {
         let err = CommandError::user(format!("cannot open {name}: {e}"));
         match e {
             // A provider that said why (a token, KMS): its reason names the fix.

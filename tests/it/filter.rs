@@ -731,7 +731,9 @@ fn large_envelope_left_sealed_is_written_as_stored() {
     let out = env.ok("git", &dir, &["checkout", "--", "secrets/big.bin"]);
     let err = stderr(&out);
     assert!(
-        err.contains("secrets/big.bin: malformed envelope (field `ciphertext` is not canonical base64"),
+        err.contains(
+            "secrets/big.bin: malformed envelope (field `ciphertext` is not canonical base64"
+        ),
         "{err}"
     );
     assert!(read(&dir, "secrets/big.bin") == broken);
