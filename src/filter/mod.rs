@@ -15,6 +15,7 @@
 pub mod cache;
 mod clean;
 pub mod pktline;
+mod prefetch;
 pub mod process;
 mod smudge;
 mod wraps;

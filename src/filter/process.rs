@@ -10,7 +10,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 use super::pktline;
+use super::prefetch::Prefetch;
 use super::{open_work, Filter, Opened, Output, Prepared, Smudged, Work, STREAM_MIN};
+use crate::keys::KeyProvider;
 use crate::repo::Oid;
 
 fn protocol_error(message: impl Into<String>) -> io::Error {
@@ -168,21 +170,39 @@ fn smudged(s: Smudged) -> Result<Output, String> {
     Ok(s.bytes)
 }
 
+/// What was opened ahead for `path` in a checkout (restarting `prefetch`
+/// on a new tree).
+fn open_ahead(
+    prefetch: &mut Option<Prefetch>,
+    checkout: Option<(Oid, Oid, &Arc<dyn KeyProvider>)>,
+    path: &str,
+) -> Option<Opened> {
+    let (treeish, blob, keys) = checkout?;
+    if prefetch.as_ref().map(Prefetch::treeish) != Some(treeish) {
+        drop(prefetch.take());
+        *prefetch = Some(Prefetch::start(treeish, Arc::clone(keys)));
+    }
+    prefetch.as_ref()?.take(path, blob)
+}
+
 /// Serve one Git command's worth of filter requests.
 pub fn serve(input: impl Read, output: impl Write, filter: &mut Filter) -> io::Result<()> {
-    let open = filter
-        .shared_keys()
+    let keys = filter.shared_keys();
+    let open = keys
+        .clone()
         .map(|keys| -> Job { Arc::new(move |work: &mut Work| open_work(keys.as_ref(), work)) });
-    serve_with(input, output, filter, open)
+    serve_with(input, output, filter, open, keys)
 }
 
 /// [`serve`], opening envelopes with `open` (`None`: no key provider here,
-/// so every envelope stays sealed).
+/// so every envelope stays sealed), and ahead of Git's requests with
+/// `ahead` when Git names the tree it checks out.
 fn serve_with(
     input: impl Read,
     output: impl Write,
     filter: &mut Filter,
     open: Option<Job>,
+    ahead: Option<Arc<dyn KeyProvider>>,
 ) -> io::Result<()> {
     let mut r = BufReader::with_capacity(1 << 16, input);
     let mut w = BufWriter::with_capacity(1 << 16, output);
@@ -202,6 +222,7 @@ fn serve_with(
     w.flush()?;
 
     let mut pool: Option<Pool> = None;
+    let mut prefetch: Option<Prefetch> = None;
     let mut delivered: HashMap<String, Smudged> = HashMap::new();
     while let Some(headers) = pktline::read_text_list(&mut r)? {
         let value = |key: &str| {
@@ -226,6 +247,7 @@ fn serve_with(
         let path = value("pathname").unwrap_or_default().to_owned();
         let blob = value("blob").and_then(|b| Oid::from_str(b).ok());
         let can_delay = value("can-delay") == Some("1");
+        let treeish = value("treeish").and_then(|t| Oid::from_str(t).ok());
         let mut content = Vec::new();
         if command == "clean" {
             // Large files are sealed as they arrive (clean_stream).
@@ -267,8 +289,22 @@ fn serve_with(
                 filter.prepare_smudge(&path, content, blob)
             }
         };
+        // The tree Git checks out, the blob and the keys to open it ahead.
+        let checkout = match (treeish, blob, &ahead) {
+            (Some(treeish), Some(blob), Some(keys)) if complete => Some((treeish, blob, keys)),
+            _ => None,
+        };
         let result = match prepared {
             Prepared::Done(done) => smudged(done),
+            // A checkout: opened ahead, so not delayed (see `prefetch`).
+            Prepared::Open(mut work) if checkout.is_some() => {
+                let opened = match (open_ahead(&mut prefetch, checkout, &path), &open) {
+                    (Some(opened), _) => opened,
+                    (None, Some(open)) => run_job(open, &mut work),
+                    (None, None) => Opened::NoKey,
+                };
+                smudged(filter.complete_smudge(work, opened))
+            }
             Prepared::Open(work) if can_delay && complete => {
                 let pool = match &mut pool {
                     Some(pool) => pool,
@@ -298,6 +334,7 @@ fn serve_with(
         respond(&mut w, Some(filter), result)?;
     }
     drop(pool);
+    drop(prefetch);
     if let Some(summary) = filter.finish() {
         eprintln!("{summary}");
     }
@@ -350,7 +387,7 @@ mod tests {
         thread::spawn(move || {
             let mut filter = Filter::from_env();
             let mut output = Vec::new();
-            let served = serve_with(&input[..], &mut output, &mut filter, Some(open));
+            let served = serve_with(&input[..], &mut output, &mut filter, Some(open), None);
             let _ = done.send(served.map(|()| output));
         });
         match finished.recv_timeout(Duration::from_secs(30)) {

@@ -78,24 +78,33 @@ pub(crate) fn open_work(keys: &dyn KeyProvider, work: &mut Work) -> Opened {
     let Some(env) = work.env.take() else {
         return Opened::Failed("internal: envelope already taken".to_owned());
     };
+    match open_envelope(keys, env) {
+        (Opened::NoKey, env) => {
+            work.env = env;
+            Opened::NoKey
+        }
+        (opened, _) => opened,
+    }
+}
+
+/// Open `env` (given back when no key here opens it).
+pub(crate) fn open_envelope(keys: &dyn KeyProvider, env: Envelope) -> (Opened, Option<Envelope>) {
     let (kid, dek) = match sealing::unwrap_dek(&env, keys) {
         Ok(found) => found,
-        Err(OpenError::NoUsableKey { .. }) => {
-            work.env = Some(env);
-            return Opened::NoKey;
-        }
-        Err(e) => return Opened::Failed(e.to_string()),
+        Err(OpenError::NoUsableKey { .. }) => return (Opened::NoKey, Some(env)),
+        Err(e) => return (Opened::Failed(e.to_string()), None),
     };
     let aad = env.aad.clone();
     let kids = env.recipients.iter().map(|r| r.kid.clone()).collect();
-    match sealing::decrypt(env, &kid, &dek) {
+    let opened = match sealing::decrypt(env, &kid, &dek) {
         Ok(plaintext) => Opened::Plain {
             plaintext,
             aad,
             kids,
         },
         Err(e) => Opened::Failed(e.to_string()),
-    }
+    };
+    (opened, None)
 }
 
 impl Filter {

@@ -265,6 +265,22 @@ impl Repo {
         self.tree_files(&self.inner.find_tree(tree)?)
     }
 
+    /// Every blob under the tree a commit or tree id names, with its path.
+    pub(crate) fn treeish_blobs(&self, treeish: Oid) -> Result<Vec<(String, Oid)>, RepoError> {
+        let tree = self.inner.find_object(treeish, None)?.peel_to_tree()?;
+        self.tree_files(&tree)
+    }
+
+    /// The size of object `id`, from its header (not inflating it whole).
+    pub(crate) fn object_size(&self, id: Oid) -> Option<usize> {
+        self.inner
+            .odb()
+            .ok()?
+            .read_header(id)
+            .ok()
+            .map(|(size, _)| size)
+    }
+
     /// The object a revision names (a commit, a tag, a tree, a blob).
     pub(crate) fn resolve_object(&self, rev: &str) -> Result<Oid, RepoError> {
         Ok(self.inner.revparse_single(rev)?.id())
