@@ -435,7 +435,7 @@ pub(crate) fn check_index(
     let entries = repo.index_blobs()?;
     let links = repo.index_links()?;
     let opener = crate::keys::here().ok();
-    let staged: HashMap<&str, Oid> = entries.iter().map(|(p, id)| (p.as_str(), *id)).collect();
+    let staged = |path: &str| entries.iter().find(|(p, _)| p == path).map(|(_, id)| *id);
     // What differs from HEAD, by Git's own tree-to-index comparison (no
     // map of HEAD's whole tree).
     let changes = repo.staged_changes()?;
@@ -447,16 +447,8 @@ pub(crate) fn check_index(
         }
     }
     let rules = Rules::from_files(
-        staged
-            .get(policy::PATH)
-            .map(|id| read(*id))
-            .transpose()?
-            .as_deref(),
-        staged
-            .get(".gitattributes")
-            .map(|id| read(*id))
-            .transpose()?
-            .as_deref(),
+        staged(policy::PATH).map(read).transpose()?.as_deref(),
+        staged(".gitattributes").map(read).transpose()?.as_deref(),
         records,
         &available,
     );
@@ -472,7 +464,18 @@ pub(crate) fn check_index(
         .collect();
     let mut approvals = Lazy::new(repo, crate::audit::chain::tip(repo));
     if let Some(tree) = repo.head_tree_id()? {
-        let before = tree_rules(repo, tree, &available)?;
+        // HEAD's nested `.gitattributes` are the index's, but for what
+        // the commit changes: no walk of HEAD's whole tree.
+        let nested = entries
+            .iter()
+            .filter(|(path, _)| !changes.contains_key(path))
+            .map(|(path, id)| (path.as_str(), *id))
+            .chain(
+                changes
+                    .iter()
+                    .filter_map(|(path, before)| Some((path.as_str(), (*before)?))),
+            );
+        let before = rules::rules_with_nested(repo, tree, nested, &available)?;
         findings.extend(weakened(&rules, &before, &mut approvals, None));
     }
     // Entries unchanged since HEAD were judged when HEAD was committed,
@@ -489,13 +492,13 @@ pub(crate) fn check_index(
     };
     let mut facts_of: HashMap<Oid, BlobFacts> = HashMap::new();
     for (path, id) in &entries {
-        // Git's attributes too: they see nested `.gitattributes` files.
-        let sealed = rules.requires_seal_or(path, |path| repo.has_seal_filter(path))?;
         let before = head_blob(path, *id);
         let before = before.as_ref();
         if before == Some(id) && !rules_changed && !also.contains(path.as_str()) {
             continue;
         }
+        // Git's attributes too: they see nested `.gitattributes` files.
+        let sealed = rules.requires_seal_or(path, |path| repo.has_seal_filter(path))?;
         if !facts_of.contains_key(id) {
             facts_of.insert(*id, repo.with_blob(*id, BlobFacts::of)?);
         }

@@ -329,20 +329,28 @@ pub(crate) fn for_link(path: &str, found: Vec<(Kind, String)>) -> Vec<(Kind, Str
 
 /// The rules a tree carries, nested `.gitattributes` files included.
 pub(crate) fn tree_rules(repo: &Repo, tree: Oid, available: &[Kid]) -> Result<Rules, RepoError> {
+    let files = repo.tree_blobs(tree)?;
+    let files = files.iter().map(|(path, id)| (path.as_str(), *id));
+    rules_with_nested(repo, tree, files, available)
+}
+
+/// [`tree_rules`], given the tree's files (or a list known to hold the
+/// same `.gitattributes` files).
+pub(crate) fn rules_with_nested<'a>(
+    repo: &Repo,
+    tree: Oid,
+    files: impl Iterator<Item = (&'a str, Oid)>,
+    available: &[Kid],
+) -> Result<Rules, RepoError> {
     let mut rules = Rules::load(repo, &rule_files(repo, tree)?, available)?;
-    let mut nested: Vec<(String, Oid)> = repo
-        .tree_blobs(tree)?
-        .into_iter()
-        .filter_map(|(path, id)| {
-            let dir = path.strip_suffix("/.gitattributes")?;
-            Some((dir.to_owned(), id))
-        })
+    let mut nested: Vec<(&str, Oid)> = files
+        .filter_map(|(path, id)| Some((path.strip_suffix("/.gitattributes")?, id)))
         .collect();
     // Parents before children, as Git reads them.
     nested.sort_by_key(|(dir, _)| dir.matches('/').count());
     for (dir, id) in nested {
         let text = repo.with_blob(id, |b| String::from_utf8_lossy(b).into_owned())?;
-        rules.attributes.add(&dir, &text);
+        rules.attributes.add(dir, &text);
     }
     Ok(rules)
 }
