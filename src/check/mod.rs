@@ -87,6 +87,26 @@ impl<'a> Lazy<'a> {
     }
 }
 
+/// HEAD's rule files (`.seal/policy.json`, the root `.gitattributes`, the
+/// KEK records), which are the index's when the commit changes none.
+fn head_rule_files(repo: &Repo, tree: Oid) -> Result<Vec<(String, Oid)>, RepoError> {
+    let [policy_file, attributes, keys] = rules::rule_files(repo, tree)?;
+    let mut files: Vec<(String, Oid)> =
+        [(policy::PATH, policy_file), (".gitattributes", attributes)]
+            .into_iter()
+            .filter_map(|(path, id)| Some((path.to_owned(), id?)))
+            .collect();
+    if let Some(keys) = keys {
+        let dir = crate::keys::record::KEYS_DIR;
+        files.extend(
+            repo.tree_blobs(keys)?
+                .into_iter()
+                .map(|(name, id)| (format!("{dir}/{name}"), id)),
+        );
+    }
+    Ok(files)
+}
+
 fn unsealed_message(path: &str) -> String {
     format!("was sealed in the parent commit and is plaintext here (once sealed, stays sealed); seal it again (`git add --renormalize {path}` with the filter set up), or a trusted signer approves it with `git seal audit approve unseal-path '{path}'`")
 }
@@ -432,13 +452,47 @@ pub(crate) fn check_index(
     also: &std::collections::HashSet<&str>,
 ) -> Result<Vec<Finding>, RepoError> {
     let available = crate::keys::kids_here();
-    let entries = repo.index_blobs()?;
-    let links = repo.index_links()?;
     let opener = crate::keys::here().ok();
-    let staged = |path: &str| entries.iter().find(|(p, _)| p == path).map(|(_, id)| *id);
+    let is_rule_file =
+        |p: &str| p == policy::PATH || p == ".gitattributes" || p.starts_with(".seal/keys/");
     // What differs from HEAD, by Git's own tree-to-index comparison (no
     // map of HEAD's whole tree).
-    let changes = repo.staged_changes()?;
+    let index_changes = repo.index_changes()?;
+    let head = repo.head_tree_id()?;
+    let (entries, links, changes) = match (index_changes, head) {
+        // The usual commit: the rules are HEAD's, and only what changed
+        // is judged, so the index need not be read whole.
+        (Some(index_changes), Some(tree))
+            if also.is_empty() && !index_changes.iter().any(|c| is_rule_file(&c.path)) =>
+        {
+            let mut entries = head_rule_files(repo, tree)?;
+            entries.extend(
+                index_changes
+                    .iter()
+                    .filter_map(|c| Some((c.path.clone(), c.after?))),
+            );
+            let links = index_changes
+                .iter()
+                .filter(|c| c.link)
+                .map(|c| c.path.clone())
+                .collect();
+            let changes = index_changes
+                .into_iter()
+                .map(|c| (c.path, c.before))
+                .collect();
+            (entries, links, changes)
+        }
+        (index_changes, _) => {
+            let entries = repo.index_blobs()?;
+            let changes: HashMap<String, Option<Oid>> = match index_changes {
+                Some(changes) => changes.into_iter().map(|c| (c.path, c.before)).collect(),
+                // No HEAD: everything is new.
+                None => entries.iter().map(|(p, _)| (p.clone(), None)).collect(),
+            };
+            (entries, repo.index_links()?, changes)
+        }
+    };
+    let staged = |path: &str| entries.iter().find(|(p, _)| p == path).map(|(_, id)| *id);
     let read = |id: Oid| repo.with_blob(id, <[u8]>::to_vec);
     let mut records = Vec::new();
     for (path, id) in &entries {
@@ -463,7 +517,7 @@ pub(crate) fn check_index(
         })
         .collect();
     let mut approvals = Lazy::new(repo, crate::audit::chain::tip(repo));
-    if let Some(tree) = repo.head_tree_id()? {
+    if let Some(tree) = head {
         // HEAD's nested `.gitattributes` are the index's, but for what
         // the commit changes: no walk of HEAD's whole tree.
         let nested = entries
@@ -480,8 +534,6 @@ pub(crate) fn check_index(
     }
     // Entries unchanged since HEAD were judged when HEAD was committed,
     // unless the rules changed: then every entry is judged again.
-    let is_rule_file =
-        |p: &str| p == policy::PATH || p == ".gitattributes" || p.starts_with(".seal/keys/");
     let rules_changed = changes.keys().any(|p| is_rule_file(p));
     // HEAD's blob at `path`, whose staged blob is `id`.
     let head_blob = |path: &str, id: Oid| -> Option<Oid> {

@@ -24,6 +24,8 @@ pub enum RepoError {
     /// to a user.
     #[error("git: {}", .0.message())]
     Git(#[from] git2::Error),
+    #[error(transparent)]
+    Command(#[from] command::GitCommandError),
 }
 
 pub struct Repo {
@@ -616,6 +618,18 @@ pub enum RawKind {
 /// A path from Git as text: Git's paths are bytes, and a name that is not
 /// UTF-8 is still a file like any other (never skipped); its invalid bytes
 /// show as U+FFFD.
+/// One path whose index entry differs from HEAD ([`Repo::index_changes`]).
+#[derive(Debug)]
+pub(crate) struct IndexChange {
+    pub path: String,
+    /// HEAD's blob (`None`: not in HEAD).
+    pub before: Option<Oid>,
+    /// The staged blob (`None`: removed, or not merged yet).
+    pub after: Option<Oid>,
+    /// Staged as a symbolic link.
+    pub link: bool,
+}
+
 pub(crate) fn path_text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -805,26 +819,45 @@ impl Repo {
             .collect())
     }
 
-    /// Paths whose index entry differs from HEAD's tree (added, changed or
-    /// removed), each with HEAD's blob (`None`: not in HEAD). Git's own
-    /// tree-to-index comparison: no map of HEAD's whole tree is built.
-    pub(crate) fn staged_changes(&self) -> Result<HashMap<String, Option<Oid>>, RepoError> {
-        let tree = self.head_tree()?;
-        let index = self.inner.index()?;
-        let diff = self
-            .inner
-            .diff_tree_to_index(tree.as_ref(), Some(&index), None)?;
-        let mut changes = HashMap::new();
-        for delta in diff.deltas() {
-            let old = delta.old_file();
-            let Some(path) = old.path_bytes().or_else(|| delta.new_file().path_bytes()) else {
+    /// What the index changes from HEAD's tree, by `git diff-index`
+    /// (several times faster than reading a large index with libgit2);
+    /// `None` when there is no HEAD commit yet.
+    pub(crate) fn index_changes(&self) -> Result<Option<Vec<IndexChange>>, RepoError> {
+        if self.head_tree_id()?.is_none() {
+            return Ok(None);
+        }
+        let out = self.git().run(&[
+            "diff-index",
+            "--cached",
+            "--raw",
+            "-z",
+            "--no-renames",
+            "--ignore-submodules=none",
+            "HEAD",
+        ])?;
+        let mut changes = Vec::new();
+        let mut fields = out.stdout.split(|&b| b == 0);
+        while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
+            // ":<old mode> <new mode> <old id> <new id> <status>"
+            let meta = String::from_utf8_lossy(meta.strip_prefix(b":").unwrap_or(meta));
+            let [old_mode, new_mode, old, new, status] = meta.split(' ').collect::<Vec<_>>()[..]
+            else {
                 continue;
             };
-            let before =
-                (!old.id().is_zero() && old.mode() != git2::FileMode::Commit).then(|| old.id());
-            changes.insert(path_text(path), before);
+            let id = |hex: &str, mode: &str| {
+                Oid::from_str(hex)
+                    .ok()
+                    .filter(|id| !id.is_zero() && mode != "160000")
+            };
+            changes.push(IndexChange {
+                path: path_text(path),
+                before: id(old, old_mode),
+                // An unmerged path has no staged blob yet.
+                after: id(new, new_mode).filter(|_| status != "U"),
+                link: new_mode == "120000",
+            });
         }
-        Ok(changes)
+        Ok(Some(changes))
     }
 
     pub(crate) fn index_blobs(&self) -> Result<Vec<(String, Oid)>, RepoError> {
