@@ -293,11 +293,18 @@ struct Streaming {
 /// filter process can outlive several index rewrites (rebase, cherry-pick
 /// sequences). The index is looked up one path at a time: a map of every
 /// entry cost a one-file `git add` 2 ms per 10,000 files.
+///
+/// The first path is asked of `git ls-files`: Git reads a large index
+/// several times faster than libgit2 (3 ms against 7 ms at 10,000 entries),
+/// and a one-file `git add`, or the filter run `git commit` makes on the
+/// file just added, asks for one path only.
 #[derive(Default)]
 pub(super) struct Priors {
     /// The identity of the index file as last read, and HEAD's tree then
     /// (`None` inside: no commit yet).
     head_tree: Option<(Option<IndexStamp>, Option<Oid>)>,
+    /// A path was asked of Git already.
+    asked_git: bool,
 }
 
 /// Inode, modification time (seconds, nanoseconds) and length.
@@ -306,6 +313,17 @@ type IndexStamp = (u64, i64, i64, u64);
 impl Priors {
     /// The blob `path` has in the index, else in HEAD.
     fn blob(&mut self, repo: &Repo, path: &str) -> Result<Option<Oid>, String> {
+        if !std::mem::replace(&mut self.asked_git, true) {
+            if let Ok(staged) = repo.staged_blob(path) {
+                return match staged {
+                    Some(id) => Ok(Some(id)),
+                    None => match repo.head_tree_id().map_err(|e| e.to_string())? {
+                        Some(tree) => repo.blob_in_tree(tree, path).map_err(|e| e.to_string()),
+                        None => Ok(None),
+                    },
+                };
+            }
+        }
         let stamp = std::fs::metadata(repo.git_dir().join("index"))
             .ok()
             .map(|m| {
