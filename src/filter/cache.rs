@@ -43,6 +43,9 @@ const MAX_TEXT: usize = 16 << 10;
 const MAX_RECORDS: u64 = 64 << 20;
 const MAX_TEXTS: u64 = 1 << 30;
 
+/// What a record says of a blob: its plaintext's MAC, and where its text is.
+type Known = ([u8; MAC_LEN], TextAt);
+
 /// Where a record's text is in the texts file (empty: not kept).
 #[derive(Clone, Copy)]
 struct TextAt {
@@ -56,7 +59,14 @@ pub struct CleanCache {
     key: zeroize::Zeroizing<[u8; 32]>,
     /// The texts file, opened on first use (`None` inside: absent).
     texts: std::cell::OnceCell<Option<File>>,
-    entries: HashMap<[u8; OID_LEN], ([u8; MAC_LEN], TextAt)>,
+    /// The records file as read, looked up by scanning it for the first
+    /// few blobs (a one-file `git add` asks for one), then through `known`.
+    stored: Vec<u8>,
+    scans: std::cell::Cell<usize>,
+    known: std::cell::OnceCell<HashMap<[u8; OID_LEN], Known, OidHash>>,
+    /// Records this process added (their texts not readable before the
+    /// flush).
+    added: HashMap<[u8; OID_LEN], [u8; MAC_LEN], OidHash>,
     /// New records, their text offsets relative to `pending_texts`.
     pending: Vec<([u8; OID_LEN], [u8; MAC_LEN], TextAt)>,
     pending_texts: Vec<u8>,
@@ -67,12 +77,52 @@ pub struct CleanCache {
 
 /// Texts read one at a time before the texts file is read whole.
 const READ_WHOLE_AFTER: usize = 64;
+/// Blobs looked up by scanning the records before they are put in a map.
+const SCAN_FIRST: usize = 4;
+
+/// The records of a records file (a torn final one left out).
+fn records(
+    stored: &[u8],
+) -> impl DoubleEndedIterator<Item = ([u8; OID_LEN], [u8; MAC_LEN], TextAt)> + '_ {
+    stored.chunks_exact(RECORD).map(|record| {
+        let (oid, rest) = record.split_at(OID_LEN);
+        let (mac, rest) = rest.split_at(MAC_LEN);
+        let (offset, len) = rest.split_at(8);
+        let at = TextAt {
+            offset: u64::from_le_bytes(offset.try_into().expect("8")),
+            len: u32::from_le_bytes(len.try_into().expect("4")),
+        };
+        (oid.try_into().expect("20"), mac.try_into().expect("32"), at)
+    })
+}
+
+/// Blob ids are SHA-1 output: their first eight bytes are as good a hash
+/// as any, and cheaper than SipHash over twenty.
+type OidHash = std::hash::BuildHasherDefault<OidHasher>;
+
+#[derive(Default)]
+struct OidHasher(u64);
+
+impl std::hash::Hasher for OidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+
+    // The array's length prefix: the same for every id.
+    fn write_usize(&mut self, _: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 impl std::fmt::Debug for CleanCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CleanCache")
             .field("path", &self.records_path)
-            .field("entries", &self.entries.len())
+            .field("records", &(self.stored.len() / RECORD + self.added.len()))
             .finish_non_exhaustive()
     }
 }
@@ -95,27 +145,15 @@ impl CleanCache {
             let _ = fs::remove_file(&texts_path);
         }
         let stored = fs::read(&records_path).unwrap_or_default();
-        let mut entries = HashMap::with_capacity(stored.len() / RECORD);
-        // A torn final record (shorter than RECORD) is left out.
-        for record in stored.chunks_exact(RECORD) {
-            let (oid, rest) = record.split_at(OID_LEN);
-            let (mac, rest) = rest.split_at(MAC_LEN);
-            let (offset, len) = rest.split_at(8);
-            let at = TextAt {
-                offset: u64::from_le_bytes(offset.try_into().expect("8")),
-                len: u32::from_le_bytes(len.try_into().expect("4")),
-            };
-            entries.insert(
-                oid.try_into().expect("20"),
-                (mac.try_into().expect("32"), at),
-            );
-        }
         CleanCache {
             records_path,
             texts_path,
             key,
             texts: std::cell::OnceCell::new(),
-            entries,
+            stored,
+            scans: std::cell::Cell::new(0),
+            known: std::cell::OnceCell::new(),
+            added: HashMap::default(),
             pending: Vec::new(),
             pending_texts: Vec::new(),
             lookups: 0,
@@ -158,14 +196,14 @@ impl CleanCache {
 
     /// Is `blob` known to hold an envelope of plaintext with this MAC?
     pub fn matches(&self, blob: Oid, mac: &[u8; MAC_LEN]) -> bool {
-        self.entry(blob).is_some_and(|(known, _)| known == mac)
+        self.entry(blob).is_some_and(|(known, _)| known == *mac)
     }
 
     /// The stored text of `blob`, if kept and it still hashes to `blob`.
     /// The first few are read one at a time; past [`READ_WHOLE_AFTER`] (a
     /// status over many touched files) the texts file is read whole once.
     pub fn text(&mut self, blob: Oid) -> Option<Vec<u8>> {
-        let (_, at) = *self.entry(blob)?;
+        let (_, at) = self.entry(blob)?;
         if at.len == 0 {
             return None;
         }
@@ -189,9 +227,29 @@ impl CleanCache {
         (super::blob_id(&text) == blob).then_some(text)
     }
 
-    fn entry(&self, blob: Oid) -> Option<&([u8; MAC_LEN], TextAt)> {
+    fn entry(&self, blob: Oid) -> Option<Known> {
         let oid: [u8; OID_LEN] = blob.as_bytes().try_into().ok()?;
-        self.entries.get(&oid)
+        if let Some(mac) = self.added.get(&oid) {
+            return Some((*mac, TextAt { offset: 0, len: 0 }));
+        }
+        if let Some(known) = self.known.get() {
+            return known.get(&oid).copied();
+        }
+        if self.scans.get() < SCAN_FIRST {
+            self.scans.set(self.scans.get() + 1);
+            // The last record of a blob is the one that counts.
+            return records(&self.stored)
+                .rev()
+                .find(|(o, ..)| *o == oid)
+                .map(|(_, mac, at)| (mac, at));
+        }
+        let known = self.known.get_or_init(|| {
+            let mut known =
+                HashMap::with_capacity_and_hasher(self.stored.len() / RECORD, OidHash::default());
+            known.extend(records(&self.stored).map(|(oid, mac, at)| (oid, (mac, at))));
+            known
+        });
+        known.get(&oid).copied()
     }
 
     /// Remember that `blob` (whose content is `text`) is an envelope of the
@@ -200,11 +258,7 @@ impl CleanCache {
         let Ok(oid) = <[u8; OID_LEN]>::try_from(blob.as_bytes()) else {
             return;
         };
-        if self
-            .entries
-            .get(&oid)
-            .is_some_and(|(known, _)| *known == mac)
-        {
+        if self.entry(blob).is_some_and(|(known, _)| known == mac) {
             return;
         }
         let kept: &[u8] = if text.len() <= MAX_TEXT { text } else { &[] };
@@ -215,8 +269,7 @@ impl CleanCache {
         self.pending_texts.extend_from_slice(kept);
         // Not readable before the flush: a lookup finds no text and reads
         // the blob, as for any record without one.
-        self.entries
-            .insert(oid, (mac, TextAt { offset: 0, len: 0 }));
+        self.added.insert(oid, mac);
         self.pending.push((oid, mac, at));
     }
 
@@ -332,5 +385,31 @@ mod tests {
         let mut cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
         assert_eq!(cache.text(blob), Some(text.clone()));
         assert!(!cache.matches(wrong, &cache.mac(None, kids, b"plain")));
+    }
+
+    /// A blob recorded again with another MAC: the last record counts,
+    /// whether the first lookups scan the file or later ones use the map.
+    #[test]
+    fn the_last_record_of_a_blob_counts_scanned_or_mapped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kid = Kid::parse("k_0000000000000001").unwrap();
+        let kids = std::slice::from_ref(&kid);
+        let blob = Oid::from_bytes(&[5; 20]).unwrap();
+        for plain in [b"first".as_slice(), b"second"] {
+            let mut cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
+            let mac = cache.mac(None, kids, plain);
+            cache.record(blob, mac, b"");
+            for i in 0..50u8 {
+                cache.record(Oid::from_bytes(&[i; 20]).unwrap(), mac, b"");
+            }
+            cache.flush();
+        }
+        let cache = CleanCache::open(tmp.path(), &kid, [1; 32].into());
+        for _ in 0..SCAN_FIRST + 2 {
+            assert!(cache.matches(blob, &cache.mac(None, kids, b"second")));
+            assert!(!cache.matches(blob, &cache.mac(None, kids, b"first")));
+        }
+        assert!(cache.known.get().is_some(), "past the scans, a map");
+        assert!(!cache.matches(Oid::from_bytes(&[200; 20]).unwrap(), &[0; 32]));
     }
 }
