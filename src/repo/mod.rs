@@ -597,27 +597,20 @@ impl Repo {
             None => None,
         };
         let new_tree = self.inner.find_commit(new)?.tree()?;
-        let diff = self
-            .inner
-            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)?;
-        let blob = |file: git2::DiffFile<'_>| {
-            (!file.id().is_zero() && file.mode() != git2::FileMode::Commit).then(|| file.id())
-        };
         let mut files = Vec::new();
-        for delta in diff.deltas() {
-            let path = delta
-                .new_file()
-                .path_bytes()
-                .or_else(|| delta.old_file().path_bytes());
-            if let Some(path) = path {
-                files.push((
-                    path_text(path),
-                    blob(delta.old_file()),
-                    blob(delta.new_file()),
-                ));
-            }
-        }
-        Ok(files)
+        diff_trees(
+            &self.inner,
+            old_tree.as_ref(),
+            Some(&new_tree),
+            b"",
+            &mut files,
+        )?;
+        // In path order, as Git lists them.
+        files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(files
+            .into_iter()
+            .map(|(path, old, new)| (path_text(&path), old, new))
+            .collect())
     }
 
     pub(crate) fn has_remote(&self, name: &str) -> bool {
@@ -646,6 +639,69 @@ pub(crate) struct IndexChange {
     pub after: Option<Oid>,
     /// Staged as a symbolic link.
     pub link: bool,
+}
+
+/// A file that differs between two trees: its path, and its blob in each
+/// (`None`: absent there, or a submodule).
+type ChangedFile = (Vec<u8>, Option<Oid>, Option<Oid>);
+
+/// The files that differ between `old` and `new` (either may be absent),
+/// under `prefix`. Subtrees with the same id on both sides are skipped
+/// without being read, so a commit that changes one file in a large
+/// repository costs the trees on that file's path only (libgit2's own
+/// tree-to-tree diff reads every subtree of both: 5 ms at 10,000 files).
+fn diff_trees(
+    repo: &Repository,
+    old: Option<&git2::Tree<'_>>,
+    new: Option<&git2::Tree<'_>>,
+    prefix: &[u8],
+    out: &mut Vec<ChangedFile>,
+) -> Result<(), git2::Error> {
+    /// An entry's id, whether it is a tree, and its mode.
+    type Entry = (Oid, bool, i32);
+    let entries = |tree: Option<&git2::Tree<'_>>| -> HashMap<Vec<u8>, Entry> {
+        tree.map(|t| {
+            t.iter()
+                .map(|e| {
+                    let is_tree = e.kind() == Some(ObjectType::Tree);
+                    (e.name_bytes().to_vec(), (e.id(), is_tree, e.filemode()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (before, after) = (entries(old), entries(new));
+    let blob = |(id, _, mode): Entry| (mode != 0o160000).then_some(id);
+    let mut names: Vec<&Vec<u8>> = before.keys().chain(after.keys()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let (was, now) = (before.get(name).copied(), after.get(name).copied());
+        if was.is_some() && was == now {
+            continue;
+        }
+        let path = [prefix, name.as_slice()].concat();
+        let tree_of = |e: Option<Entry>| -> Result<Option<git2::Tree<'_>>, git2::Error> {
+            match e {
+                Some((id, true, _)) => Ok(Some(repo.find_tree(id)?)),
+                _ => Ok(None),
+            }
+        };
+        let (old_tree, new_tree) = (tree_of(was)?, tree_of(now)?);
+        if old_tree.is_some() || new_tree.is_some() {
+            let mut dir = path.clone();
+            dir.push(b'/');
+            diff_trees(repo, old_tree.as_ref(), new_tree.as_ref(), &dir, out)?;
+        }
+        // The file (not tree) on each side: a type change is a removal
+        // and an addition.
+        let file = |e: Option<Entry>| e.filter(|(_, is_tree, _)| !is_tree);
+        match (file(was), file(now)) {
+            (None, None) => {}
+            (old, new) => out.push((path, old.and_then(blob), new.and_then(blob))),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn path_text(bytes: &[u8]) -> String {
@@ -885,5 +941,108 @@ impl Repo {
             .filter(|e| (e.flags >> 12) & 0x3 == 0 && e.mode & 0o170000 != 0o160000)
             .map(|e| (path_text(&e.path), e.id))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit of `files` (path, content, executable), on `parent`.
+    fn commit(repo: &Repository, files: &[(&str, &str, bool)], parent: Option<Oid>) -> Oid {
+        let mut index = git2::Index::new().unwrap();
+        for (path, content, exec) in files {
+            let id = repo.blob(content.as_bytes()).unwrap();
+            let mut entry = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: if *exec { 0o100755 } else { 0o100644 },
+                uid: 0,
+                gid: 0,
+                file_size: 0,
+                id,
+                flags: 0,
+                flags_extended: 0,
+                path: path.as_bytes().to_vec(),
+            };
+            entry.flags = path.len().min(0xfff) as u16;
+            index.add(&entry).unwrap();
+        }
+        let tree = repo.find_tree(index.write_tree_to(repo).unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.test").unwrap();
+        let parents: Vec<git2::Commit<'_>> = parent
+            .map(|p| repo.find_commit(p).unwrap())
+            .into_iter()
+            .collect();
+        let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        repo.commit(None, &sig, &sig, "c", &tree, &parents).unwrap()
+    }
+
+    /// libgit2's tree-to-tree diff, which `changed_files` replaces.
+    fn libgit2_changes(
+        repo: &Repository,
+        old: Option<Oid>,
+        new: Oid,
+    ) -> Vec<(String, Option<Oid>, Option<Oid>)> {
+        let tree = |c: Oid| repo.find_commit(c).unwrap().tree().unwrap();
+        let old = old.map(tree);
+        let diff = repo
+            .diff_tree_to_tree(old.as_ref(), Some(&tree(new)), None)
+            .unwrap();
+        let blob = |f: git2::DiffFile<'_>| (!f.id().is_zero()).then(|| f.id());
+        diff.deltas()
+            .map(|d| {
+                let path = d
+                    .new_file()
+                    .path_bytes()
+                    .or(d.old_file().path_bytes())
+                    .unwrap();
+                (path_text(path), blob(d.old_file()), blob(d.new_file()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changed_files_lists_what_libgit2s_diff_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = Repository::init(dir.path()).unwrap();
+        let a = commit(
+            &raw,
+            &[
+                ("a-b", "1", false),
+                ("a/x", "2", false),
+                ("a/deep/y", "3", false),
+                ("same/s", "4", false),
+                ("kind", "5", false),
+                ("mode", "6", false),
+                ("gone/g", "7", false),
+            ],
+            None,
+        );
+        let b = commit(
+            &raw,
+            &[
+                ("a-b", "1", false),
+                ("a/x", "2 changed", false),
+                ("a/deep/y", "3", false),
+                ("a/deep/new", "8", false),
+                ("same/s", "4", false),
+                ("kind/now-a-dir", "5", false),
+                ("mode", "6", true),
+                ("a.c", "9", false),
+            ],
+            Some(a),
+        );
+        let repo = Repo::discover(dir.path()).unwrap();
+        for (old, new) in [(Some(a), b), (Some(b), a), (None, b), (Some(a), a)] {
+            assert_eq!(
+                repo.changed_files(old, new).unwrap(),
+                libgit2_changes(&raw, old, new),
+                "{old:?} -> {new}"
+            );
+        }
+        assert_eq!(repo.changed_files(Some(a), a).unwrap(), []);
     }
 }
