@@ -102,30 +102,18 @@ impl Repo {
             .map(|id| self.inner.find_commit(id).and_then(|c| c.tree()))
             .transpose()?;
         let new_tree = self.inner.find_commit(new)?.tree()?;
-        let diff = self
-            .inner
-            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)?;
-        let blob = |file: git2::DiffFile<'_>| {
-            let blob = matches!(
-                file.mode(),
-                git2::FileMode::Blob | git2::FileMode::BlobExecutable | git2::FileMode::Link
-            );
-            (blob && !file.id().is_zero()).then(|| file.id())
-        };
-        let mut changes: Vec<Change> = diff
-            .deltas()
-            .filter_map(|delta| {
-                let path = delta
-                    .new_file()
-                    .path_bytes()
-                    .or_else(|| delta.old_file().path_bytes())?;
-                let (old, new) = (blob(delta.old_file()), blob(delta.new_file()));
-                (old != new).then(|| Change {
-                    path: path.to_vec(),
-                    old,
-                    new,
-                })
-            })
+        let mut files = Vec::new();
+        super::diff_trees(
+            &self.inner,
+            old_tree.as_ref(),
+            Some(&new_tree),
+            b"",
+            &mut files,
+        )?;
+        let mut changes: Vec<Change> = files
+            .into_iter()
+            .filter(|(_, old, new)| old != new)
+            .map(|(path, old, new)| Change { path, old, new })
             .collect();
         changes.sort_by(|a, b| a.path.cmp(&b.path));
         // A path whose type changed (a file that became a link) comes as
