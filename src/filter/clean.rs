@@ -36,7 +36,6 @@ impl Filter {
         let refuse = |e: &dyn std::fmt::Display| refusal(path, e);
         let Context {
             aad,
-            targets,
             kids,
             candidates,
         } = self.context(path)?;
@@ -62,6 +61,7 @@ impl Filter {
         for kid in &kids {
             project.keys().can_seal(kid).map_err(|e| refuse(&e))?;
         }
+        let targets = project.targets_for(Some(path)).map_err(|e| refuse(&e))?;
         let wraps = self
             .wraps
             .take(&targets, self.long_running)
@@ -144,7 +144,6 @@ impl Filter {
         let refuse = |e: &dyn std::fmt::Display| refusal(path, e);
         let Context {
             aad,
-            targets,
             kids,
             candidates,
         } = self.context(path)?;
@@ -158,8 +157,10 @@ impl Filter {
                 kids.iter()
                     .try_for_each(|kid| project.keys().can_seal(kid).map_err(|e| refuse(&e)))
             });
+        let may_seal =
+            may_seal.and_then(|()| project.targets_for(Some(path)).map_err(|e| refuse(&e)));
         let seal = match may_seal {
-            Ok(()) => {
+            Ok(targets) => {
                 let wraps = self
                     .wraps
                     .take(&targets, self.long_running)
@@ -244,10 +245,12 @@ impl Filter {
     fn context(&mut self, path: &str) -> Result<Context, String> {
         let project = self.project.as_ref().map_err(|e| refusal(path, e))?;
         let aad = project.policy.aad_for(path);
-        let targets = project
-            .targets_for(Some(path))
+        // Only the kids: the wrap targets (public keys decoded) are made
+        // when something new is sealed, not for the unchanged files of a
+        // `git status`.
+        let kids = project
+            .recipients_for(Some(path))
             .map_err(|e| refusal(path, &e))?;
-        let kids = targets.iter().map(|t| t.kid().clone()).collect();
         let mut candidates: Vec<Oid> = self.recent.get(path).copied().into_iter().collect();
         let prior = self
             .priors
@@ -256,7 +259,6 @@ impl Filter {
         candidates.extend(prior.filter(|p| !candidates.contains(p)));
         Ok(Context {
             aad,
-            targets,
             kids,
             candidates,
         })
@@ -269,7 +271,6 @@ fn refusal(path: &str, e: &dyn std::fmt::Display) -> String {
 
 struct Context {
     aad: Option<String>,
-    targets: Vec<crate::keys::WrapTarget>,
     kids: Vec<Kid>,
     candidates: Vec<Oid>,
 }
