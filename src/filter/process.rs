@@ -277,8 +277,22 @@ fn serve_with(
         // hold it while Git sends more.
         let complete = pktline::read_up_to(&mut r, &mut content, STREAM_MIN)?;
         let streamed = !complete && blob.is_some() && open.is_some();
-        let prepared = match blob {
-            Some(blob) if streamed && filter.streams_smudge(&content) => {
+        // The tree Git checks out, the blob and the keys to open it ahead.
+        let checkout = match (treeish, blob, &ahead) {
+            (Some(treeish), Some(blob), Some(keys)) if complete => Some((treeish, blob, keys)),
+            _ => None,
+        };
+        let mut opened_ahead = open_ahead(&mut prefetch, checkout, &path);
+        let prepared = match (blob, opened_ahead.take()) {
+            // Opened ahead: Git's copy of the text is not parsed again.
+            (Some(blob), Some(opened @ Opened::Plain { .. })) => {
+                Prepared::Done(filter.smudge_opened(&path, content, blob, opened))
+            }
+            (_, failed) if failed.is_some() => {
+                opened_ahead = failed;
+                filter.prepare_smudge(&path, content, blob)
+            }
+            (Some(blob), _) if streamed && filter.streams_smudge(&content) => {
                 let mut next = |buf: &mut Vec<u8>| pktline::read_data_into(&mut r, buf);
                 filter.prepare_smudge_stream(&path, content, blob, &mut next)?
             }
@@ -289,16 +303,11 @@ fn serve_with(
                 filter.prepare_smudge(&path, content, blob)
             }
         };
-        // The tree Git checks out, the blob and the keys to open it ahead.
-        let checkout = match (treeish, blob, &ahead) {
-            (Some(treeish), Some(blob), Some(keys)) if complete => Some((treeish, blob, keys)),
-            _ => None,
-        };
         let result = match prepared {
             Prepared::Done(done) => smudged(done),
             // A checkout: opened ahead, so not delayed (see `prefetch`).
             Prepared::Open(mut work) if checkout.is_some() => {
-                let opened = match (open_ahead(&mut prefetch, checkout, &path), &open) {
+                let opened = match (opened_ahead, &open) {
                     (Some(opened), _) => opened,
                     (None, Some(open)) => run_job(open, &mut work),
                     (None, None) => Opened::NoKey,

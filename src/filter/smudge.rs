@@ -192,7 +192,7 @@ impl Filter {
             self.locked.paths.push(path.to_owned());
             return done(text, None);
         }
-        if let Some(message) = self.aad_problem(path, &env) {
+        if let Some(message) = self.aad_problem(path, env.aad.as_deref()) {
             return done(text, Some(message));
         }
         Prepared::Open(Work {
@@ -201,6 +201,41 @@ impl Filter {
             env: Some(env),
             blob,
         })
+    }
+
+    /// Smudge of an envelope opened ahead of Git's request, from blob
+    /// `blob` (see `prefetch`), whose text Git sent as `text`: it is not
+    /// parsed again, and the checks that depend on the path run as for any
+    /// smudge.
+    pub(crate) fn smudge_opened(
+        &mut self,
+        path: &str,
+        text: Vec<u8>,
+        blob: Oid,
+        opened: Opened,
+    ) -> Smudged {
+        let keep = |text, error| Smudged {
+            bytes: Output::Bytes(text),
+            error,
+        };
+        if self.locked.work_tree_locked {
+            self.locked.paths.push(path.to_owned());
+            return keep(text, None);
+        }
+        let aad = match &opened {
+            Opened::Plain { aad, .. } => aad.as_deref(),
+            _ => None,
+        };
+        if let Some(message) = self.aad_problem(path, aad) {
+            return keep(text, Some(message));
+        }
+        let work = Work {
+            path: path.to_owned(),
+            text: Output::Bytes(text),
+            env: None,
+            blob: Some(blob),
+        };
+        self.complete_smudge(work, opened)
     }
 
     /// Account for an opened (or not) envelope and produce the output.
@@ -254,10 +289,10 @@ impl Filter {
         }
     }
 
-    fn aad_problem(&self, path: &str, env: &Envelope) -> Option<String> {
+    fn aad_problem(&self, path: &str, aad: Option<&str>) -> Option<String> {
         let project = self.project.as_ref().ok()?;
         let expected = project.policy.aad_for(path)?;
-        match env.aad.as_deref() {
+        match aad {
             Some(aad) if aad.starts_with("path:") && aad != expected => Some(format!(
                 "{path}: the envelope is bound to {aad:?}, not this path (moved or swapped?); left it sealed in the work tree"
             )),

@@ -742,3 +742,52 @@ fn large_envelope_left_sealed_is_written_as_stored() {
     env.git(&dir, &["checkout", "HEAD~", "--", "secrets/big.bin"]);
     assert!(std::fs::read(dir.join("secrets/big.bin")).unwrap() == plain);
 }
+
+/// A checkout opens envelopes ahead of Git's requests (Git names the tree
+/// it checks out); the checks that depend on the path still run on Git's
+/// request: envelopes swapped between two paths stay sealed, while the
+/// many files around them open.
+#[test]
+fn a_checkout_opened_ahead_still_refuses_envelopes_at_the_wrong_path() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    crate::harness::set_policy(&dir, "bind_path_aad", serde_json::json!(true));
+    for i in 0..150 {
+        crate::harness::write_file(
+            &dir,
+            &format!("secrets/f{i:03}.env"),
+            format!("F{i}\n").as_bytes(),
+        );
+    }
+    commit_all(&env, &dir, "many");
+    let blob = |path: &str| {
+        env.ok("git", &dir, &["cat-file", "-p", &format!("HEAD:{path}")])
+            .stdout
+    };
+    let (a, b) = (blob("secrets/f040.env"), blob("secrets/f041.env"));
+    env.stage_raw(&dir, "secrets/f040.env", &b);
+    env.stage_raw(&dir, "secrets/f041.env", &a);
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "swap"]);
+
+    std::fs::remove_dir_all(dir.join("secrets")).unwrap();
+    let out = env.ok("git", &dir, &["checkout", "HEAD", "--", "secrets"]);
+    let err = stderr(&out);
+    for (path, bound) in [("secrets/f040.env", "f041"), ("secrets/f041.env", "f040")] {
+        assert!(
+            err.contains(&format!(
+                "{path}: the envelope is bound to \"path:secrets/{bound}.env\""
+            )),
+            "{err}"
+        );
+        assert!(
+            is_envelope(&std::fs::read(dir.join(path)).unwrap()),
+            "{path} opened"
+        );
+    }
+    for i in (0..150).filter(|i| ![40, 41].contains(i)) {
+        assert_eq!(
+            read(&dir, &format!("secrets/f{i:03}.env")),
+            format!("F{i}\n")
+        );
+    }
+}
