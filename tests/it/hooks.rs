@@ -580,3 +580,37 @@ fn without_git_seal_on_path_hooks_and_doctor_say_why() {
     let out = run(Path::new("git"), &["commit", "-q", "-m", "x"], &fixed);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `git commit PATH` and `git commit -a` build the commit in a temporary
+/// index (GIT_INDEX_FILE): pre-commit judges that index, not `.git/index`.
+/// With the filter switched off for the command, plaintext reaches it.
+#[test]
+fn commit_of_paths_or_all_is_judged_on_the_index_git_commits() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "secrets/db.env", b"DB_PASSWORD=sealed\n");
+    env.git(&dir, &["add", "secrets/db.env"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed"]);
+    write_file(&dir, "secrets/db.env", b"DB_PASSWORD=hunter2\n");
+    let no_filter = [
+        "-c",
+        "filter.seal.process=",
+        "-c",
+        "filter.seal.clean=cat",
+        "-c",
+        "filter.seal.required=false",
+    ];
+    for how in [&["secrets/db.env"][..], &["-a"][..]] {
+        let mut args = no_filter.to_vec();
+        args.extend(["commit", "-q", "-m", "leak"]);
+        args.extend(how);
+        let before = env.rev(&dir, "HEAD");
+        let out = env.fails("git", &dir, &args, 1);
+        let err = stderr(&out);
+        assert!(
+            err.contains("secrets/db.env") && err.contains("plaintext"),
+            "{how:?}: {err}"
+        );
+        assert_eq!(env.rev(&dir, "HEAD"), before, "{how:?}: committed");
+    }
+}
