@@ -53,19 +53,85 @@ pub fn seal<E>(
 /// large to hold twice: each piece is encrypted in place and hashed into the
 /// tag as it comes (the same output as [`seal`], piece by piece). The nonce
 /// is drawn here; the caller wraps the DEK ([`SealStream::dek`]) before the
-/// DEK is dropped with the stream.
+/// DEK is dropped with the stream. Past [`HASH_ON_THREAD_AFTER`] bytes the
+/// tag's GHASH runs on a thread of its own, beside the encryption, encoding
+/// and writing on the caller's.
 pub struct SealStream {
     dek: Dek,
     nonce: [u8; NONCE_LEN],
     ctr: ctr::Ctr32BE<aes::Aes256>,
-    ghash: ghash::GHash,
-    /// Ciphertext not yet hashed (less than one block).
-    partial: [u8; 16],
-    partial_len: usize,
+    tagging: Tagging,
     aad_len: u64,
     len: u64,
     /// AES_K(J0), which masks the GHASH into the tag.
     mask: [u8; 16],
+}
+
+/// Content past this many bytes is hashed on another thread.
+const HASH_ON_THREAD_AFTER: u64 = 4 << 20;
+/// Ciphertext handed to that thread at a time.
+const HASH_BATCH: usize = 1 << 20;
+
+/// The GHASH of the ciphertext so far.
+struct Hasher {
+    ghash: ghash::GHash,
+    /// Ciphertext not yet hashed (less than one block).
+    partial: [u8; 16],
+    partial_len: usize,
+}
+
+impl Hasher {
+    fn update(&mut self, mut ciphertext: &[u8]) {
+        use ghash::universal_hash::UniversalHash;
+        if self.partial_len > 0 {
+            let take = ciphertext.len().min(16 - self.partial_len);
+            self.partial[self.partial_len..self.partial_len + take]
+                .copy_from_slice(&ciphertext[..take]);
+            self.partial_len += take;
+            ciphertext = &ciphertext[take..];
+            if self.partial_len < 16 {
+                return;
+            }
+            self.ghash.update(&[self.partial.into()]);
+            self.partial_len = 0;
+        }
+        let whole = ciphertext.len() / 16 * 16;
+        self.ghash.update_padded(&ciphertext[..whole]);
+        let tail = &ciphertext[whole..];
+        self.partial[..tail.len()].copy_from_slice(tail);
+        self.partial_len = tail.len();
+    }
+}
+
+/// Where the GHASH runs.
+enum Tagging {
+    Here(Hasher),
+    /// On a thread, fed batches of ciphertext.
+    Thread {
+        batch: Vec<u8>,
+        batches: std::sync::mpsc::SyncSender<Vec<u8>>,
+        done: std::thread::JoinHandle<Hasher>,
+    },
+    /// Only while switching from one to the other.
+    Moving,
+}
+
+impl Tagging {
+    /// `hasher` continued on a thread of its own.
+    fn on_thread(mut hasher: Hasher) -> Tagging {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let done = std::thread::spawn(move || {
+            for batch in received {
+                hasher.update(&batch);
+            }
+            hasher
+        });
+        Tagging::Thread {
+            batch: Vec::with_capacity(HASH_BATCH),
+            batches,
+            done,
+        }
+    }
 }
 
 impl std::fmt::Debug for SealStream {
@@ -104,9 +170,11 @@ impl SealStream {
             dek,
             nonce,
             ctr,
-            ghash,
-            partial: [0; 16],
-            partial_len: 0,
+            tagging: Tagging::Here(Hasher {
+                ghash,
+                partial: [0; 16],
+                partial_len: 0,
+            }),
             aad_len: aad.len() as u64,
             len: 0,
             mask: mask.into(),
@@ -125,37 +193,54 @@ impl SealStream {
     /// Encrypt the next piece of plaintext in place.
     pub fn encrypt(&mut self, piece: &mut [u8]) {
         use aes::cipher::StreamCipher;
-        use ghash::universal_hash::UniversalHash;
         self.ctr.apply_keystream(piece);
         self.len += piece.len() as u64;
-        let mut rest: &[u8] = piece;
-        if self.partial_len > 0 {
-            let take = rest.len().min(16 - self.partial_len);
-            self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&rest[..take]);
-            self.partial_len += take;
-            rest = &rest[take..];
-            if self.partial_len < 16 {
-                return;
+        if self.len > HASH_ON_THREAD_AFTER && matches!(self.tagging, Tagging::Here(_)) {
+            if let Tagging::Here(hasher) = std::mem::replace(&mut self.tagging, Tagging::Moving) {
+                self.tagging = Tagging::on_thread(hasher);
             }
-            self.ghash.update(&[self.partial.into()]);
-            self.partial_len = 0;
         }
-        let whole = rest.len() / 16 * 16;
-        self.ghash.update_padded(&rest[..whole]);
-        let tail = &rest[whole..];
-        self.partial[..tail.len()].copy_from_slice(tail);
-        self.partial_len = tail.len();
+        match &mut self.tagging {
+            Tagging::Here(hasher) => hasher.update(piece),
+            Tagging::Thread { batch, batches, .. } => {
+                batch.extend_from_slice(piece);
+                if batch.len() >= HASH_BATCH {
+                    let full = std::mem::replace(batch, Vec::with_capacity(HASH_BATCH));
+                    // The thread only stops when this sender is dropped.
+                    batches
+                        .send(full)
+                        .expect("the GHASH thread runs until finish");
+                }
+            }
+            Tagging::Moving => unreachable!("set back above"),
+        }
     }
 
     /// The tag over everything encrypted.
-    pub fn finish(mut self) -> [u8; 16] {
+    pub fn finish(self) -> [u8; 16] {
         use ghash::universal_hash::UniversalHash;
-        self.ghash.update_padded(&self.partial[..self.partial_len]);
+        let mut hasher = match self.tagging {
+            Tagging::Here(hasher) => hasher,
+            Tagging::Thread {
+                batch,
+                batches,
+                done,
+            } => {
+                batches
+                    .send(batch)
+                    .expect("the GHASH thread runs until finish");
+                drop(batches);
+                done.join().expect("the GHASH thread does not panic")
+            }
+            Tagging::Moving => unreachable!("only while encrypting"),
+        };
+        let partial = hasher.partial;
+        hasher.ghash.update_padded(&partial[..hasher.partial_len]);
         let mut lengths = [0u8; 16];
         lengths[..8].copy_from_slice(&(self.aad_len * 8).to_be_bytes());
         lengths[8..].copy_from_slice(&(self.len * 8).to_be_bytes());
-        self.ghash.update(&[lengths.into()]);
-        let mut tag: [u8; 16] = self.ghash.clone().finalize().into();
+        hasher.ghash.update(&[lengths.into()]);
+        let mut tag: [u8; 16] = hasher.ghash.clone().finalize().into();
         for (t, m) in tag.iter_mut().zip(self.mask) {
             *t ^= m;
         }
@@ -259,6 +344,39 @@ mod tests {
             let env = Envelope { recipients: vec![recipient()], nonce, ciphertext, tag, aad };
             prop_assert_eq!(decrypt(env, &dek).unwrap(), plain);
         }
+    }
+
+    /// Past the size where the GHASH moves to a thread, in pieces of
+    /// uneven sizes: the tag is still AES-GCM's.
+    #[test]
+    fn a_large_stream_hashed_on_a_thread_matches_one_shot() {
+        let plain: Vec<u8> = (0..(HASH_ON_THREAD_AFTER as usize) * 2 + 12_345)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect();
+        let mut stream = SealStream::new(Some("path:big"));
+        let dek = stream.dek().clone();
+        let nonce = stream.nonce();
+        let mut ciphertext = plain.clone();
+        let mut at = 0;
+        for size in [1, 15, 65_516, 1 << 20, 3].into_iter().cycle() {
+            let end = (at + size).min(ciphertext.len());
+            stream.encrypt(&mut ciphertext[at..end]);
+            at = end;
+            if at == ciphertext.len() {
+                break;
+            }
+        }
+        assert!(matches!(stream.tagging, Tagging::Thread { .. }));
+        let tag = stream.finish();
+        let aad = Some("path:big".to_owned());
+        let env = Envelope {
+            recipients: vec![recipient()],
+            nonce,
+            ciphertext,
+            tag,
+            aad,
+        };
+        assert!(decrypt(env, &dek).unwrap() == plain);
     }
 
     #[test]
