@@ -145,27 +145,16 @@ impl std::fmt::Debug for SealStream {
 impl SealStream {
     /// A fresh DEK and nonce for content bound to `aad`.
     pub fn new(aad: Option<&str>) -> SealStream {
-        use aes::cipher::{BlockEncrypt, KeyIvInit};
         use ghash::universal_hash::UniversalHash;
         let mut random = Zeroizing::new([0u8; 32 + NONCE_LEN]);
         OsRng.fill_bytes(random.as_mut());
         let dek = Dek::from_bytes(random[..32].try_into().expect("32 bytes"));
         let nonce: [u8; NONCE_LEN] = random[32..].try_into().expect("nonce bytes");
-        let aes = aes::Aes256::new(dek.expose().into());
-        let mut h = aes::Block::default();
-        aes.encrypt_block(&mut h);
-        let mut ghash = ghash::GHash::new(&h);
-        h.zeroize();
+        let gcm = Gcm::new(&dek, &nonce);
+        let mut ghash = ghash::GHash::new(&gcm.h);
         let aad = aad.unwrap_or("").as_bytes();
         ghash.update_padded(aad);
-        // J0 = nonce || 1 masks the tag; the content's counter starts at 2.
-        let mut j0 = [0u8; 16];
-        j0[..NONCE_LEN].copy_from_slice(&nonce);
-        j0[15] = 1;
-        let mut mask = aes::Block::from(j0);
-        aes.encrypt_block(&mut mask);
-        j0[15] = 2;
-        let ctr = ctr::Ctr32BE::<aes::Aes256>::new(dek.expose().into(), &j0.into());
+        let ctr = gcm.ctr(&dek);
         SealStream {
             dek,
             nonce,
@@ -177,7 +166,7 @@ impl SealStream {
             }),
             aad_len: aad.len() as u64,
             len: 0,
-            mask: mask.into(),
+            mask: gcm.mask,
         }
     }
 
@@ -236,16 +225,67 @@ impl SealStream {
         };
         let partial = hasher.partial;
         hasher.ghash.update_padded(&partial[..hasher.partial_len]);
-        let mut lengths = [0u8; 16];
-        lengths[..8].copy_from_slice(&(self.aad_len * 8).to_be_bytes());
-        lengths[8..].copy_from_slice(&(self.len * 8).to_be_bytes());
-        hasher.ghash.update(&[lengths.into()]);
+        hasher
+            .ghash
+            .update(&[lengths_block(self.aad_len, self.len).into()]);
         let mut tag: [u8; 16] = hasher.ghash.clone().finalize().into();
         for (t, m) in tag.iter_mut().zip(self.mask) {
             *t ^= m;
         }
         tag
     }
+}
+
+/// What AES-256-GCM derives from the key and nonce (NIST SP 800-38D §7):
+/// the hash key H, the mask of the tag E(J0) and the counter block where
+/// the content starts. Used where the content comes in pieces or halves,
+/// which the `aes-gcm` crate's one-shot calls do not serve.
+struct Gcm {
+    h: ghash::Key,
+    mask: [u8; 16],
+    /// J0 + 1: the content's first counter block.
+    start: [u8; 16],
+}
+
+impl Gcm {
+    fn new(dek: &Dek, nonce: &[u8; NONCE_LEN]) -> Gcm {
+        use aes::cipher::{BlockEncrypt, KeyInit as _};
+        let aes = aes::Aes256::new(dek.expose().into());
+        let mut h = aes::Block::default();
+        aes.encrypt_block(&mut h);
+        // J0 = nonce || 1 masks the tag; the content's counter starts at 2.
+        let mut j0 = [0u8; 16];
+        j0[..NONCE_LEN].copy_from_slice(nonce);
+        j0[15] = 1;
+        let mut mask = aes::Block::from(j0);
+        aes.encrypt_block(&mut mask);
+        j0[15] = 2;
+        Gcm {
+            h,
+            mask: mask.into(),
+            start: j0,
+        }
+    }
+
+    /// The counter mode over the content, from its start.
+    fn ctr(&self, dek: &Dek) -> ctr::Ctr32BE<aes::Aes256> {
+        use aes::cipher::KeyIvInit;
+        ctr::Ctr32BE::new(dek.expose().into(), &self.start.into())
+    }
+}
+
+impl Drop for Gcm {
+    fn drop(&mut self) {
+        self.h.zeroize();
+    }
+}
+
+/// GHASH's last block: the aad's and the content's lengths in bits.
+fn lengths_block(aad_len: u64, len: u64) -> [u8; 16] {
+    let mut lengths = [0u8; 16];
+    lengths[..8].copy_from_slice(&(aad_len * 8).to_be_bytes());
+    lengths[8..].copy_from_slice(&(len * 8).to_be_bytes());
+    lengths
 }
 
 /// Content at least this large is verified and decrypted on two threads.
@@ -290,7 +330,7 @@ pub fn decrypt(env: Envelope, dek: &Dek) -> Result<Vec<u8>, ContentError> {
 /// number of the second half's blocks (and the length block), added to the
 /// second half's, is the hash of the whole.
 fn decrypt_in_halves(env: Envelope, dek: &Dek) -> Result<Vec<u8>, ContentError> {
-    use aes::cipher::{BlockEncrypt, KeyIvInit, StreamCipher, StreamCipherSeek};
+    use aes::cipher::{StreamCipher, StreamCipherSeek};
     use ghash::universal_hash::{KeyInit as _, UniversalHash};
     use subtle::ConstantTimeEq;
     let Envelope {
@@ -300,28 +340,20 @@ fn decrypt_in_halves(env: Envelope, dek: &Dek) -> Result<Vec<u8>, ContentError> 
         aad,
         ..
     } = env;
-    let aes = aes::Aes256::new(dek.expose().into());
-    let mut h = aes::Block::default();
-    aes.encrypt_block(&mut h);
-    let mut j0 = [0u8; 16];
-    j0[..NONCE_LEN].copy_from_slice(&nonce);
-    j0[15] = 1;
-    let mut mask = aes::Block::from(j0);
-    aes.encrypt_block(&mut mask);
+    let gcm = Gcm::new(dek, &nonce);
+    let h = &gcm.h;
     let aad = aad.as_deref().unwrap_or("").as_bytes();
     let split = ciphertext.len() / 2 / 16 * 16;
-    let mut lengths = [0u8; 16];
-    lengths[..8].copy_from_slice(&(aad.len() as u64 * 8).to_be_bytes());
-    lengths[8..].copy_from_slice(&(ciphertext.len() as u64 * 8).to_be_bytes());
+    let lengths = lengths_block(aad.len() as u64, ciphertext.len() as u64);
     let (first, second) = ciphertext.split_at(split);
     let (head, tail) = std::thread::scope(|scope| {
         let head = scope.spawn(|| {
-            let mut g = ghash::GHash::new(&h);
+            let mut g = ghash::GHash::new(h);
             g.update_padded(aad);
             g.update_padded(first);
             g.finalize()
         });
-        let mut g = ghash::GHash::new(&h);
+        let mut g = ghash::GHash::new(h);
         g.update_padded(second);
         g.update(&[lengths.into()]);
         (head.join().expect("GHASH thread"), g.finalize())
@@ -334,7 +366,7 @@ fn decrypt_in_halves(env: Envelope, dek: &Dek) -> Result<Vec<u8>, ContentError> 
         g.finalize()
     };
     let mut power: Option<ghash::Block> = None;
-    let mut square = h;
+    let mut square = *h;
     let mut n = blocks;
     while n > 0 {
         if n & 1 == 1 {
@@ -347,20 +379,16 @@ fn decrypt_in_halves(env: Envelope, dek: &Dek) -> Result<Vec<u8>, ContentError> 
         n >>= 1;
     }
     let mut expected = mul(&head, &power.expect("at least one block"));
-    for ((e, t), m) in expected.iter_mut().zip(tail).zip(mask) {
+    for ((e, t), m) in expected.iter_mut().zip(tail).zip(gcm.mask) {
         *e ^= t ^ m;
     }
-    h.zeroize();
     if !bool::from(expected.as_slice().ct_eq(&tag)) {
         return Err(ContentError);
     }
-    j0[15] = 2;
     let (first, second) = ciphertext.split_at_mut(split);
     std::thread::scope(|scope| {
-        scope.spawn(|| {
-            ctr::Ctr32BE::<aes::Aes256>::new(dek.expose().into(), &j0.into()).apply_keystream(first)
-        });
-        let mut ctr = ctr::Ctr32BE::<aes::Aes256>::new(dek.expose().into(), &j0.into());
+        scope.spawn(|| gcm.ctr(dek).apply_keystream(first));
+        let mut ctr = gcm.ctr(dek);
         ctr.seek(split as u64);
         ctr.apply_keystream(second);
     });
