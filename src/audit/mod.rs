@@ -226,7 +226,7 @@ pub(crate) fn on_commit(project: &Workspace) -> Result<(), AuditError> {
         record_commit(project, &signer, *commit, true)?;
         eprintln!("git-seal: audit: recorded {commit}, whose entry was missing");
     }
-    record_commit(project, &signer, head, false)?;
+    record_changes(project, &signer, head, &changes, false)?;
     if let Some((_, old, new)) = policy_change {
         let mut data = Map::new();
         data.insert("commit".into(), json!(head.to_string()));
@@ -249,7 +249,19 @@ fn record_commit(
 ) -> Result<(), AuditError> {
     let parent = project.repo.parents(commit)?.first().copied();
     let changes = project.repo.changed_files(parent, commit)?;
-    let paths = sealed_changes(project, &changes)?;
+    record_changes(project, signer, commit, &changes, late)
+}
+
+/// [`record_commit`] with what `commit` changed against its first parent
+/// already at hand.
+fn record_changes(
+    project: &Workspace,
+    signer: &Signer,
+    commit: Oid,
+    changes: &[(String, Option<Oid>, Option<Oid>)],
+    late: bool,
+) -> Result<(), AuditError> {
+    let paths = sealed_changes(project, changes)?;
     if paths.is_empty() {
         return Ok(());
     }

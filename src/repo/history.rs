@@ -98,24 +98,12 @@ impl Repo {
         old: Option<Oid>,
         new: Oid,
     ) -> Result<Vec<Change>, RepoError> {
-        let old_tree = old
-            .map(|id| self.inner.find_commit(id).and_then(|c| c.tree()))
-            .transpose()?;
-        let new_tree = self.inner.find_commit(new)?.tree()?;
-        let mut files = Vec::new();
-        super::diff_trees(
-            &self.inner,
-            old_tree.as_ref(),
-            Some(&new_tree),
-            b"",
-            &mut files,
-        )?;
-        let mut changes: Vec<Change> = files
+        let mut changes: Vec<Change> = self
+            .changed_blobs(old, new)?
             .into_iter()
             .filter(|(_, old, new)| old != new)
             .map(|(path, old, new)| Change { path, old, new })
             .collect();
-        changes.sort_by(|a, b| a.path.cmp(&b.path));
         // A path whose type changed (a file that became a link) comes as
         // a removal and an addition: one change.
         changes.dedup_by(|later, first| {

@@ -592,6 +592,15 @@ impl Repo {
         old: Option<Oid>,
         new: Oid,
     ) -> Result<Vec<(String, Option<Oid>, Option<Oid>)>, RepoError> {
+        Ok(self
+            .changed_blobs(old, new)?
+            .into_iter()
+            .map(|(path, old, new)| (path_text(&path), old, new))
+            .collect())
+    }
+
+    /// [`Repo::changed_files`] with the paths as Git stores them (bytes).
+    fn changed_blobs(&self, old: Option<Oid>, new: Oid) -> Result<Vec<ChangedFile>, RepoError> {
         let old_tree = match old {
             Some(id) => Some(self.inner.find_commit(id)?.tree()?),
             None => None,
@@ -607,10 +616,7 @@ impl Repo {
         )?;
         // In path order, as Git lists them.
         files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(files
-            .into_iter()
-            .map(|(path, old, new)| (path_text(&path), old, new))
-            .collect())
+        Ok(files)
     }
 
     pub(crate) fn has_remote(&self, name: &str) -> bool {
