@@ -177,6 +177,12 @@ fn open_cache<'a>(
     cell.get_mut()?.as_mut()
 }
 
+/// Threads that open envelopes beside the one talking to Git: one per
+/// core, at most eight.
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
+}
+
 /// Git's blob id of `bytes` (SHA-1 of `blob <len>\0` + bytes), computed with
 /// the hardware-accelerated `sha1` crate: libgit2's collision-detecting SHA-1
 /// is several times slower on large files.

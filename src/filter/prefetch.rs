@@ -85,9 +85,7 @@ impl Prefetch {
             queued: Condvar::new(),
             done: Condvar::new(),
         });
-        let threads = thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 8);
+        let threads = super::worker_threads();
         let workers = (0..threads)
             .map(|i| {
                 let (shared, keys) = (Arc::clone(&shared), Arc::clone(&keys));

@@ -61,9 +61,7 @@ struct Pool {
 
 impl Pool {
     fn start(job: Job) -> Pool {
-        let threads = thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 8);
+        let threads = super::worker_threads();
         let (job_tx, job_rx) = mpsc::channel::<Work>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (result_tx, results) = mpsc::channel();
@@ -282,25 +280,24 @@ fn serve_with(
             (Some(treeish), Some(blob), Some(keys)) if complete => Some((treeish, blob, keys)),
             _ => None,
         };
-        let mut opened_ahead = open_ahead(&mut prefetch, checkout, &path);
-        let prepared = match (blob, opened_ahead.take()) {
+        let (prepared, opened_ahead) = match (blob, open_ahead(&mut prefetch, checkout, &path)) {
             // Opened ahead: Git's copy of the text is not parsed again.
-            (Some(blob), Some(opened @ Opened::Plain { .. })) => {
-                Prepared::Done(filter.smudge_opened(&path, content, blob, opened))
-            }
-            (_, failed) if failed.is_some() => {
-                opened_ahead = failed;
-                filter.prepare_smudge(&path, content, blob)
-            }
-            (Some(blob), _) if streamed && filter.streams_smudge(&content) => {
+            (Some(blob), Some(opened @ Opened::Plain { .. })) => (
+                Prepared::Done(filter.smudge_opened(&path, content, blob, opened)),
+                None,
+            ),
+            // Failed ahead: judged as any smudge, with that outcome.
+            (_, Some(failed)) => (filter.prepare_smudge(&path, content, blob), Some(failed)),
+            (Some(blob), None) if streamed && filter.streams_smudge(&content) => {
                 let mut next = |buf: &mut Vec<u8>| pktline::read_data_into(&mut r, buf);
-                filter.prepare_smudge_stream(&path, content, blob, &mut next)?
+                let prepared = filter.prepare_smudge_stream(&path, content, blob, &mut next)?;
+                (prepared, None)
             }
-            _ => {
+            (_, None) => {
                 if !complete {
                     pktline::read_until_flush(&mut r, &mut content)?;
                 }
-                filter.prepare_smudge(&path, content, blob)
+                (filter.prepare_smudge(&path, content, blob), None)
             }
         };
         let result = match prepared {

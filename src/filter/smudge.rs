@@ -188,12 +188,8 @@ impl Filter {
                 );
             }
         };
-        if self.locked.work_tree_locked {
-            self.locked.paths.push(path.to_owned());
-            return done(text, None);
-        }
-        if let Some(message) = self.aad_problem(path, env.aad.as_deref()) {
-            return done(text, Some(message));
+        if let Some(error) = self.stays_sealed(path, env.aad.as_deref()) {
+            return done(text, error);
         }
         Prepared::Open(Work {
             path: path.to_owned(),
@@ -218,16 +214,12 @@ impl Filter {
             bytes: Output::Bytes(text),
             error,
         };
-        if self.locked.work_tree_locked {
-            self.locked.paths.push(path.to_owned());
-            return keep(text, None);
-        }
         let aad = match &opened {
             Opened::Plain { aad, .. } => aad.as_deref(),
             _ => None,
         };
-        if let Some(message) = self.aad_problem(path, aad) {
-            return keep(text, Some(message));
+        if let Some(error) = self.stays_sealed(path, aad) {
+            return keep(text, error);
         }
         let work = Work {
             path: path.to_owned(),
@@ -287,6 +279,17 @@ impl Filter {
                 )),
             ),
         }
+    }
+
+    /// Must an envelope bound to `aad` stay sealed at `path` whatever the
+    /// key says? `Some(None)`: the work tree is locked (counted for the
+    /// summary); `Some(Some(message))`: it is bound to another path or none.
+    fn stays_sealed(&mut self, path: &str, aad: Option<&str>) -> Option<Option<String>> {
+        if self.locked.work_tree_locked {
+            self.locked.paths.push(path.to_owned());
+            return Some(None);
+        }
+        self.aad_problem(path, aad).map(Some)
     }
 
     fn aad_problem(&self, path: &str, aad: Option<&str>) -> Option<String> {
