@@ -314,40 +314,46 @@ type IndexStamp = (u64, i64, i64, u64);
 impl Priors {
     /// The blob `path` has in the index, else in HEAD.
     fn blob(&mut self, repo: &Repo, path: &str) -> Result<Option<Oid>, String> {
-        if !std::mem::replace(&mut self.asked_git, true) {
-            if let Ok(staged) = repo.staged_blob(path) {
-                return match staged {
-                    Some(id) => Ok(Some(id)),
-                    None => match repo.head_tree_id().map_err(|e| e.to_string())? {
-                        Some(tree) => repo.blob_in_tree(tree, path).map_err(|e| e.to_string()),
-                        None => Ok(None),
-                    },
-                };
+        let text = |e: crate::repo::RepoError| e.to_string();
+        let asked = match std::mem::replace(&mut self.asked_git, true) {
+            false => repo.staged_blob(path).ok(),
+            true => None,
+        };
+        let (staged, tree) = match asked {
+            Some(staged) => (staged, repo.head_tree_id().map_err(text)?),
+            None => {
+                let tree = self.fresh_index(repo)?;
+                (repo.index_blob(path).map_err(text)?, tree)
             }
+        };
+        if staged.is_some() {
+            return Ok(staged);
         }
+        // A stale HEAD could only offer an envelope that opens to the same
+        // plaintext, which is checked before it is reused.
+        match tree {
+            Some(tree) => repo.blob_in_tree(tree, path).map_err(text),
+            None => Ok(None),
+        }
+    }
+
+    /// Read the index again if its file changed, and give HEAD's tree as
+    /// of then.
+    fn fresh_index(&mut self, repo: &Repo) -> Result<Option<Oid>, String> {
         let stamp = std::fs::metadata(repo.git_dir().join("index"))
             .ok()
             .map(|m| {
                 use std::os::unix::fs::MetadataExt;
                 (m.ino(), m.mtime(), m.mtime_nsec(), m.len())
             });
-        let tree = match self.head_tree {
-            Some((read_at, tree)) if read_at == stamp => tree,
+        match self.head_tree {
+            Some((read_at, tree)) if read_at == stamp => Ok(tree),
             _ => {
                 repo.reread_index().map_err(|e| e.to_string())?;
                 let tree = repo.head_tree_id().map_err(|e| e.to_string())?;
                 self.head_tree = Some((stamp, tree));
-                tree
+                Ok(tree)
             }
-        };
-        if let Some(id) = repo.index_blob(path).map_err(|e| e.to_string())? {
-            return Ok(Some(id));
-        }
-        // A stale HEAD could only offer an envelope that opens to the same
-        // plaintext, which is checked before it is reused.
-        match tree {
-            Some(tree) => repo.blob_in_tree(tree, path).map_err(|e| e.to_string()),
-            None => Ok(None),
         }
     }
 }
