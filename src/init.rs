@@ -247,7 +247,10 @@ pub fn init(
     // open them now if the key is here (never discarding local changes).
     let unlocked = match Workspace::open(&root) {
         Ok(ws) if ws.active().is_ok_and(|a| ws.keys().has(&a.kid)) => lock::unlock_if_locked(&ws),
-        _ => Ok(0),
+        // Without the key they stay sealed: the hooks open them after a
+        // checkout once it is here.
+        Ok(ws) => lock::mark_left_sealed(&ws.repo).map(|()| 0),
+        Err(_) => Ok(0),
     };
     Ok(Initialized {
         provider,

@@ -337,7 +337,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     paths.dedup();
     let journal = ws.repo.git_dir().join(JOURNAL);
     if paths.is_empty() {
-        remove_journal(&journal)?;
+        remove_if_present(&journal)?;
         return Ok(opened);
     }
     atomic_file::write_private(&journal, &nul_list(&paths))?;
@@ -371,7 +371,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
         progress.advance(chunk.len());
     }
     progress.finish();
-    remove_journal(&journal)?;
+    remove_if_present(&journal)?;
     let still: Vec<String> = paths
         .iter()
         .filter(|p| file_is_envelope(&ws.root.join(p)))
@@ -384,22 +384,53 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     Ok(paths)
 }
 
-fn remove_journal(journal: &std::path::Path) -> Result<(), LockError> {
-    match std::fs::remove_file(journal) {
+/// Remove a file of ours from the git dir, if it is there.
+fn remove_if_present(path: &std::path::Path) -> Result<(), LockError> {
+    match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(LockError::Io {
             what: "remove",
-            path: journal.to_owned(),
+            path: path.to_owned(),
             source,
         }),
     }
 }
 
 /// Unlock what can be unlocked, if anything is locked; the count opened.
+/// Looks at every sealed file in the work tree. When files stay locked
+/// (no key yet), the work tree is marked as smudge marks it, so that the
+/// hooks try again after the next checkout.
 pub(crate) fn unlock_if_locked(ws: &Workspace) -> Result<usize, LockError> {
     if locked_paths(ws)?.is_empty() && interrupted_unlock(ws)?.is_empty() {
         return Ok(0);
     }
-    Ok(unlock(ws, false)?.len())
+    let result = unlock(ws, false).map(|paths| paths.len());
+    if result.is_err() {
+        mark_left_sealed(&ws.repo)?;
+    }
+    result
+}
+
+/// Mark this work tree as holding envelopes left sealed: the hooks look for
+/// files to unlock after the next checkout.
+pub(crate) fn mark_left_sealed(repo: &crate::repo::Repo) -> Result<(), LockError> {
+    Ok(atomic_file::write_private(
+        &crate::filter::left_sealed_marker(repo),
+        b"",
+    )?)
+}
+
+/// [`unlock_if_locked`] after a checkout: only when this work tree is
+/// marked as holding envelopes left sealed (or an unlock was
+/// interrupted), so that a checkout where every file opened does not read
+/// every sealed file again. The mark goes first: what stays sealed marks
+/// it again.
+pub(crate) fn unlock_if_left_sealed(ws: &Workspace) -> Result<usize, LockError> {
+    let marker = crate::filter::left_sealed_marker(&ws.repo);
+    if !marker.exists() && !ws.repo.git_dir().join(JOURNAL).exists() {
+        return Ok(0);
+    }
+    remove_if_present(&marker)?;
+    unlock_if_locked(ws)
 }

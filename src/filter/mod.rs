@@ -36,6 +36,11 @@ pub use smudge::{Opened, Prepared, Smudged, Work};
 /// File in a work tree's git dir that marks it locked by `git seal lock`:
 /// smudge then leaves envelopes as they are until `git seal unlock`.
 const LOCK_MARKER: &str = "seal-locked";
+/// File in a work tree's git dir that says smudge left an envelope sealed
+/// there (no key, a damaged envelope, or one bound to another path), so
+/// that the hooks look for files to unlock after a checkout only when
+/// there may be some: looking reads every sealed file.
+const LEFT_SEALED_MARKER: &str = "seal-left-sealed";
 
 pub struct Filter {
     project: Result<Workspace, String>,
@@ -59,6 +64,8 @@ pub struct Filter {
     wraps: wraps::Wraps,
     /// Files smudge left sealed, for the summary.
     locked: smudge::Locked,
+    /// This work tree's git dir, for [`LEFT_SEALED_MARKER`].
+    git_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -79,6 +86,7 @@ impl Filter {
             .as_ref()
             .is_ok_and(|r| r.git_dir().join(LOCK_MARKER).exists());
         let provider_name = repo.as_ref().ok().and_then(|r| r.config_get(PROVIDER_KEY));
+        let git_dir = repo.as_ref().ok().map(|r| r.git_dir().to_owned());
         let project = repo
             .map_err(|e| e.to_string())
             .and_then(|r| Workspace::load(r).map_err(|e| e.to_string()));
@@ -99,6 +107,7 @@ impl Filter {
             priors: clean::Priors::default(),
             wraps: wraps::Wraps::default(),
             locked: smudge::Locked::new(work_tree_locked),
+            git_dir,
         }
     }
 
@@ -127,11 +136,17 @@ impl Filter {
         open_cache(&mut self.cache, self.project.as_ref().ok())
     }
 
-    /// Write what this process added to the clean cache, and return the one
-    /// summary line for files left locked, if any.
+    /// Write what this process added to the clean cache, mark the work tree
+    /// if an envelope was left sealed in it, and return the one summary line
+    /// for files left locked, if any.
     pub fn finish(&mut self) -> Option<String> {
         if let Some(Some(cache)) = self.cache.get_mut() {
             cache.flush();
+        }
+        if let (true, Some(git_dir)) = (self.locked.left_sealed, &self.git_dir) {
+            // Failure costs only the hooks' automatic unlock, which
+            // `git seal unlock` does by hand (the summary says so).
+            let _ = std::fs::write(git_dir.join(LEFT_SEALED_MARKER), b"");
         }
         let keys = self.shared_keys();
         self.locked.summary(|| {
@@ -217,4 +232,10 @@ impl std::fmt::Debug for Output {
 /// Where this work tree's lock marker lives.
 pub fn lock_marker(repo: &Repo) -> PathBuf {
     repo.git_dir().join(LOCK_MARKER)
+}
+
+/// Where the mark that smudge left an envelope sealed in this work tree
+/// lives ([`LEFT_SEALED_MARKER`]).
+pub fn left_sealed_marker(repo: &Repo) -> PathBuf {
+    repo.git_dir().join(LEFT_SEALED_MARKER)
 }

@@ -265,6 +265,7 @@ impl Filter {
                 keep(Output::Bytes(plaintext), None)
             }
             Opened::NoKey => {
+                self.locked.left_sealed = true;
                 self.locked.paths.push(path);
                 let kids = env
                     .iter()
@@ -272,12 +273,15 @@ impl Filter {
                 self.locked.kids.extend(kids);
                 keep(text, None)
             }
-            Opened::Failed(message) => keep(
-                text,
-                Some(format!(
-                    "{path}: {message}; left it sealed in the work tree"
-                )),
-            ),
+            Opened::Failed(message) => {
+                self.locked.left_sealed = true;
+                keep(
+                    text,
+                    Some(format!(
+                        "{path}: {message}; left it sealed in the work tree"
+                    )),
+                )
+            }
         }
     }
 
@@ -289,7 +293,9 @@ impl Filter {
             self.locked.paths.push(path.to_owned());
             return Some(None);
         }
-        self.aad_problem(path, aad).map(Some)
+        let problem = self.aad_problem(path, aad)?;
+        self.locked.left_sealed = true;
+        Some(Some(problem))
     }
 
     fn aad_problem(&self, path: &str, aad: Option<&str>) -> Option<String> {
@@ -313,6 +319,8 @@ impl Filter {
 pub(super) struct Locked {
     /// `git seal lock` locked this work tree: envelopes stay by request.
     work_tree_locked: bool,
+    /// An envelope was left sealed other than by `git seal lock`.
+    pub(super) left_sealed: bool,
     paths: Vec<String>,
     /// The kids the envelopes left for want of a key are wrapped to.
     kids: BTreeSet<Kid>,
@@ -322,6 +330,7 @@ impl Locked {
     pub(super) fn new(work_tree_locked: bool) -> Locked {
         Locked {
             work_tree_locked,
+            left_sealed: false,
             paths: Vec::new(),
             kids: BTreeSet::new(),
         }

@@ -306,7 +306,7 @@ fn arrivals(ws: &Workspace, hook: &str, old: Option<Oid>, new: Oid, out: &mut Ou
     let unlocked = if lock_marker(&ws.repo).exists() {
         0 // locked on purpose by `git seal lock`: stay locked
     } else {
-        match lock::unlock_if_locked(ws) {
+        match lock::unlock_if_left_sealed(ws) {
             Ok(n) => n,
             Err(e) => {
                 out.warn(format_args!("{hook}: files stay locked: {e}"));

@@ -436,6 +436,66 @@ fn post_checkout_unlocks_files_once_the_key_is_back_and_post_commit_audits() {
     );
 }
 
+/// A checkout that opens every file leaves no mark, so the next
+/// post-checkout reads no sealed file; one that leaves a file sealed for
+/// want of a key marks the work tree, and the checkout after the key is
+/// back opens it.
+#[test]
+fn post_checkout_unlocks_what_smudge_left_sealed_and_only_then_looks() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "secrets/db.env", b"DB=1\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "one"]);
+    env.git(&dir, &["checkout", "-q", "-b", "two"]);
+    write_file(&dir, "secrets/db.env", b"DB=2\n");
+    env.git(&dir, &["commit", "-q", "-am", "two"]);
+    let marker = dir.join(".git/seal-left-sealed");
+
+    env.git(&dir, &["checkout", "-q", "main"]);
+    assert_eq!(
+        std::fs::read(dir.join("secrets/db.env")).unwrap(),
+        b"DB=1\n"
+    );
+    assert!(
+        !marker.exists(),
+        "a checkout that opened every file marked the work tree"
+    );
+
+    // Not racily clean, so that Git need not clean it (which takes the key)
+    // to know it unchanged.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join("secrets/db.env"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    env.git(&dir, &["update-index", "-q", "--refresh"]);
+    let hidden = env.hide_keys();
+    env.git(&dir, &["checkout", "-q", "two"]);
+    assert!(is_envelope(
+        &std::fs::read(dir.join("secrets/db.env")).unwrap()
+    ));
+    assert!(
+        marker.exists(),
+        "smudge left a file sealed and did not say so"
+    );
+
+    env.restore_keys(&hidden);
+    let out = env.ok("git", &dir, &["checkout", "-q", "-b", "three"]);
+    assert!(
+        stderr(&out).contains("unlocked 1 file(s)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("secrets/db.env")).unwrap(),
+        b"DB=2\n"
+    );
+    assert!(!marker.exists(), "the mark outlived the files it was for");
+}
+
 /// The pre-commit framework (from PyPI) installed before and after git-seal:
 /// `doctor` and `hooks install` agree, commits go through, and git-seal's
 /// check still refuses what it must, run by the framework as its legacy hook.
