@@ -35,6 +35,10 @@ impl std::fmt::Debug for Dek {
 pub struct KekSecret {
     secret: [u8; 32],
     public: [u8; 32],
+    /// The private half as AWS-LC holds it for X25519, made on first use
+    /// and shared by clones (AWS-LC wipes it when it is freed).
+    #[zeroize(skip)]
+    agreement: std::sync::Arc<std::sync::OnceLock<aws_lc_rs::agreement::PrivateKey>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,7 +59,11 @@ impl KekSecret {
     pub(crate) fn from_bytes(secret: [u8; 32]) -> KekSecret {
         let public =
             x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes();
-        KekSecret { secret, public }
+        KekSecret {
+            secret,
+            public,
+            agreement: Default::default(),
+        }
     }
 
     /// Parse 64 hex digits (surrounding whitespace ignored). Errors never
@@ -83,6 +91,17 @@ impl KekSecret {
 
     pub fn public(&self) -> [u8; 32] {
         self.public
+    }
+
+    /// The private half for X25519 with AWS-LC (see `keys::x25519`).
+    pub(crate) fn agreement_key(&self) -> &aws_lc_rs::agreement::PrivateKey {
+        self.agreement.get_or_init(|| {
+            aws_lc_rs::agreement::PrivateKey::from_private_key(
+                &aws_lc_rs::agreement::X25519,
+                &self.secret,
+            )
+            .expect("32 bytes are an X25519 private key")
+        })
     }
 }
 
