@@ -245,16 +245,11 @@ fn work(shared: &Shared, keys: &dyn KeyProvider, list: Option<Oid>) {
 
 /// Open blob `blob` if it is a small envelope this process has a key for.
 fn open_blob(repo: &Repo, keys: &dyn KeyProvider, blob: Oid) -> Option<Opened> {
-    if repo.object_size(blob)? > MAX_BLOB {
-        return None;
-    }
-    let env = repo
-        .with_blob(blob, |text| {
-            envelope::might_be_envelope(text)
-                .then(|| envelope::parse(text).ok())
-                .flatten()
-        })
-        .ok()??;
+    let env = repo.with_small_blob(blob, MAX_BLOB, |text| {
+        envelope::might_be_envelope(text)
+            .then(|| envelope::parse(text).ok())
+            .flatten()
+    })??;
     match open_envelope(keys, env) {
         (Opened::NoKey, _) => None,
         (opened, _) => Some(opened),

@@ -291,16 +291,6 @@ impl Repo {
         self.tree_files(&tree)
     }
 
-    /// The size of object `id`, from its header (not inflating it whole).
-    pub(crate) fn object_size(&self, id: Oid) -> Option<usize> {
-        self.inner
-            .odb()
-            .ok()?
-            .read_header(id)
-            .ok()
-            .map(|(size, _)| size)
-    }
-
     /// The object a revision names (a commit, a tag, a tree, a blob).
     pub(crate) fn resolve_object(&self, rev: &str) -> Result<Oid, RepoError> {
         Ok(self.inner.revparse_single(rev)?.id())
@@ -802,6 +792,38 @@ impl Repo {
     /// Run `f` on a blob's content without copying it.
     pub fn with_blob<R>(&self, id: Oid, f: impl FnOnce(&[u8]) -> R) -> Result<R, RepoError> {
         Ok(f(self.inner.find_blob(id)?.content()))
+    }
+
+    /// `f` of blob `id`'s content, if it is a blob of at most `max` bytes.
+    /// A loose object is opened once and read as it inflates (sizing it
+    /// first, then reading it, opened and inflated it twice); a packed one
+    /// is sized from its header, which costs no inflating.
+    pub(crate) fn with_small_blob<R>(
+        &self,
+        id: Oid,
+        max: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        use std::io::Read;
+        let odb = self.inner.odb().ok()?;
+        let loose = match odb.reader(id) {
+            Ok((mut reader, size, ObjectType::Blob)) if size <= max => {
+                let mut content = Vec::with_capacity(size);
+                reader.read_to_end(&mut content).ok()?;
+                Some(content)
+            }
+            Ok(_) => return None,
+            Err(_) => None,
+        };
+        if let Some(content) = loose {
+            return Some(f(&content));
+        }
+        let (size, kind) = odb.read_header(id).ok()?;
+        if kind != ObjectType::Blob || size > max {
+            return None;
+        }
+        let object = odb.read(id).ok()?;
+        Some(f(object.data()))
     }
 
     /// Resolve a revision (`HEAD`, a branch, an id) to a commit id, failing
