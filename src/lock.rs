@@ -415,10 +415,8 @@ pub(crate) fn unlock_if_locked(ws: &Workspace) -> Result<usize, LockError> {
 /// Mark this work tree as holding envelopes left sealed: the hooks look for
 /// files to unlock after the next checkout.
 pub(crate) fn mark_left_sealed(repo: &crate::repo::Repo) -> Result<(), LockError> {
-    Ok(atomic_file::write_private(
-        &crate::filter::left_sealed_marker(repo),
-        b"",
-    )?)
+    crate::filter::mark_left_sealed(repo.git_dir())
+        .map_err(io_error("write", crate::filter::left_sealed_marker(repo)))
 }
 
 /// [`unlock_if_locked`] after a checkout: only when this work tree is

@@ -146,7 +146,7 @@ impl Filter {
         if let (true, Some(git_dir)) = (self.locked.left_sealed, &self.git_dir) {
             // Failure costs only the hooks' automatic unlock, which
             // `git seal unlock` does by hand (the summary says so).
-            let _ = std::fs::write(git_dir.join(LEFT_SEALED_MARKER), b"");
+            let _ = mark_left_sealed(git_dir);
         }
         let keys = self.shared_keys();
         self.locked.summary(|| {
@@ -234,8 +234,14 @@ pub fn lock_marker(repo: &Repo) -> PathBuf {
     repo.git_dir().join(LOCK_MARKER)
 }
 
-/// Where the mark that smudge left an envelope sealed in this work tree
-/// lives ([`LEFT_SEALED_MARKER`]).
+/// Where the mark that an envelope was left sealed in this work tree lives
+/// ([`LEFT_SEALED_MARKER`]).
 pub fn left_sealed_marker(repo: &Repo) -> PathBuf {
     repo.git_dir().join(LEFT_SEALED_MARKER)
+}
+
+/// Mark the work tree whose git dir is `git_dir` as holding an envelope
+/// left sealed.
+pub(crate) fn mark_left_sealed(git_dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::write(git_dir.join(LEFT_SEALED_MARKER), b"")
 }
