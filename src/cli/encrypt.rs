@@ -3,11 +3,8 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use std::io::Read;
-
-use zeroize::Zeroize;
-
 use super::error::{CommandError, CommandResult};
+use git_seal::envelope::reader::read_ahead;
 use git_seal::envelope::StreamWriter;
 use git_seal::keys::{self, WrapTarget};
 use git_seal::kid::Kid;
@@ -54,18 +51,13 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         .map_err(|e| CommandError::user(format!("cannot seal {}: {e}", args.file)))?;
     // Sealed piece by piece, file to file: a large file is never held.
     let mut writer = StreamWriter::new(&recipients, &stream.nonce(), 0);
+    // The next piece is read while this one is sealed and written.
     super::stdio::write_output_with(args.out.as_deref(), |out| {
-        let mut piece = vec![0u8; PIECE];
-        loop {
-            let n = read_full(&mut input, &mut piece)?;
-            if n == 0 {
-                break;
-            }
-            stream.encrypt(&mut piece[..n]);
-            writer.ciphertext(&piece[..n]);
-            writer.drain_to(out)?;
-        }
-        piece.zeroize();
+        read_ahead(&mut input, PIECE, |piece| {
+            stream.encrypt(piece);
+            writer.ciphertext(piece);
+            writer.drain_to(out)
+        })?;
         let tag = stream.finish();
         out.write_all(&writer.finish(&tag, args.aad.as_deref()))
     })?;
@@ -74,20 +66,6 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
 
 /// Plaintext read and sealed per step.
 const PIECE: usize = 1 << 20;
-
-/// Fill `buf` from `r` as far as it goes: the count, 0 at the end.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
 
 /// The path of `file` inside the project's work tree, if it is there.
 fn repo_relative(project: &Workspace, file: &str) -> Option<String> {

@@ -19,9 +19,9 @@ pub(crate) fn read_input(path: &str) -> CommandResult<Vec<u8>> {
 }
 
 /// `path` (`-`: stdin) opened for reading piece by piece.
-pub(crate) fn open_input(path: &str) -> CommandResult<Box<dyn Read>> {
+pub(crate) fn open_input(path: &str) -> CommandResult<Box<dyn Read + Send>> {
     if path == "-" {
-        return Ok(Box::new(std::io::stdin().lock()));
+        return Ok(Box::new(std::io::stdin()));
     }
     let file = std::fs::File::open(path)
         .map_err(|e| CommandError::user(format!("cannot read {path}: {e}")))?;
