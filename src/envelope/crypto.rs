@@ -1,5 +1,7 @@
 //! Content encryption: AES-256-GCM of one file's plaintext under a fresh
-//! DEK, and its decryption with a DEK.
+//! DEK, and its decryption with a DEK. Content held whole goes through
+//! `ring` ([`content_key`]); content sealed piece by piece through the
+//! RustCrypto crates ([`SealStream`]).
 //!
 //! This module does *not* wrap or unwrap DEKs and knows nothing of keys:
 //! [`seal`] hands the fresh DEK to its caller to wrap, and [`decrypt`] is
@@ -235,8 +237,8 @@ impl SealStream {
 
 /// What AES-256-GCM derives from the key and nonce (NIST SP 800-38D §7):
 /// the hash key H, the mask of the tag E(J0) and the counter block where
-/// the content starts. Used where the content comes in pieces or halves,
-/// which the `aes-gcm` crate's one-shot calls do not serve.
+/// the content starts. Used by [`SealStream`], whose content comes in
+/// pieces, which one-shot AES-GCM ([`content_key`]) does not serve.
 struct Gcm {
     h: ghash::Key,
     mask: [u8; 16],
