@@ -177,7 +177,7 @@ fn write_locked(
         })?;
     }
     index.write()?;
-    let tree = index.write_tree_to(repo.raw())?;
+    let tree = crate::repo::retrying_races(|| index.write_tree_to(repo.raw()))?;
     fs::File::open(&work)
         .and_then(|f| f.sync_all())
         .map_err(io(&work))?;

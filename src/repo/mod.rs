@@ -458,14 +458,14 @@ impl Repo {
     }
 
     pub(crate) fn write_blob(&self, data: &[u8]) -> Result<Oid, RepoError> {
-        Ok(self.inner.blob(data)?)
+        Ok(retrying_races(|| self.inner.blob(data))?)
     }
 
     /// Write a tree holding exactly one regular file.
     pub(crate) fn write_one_file_tree(&self, name: &str, blob: Oid) -> Result<Oid, RepoError> {
         let mut builder = self.inner.treebuilder(None)?;
         builder.insert(name, blob, 0o100644)?;
-        Ok(builder.write()?)
+        Ok(retrying_races(|| builder.write())?)
     }
 
     /// The text of an unsigned commit (what a signature is made over).
@@ -496,9 +496,9 @@ impl Repo {
         buffer: &str,
         signature: &str,
     ) -> Result<Oid, RepoError> {
-        Ok(self
-            .inner
-            .commit_signed(buffer, signature, Some("gpgsig"))?)
+        Ok(retrying_races(|| {
+            self.inner.commit_signed(buffer, signature, Some("gpgsig"))
+        })?)
     }
 
     /// Point `name` at `new` only if it still points at `expected` (`None`:
@@ -969,6 +969,24 @@ impl Repo {
             .filter(|e| (e.flags >> 12) & 0x3 == 0 && e.mode & 0o170000 != 0o160000)
             .map(|e| (path_text(&e.path), e.id))
             .collect())
+    }
+}
+
+/// `write` (an object write) again, a few times, when it fails in the
+/// file system: Git's background `gc --auto` removes a fan-out directory
+/// (`objects/a3/`) once it has packed what was in it, and libgit2 may have
+/// just made that directory for a new object, whose rename into it then
+/// fails. Git's own object writer retries for the same race; writing an
+/// object twice is harmless (its name is its content's hash).
+pub(crate) fn retrying_races<T>(
+    mut write: impl FnMut() -> Result<T, git2::Error>,
+) -> Result<T, git2::Error> {
+    let mut tries = 0;
+    loop {
+        match write() {
+            Err(e) if e.class() == git2::ErrorClass::Os && tries < 3 => tries += 1,
+            done => return done,
+        }
     }
 }
 
