@@ -795,9 +795,10 @@ impl Repo {
     }
 
     /// `f` of blob `id`'s content, if it is a blob of at most `max` bytes.
-    /// A loose object is opened once and read as it inflates (sizing it
-    /// first, then reading it, opened and inflated it twice); a packed one
-    /// is sized from its header, which costs no inflating.
+    /// A loose object is read here, whole, with plain reads (libgit2 maps
+    /// each one into memory, and in a process with threads every unmapping
+    /// interrupts the other cores); a packed one is sized from its header,
+    /// which costs no inflating.
     pub(crate) fn with_small_blob<R>(
         &self,
         id: Oid,
@@ -805,6 +806,11 @@ impl Repo {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Option<R> {
         use std::io::Read;
+        match read_loose_blob(&self.loose_path(id), max) {
+            Loose::Blob(content) => return Some(f(&content)),
+            Loose::Other => return None,
+            Loose::Absent => {}
+        }
         let odb = self.inner.odb().ok()?;
         let loose = match odb.reader(id) {
             Ok((mut reader, size, ObjectType::Blob)) if size <= max => {
@@ -824,6 +830,18 @@ impl Repo {
         }
         let object = odb.read(id).ok()?;
         Some(f(object.data()))
+    }
+
+    /// Where object `id` is stored if it is loose: under
+    /// `GIT_OBJECT_DIRECTORY` when Git set one (a pre-receive hook's
+    /// quarantine), else the common git dir's `objects`.
+    fn loose_path(&self, id: Oid) -> PathBuf {
+        let objects = match std::env::var_os("GIT_OBJECT_DIRECTORY") {
+            Some(dir) if self.from_env && !dir.is_empty() => PathBuf::from(dir),
+            _ => self.inner.commondir().join("objects"),
+        };
+        let hex = id.to_string();
+        objects.join(&hex[..2]).join(&hex[2..])
     }
 
     /// Resolve a revision (`HEAD`, a branch, an id) to a commit id, failing
@@ -990,6 +1008,69 @@ pub(crate) fn retrying_races<T>(
     }
 }
 
+enum Loose {
+    /// Not stored loose (packed, in an alternate, or missing).
+    Absent,
+    /// Stored loose, but not a blob of at most the size asked, or damaged.
+    Other,
+    Blob(Vec<u8>),
+}
+
+/// The loose object at `path`, if it is a blob of at most `max` bytes:
+/// the file read whole, its `blob <size>\0` header checked, its content
+/// inflated into a buffer of exactly that size.
+fn read_loose_blob(path: &Path, max: usize) -> Loose {
+    use flate2::{Decompress, FlushDecompress, Status};
+    use std::io::Read;
+    let mut stored = Vec::with_capacity(4096);
+    match std::fs::File::open(path) {
+        Ok(mut file) => {
+            // Deflate grows an incompressible input by a few bytes per
+            // block: a small blob's object is never much over `max`.
+            if file
+                .by_ref()
+                .take(max as u64 + 4096)
+                .read_to_end(&mut stored)
+                .is_err()
+            {
+                return Loose::Other;
+            }
+        }
+        Err(_) => return Loose::Absent,
+    }
+    let mut z = Decompress::new(true);
+    let mut head = [0u8; 32];
+    if z.decompress(&stored, &mut head, FlushDecompress::None)
+        .is_err()
+    {
+        return Loose::Other;
+    }
+    let head = &head[..z.total_out() as usize];
+    let Some(nul) = head.iter().position(|&b| b == 0) else {
+        return Loose::Other;
+    };
+    let size = match std::str::from_utf8(&head[..nul])
+        .ok()
+        .and_then(|h| h.strip_prefix("blob "))
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        Some(size) if size <= max => size,
+        _ => return Loose::Other,
+    };
+    // One byte of room past the size: a stream longer than its header
+    // says fills it instead of stopping short.
+    let mut content = Vec::with_capacity(size + 1);
+    content.extend_from_slice(&head[nul + 1..]);
+    if content.len() > size {
+        return Loose::Other;
+    }
+    let rest = &stored[z.total_in() as usize..];
+    match z.decompress_vec(rest, &mut content, FlushDecompress::Finish) {
+        Ok(Status::StreamEnd) if content.len() == size => Loose::Blob(content),
+        _ => Loose::Other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1090,5 +1171,90 @@ mod tests {
             );
         }
         assert_eq!(repo.changed_files(Some(a), a).unwrap(), []);
+    }
+
+    #[test]
+    fn small_blobs_are_read_loose_as_libgit2_reads_them() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let raw = Repository::init(dir.path()).unwrap();
+        let repo = Repo::discover(dir.path()).unwrap();
+        const MAX: usize = 4096;
+        // Bytes that do not compress, so that the stored object is larger
+        // than its content.
+        let noise = |n: usize| -> Vec<u8> {
+            (0..n as u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect()
+        };
+        for size in [0, 1, 20, 32, 100, MAX - 1, MAX, MAX + 1, 3 * MAX] {
+            let content = noise(size);
+            let id = raw.blob(&content).unwrap();
+            let read = repo.with_small_blob(id, MAX, <[u8]>::to_vec);
+            assert_eq!(read, (size <= MAX).then_some(content), "{size} bytes");
+            let loose = read_loose_blob(&repo.loose_path(id), MAX);
+            match loose {
+                Loose::Blob(_) => assert!(size <= MAX, "{size} bytes"),
+                Loose::Other => assert!(size > MAX, "{size} bytes"),
+                Loose::Absent => panic!("{size} bytes: not read loose"),
+            }
+        }
+        // A tree is not a blob.
+        let tree = raw.treebuilder(None).unwrap().write().unwrap();
+        assert!(matches!(
+            read_loose_blob(&repo.loose_path(tree), MAX),
+            Loose::Other
+        ));
+        assert_eq!(repo.with_small_blob(tree, MAX, <[u8]>::to_vec), None);
+        // Packed: libgit2 reads it.
+        let packed = raw.blob(b"packed content").unwrap();
+        let mut builder = raw.packbuilder().unwrap();
+        builder.insert_object(packed, None).unwrap();
+        let mut pack = git2::Buf::new();
+        builder.write_buf(&mut pack).unwrap();
+        let odb = raw.odb().unwrap();
+        let mut writer = odb.packwriter().unwrap();
+        writer.write_all(&pack).unwrap();
+        writer.commit().unwrap();
+        std::fs::remove_file(repo.loose_path(packed)).unwrap();
+        assert!(matches!(
+            read_loose_blob(&repo.loose_path(packed), MAX),
+            Loose::Absent
+        ));
+        assert_eq!(
+            repo.with_small_blob(packed, MAX, <[u8]>::to_vec).as_deref(),
+            Some(&b"packed content"[..])
+        );
+        // Damaged objects are refused, not read short or long.
+        let stored = |bytes: &[u8]| -> PathBuf {
+            let path = dir.path().join("damaged");
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(bytes).unwrap();
+            std::fs::write(&path, z.finish().unwrap()).unwrap();
+            path
+        };
+        for bytes in [
+            &b"blob 3\0abcd"[..],
+            b"blob 5\0abc",
+            b"blob 3abc",
+            b"blob x\0abc",
+            b"tree 3\0abc",
+        ] {
+            let path = stored(bytes);
+            assert!(
+                matches!(read_loose_blob(&path, MAX), Loose::Other),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        assert!(
+            matches!(read_loose_blob(&stored(b"blob 3\0abc"), MAX), Loose::Blob(c) if c == b"abc")
+        );
+        let whole = std::fs::read(stored(b"blob 3\0abc")).unwrap();
+        let path = dir.path().join("damaged");
+        std::fs::write(&path, &whole[..whole.len() - 5]).unwrap();
+        assert!(matches!(read_loose_blob(&path, MAX), Loose::Other));
+        std::fs::write(&path, b"not zlib at all").unwrap();
+        assert!(matches!(read_loose_blob(&path, MAX), Loose::Other));
     }
 }
