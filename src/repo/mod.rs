@@ -140,29 +140,14 @@ impl Repo {
             local.set_str(key, value)
         };
         match set() {
-            Err(e) if e.code() == git2::ErrorCode::Locked && self.remove_stale_config_lock() => {
+            Err(e)
+                if e.code() == git2::ErrorCode::Locked
+                    && remove_stale_lock(&self.common_dir().join("config.lock")) =>
+            {
                 Ok(set()?)
             }
             other => Ok(other?),
         }
-    }
-
-    /// A `config.lock` that a killed writer left behind (git-seal killed
-    /// while it moved the install lock): one that does not change for a
-    /// quarter of a second, when a live writer holds it for microseconds,
-    /// is removed. Returns whether it was.
-    fn remove_stale_config_lock(&self) -> bool {
-        let lock = self.common_dir().join("config.lock");
-        let seen = |path: &Path| {
-            std::fs::metadata(path)
-                .ok()
-                .map(|m| (m.len(), m.modified().ok()))
-        };
-        let Some(before) = seen(&lock) else {
-            return false;
-        };
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        seen(&lock) == Some(before) && std::fs::remove_file(&lock).is_ok()
     }
 
     /// Every value of a multi-valued key (e.g. `remote.origin.fetch`).
@@ -520,9 +505,15 @@ impl Repo {
             Err(e)
                 if matches!(
                     e.code(),
-                    git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
+                    git2::ErrorCode::Modified | git2::ErrorCode::Exists
                 ) =>
             {
+                Ok(false)
+            }
+            Err(e) if e.code() == git2::ErrorCode::Locked => {
+                // Held by another writer for a moment, or left by one that
+                // was killed: that one is removed, so that a retry can win.
+                remove_stale_lock(&self.common_dir().join(format!("{name}.lock")));
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -1006,6 +997,23 @@ pub(crate) fn retrying_races<T>(
             done => return done,
         }
     }
+}
+
+/// A lock file (`config.lock`, `refs/….lock`) that a killed writer left
+/// behind: one that does not change for a quarter of a second, when a live
+/// writer holds it for microseconds, is removed. Returns whether it was.
+fn remove_stale_lock(lock: &Path) -> bool {
+    let seen = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.modified().ok()))
+    };
+    let Some(before) = seen(lock) else {
+        return false;
+    };
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    seen(lock) == Some(before) && std::fs::remove_file(lock).is_ok()
 }
 
 enum Loose {

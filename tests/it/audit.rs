@@ -579,6 +579,32 @@ fn chain_survives_gc() {
     assert_eq!(log_json(&env, &dir).len(), 4);
 }
 
+/// A writer killed (`kill -9`) while it held the chain's ref lock leaves
+/// `refs/seal/audit.lock`: the next append takes it over once it sees that
+/// nobody is changing it, rather than retrying until it gives up.
+#[test]
+fn a_lock_left_by_a_killed_appender_does_not_block_the_chain() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let before = log_json(&env, &dir).len();
+    let lock = dir.join(".git/refs/seal/audit.lock");
+    std::fs::write(&lock, "0000000000000000000000000000000000000000\n").unwrap();
+    write(&dir, "secrets/a.env", "A=1\n");
+    env.git(&dir, &["add", "-A"]);
+    let started = std::time::Instant::now();
+    env.git(&dir, &["commit", "-q", "-m", "add a secret"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the commit waited {:?} on the stale lock",
+        started.elapsed()
+    );
+    assert!(!lock.exists(), "the stale lock is still there");
+    let log = log_json(&env, &dir);
+    assert_eq!(log.len(), before + 1);
+    assert_eq!(log[0]["event"], "seal");
+    env.seal(&dir, &["audit", "verify"]);
+}
+
 /// Give `to` the key files of `from` (as when a KEK is shared in a team).
 pub(crate) fn copy_keys(from: &Env, to: &Env) {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
