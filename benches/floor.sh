@@ -43,6 +43,10 @@ files() { make_files "$1" "$2" 506; } # $1 dir, $2 count
 # A repository of kind plain, noop or seal, set up and committed, with no
 # files under secrets/ yet. $3: the filter command for noop (default the
 # no-op itself).
+# Every kind's set-up commit has a small directory beside secrets/, as
+# git-seal's has .seal/: a checkout that starts from an index holding a
+# directory costs Git more (it copies a buffer per file), so all kinds
+# start from the same shape.
 setup() { # $1 kind, $2 dir
   git init -q -b main "$2"
   (cd "$2" && case $1 in
@@ -50,12 +54,14 @@ setup() { # $1 kind, $2 dir
       echo 'secrets/** filter=noop' > .gitattributes
       git config filter.noop.process "${3:-$work/noop-filter}"
       git config filter.noop.required true
-      git add .gitattributes && git commit -qm setup ;;
+      mkdir .meta && echo a > .meta/a && echo b > .meta/b
+      git add .gitattributes .meta && git commit -qm setup ;;
     seal)
       git seal init 'secrets/**' >/dev/null 2>&1
       git add .gitattributes .seal && git commit -qm setup ;;
     plain)
-      git commit -q --allow-empty -m setup ;;
+      mkdir .meta && echo a > .meta/a && echo b > .meta/b
+      git add .meta && git commit -qm setup ;;
   esac)
 }
 
@@ -65,10 +71,13 @@ clone_for_checkout() { # $1 kind, $2 from, $3 to
   (cd "$3" && case $1 in
     noop|envnoop)
       git config filter.noop.process "$work/noop-filter"
-      git config filter.noop.required true ;;
+      git config filter.noop.required true
+      git checkout -q HEAD -- .gitattributes .meta ;;
     seal)
       git checkout -q HEAD -- .gitattributes .seal
       git seal init >/dev/null ;;
+    plain)
+      git checkout -q HEAD -- .meta ;;
   esac)
 }
 
