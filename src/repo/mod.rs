@@ -34,6 +34,8 @@ pub struct Repo {
     /// GIT_OBJECT_DIRECTORY with the pushed objects in quarantine), so that
     /// `reopen` sees the same objects.
     from_env: bool,
+    /// Where loose objects are, found once (see [`Repo::loose_path`]).
+    objects: std::sync::OnceLock<PathBuf>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -65,6 +67,7 @@ impl Repo {
         Ok(Repo {
             inner,
             from_env: false,
+            objects: Default::default(),
         })
     }
 
@@ -80,6 +83,7 @@ impl Repo {
         Ok(Repo {
             inner,
             from_env: true,
+            objects: Default::default(),
         })
     }
 
@@ -408,6 +412,7 @@ impl Repo {
         Ok(Repo {
             inner,
             from_env: self.from_env,
+            objects: self.objects.clone(),
         })
     }
 
@@ -788,33 +793,21 @@ impl Repo {
     /// `f` of blob `id`'s content, if it is a blob of at most `max` bytes.
     /// A loose object is read here, whole, with plain reads (libgit2 maps
     /// each one into memory, and in a process with threads every unmapping
-    /// interrupts the other cores); a packed one is sized from its header,
-    /// which costs no inflating.
+    /// interrupts the other cores); a packed one (or one in an alternate)
+    /// is sized by libgit2 from its header first, which costs no inflating
+    /// in a pack.
     pub(crate) fn with_small_blob<R>(
         &self,
         id: Oid,
         max: usize,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Option<R> {
-        use std::io::Read;
         match read_loose_blob(&self.loose_path(id), max) {
             Loose::Blob(content) => return Some(f(&content)),
             Loose::Other => return None,
             Loose::Absent => {}
         }
         let odb = self.inner.odb().ok()?;
-        let loose = match odb.reader(id) {
-            Ok((mut reader, size, ObjectType::Blob)) if size <= max => {
-                let mut content = Vec::with_capacity(size);
-                reader.read_to_end(&mut content).ok()?;
-                Some(content)
-            }
-            Ok(_) => return None,
-            Err(_) => None,
-        };
-        if let Some(content) = loose {
-            return Some(f(&content));
-        }
         let (size, kind) = odb.read_header(id).ok()?;
         if kind != ObjectType::Blob || size > max {
             return None;
@@ -827,12 +820,14 @@ impl Repo {
     /// `GIT_OBJECT_DIRECTORY` when Git set one (a pre-receive hook's
     /// quarantine), else the common git dir's `objects`.
     fn loose_path(&self, id: Oid) -> PathBuf {
-        let objects = match std::env::var_os("GIT_OBJECT_DIRECTORY") {
-            Some(dir) if self.from_env && !dir.is_empty() => PathBuf::from(dir),
-            _ => self.inner.commondir().join("objects"),
-        };
+        let objects = self
+            .objects
+            .get_or_init(|| match std::env::var_os("GIT_OBJECT_DIRECTORY") {
+                Some(dir) if self.from_env && !dir.is_empty() => PathBuf::from(dir),
+                _ => self.inner.commondir().join("objects"),
+            });
         let hex = id.to_string();
-        objects.join(&hex[..2]).join(&hex[2..])
+        objects.join(format!("{}/{}", &hex[..2], &hex[2..]))
     }
 
     /// Resolve a revision (`HEAD`, a branch, an id) to a commit id, failing
