@@ -146,7 +146,7 @@ impl Repo {
         match set() {
             Err(e)
                 if e.code() == git2::ErrorCode::Locked
-                    && remove_stale_lock(&self.common_dir().join("config.lock")) =>
+                    && remove_stale_lock(&self.common_dir().join("config.lock"), true) =>
             {
                 Ok(set()?)
             }
@@ -518,7 +518,7 @@ impl Repo {
             Err(e) if e.code() == git2::ErrorCode::Locked => {
                 // Held by another writer for a moment, or left by one that
                 // was killed: that one is removed, so that a retry can win.
-                remove_stale_lock(&self.common_dir().join(format!("{name}.lock")));
+                remove_stale_lock(&self.common_dir().join(format!("{name}.lock")), false);
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -994,21 +994,35 @@ pub(crate) fn retrying_races<T>(
     }
 }
 
+/// How long a lock file must stay unchanged to count as left by a killed
+/// writer: a live one holds it for microseconds.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// A lock file (`config.lock`, `refs/….lock`) that a killed writer left
-/// behind: one that does not change for a quarter of a second, when a live
-/// writer holds it for microseconds, is removed. Returns whether it was.
-fn remove_stale_lock(lock: &Path) -> bool {
+/// behind, removed: one not modified for [`STALE_LOCK`]. With `wait`, a
+/// younger one is watched until it is that old (for a single attempt);
+/// without, it is left for the caller's next retry, so that live writers
+/// racing for the lock cost no sleep. Returns whether one was removed.
+fn remove_stale_lock(lock: &Path, wait: bool) -> bool {
     let seen = |path: &Path| {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path)
-            .ok()
-            .map(|m| (m.ino(), m.len(), m.modified().ok()))
+        let m = std::fs::metadata(path).ok()?;
+        let modified = m.modified().ok()?;
+        Some((
+            (m.ino(), m.len(), modified),
+            modified.elapsed().unwrap_or_default(),
+        ))
     };
-    let Some(before) = seen(lock) else {
+    let Some((before, age)) = seen(lock) else {
         return false;
     };
-    std::thread::sleep(std::time::Duration::from_millis(250));
-    seen(lock) == Some(before) && std::fs::remove_file(lock).is_ok()
+    if age < STALE_LOCK {
+        if !wait {
+            return false;
+        }
+        std::thread::sleep(STALE_LOCK - age);
+    }
+    seen(lock).is_some_and(|(now, _)| now == before) && std::fs::remove_file(lock).is_ok()
 }
 
 enum Loose {
