@@ -47,6 +47,7 @@ files() { make_files "$1" "$2" 506; } # $1 dir, $2 count
 # git-seal's has .seal/: a checkout that starts from an index holding a
 # directory costs Git more (it copies a buffer per file), so all kinds
 # start from the same shape.
+meta_dir() { mkdir .meta && echo a > .meta/a && echo b > .meta/b; }
 setup() { # $1 kind, $2 dir
   git init -q -b main "$2"
   (cd "$2" && case $1 in
@@ -54,13 +55,13 @@ setup() { # $1 kind, $2 dir
       echo 'secrets/** filter=noop' > .gitattributes
       git config filter.noop.process "${3:-$work/noop-filter}"
       git config filter.noop.required true
-      mkdir .meta && echo a > .meta/a && echo b > .meta/b
+      meta_dir
       git add .gitattributes .meta && git commit -qm setup ;;
     seal)
       git seal init 'secrets/**' >/dev/null 2>&1
       git add .gitattributes .seal && git commit -qm setup ;;
     plain)
-      mkdir .meta && echo a > .meta/a && echo b > .meta/b
+      meta_dir
       git add .meta && git commit -qm setup ;;
   esac)
 }
