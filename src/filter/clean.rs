@@ -306,10 +306,12 @@ pub(super) struct Priors {
     head_tree: Option<(Option<IndexStamp>, Option<Oid>)>,
     /// A path was asked of Git already.
     asked_git: bool,
-    /// The git dir, open: the index is looked at once per file, and a
-    /// look from the directory walks one name rather than the whole path
-    /// (which was most of that look's cost).
+    /// The git dir and its index file, open: the index is looked at once
+    /// per file, and a look at an open file walks no path (walking the
+    /// absolute path was most of that look's cost). Git replaces the index
+    /// by renaming a new file over it, which leaves the open one unlinked.
     git_dir: Option<std::fs::File>,
+    index: Option<std::fs::File>,
 }
 
 /// Inode, modification time (seconds, nanoseconds) and length.
@@ -343,11 +345,20 @@ impl Priors {
 
     /// The index file's identity now (`None` if there is none).
     fn index_stamp(&mut self, repo: &Repo) -> Option<IndexStamp> {
-        if self.git_dir.is_none() {
-            self.git_dir = Some(std::fs::File::open(repo.git_dir()).ok()?);
+        use rustix::fs::{fstat, openat, Mode, OFlags};
+        let mut stat = self.index.as_ref().and_then(|f| fstat(f).ok());
+        if stat.is_none_or(|s| s.st_nlink == 0) {
+            if self.git_dir.is_none() {
+                self.git_dir = Some(std::fs::File::open(repo.git_dir()).ok()?);
+            }
+            let dir = self.git_dir.as_ref()?;
+            let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+            self.index = openat(dir, "index", flags, Mode::empty())
+                .ok()
+                .map(Into::into);
+            stat = fstat(self.index.as_ref()?).ok();
         }
-        let dir = self.git_dir.as_ref()?;
-        let stat = rustix::fs::statat(dir, "index", rustix::fs::AtFlags::empty()).ok()?;
+        let stat = stat?;
         #[allow(clippy::unnecessary_cast)] // the field types vary by platform
         Some((
             stat.st_ino as u64,
@@ -425,4 +436,40 @@ fn reuse(
         cache.record(blob, *mac, &text);
     }
     Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stamp changes when Git renames a new index over the old one
+    /// (the open file is then unlinked) or the file is rewritten in place,
+    /// and not otherwise.
+    #[test]
+    fn the_index_stamp_sees_every_new_index() {
+        let dir = tempfile::tempdir().unwrap();
+        git2::Repository::init(dir.path()).unwrap();
+        let repo = Repo::discover(dir.path()).unwrap();
+        let index = dir.path().join(".git").join("index");
+        let mut priors = Priors::default();
+        assert_eq!(priors.index_stamp(&repo), None, "no index yet");
+        std::fs::write(&index, b"first").unwrap();
+        let first = priors.index_stamp(&repo);
+        assert!(first.is_some());
+        assert_eq!(priors.index_stamp(&repo), first);
+        // A new file renamed over it, as Git writes the index.
+        let lock = dir.path().join(".git").join("index.lock");
+        std::fs::write(&lock, b"second").unwrap();
+        std::fs::rename(&lock, &index).unwrap();
+        let second = priors.index_stamp(&repo);
+        assert!(second.is_some() && second != first, "{second:?}");
+        assert_eq!(priors.index_stamp(&repo), second);
+        // Rewritten in place, longer.
+        std::fs::write(&index, b"second, rewritten").unwrap();
+        let third = priors.index_stamp(&repo);
+        assert!(third.is_some() && third != second, "{third:?}");
+        // Removed.
+        std::fs::remove_file(&index).unwrap();
+        assert_eq!(priors.index_stamp(&repo), None);
+    }
 }
