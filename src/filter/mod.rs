@@ -198,6 +198,32 @@ fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
 }
 
+/// Move the calling thread to the kernel's idle scheduling class (Linux's
+/// `SCHED_IDLE`), for threads that work ahead of Git: opening envelopes a
+/// checkout will ask for, preparing wrap keys. Git and the main thread
+/// take turns, one waking the other once per file. A helper at normal
+/// priority holds the core the woken one would run on, so every turn waits
+/// for the scheduler to preempt it; in the idle class its core counts as
+/// free and is handed over at once. The cost: on a machine busy with other
+/// work the helper may not run at all, so nothing may wait on it without
+/// a bound (see `prefetch`). Elsewhere, or if the kernel refuses, the
+/// thread keeps its class.
+pub(crate) fn run_in_background() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadSchedulePolicy,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let _ = set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            idle,
+        );
+    }
+}
+
 /// Git's blob id of `bytes` (SHA-1 of `blob <len>\0` + bytes), computed with
 /// the hardware-accelerated `sha1` crate: libgit2's collision-detecting SHA-1
 /// is several times slower on large files.
@@ -244,4 +270,27 @@ pub fn left_sealed_marker(repo: &Repo) -> PathBuf {
 /// left sealed.
 pub(crate) fn mark_left_sealed(git_dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::write(git_dir.join(LEFT_SEALED_MARKER), b"")
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_background_thread_runs_in_the_idle_class() {
+        use thread_priority::unix::{
+            thread_schedule_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let policy = std::thread::spawn(|| {
+            let before = thread_schedule_policy().unwrap();
+            super::run_in_background();
+            (before, thread_schedule_policy().unwrap())
+        })
+        .join()
+        .unwrap();
+        assert_ne!(policy.0, idle);
+        assert_eq!(policy.1, idle);
+        // The calling thread, and so the process's other threads, keep theirs.
+        assert_ne!(thread_schedule_policy().unwrap(), idle);
+    }
 }

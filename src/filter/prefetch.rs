@@ -7,6 +7,11 @@
 //! request then finds its plaintext ready: one round trip per file, which
 //! is all a no-op filter costs Git, where the `delay` capability costs two.
 //!
+//! The workers run in the idle scheduling class (`run_in_background`): they
+//! use the core Git and the main thread leave free and give it up the
+//! moment either wakes, and Git's request waits for one only briefly
+//! ([`PATIENCE`]), since a busy machine can starve them.
+//!
 //! An envelope Git never asks for (a checkout of a few paths, files that
 //! are up to date) is opened for nothing; the window bounds that, and what
 //! Git went past is dropped. Plaintext opened ahead never leaves the process
@@ -18,6 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use super::smudge::{open_envelope, Opened};
 use crate::envelope;
@@ -29,6 +35,11 @@ const WINDOW: usize = 64;
 /// Blobs larger than this are left to Git's request (and read as they
 /// arrive there).
 const MAX_BLOB: usize = 256 << 10;
+/// How long Git's request waits for a worker already opening its blob (an
+/// open takes well under a millisecond). The workers run in the idle
+/// scheduling class, so a machine busy with other work can starve them;
+/// past this, Git's requests open their blobs themselves.
+const PATIENCE: Duration = Duration::from_millis(20);
 
 pub(crate) struct Prefetch {
     treeish: Oid,
@@ -66,6 +77,8 @@ struct State {
     slots: HashMap<Oid, Slot>,
     /// Git's request waits for a worker.
     waiting: bool,
+    /// A wait for a worker ran out of [`PATIENCE`]: requests no longer wait.
+    impatient: bool,
     stop: bool,
 }
 
@@ -111,18 +124,32 @@ impl Prefetch {
         if state.advance_to(path) {
             self.shared.queued.notify_all();
         }
+        let deadline = Instant::now() + PATIENCE;
         loop {
             match state.slots.remove(&blob) {
                 Some(Slot::Done(opened)) => return Some(opened),
-                Some(Slot::Opening) => {
+                Some(Slot::Opening) if !state.impatient => {
                     state.slots.insert(blob, Slot::Opening);
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        // The workers are starved (see `run_in_background`):
+                        // from now on Git's requests do not wait for them.
+                        state.impatient = true;
+                        continue;
+                    };
                     state.waiting = true;
                     state = self
                         .shared
                         .done
-                        .wait(state)
-                        .unwrap_or_else(|e| e.into_inner());
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                     state.waiting = false;
+                }
+                // Opening, but the workers cannot be waited for: Git's
+                // request opens it, and the worker's result is dropped.
+                Some(Slot::Opening) => {
+                    state.slots.insert(blob, Slot::Behind);
+                    return None;
                 }
                 // Queued: Git's request opens it now; the worker skips it.
                 Some(Slot::Queued | Slot::Behind) | None => return None,
@@ -194,6 +221,7 @@ impl State {
 /// One worker: list the tree's blobs first if `list` names it, then open
 /// what is queued until stopped.
 fn work(shared: &Shared, keys: &dyn KeyProvider, list: Option<Oid>) {
+    super::run_in_background();
     let Ok(repo) = Repo::from_env() else { return };
     if let Some(treeish) = list {
         let mut entries = repo.treeish_blobs(treeish).unwrap_or_default();
@@ -297,6 +325,65 @@ mod tests {
         assert!(!state.advance_to("f0100"));
         assert!(!state.advance_to("other"));
         assert_eq!(state.low, 201);
+    }
+
+    /// A prefetch with no workers, `n` entries listed: the test plays the
+    /// workers.
+    fn without_workers(n: usize) -> Prefetch {
+        Prefetch {
+            treeish: blob(999_999),
+            shared: Arc::new(Shared {
+                state: Mutex::new(listed(n)),
+                queued: Condvar::new(),
+                done: Condvar::new(),
+            }),
+            workers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_request_waits_for_a_worker_that_finishes() {
+        let prefetch = without_workers(10);
+        prefetch.shared.lock().slots.insert(blob(3), Slot::Opening);
+        let shared = Arc::clone(&prefetch.shared);
+        let worker = thread::spawn(move || {
+            // Finish once Git's request waits.
+            while !shared.lock().waiting {
+                thread::yield_now();
+            }
+            let mut state = shared.lock();
+            state.slots.insert(blob(3), Slot::Done(Opened::NoKey));
+            shared.done.notify_all();
+        });
+        let took = prefetch.take("f0003", blob(3));
+        worker.join().unwrap();
+        assert!(matches!(took, Some(Opened::NoKey)), "{took:?}");
+        assert!(!prefetch.shared.lock().impatient);
+    }
+
+    #[test]
+    fn a_starved_worker_is_waited_for_once_then_never() {
+        let prefetch = without_workers(10);
+        for i in [3, 5] {
+            prefetch.shared.lock().slots.insert(blob(i), Slot::Opening);
+        }
+        let started = Instant::now();
+        assert!(prefetch.take("f0003", blob(3)).is_none());
+        let waited = started.elapsed();
+        assert!(waited >= PATIENCE, "gave up after {waited:?}");
+        // The worker's result, when it comes, is dropped.
+        let state = prefetch.shared.lock();
+        assert!(matches!(state.slots.get(&blob(3)), Some(Slot::Behind)));
+        assert!(state.impatient);
+        drop(state);
+        // The next request does not wait for a worker at all.
+        let started = Instant::now();
+        assert!(prefetch.take("f0005", blob(5)).is_none());
+        assert!(started.elapsed() < PATIENCE, "{:?}", started.elapsed());
+        assert!(matches!(
+            prefetch.shared.lock().slots.get(&blob(5)),
+            Some(Slot::Behind)
+        ));
     }
 
     #[test]

@@ -55,6 +55,8 @@ impl WrapSource {
         let (tx, next) = mpsc::sync_channel(2);
         let for_thread = targets.clone();
         std::thread::spawn(move || {
+            // Never waited on: clean prepares a set itself when none is ready.
+            super::run_in_background();
             let preparers: Vec<Preparer> = for_thread.into_iter().map(Preparer::new).collect();
             let prepare = || -> WrapSet { preparers.iter().map(Preparer::prepare).collect() };
             loop {
