@@ -25,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::cache::MacKey;
 use super::smudge::{open_envelope, Opened};
 use crate::envelope;
 use crate::keys::KeyProvider;
@@ -91,8 +92,9 @@ enum Slot {
 }
 
 impl Prefetch {
-    /// Start opening ahead in `treeish` with `keys`.
-    pub(crate) fn start(treeish: Oid, keys: Arc<dyn KeyProvider>) -> Prefetch {
+    /// Start opening ahead in `treeish` with `keys`; each plaintext's clean
+    /// cache hash is computed there too when `mac` is given.
+    pub(crate) fn start(treeish: Oid, keys: Arc<dyn KeyProvider>, mac: Option<MacKey>) -> Prefetch {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             queued: Condvar::new(),
@@ -101,8 +103,11 @@ impl Prefetch {
         let threads = super::worker_threads();
         let workers = (0..threads)
             .map(|i| {
-                let (shared, keys) = (Arc::clone(&shared), Arc::clone(&keys));
-                thread::spawn(move || work(&shared, keys.as_ref(), (i == 0).then_some(treeish)))
+                let (shared, keys, mac) = (Arc::clone(&shared), Arc::clone(&keys), mac.clone());
+                thread::spawn(move || {
+                    let list = (i == 0).then_some(treeish);
+                    work(&shared, keys.as_ref(), mac.as_ref(), list)
+                })
             })
             .collect();
         Prefetch {
@@ -184,10 +189,16 @@ impl State {
             self.pending_at = Some(path.to_owned());
             return false;
         };
-        let at = match entries.binary_search_by(|(p, _)| p.as_bytes().cmp(path.as_bytes())) {
-            Ok(at) => at,
-            // Not in the tree: nothing to go by.
-            Err(_) => return false,
+        // Git asks in the tree's order, usually for the entry right after
+        // the last one.
+        let next = entries.get(self.low).filter(|(p, _)| p == path);
+        let at = match next {
+            Some(_) => self.low,
+            None => match entries.binary_search_by(|(p, _)| p.as_bytes().cmp(path.as_bytes())) {
+                Ok(at) => at,
+                // Not in the tree: nothing to go by.
+                Err(_) => return false,
+            },
         };
         if at < self.low {
             return false;
@@ -220,7 +231,7 @@ impl State {
 
 /// One worker: list the tree's blobs first if `list` names it, then open
 /// what is queued until stopped.
-fn work(shared: &Shared, keys: &dyn KeyProvider, list: Option<Oid>) {
+fn work(shared: &Shared, keys: &dyn KeyProvider, mac: Option<&MacKey>, list: Option<Oid>) {
     super::run_in_background();
     let Ok(repo) = Repo::from_env() else { return };
     if let Some(treeish) = list {
@@ -253,7 +264,7 @@ fn work(shared: &Shared, keys: &dyn KeyProvider, list: Option<Oid>) {
                 }
             }
         };
-        let opened = panic::catch_unwind(AssertUnwindSafe(|| open_blob(&repo, keys, blob)))
+        let opened = panic::catch_unwind(AssertUnwindSafe(|| open_blob(&repo, keys, mac, blob)))
             .ok()
             .flatten();
         let mut state = shared.lock();
@@ -271,17 +282,31 @@ fn work(shared: &Shared, keys: &dyn KeyProvider, list: Option<Oid>) {
     }
 }
 
-/// Open blob `blob` if it is a small envelope this process has a key for.
-fn open_blob(repo: &Repo, keys: &dyn KeyProvider, blob: Oid) -> Option<Opened> {
+/// Open blob `blob` if it is a small envelope this process has a key for,
+/// with its clean cache hash when `mac` is given.
+fn open_blob(
+    repo: &Repo,
+    keys: &dyn KeyProvider,
+    mac: Option<&MacKey>,
+    blob: Oid,
+) -> Option<Opened> {
     let env = repo.with_small_blob(blob, MAX_BLOB, |text| {
         envelope::might_be_envelope(text)
             .then(|| envelope::parse(text).ok())
             .flatten()
     })??;
-    match open_envelope(keys, env) {
-        (Opened::NoKey, _) => None,
-        (opened, _) => Some(opened),
+    let (mut opened, _) = open_envelope(keys, env);
+    match &mut opened {
+        Opened::NoKey => return None,
+        Opened::Plain {
+            plaintext,
+            aad,
+            kids,
+            mac: hashed,
+        } => *hashed = mac.map(|key| key.mac(aad.as_deref(), kids, plaintext)),
+        Opened::Failed(_) => {}
     }
+    Some(opened)
 }
 
 #[cfg(test)]

@@ -169,16 +169,18 @@ fn smudged(s: Smudged) -> Result<Output, String> {
 }
 
 /// What was opened ahead for `path` in a checkout (restarting `prefetch`
-/// on a new tree).
+/// on a new tree, with `filter`'s clean-cache key).
 fn open_ahead(
     prefetch: &mut Option<Prefetch>,
+    filter: &mut Filter,
     checkout: Option<(Oid, Oid, &Arc<dyn KeyProvider>)>,
     path: &str,
 ) -> Option<Opened> {
     let (treeish, blob, keys) = checkout?;
     if prefetch.as_ref().map(Prefetch::treeish) != Some(treeish) {
         drop(prefetch.take());
-        *prefetch = Some(Prefetch::start(treeish, Arc::clone(keys)));
+        let mac = filter.cache_mut().map(|cache| cache.mac_key());
+        *prefetch = Some(Prefetch::start(treeish, Arc::clone(keys), mac));
     }
     prefetch.as_ref()?.take(path, blob)
 }
@@ -280,26 +282,27 @@ fn serve_with(
             (Some(treeish), Some(blob), Some(keys)) if complete => Some((treeish, blob, keys)),
             _ => None,
         };
-        let (prepared, opened_ahead) = match (blob, open_ahead(&mut prefetch, checkout, &path)) {
-            // Opened ahead: Git's copy of the text is not parsed again.
-            (Some(blob), Some(opened @ Opened::Plain { .. })) => (
-                Prepared::Done(filter.smudge_opened(&path, content, blob, opened)),
-                None,
-            ),
-            // Failed ahead: judged as any smudge, with that outcome.
-            (_, Some(failed)) => (filter.prepare_smudge(&path, content, blob), Some(failed)),
-            (Some(blob), None) if streamed && filter.streams_smudge(&content) => {
-                let mut next = |buf: &mut Vec<u8>| pktline::read_data_into(&mut r, buf);
-                let prepared = filter.prepare_smudge_stream(&path, content, blob, &mut next)?;
-                (prepared, None)
-            }
-            (_, None) => {
-                if !complete {
-                    pktline::read_until_flush(&mut r, &mut content)?;
+        let (prepared, opened_ahead) =
+            match (blob, open_ahead(&mut prefetch, filter, checkout, &path)) {
+                // Opened ahead: Git's copy of the text is not parsed again.
+                (Some(blob), Some(opened @ Opened::Plain { .. })) => (
+                    Prepared::Done(filter.smudge_opened(&path, content, blob, opened)),
+                    None,
+                ),
+                // Failed ahead: judged as any smudge, with that outcome.
+                (_, Some(failed)) => (filter.prepare_smudge(&path, content, blob), Some(failed)),
+                (Some(blob), None) if streamed && filter.streams_smudge(&content) => {
+                    let mut next = |buf: &mut Vec<u8>| pktline::read_data_into(&mut r, buf);
+                    let prepared = filter.prepare_smudge_stream(&path, content, blob, &mut next)?;
+                    (prepared, None)
                 }
-                (filter.prepare_smudge(&path, content, blob), None)
-            }
-        };
+                (_, None) => {
+                    if !complete {
+                        pktline::read_until_flush(&mut r, &mut content)?;
+                    }
+                    (filter.prepare_smudge(&path, content, blob), None)
+                }
+            };
         let result = match prepared {
             Prepared::Done(done) => smudged(done),
             // A checkout: opened ahead, so not delayed (see `prefetch`).
@@ -416,6 +419,7 @@ mod tests {
                 plaintext: b"opened\n".to_vec(),
                 aad: None,
                 kids: Vec::new(),
+                mac: None,
             }
         })
     }

@@ -35,6 +35,9 @@ pub enum Opened {
         aad: Option<String>,
         /// The kids the envelope is wrapped to.
         kids: Vec<Kid>,
+        /// The clean cache's hash of the three, when the thread that opened
+        /// it had the cache's key (else it is computed when recorded).
+        mac: Option<[u8; 32]>,
     },
     NoKey,
     Failed(String),
@@ -101,6 +104,7 @@ pub(crate) fn open_envelope(keys: &dyn KeyProvider, env: Envelope) -> (Opened, O
             plaintext,
             aad,
             kids,
+            mac: None,
         },
         Err(e) => Opened::Failed(e.to_string()),
     };
@@ -244,6 +248,7 @@ impl Filter {
                 plaintext,
                 aad,
                 kids,
+                mac,
             } => {
                 let held: &[u8] = match &text {
                     Output::Bytes(text) => text,
@@ -256,7 +261,8 @@ impl Filter {
                 if let Some(blob) = blob {
                     self.recent.insert(path, blob);
                     if let Some(cache) = self.cache_mut() {
-                        let mac = cache.mac(aad.as_deref(), &kids, &plaintext);
+                        let mac =
+                            mac.unwrap_or_else(|| cache.mac(aad.as_deref(), &kids, &plaintext));
                         // A large text is not kept in the cache: none to give.
                         cache.record(blob, mac, held);
                     }
