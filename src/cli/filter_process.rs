@@ -31,8 +31,12 @@ pub(crate) fn run_process(_: ProcessArgs) -> CommandResult<u8> {
     // second write (the process protocol wants one write per response).
     use std::os::fd::AsFd;
     let stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-    process::serve(std::io::stdin().lock(), stdout, &mut filter)
-        .map_err(|e| CommandError::user(format!("filter-process: {e}")))?;
+    process::serve(
+        git_seal::filter::eager::Eager::new(std::io::stdin()),
+        stdout,
+        &mut filter,
+    )
+    .map_err(|e| CommandError::user(format!("filter-process: {e}")))?;
     Ok(0)
 }
 

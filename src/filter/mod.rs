@@ -14,6 +14,7 @@
 
 pub mod cache;
 mod clean;
+pub mod eager;
 pub mod pktline;
 mod prefetch;
 pub mod process;
@@ -222,6 +223,33 @@ pub(crate) fn run_in_background() {
             idle,
         );
     }
+}
+
+/// Helper threads of this process at work now (see [`Working`]).
+static HELPERS_WORKING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Held while a helper thread (opening ahead, preparing wrap keys, opening
+/// a delayed file) has work: the main thread then sleeps when it waits for
+/// Git rather than watching for input (see `eager`), leaving the helper
+/// the core.
+pub(crate) struct Working(());
+
+impl Working {
+    pub(crate) fn start() -> Working {
+        HELPERS_WORKING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Working(())
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        HELPERS_WORKING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Is a helper thread at work (a [`Working`] held)?
+pub(crate) fn helper_working() -> bool {
+    HELPERS_WORKING.load(std::sync::atomic::Ordering::Relaxed) > 0
 }
 
 /// Git's blob id of `bytes` (SHA-1 of `blob <len>\0` + bytes), computed with

@@ -104,7 +104,10 @@ impl Prefetch {
         let workers = (0..threads)
             .map(|i| {
                 let (shared, keys, mac) = (Arc::clone(&shared), Arc::clone(&keys), mac.clone());
+                // At work from the start: Git's requests follow at once.
+                let working = super::Working::start();
                 thread::spawn(move || {
+                    let _working = working;
                     let list = (i == 0).then_some(treeish);
                     work(&shared, keys.as_ref(), mac.as_ref(), list)
                 })

@@ -69,12 +69,16 @@ impl Pool {
             .map(|_| {
                 let (jobs, results, job) =
                     (Arc::clone(&job_rx), result_tx.clone(), Arc::clone(&job));
-                thread::spawn(move || loop {
-                    let next = jobs.lock().map(|rx| rx.recv());
-                    let Ok(Ok(mut work)) = next else { return };
-                    let opened = run_job(&job, &mut work);
-                    if results.send((work, opened)).is_err() {
-                        return;
+                let working = super::Working::start();
+                thread::spawn(move || {
+                    let _working = working;
+                    loop {
+                        let next = jobs.lock().map(|rx| rx.recv());
+                        let Ok(Ok(mut work)) = next else { return };
+                        let opened = run_job(&job, &mut work);
+                        if results.send((work, opened)).is_err() {
+                            return;
+                        }
                     }
                 })
             })

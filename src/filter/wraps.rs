@@ -60,7 +60,9 @@ impl WrapSource {
             let preparers: Vec<Preparer> = for_thread.into_iter().map(Preparer::new).collect();
             let prepare = || -> WrapSet { preparers.iter().map(Preparer::prepare).collect() };
             loop {
+                let working = super::Working::start();
                 let batch = (0..WRAP_BATCH).map(|_| prepare()).collect();
+                drop(working);
                 if tx.send(batch).is_err() {
                     break;
                 }
