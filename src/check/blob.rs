@@ -160,9 +160,21 @@ fn base64_candidates(bytes: &[u8]) -> Zeroizing<Vec<[u8; 32]>> {
         if tokens.is_empty() {
             continue;
         }
-        let keyish = CONTEXT
-            .iter()
-            .any(|w| line.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w)));
+        // The context is looked for around the tokens, not in them: 43
+        // random base64 characters hold "key" or "kek" one time in a few
+        // hundred.
+        let mut around = Vec::with_capacity(tokens.len() + 1);
+        let mut from = 0;
+        for &(start, end) in &tokens {
+            around.push(&line[from..start]);
+            from = end;
+        }
+        around.push(&line[from..]);
+        let keyish = around.iter().any(|part| {
+            CONTEXT
+                .iter()
+                .any(|w| part.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w)))
+        });
         if !keyish {
             continue;
         }
@@ -262,6 +274,27 @@ mod tests {
         }
         // Base64 with no key-like word on its line is not looked at.
         assert!(!key_candidates(format!("hash {b64}").as_bytes()).contains(&kid));
+    }
+
+    /// A key-like word inside the base64 itself is no context: only the
+    /// rest of the line is.
+    #[test]
+    fn key_candidates_look_for_context_around_the_base64() {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        for b64 in [
+            "keyAbCdEfGhIjKlMnOpQrStUvWxYz0123456789+/AA=",
+            "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789+/AAKEk=",
+            "AbCdEfGhIjKlMnOpQrsEcReTvWxYz0123456789+/AA=",
+        ] {
+            let bytes: [u8; 32] = STANDARD.decode(b64).unwrap().try_into().unwrap();
+            let kid = Kid::of_x25519(&KekSecret::from_bytes(bytes).public());
+            assert!(!key_candidates(format!("hash {b64}").as_bytes()).contains(&kid));
+            assert!(!key_candidates(b64.as_bytes()).contains(&kid));
+            assert!(key_candidates(format!("key: {b64}").as_bytes()).contains(&kid));
+            let seal = format!("digest {b64} # sealed");
+            assert!(key_candidates(seal.as_bytes()).contains(&kid));
+        }
     }
 
     #[test]
