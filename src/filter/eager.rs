@@ -13,7 +13,13 @@
 //! on one core (where it would take Git's turn) or while a helper thread
 //! of the filter works (see [`super::helper_working`]): those threads run
 //! in the idle scheduling class, and a watching main thread would starve
-//! them.
+//! them. Nor is it kept where it does not pay: a read soon after the last
+//! one (within [`BURST`]: the next packet of a request) always watches,
+//! but the first read of a burst (the next request) watches only while
+//! such watches find input. When Git's own work between two requests is
+//! longer than the watch (`git add` deflating and writing each envelope),
+//! they stop after [`MISSES`] in a row, and one in [`PROBE_EVERY`] then
+//! tries again.
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
@@ -25,6 +31,13 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 /// between two packets of one request (a few microseconds), shorter than
 /// most of Git's own work between two requests.
 pub const WATCH: Duration = Duration::from_micros(30);
+/// A read this soon after the last one continues a burst of input.
+const BURST: Duration = Duration::from_micros(5);
+/// First reads of a burst stop watching after this many watches in a row
+/// found nothing...
+const MISSES: u32 = 4;
+/// ...and then watch once in this many, to learn whether they would pay.
+const PROBE_EVERY: u32 = 16;
 
 /// A reader of a pipe (or anything `poll` can watch) that watches for
 /// input before it blocks; see the module documentation.
@@ -33,12 +46,51 @@ pub struct Eager<F> {
     input: F,
     /// More than one core: the watch does not take Git's.
     cores: bool,
+    /// When the last read that returned input returned.
+    last: Option<Instant>,
+    /// Whether the first reads of bursts watch.
+    starts: Learning,
+}
+
+/// Whether the first read of a burst watches: while such watches find
+/// input, then one in [`PROBE_EVERY`] after [`MISSES`] found nothing.
+#[derive(Debug, Default)]
+struct Learning {
+    misses: u32,
+    skipped: u32,
+}
+
+impl Learning {
+    fn should_watch(&mut self) -> bool {
+        if self.misses < MISSES {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped < PROBE_EVERY {
+            return false;
+        }
+        self.skipped = 0;
+        true
+    }
+
+    fn watched(&mut self, found: bool) {
+        self.misses = if found {
+            0
+        } else {
+            self.misses.saturating_add(1)
+        };
+    }
 }
 
 impl<F: AsFd> Eager<F> {
     pub fn new(input: F) -> Eager<F> {
         let cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-        Eager { input, cores }
+        Eager {
+            input,
+            cores,
+            last: None,
+            starts: Learning::default(),
+        }
     }
 
     /// Watch for input for up to `watch`: true when there is some (or the
@@ -61,11 +113,20 @@ impl<F: AsFd> Eager<F> {
 impl<F: AsFd> Read for Eager<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.cores && !super::helper_working() {
-            self.watch(WATCH);
+            let in_burst = self.last.is_some_and(|last| last.elapsed() < BURST);
+            if in_burst {
+                self.watch(WATCH);
+            } else if self.starts.should_watch() {
+                let found = self.watch(WATCH);
+                self.starts.watched(found);
+            }
         }
         loop {
             match rustix::io::read(&self.input, &mut *buf) {
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    self.last = (n > 0).then(Instant::now);
+                    return Ok(n);
+                }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -96,6 +157,38 @@ mod tests {
         eager.read_to_string(&mut all).unwrap();
         writer.join().unwrap();
         assert_eq!(all, "piece 0;piece 1;piece 2;piece 3;piece 4;piece 5;");
+    }
+
+    /// First reads of bursts watch while it pays: they stop after MISSES
+    /// watches in a row found nothing, probe one in PROBE_EVERY, and go on
+    /// once a probe finds input.
+    #[test]
+    fn first_reads_watch_while_it_pays() {
+        let mut starts = Learning::default();
+        for _ in 0..10 {
+            assert!(starts.should_watch());
+            starts.watched(true);
+        }
+        for _ in 0..MISSES {
+            assert!(starts.should_watch());
+            starts.watched(false);
+        }
+        // Out of patience: one probe in PROBE_EVERY.
+        for _ in 0..3 {
+            let watched = (0..PROBE_EVERY).filter(|_| starts.should_watch()).count();
+            assert_eq!(watched, 1);
+            starts.watched(false);
+        }
+        // A probe that finds input: every first read watches again.
+        while !starts.should_watch() {}
+        starts.watched(true);
+        for _ in 0..MISSES {
+            assert!(starts.should_watch());
+            starts.watched(true);
+        }
+        // One miss among hits changes nothing.
+        starts.watched(false);
+        assert!(starts.should_watch());
     }
 
     /// The watch gives up after its time when nothing comes, and returns
