@@ -791,3 +791,128 @@ fn a_checkout_opened_ahead_still_refuses_envelopes_at_the_wrong_path() {
         );
     }
 }
+
+/// One pkt-line of `payload`.
+fn pkt(payload: &[u8]) -> Vec<u8> {
+    let mut line = format!("{:04x}", payload.len() + 4).into_bytes();
+    line.extend_from_slice(payload);
+    line
+}
+
+/// The payloads read from `from` up to the next flush packet.
+fn read_until_flush(from: &mut impl std::io::Read) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        from.read_exact(&mut len).unwrap();
+        let len = usize::from_str_radix(std::str::from_utf8(&len).unwrap(), 16).unwrap();
+        if len == 0 {
+            return lines;
+        }
+        let mut payload = vec![0; len - 4];
+        from.read_exact(&mut payload).unwrap();
+        lines.push(payload);
+    }
+}
+
+/// The filter process spoken to directly, as Git would: a request whose
+/// packets come one at a time, further apart than the process watches its
+/// input before it sleeps, is answered with an envelope that opens; and
+/// when Git goes away in the middle of the next request, the process ends
+/// at once without answering it.
+#[test]
+fn the_filter_process_answers_slow_packets_and_ends_when_git_goes_away() {
+    use std::io::Write;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let mut child = env
+        .command("git-seal", &dir)
+        .arg("filter-process")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to = child.stdin.take().unwrap();
+    let mut from = child.stdout.take().unwrap();
+    let send = |to: &mut std::process::ChildStdin, packets: &[&[u8]], pause: Duration| {
+        for packet in packets {
+            let line = if packet.is_empty() {
+                b"0000".to_vec()
+            } else {
+                pkt(packet)
+            };
+            to.write_all(&line).unwrap();
+            to.flush().unwrap();
+            std::thread::sleep(pause);
+        }
+    };
+    let pause = Duration::from_millis(3);
+    send(
+        &mut to,
+        &[b"git-filter-client\n", b"version=2\n", b""],
+        pause,
+    );
+    assert_eq!(
+        read_until_flush(&mut from),
+        [b"git-filter-server\n".to_vec(), b"version=2\n".to_vec()]
+    );
+    send(
+        &mut to,
+        &[b"capability=clean\n", b"capability=smudge\n", b""],
+        pause,
+    );
+    assert_eq!(
+        read_until_flush(&mut from),
+        [
+            b"capability=clean\n".to_vec(),
+            b"capability=smudge\n".to_vec()
+        ]
+    );
+    let request: [&[u8]; 5] = [
+        b"command=clean\n",
+        b"pathname=secrets/slow.txt\n",
+        b"",
+        b"slow packets\n",
+        b"",
+    ];
+    send(&mut to, &request, pause);
+    assert_eq!(read_until_flush(&mut from), [b"status=success\n".to_vec()]);
+    let envelope = read_until_flush(&mut from).concat();
+    assert_eq!(
+        read_until_flush(&mut from),
+        Vec::<Vec<u8>>::new(),
+        "status kept"
+    );
+    assert!(
+        is_envelope(&envelope),
+        "{}",
+        String::from_utf8_lossy(&envelope)
+    );
+    std::fs::write(dir.join("slow.sealed"), &envelope).unwrap();
+    let opened = env.ok("git-seal", &dir, &["decrypt", "slow.sealed"]);
+    assert_eq!(opened.stdout, b"slow packets\n");
+
+    // Half a request, then Git is gone.
+    send(&mut to, &request[..2], pause);
+    drop(to);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("the filter process is still running 20 s after its input closed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut from, &mut rest).unwrap();
+    assert!(
+        rest.is_empty(),
+        "answered half a request: {rest:?} ({status})"
+    );
+}
