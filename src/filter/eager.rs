@@ -84,7 +84,7 @@ impl Learning {
 
 impl<F: AsFd> Eager<F> {
     pub fn new(input: F) -> Eager<F> {
-        let cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+        let cores = super::cores().is_some_and(|n| n >= 2);
         Eager {
             input,
             cores,

@@ -196,7 +196,14 @@ fn open_cache<'a>(
 /// Threads that open envelopes beside the one talking to Git: one per
 /// core, at most eight.
 fn worker_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
+    cores().map_or(2, |n| n.clamp(1, 8))
+}
+
+/// The cores this process may use (its affinity and CPU quota), asked of
+/// the system once: the answer takes a few system calls and file reads.
+fn cores() -> Option<usize> {
+    static CORES: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().ok().map(|n| n.get()))
 }
 
 /// Move the calling thread to the kernel's idle scheduling class (Linux's
