@@ -134,12 +134,13 @@ impl Prefetch {
         if state.advance_to(path) {
             self.shared.queued.notify_all();
         }
-        let deadline = Instant::now() + PATIENCE;
+        let mut deadline = None;
         loop {
             match state.slots.remove(&blob) {
                 Some(Slot::Done(opened)) => return Some(opened),
                 Some(Slot::Opening) if !state.impatient => {
                     state.slots.insert(blob, Slot::Opening);
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + PATIENCE);
                     let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                         // The workers are starved (see `run_in_background`):
                         // from now on Git's requests do not wait for them.
@@ -197,14 +198,14 @@ impl State {
         };
         // Git asks in the tree's order, usually for the entry right after
         // the last one.
-        let next = entries.get(self.low).filter(|(p, _)| p == path);
-        let at = match next {
-            Some(_) => self.low,
-            None => match entries.binary_search_by(|(p, _)| p.as_bytes().cmp(path.as_bytes())) {
+        let at = if entries.get(self.low).is_some_and(|(p, _)| p == path) {
+            self.low
+        } else {
+            match entries.binary_search_by(|(p, _)| p.as_bytes().cmp(path.as_bytes())) {
                 Ok(at) => at,
                 // Not in the tree: nothing to go by.
                 Err(_) => return false,
-            },
+            }
         };
         if at < self.low {
             return false;
