@@ -2,8 +2,9 @@
 
 use super::error::{CommandError, CommandResult};
 use git_seal::keys::KeyError;
-use git_seal::keys::OpenError;
+use git_seal::keys::{OpenError, OpenIntoError};
 use git_seal::workspace::Workspace;
+use std::path::Path;
 
 /// Open one envelope, outside the Git filter.
 ///
@@ -27,34 +28,64 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
     } else {
         args.file.as_str()
     };
-    // Read as it comes: only the ciphertext is held, then decrypted in
-    // place (one copy of the file in memory, never the envelope's text).
     let mut input = super::stdio::open_input(&args.file)?;
-    let text_len = match args.file.as_str() {
-        "-" => 0,
-        file => std::fs::metadata(file).map_or(0, |m| m.len() as usize),
-    };
-    let parsed = git_seal::envelope::reader::read(&mut input, text_len)
-        .map_err(|e| CommandError::user(format!("cannot read {name}: {e}")))?;
-    let opened = parsed
-        .map_err(OpenError::from)
-        .and_then(|env| git_seal::keys::open(env, &keys));
-    let plaintext = opened.map_err(|e| {
-        let err = CommandError::user(format!("cannot open {name}: {e}"));
-        match e {
-            // A provider that said why (a token, KMS): its reason names the fix.
-            OpenError::NoUsableKey { why: Some(_), .. } => err,
-            OpenError::NoUsableKey { .. } => err.with_hint(
-                "install the KEK's key file in the key directory (GIT_SEAL_KEY_DIR) or put it in GIT_SEAL_KEK",
-            ),
-            OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
-            OpenError::Content { .. } | OpenError::Key(KeyError::Unwrap { .. }) => {
-                err.with_hint("the envelope was altered after sealing; restore it from history")
-            }
-            // A key that cannot be used: its message names the file and the fix.
-            OpenError::Key(_) => err,
+    match args.out.as_deref() {
+        Some(out) if out != "-" => {
+            // Decrypted as it is read, into a temporary file that is
+            // renamed into place only once the tag verifies.
+            let mut failed = None;
+            let written = git_seal::atomic_file::write_private_with(Path::new(out), |file| {
+                match git_seal::keys::open_into(&mut input, &keys, file) {
+                    Ok(()) => Ok(()),
+                    Err(OpenIntoError::Write(e)) => Err(e),
+                    Err(e) => {
+                        failed = Some(e);
+                        Err(std::io::Error::other("not opened"))
+                    }
+                }
+            });
+            match failed {
+                Some(OpenIntoError::Read(e)) => {
+                    Err(CommandError::user(format!("cannot read {name}: {e}")))
+                }
+                Some(OpenIntoError::Open(e)) => Err(open_error(name, e)),
+                _ => Ok(written?),
+            }?;
         }
-    })?;
-    super::stdio::write_output(args.out.as_deref(), &plaintext)?;
+        _ => {
+            // Standard output gets nothing before the tag verifies: only
+            // the ciphertext is held as it is read, then decrypted in
+            // place (one copy of the file in memory, never the text).
+            let text_len = match args.file.as_str() {
+                "-" => 0,
+                file => std::fs::metadata(file).map_or(0, |m| m.len() as usize),
+            };
+            let parsed = git_seal::envelope::reader::read(&mut input, text_len)
+                .map_err(|e| CommandError::user(format!("cannot read {name}: {e}")))?;
+            let plaintext = parsed
+                .map_err(OpenError::from)
+                .and_then(|env| git_seal::keys::open(env, &keys))
+                .map_err(|e| open_error(name, e))?;
+            super::stdio::write_output(None, &plaintext)?;
+        }
+    }
     Ok(0)
+}
+
+/// Why `name` did not open, with the fix.
+fn open_error(name: &str, e: OpenError) -> CommandError {
+    let err = CommandError::user(format!("cannot open {name}: {e}"));
+    match e {
+        // A provider that said why (a token, KMS): its reason names the fix.
+        OpenError::NoUsableKey { why: Some(_), .. } => err,
+        OpenError::NoUsableKey { .. } => err.with_hint(
+            "install the KEK's key file in the key directory (GIT_SEAL_KEY_DIR) or put it in GIT_SEAL_KEK",
+        ),
+        OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
+        OpenError::Content { .. } | OpenError::Key(KeyError::Unwrap { .. }) => {
+            err.with_hint("the envelope was altered after sealing; restore it from history")
+        }
+        // A key that cannot be used: its message names the file and the fix.
+        OpenError::Key(_) => err,
+    }
 }

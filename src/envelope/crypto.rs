@@ -58,10 +58,8 @@ pub fn seal<E>(
 pub struct SealStream {
     dek: Dek,
     nonce: [u8; NONCE_LEN],
-    ctr: ctr::Ctr32BE<aes::Aes256>,
-    tagging: Tagging,
+    content: Content,
     aad_len: u64,
-    len: u64,
     /// AES_K(J0), which masks the GHASH into the tag.
     mask: [u8; 16],
 }
@@ -80,6 +78,14 @@ struct Hasher {
 }
 
 impl Hasher {
+    fn new(ghash: ghash::GHash) -> Hasher {
+        Hasher {
+            ghash,
+            partial: [0; 16],
+            partial_len: 0,
+        }
+    }
+
     fn update(&mut self, mut ciphertext: &[u8]) {
         use ghash::universal_hash::UniversalHash;
         if self.partial_len > 0 {
@@ -99,6 +105,15 @@ impl Hasher {
         let tail = &ciphertext[whole..];
         self.partial[..tail.len()].copy_from_slice(tail);
         self.partial_len = tail.len();
+    }
+
+    /// GHASH over what came before, the ciphertext and the lengths block.
+    fn finish(mut self, aad_len: u64, len: u64) -> [u8; 16] {
+        use ghash::universal_hash::UniversalHash;
+        let partial = self.partial;
+        self.ghash.update_padded(&partial[..self.partial_len]);
+        self.ghash.update(&[lengths_block(aad_len, len).into()]);
+        self.ghash.clone().finalize().into()
     }
 }
 
@@ -133,10 +148,78 @@ impl Tagging {
     }
 }
 
+/// One content's counter mode and the running GHASH of its ciphertext,
+/// whichever way it goes.
+struct Content {
+    ctr: ctr::Ctr32BE<aes::Aes256>,
+    tagging: Tagging,
+    len: u64,
+}
+
+impl Content {
+    /// `ghash` has hashed what comes before the ciphertext (if anything).
+    fn new(gcm: &Gcm, dek: &Dek, ghash: ghash::GHash) -> Content {
+        Content {
+            ctr: gcm.ctr(dek),
+            tagging: Tagging::Here(Hasher::new(ghash)),
+            len: 0,
+        }
+    }
+
+    fn apply_keystream(&mut self, piece: &mut [u8]) {
+        use aes::cipher::StreamCipher;
+        self.ctr.apply_keystream(piece);
+    }
+
+    /// Hash the next piece of ciphertext into the tag.
+    fn hash(&mut self, ciphertext: &[u8]) {
+        self.len += ciphertext.len() as u64;
+        if self.len > HASH_ON_THREAD_AFTER && matches!(self.tagging, Tagging::Here(_)) {
+            if let Tagging::Here(hasher) = std::mem::replace(&mut self.tagging, Tagging::Moving) {
+                self.tagging = Tagging::on_thread(hasher);
+            }
+        }
+        match &mut self.tagging {
+            Tagging::Here(hasher) => hasher.update(ciphertext),
+            Tagging::Thread { batch, batches, .. } => {
+                batch.extend_from_slice(ciphertext);
+                if batch.len() >= HASH_BATCH {
+                    let full = std::mem::replace(batch, Vec::with_capacity(HASH_BATCH));
+                    // The thread only stops when this sender is dropped.
+                    batches
+                        .send(full)
+                        .expect("the GHASH thread runs until finish");
+                }
+            }
+            Tagging::Moving => unreachable!("set back above"),
+        }
+    }
+
+    /// The hasher, with all the ciphertext hashed, and the content's length.
+    fn finish(self) -> (Hasher, u64) {
+        let hasher = match self.tagging {
+            Tagging::Here(hasher) => hasher,
+            Tagging::Thread {
+                batch,
+                batches,
+                done,
+            } => {
+                batches
+                    .send(batch)
+                    .expect("the GHASH thread runs until finish");
+                drop(batches);
+                done.join().expect("the GHASH thread does not panic")
+            }
+            Tagging::Moving => unreachable!("only while hashing"),
+        };
+        (hasher, self.len)
+    }
+}
+
 impl std::fmt::Debug for SealStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SealStream")
-            .field("len", &self.len)
+            .field("len", &self.content.len)
             .finish_non_exhaustive()
     }
 }
@@ -153,18 +236,11 @@ impl SealStream {
         let mut ghash = ghash::GHash::new(&gcm.h);
         let aad = aad.unwrap_or("").as_bytes();
         ghash.update_padded(aad);
-        let ctr = gcm.ctr(&dek);
         SealStream {
+            content: Content::new(&gcm, &dek, ghash),
             dek,
             nonce,
-            ctr,
-            tagging: Tagging::Here(Hasher {
-                ghash,
-                partial: [0; 16],
-                partial_len: 0,
-            }),
             aad_len: aad.len() as u64,
-            len: 0,
             mask: gcm.mask,
         }
     }
@@ -180,59 +256,106 @@ impl SealStream {
 
     /// Encrypt the next piece of plaintext in place.
     pub fn encrypt(&mut self, piece: &mut [u8]) {
-        use aes::cipher::StreamCipher;
-        self.ctr.apply_keystream(piece);
-        self.len += piece.len() as u64;
-        if self.len > HASH_ON_THREAD_AFTER && matches!(self.tagging, Tagging::Here(_)) {
-            if let Tagging::Here(hasher) = std::mem::replace(&mut self.tagging, Tagging::Moving) {
-                self.tagging = Tagging::on_thread(hasher);
-            }
-        }
-        match &mut self.tagging {
-            Tagging::Here(hasher) => hasher.update(piece),
-            Tagging::Thread { batch, batches, .. } => {
-                batch.extend_from_slice(piece);
-                if batch.len() >= HASH_BATCH {
-                    let full = std::mem::replace(batch, Vec::with_capacity(HASH_BATCH));
-                    // The thread only stops when this sender is dropped.
-                    batches
-                        .send(full)
-                        .expect("the GHASH thread runs until finish");
-                }
-            }
-            Tagging::Moving => unreachable!("set back above"),
-        }
+        self.content.apply_keystream(piece);
+        self.content.hash(piece);
     }
 
     /// The tag over everything encrypted.
     pub fn finish(self) -> [u8; 16] {
-        use ghash::universal_hash::UniversalHash;
-        let mut hasher = match self.tagging {
-            Tagging::Here(hasher) => hasher,
-            Tagging::Thread {
-                batch,
-                batches,
-                done,
-            } => {
-                batches
-                    .send(batch)
-                    .expect("the GHASH thread runs until finish");
-                drop(batches);
-                done.join().expect("the GHASH thread does not panic")
-            }
-            Tagging::Moving => unreachable!("only while encrypting"),
-        };
-        let partial = hasher.partial;
-        hasher.ghash.update_padded(&partial[..hasher.partial_len]);
-        hasher
-            .ghash
-            .update(&[lengths_block(self.aad_len, self.len).into()]);
-        let mut tag: [u8; 16] = hasher.ghash.clone().finalize().into();
+        let (hasher, len) = self.content.finish();
+        let mut tag = hasher.finish(self.aad_len, len);
         for (t, m) in tag.iter_mut().zip(self.mask) {
             *t ^= m;
         }
         tag
     }
+}
+
+/// AES-256-GCM decryption of content that arrives in pieces, for output
+/// that is released only once the tag verifies (a temporary file renamed
+/// into place after [`OpenStream::finish`] says yes): until then what
+/// [`OpenStream::decrypt`] gives back is unauthenticated.
+///
+/// The aad is needed only at the end, as in an envelope's text it follows
+/// the ciphertext. The GHASH runs over the ciphertext alone, and the aad's
+/// part is joined in at the end: with n the ciphertext's blocks,
+/// GHASH(A ‖ C ‖ L) = GHASH(A)·H^(n+1) ⊕ GHASH(C ‖ L).
+pub struct OpenStream {
+    gcm: Gcm,
+    content: Content,
+}
+
+impl std::fmt::Debug for OpenStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenStream")
+            .field("len", &self.content.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenStream {
+    pub fn new(dek: &Dek, nonce: &[u8; NONCE_LEN]) -> OpenStream {
+        use ghash::universal_hash::KeyInit;
+        let gcm = Gcm::new(dek, nonce);
+        let content = Content::new(&gcm, dek, ghash::GHash::new(&gcm.h));
+        OpenStream { gcm, content }
+    }
+
+    /// Decrypt the next piece of ciphertext in place.
+    pub fn decrypt(&mut self, piece: &mut [u8]) {
+        self.content.hash(piece);
+        self.content.apply_keystream(piece);
+    }
+
+    /// Whether the tag authenticates everything decrypted, bound to `aad`.
+    pub fn finish(self, aad: Option<&str>, tag: &[u8; 16]) -> Result<(), ContentError> {
+        use ghash::universal_hash::{KeyInit, UniversalHash};
+        use subtle::ConstantTimeEq;
+        let aad = aad.unwrap_or("").as_bytes();
+        let OpenStream { gcm, content } = self;
+        let (hasher, len) = content.finish();
+        let mut expected = Zeroizing::new(hasher.finish(aad.len() as u64, len));
+        if !aad.is_empty() {
+            let mut ghash = ghash::GHash::new(&gcm.h);
+            ghash.update_padded(aad);
+            let of_aad = Zeroizing::new(ghash.finalize().into());
+            let blocks = len.div_ceil(16);
+            let h: Zeroizing<[u8; 16]> = Zeroizing::new(gcm.h.into());
+            let shift = gf_pow(&h, blocks + 1);
+            for (e, a) in expected.iter_mut().zip(gf_mul(&of_aad, &shift).iter()) {
+                *e ^= a;
+            }
+        }
+        for (e, m) in expected.iter_mut().zip(gcm.mask) {
+            *e ^= m;
+        }
+        if bool::from(expected.ct_eq(tag)) {
+            Ok(())
+        } else {
+            Err(ContentError)
+        }
+    }
+}
+
+/// `a`·`b` in GHASH's field: one block hashed under the key `b`.
+fn gf_mul(a: &[u8; 16], b: &[u8; 16]) -> Zeroizing<[u8; 16]> {
+    use ghash::universal_hash::{KeyInit, UniversalHash};
+    let mut ghash = ghash::GHash::new(b.into());
+    ghash.update(&[(*a).into()]);
+    Zeroizing::new(ghash.finalize().into())
+}
+
+/// `h` to the power `e` (at least 1) in GHASH's field, by squaring.
+fn gf_pow(h: &[u8; 16], e: u64) -> Zeroizing<[u8; 16]> {
+    debug_assert!(e >= 1);
+    let mut power = Zeroizing::new(*h);
+    for bit in (0..63 - e.leading_zeros()).rev() {
+        power = gf_mul(&power, &power);
+        if e >> bit & 1 == 1 {
+            power = gf_mul(&power, h);
+        }
+    }
+    power
 }
 
 /// What AES-256-GCM derives from the key and nonce (NIST SP 800-38D §7):
@@ -420,7 +543,7 @@ mod tests {
                 break;
             }
         }
-        assert!(matches!(stream.tagging, Tagging::Thread { .. }));
+        assert!(matches!(stream.content.tagging, Tagging::Thread { .. }));
         let tag = stream.finish();
         let aad = Some("path:big".to_owned());
         let env = Envelope {
@@ -460,6 +583,102 @@ mod tests {
                 .unwrap();
             let env = Envelope { ciphertext, tag: tag.into(), ..env };
             prop_assert_eq!(decrypt(env, &dek).unwrap(), plain);
+        }
+    }
+
+    /// Decrypt `env`'s ciphertext with [`OpenStream`], cut at `cuts`.
+    fn open_streamed(
+        env: &Envelope,
+        dek: &Dek,
+        cuts: &[usize],
+    ) -> (Vec<u8>, Result<(), ContentError>) {
+        let mut stream = OpenStream::new(dek, &env.nonce);
+        let mut text = env.ciphertext.clone();
+        let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(text.len())).collect();
+        cuts.push(0);
+        cuts.push(text.len());
+        cuts.sort_unstable();
+        for w in cuts.windows(2) {
+            stream.decrypt(&mut text[w[0]..w[1]]);
+        }
+        let verdict = stream.finish(env.aad.as_deref(), &env.tag);
+        (text, verdict)
+    }
+
+    proptest! {
+        /// Pieces of any sizes open what one-shot AES-256-GCM sealed, the
+        /// aad joined in at the end.
+        #[test]
+        fn open_stream_matches_one_shot(plain in proptest::collection::vec(any::<u8>(), 0..2048),
+                                        cuts in proptest::collection::vec(0usize..2048, 0..6),
+                                        aad in proptest::option::of(".{0,80}")) {
+            let (env, dek) = seal_keeping_dek(plain.clone(), aad);
+            let (opened, verdict) = open_streamed(&env, &dek, &cuts);
+            prop_assert!(verdict.is_ok());
+            prop_assert_eq!(opened, plain);
+        }
+
+        /// Any flipped bit of the ciphertext, nonce, tag or aad, or an aad
+        /// added or taken away, is refused.
+        #[test]
+        fn open_stream_refuses_any_change(plain in proptest::collection::vec(any::<u8>(), 1..300),
+                                          aad in proptest::option::of(".{1,40}"),
+                                          bit in any::<u16>(), what in 0usize..5) {
+            let (env, dek) = seal_keeping_dek(plain, aad.clone());
+            let mut tampered = env.clone();
+            let flip = |f: &mut [u8]| {
+                let idx = bit as usize % (f.len() * 8);
+                f[idx / 8] ^= 1 << (idx % 8);
+            };
+            match what {
+                0 => flip(&mut tampered.ciphertext),
+                1 => flip(&mut tampered.nonce),
+                2 => flip(&mut tampered.tag),
+                3 => match aad {
+                    Some(a) => {
+                        let mut bytes = a.into_bytes();
+                        bytes[0] ^= 1 << (bit % 7);
+                        tampered.aad = Some(String::from_utf8_lossy(&bytes).into_owned());
+                        prop_assume!(tampered.aad != env.aad);
+                    }
+                    None => tampered.aad = Some("added".into()),
+                },
+                _ => tampered.aad = match aad { Some(_) => None, None => Some(String::new() + "x") },
+            }
+            prop_assert!(open_streamed(&tampered, &dek, &[7, 100]).1.is_err());
+        }
+    }
+
+    /// Long content (its GHASH on a thread, many blocks for the aad's
+    /// power of H), and empty content, with and without an aad.
+    #[test]
+    fn open_stream_matches_one_shot_when_long_or_empty() {
+        let long: Vec<u8> = (0..(HASH_ON_THREAD_AFTER as usize) * 2 + 12_345)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect();
+        for plain in [long, Vec::new()] {
+            for aad in [None, Some("path:secrets/big.bin".to_owned())] {
+                let (env, dek) = seal_keeping_dek(plain.clone(), aad);
+                let cuts = [1, 15, 65_516, 1 << 20, (1 << 20) + 3, 5 << 20];
+                let (opened, verdict) = open_streamed(&env, &dek, &cuts);
+                assert!(verdict.is_ok(), "aad {:?}, {} bytes", env.aad, plain.len());
+                assert!(opened == plain);
+            }
+        }
+    }
+
+    /// The field arithmetic the aad's part rests on: a power by squaring
+    /// is the product of its factors.
+    #[test]
+    fn powers_of_h_are_products() {
+        let h = [
+            0x66, 0xe9, 0x4b, 0xd4, 0xef, 0x8a, 0x2c, 0x3b, 0x88, 0x4c, 0xfa, 0x59, 0xca, 0x34,
+            0x2b, 0x2e,
+        ];
+        let mut product = Zeroizing::new(h);
+        for e in 1..40u64 {
+            assert_eq!(*gf_pow(&h, e), *product, "h^{e}");
+            product = gf_mul(&product, &h);
         }
     }
 

@@ -109,6 +109,31 @@ impl Reader {
         }
     }
 
+    /// Once the ciphertext has begun: the fields before it, as an envelope
+    /// with an empty ciphertext and a zero tag, enough to unwrap the DEK
+    /// while the ciphertext is still arriving; or why they do not parse
+    /// alone (a field the envelope needs comes after the ciphertext).
+    /// `None` before then. [`Reader::finish`] still decides what the whole
+    /// text is.
+    pub fn head(&self) -> Option<Result<Envelope, FormatError>> {
+        if self.stage == Stage::Head {
+            return None;
+        }
+        // The head ends inside the ciphertext's string: close it, and
+        // stand in for the tag (a tag already in the head is a duplicate,
+        // which `parse` refuses).
+        let mut text = self.head.clone();
+        text.extend_from_slice(br#"", "tag": "AAAAAAAAAAAAAAAAAAAAAA=="}"#);
+        Some(parse(&text))
+    }
+
+    /// The ciphertext decoded so far, to be taken away piece by piece
+    /// (emptied, not freed, so the next piece reuses its memory): what is
+    /// still in it at [`Reader::finish`] is the envelope's ciphertext.
+    pub fn decoded(&mut self) -> &mut Vec<u8> {
+        &mut self.ciphertext
+    }
+
     /// The envelope, or why the whole text is not one.
     pub fn finish(mut self) -> Result<Envelope, FormatError> {
         match self.stage {

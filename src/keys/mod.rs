@@ -23,7 +23,8 @@ pub mod x25519;
 
 pub use registry::{provider, provider_or_default, Made, Place, ProviderInfo, PROVIDERS};
 pub use sealing::{
-    open, open_bytes, seal, seal_bytes, seal_stream, OpenError, SealError, WrapTarget,
+    open, open_bytes, open_into, seal, seal_bytes, seal_stream, OpenError, OpenIntoError,
+    SealError, WrapTarget,
 };
 
 use std::path::PathBuf;

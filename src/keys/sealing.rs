@@ -234,6 +234,122 @@ pub fn open(env: Envelope, keys: &dyn KeyProvider) -> Result<Vec<u8>, OpenError>
     decrypt(env, &kid, &dek)
 }
 
+/// Why [`open_into`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenIntoError {
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("{0}")]
+    Write(std::io::Error),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// Text read at a time by [`open_into`]: about 1 MiB of ciphertext.
+const OPEN_INTO_PIECE: usize = (1 << 20) / 3 * 4;
+
+/// Read an envelope from `r` and write its plaintext to `out` as it is
+/// decrypted, holding neither the text nor the ciphertext: the DEK is
+/// unwrapped as soon as the fields before the ciphertext have arrived
+/// ([`Reader::head`](envelope::Reader::head)), and the tag checked at the
+/// end ([`envelope::OpenStream`]). So `out` is written plaintext that is
+/// authenticated only when this returns `Ok`: it must be released only
+/// then (a temporary file renamed into place). An envelope whose fields
+/// come in another order is held and opened whole. Errors come in the
+/// order [`open`] gives them: the text's format, then the key, then the
+/// content.
+pub fn open_into(
+    r: &mut (dyn std::io::Read + Send),
+    keys: &dyn KeyProvider,
+    out: &mut dyn std::io::Write,
+) -> Result<(), OpenIntoError> {
+    use zeroize::Zeroize;
+    enum Opening {
+        /// The ciphertext has not begun.
+        Waiting,
+        Streaming {
+            kid: Kid,
+            stream: Box<envelope::OpenStream>,
+            head: Envelope,
+        },
+        /// The DEK did not unwrap: said once the whole text parses.
+        Failed(OpenError),
+        /// Held whole, and opened at the end.
+        Held,
+    }
+    let mut reader = envelope::Reader::new(0);
+    let mut opening = Opening::Waiting;
+    let mut write_error = None;
+    let read = envelope::reader::read_ahead(r, OPEN_INTO_PIECE, |piece| {
+        reader.push(piece);
+        if let Opening::Waiting = opening {
+            opening = match reader.head() {
+                None => Opening::Waiting,
+                Some(Err(_)) => Opening::Held,
+                Some(Ok(head)) => match unwrap_dek(&head, keys) {
+                    Ok((kid, dek)) => Opening::Streaming {
+                        stream: Box::new(envelope::OpenStream::new(&dek, &head.nonce)),
+                        kid,
+                        head,
+                    },
+                    Err(e) => Opening::Failed(e),
+                },
+            };
+        }
+        let decoded = reader.decoded();
+        match &mut opening {
+            Opening::Streaming { stream, .. } => {
+                stream.decrypt(decoded);
+                if let Err(e) = out.write_all(decoded) {
+                    let stop = std::io::Error::new(e.kind(), "stopped: the output failed");
+                    write_error = Some(e);
+                    return Err(stop);
+                }
+                decoded.clear();
+            }
+            Opening::Failed(_) => decoded.clear(),
+            Opening::Waiting | Opening::Held => {}
+        }
+        Ok(())
+    });
+    if let Err(e) = read {
+        reader.decoded().zeroize();
+        return Err(match write_error {
+            Some(e) => OpenIntoError::Write(e),
+            None => OpenIntoError::Read(e),
+        });
+    }
+    let parsed = reader.finish().map_err(OpenError::from);
+    let (mut env, kid, mut stream) = match opening {
+        Opening::Streaming { kid, stream, head } => {
+            let mut env = parsed?;
+            // The same text, parsed twice by the same parser: never differs.
+            if env.nonce != head.nonce || env.recipients != head.recipients {
+                env.ciphertext.zeroize();
+                return Err(OpenError::Content { kid }.into());
+            }
+            (env, kid, stream)
+        }
+        Opening::Failed(e) => {
+            parsed?;
+            return Err(e.into());
+        }
+        Opening::Waiting | Opening::Held => {
+            let mut plaintext = open(parsed?, keys)?;
+            let written = out.write_all(&plaintext);
+            plaintext.zeroize();
+            return written.map_err(OpenIntoError::Write);
+        }
+    };
+    stream.decrypt(&mut env.ciphertext);
+    let written = out.write_all(&env.ciphertext);
+    env.ciphertext.zeroize();
+    written.map_err(OpenIntoError::Write)?;
+    stream
+        .finish(env.aad.as_deref(), &env.tag)
+        .map_err(|_| OpenError::Content { kid }.into())
+}
+
 /// Parse and open envelope text in one step.
 pub fn open_bytes(text: &[u8], keys: &dyn KeyProvider) -> Result<Vec<u8>, OpenError> {
     open(envelope::parse(text)?, keys)
@@ -305,6 +421,168 @@ mod tests {
             let holder = SoftwareKeys::new("test", secrets);
             prop_assert!(open(tampered, &holder).is_err());
         }
+    }
+
+    /// Envelope text read a little at a time, counting what was read.
+    struct Counted<'t> {
+        text: &'t [u8],
+        at: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        fail_at: Option<usize>,
+    }
+
+    impl std::io::Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            use std::sync::atomic::Ordering;
+            let at = self.at.load(Ordering::SeqCst);
+            if self.fail_at.is_some_and(|f| at >= f) {
+                return Err(std::io::Error::other("disk gone"));
+            }
+            let n = buf.len().min(self.text.len() - at).min(100_000);
+            buf[..n].copy_from_slice(&self.text[at..at + n]);
+            self.at.store(at + n, Ordering::SeqCst);
+            Ok(n)
+        }
+    }
+
+    /// A writer that notes how much of the text had been read at its first
+    /// write, and can fail.
+    struct Out {
+        bytes: Vec<u8>,
+        read_at_first_write: Option<usize>,
+        read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        fail: bool,
+    }
+
+    impl std::io::Write for Out {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.fail {
+                return Err(std::io::Error::other("disk full"));
+            }
+            let read = self.read.load(std::sync::atomic::Ordering::SeqCst);
+            self.read_at_first_write.get_or_insert(read);
+            self.bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn open_text_into(
+        text: &[u8],
+        keys: &dyn KeyProvider,
+        fail_read_at: Option<usize>,
+        fail_write: bool,
+    ) -> (Result<(), OpenIntoError>, Out) {
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut input = Counted {
+            text,
+            at: read.clone(),
+            fail_at: fail_read_at,
+        };
+        let mut out = Out {
+            bytes: Vec::new(),
+            read_at_first_write: None,
+            read,
+            fail: fail_write,
+        };
+        let result = open_into(&mut input, keys, &mut out);
+        (result, out)
+    }
+
+    /// 5 MiB + 3 bytes: many pieces, the GHASH on its thread.
+    fn large() -> Vec<u8> {
+        (0..5 * 1024 * 1024 + 3u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect()
+    }
+
+    /// The plaintext is written while the text is still being read, and
+    /// it is the file's; with an aad (which follows the ciphertext) too.
+    #[test]
+    fn open_into_writes_as_it_reads() {
+        let (secrets, targets) = keyring(2);
+        let holder = SoftwareKeys::new("test", vec![secrets[1].clone()]);
+        let plain = large();
+        for aad in [None, Some("path:secrets/big.bin".to_owned())] {
+            let text = format::write(&seal(plain.clone(), aad.clone(), &targets).unwrap());
+            let (result, out) = open_text_into(&text, &holder, None, false);
+            result.unwrap();
+            assert!(out.bytes == plain, "aad {aad:?}");
+            let first = out.read_at_first_write.unwrap();
+            assert!(
+                first < text.len() / 2,
+                "first write after {first} of {} bytes",
+                text.len()
+            );
+        }
+    }
+
+    /// Fields in another order (the nonce after the ciphertext) are held
+    /// and opened whole: the same plaintext, written only at the end.
+    #[test]
+    fn open_into_holds_an_envelope_in_another_order() {
+        let (secrets, targets) = keyring(1);
+        let holder = SoftwareKeys::new("test", secrets);
+        let plain = large();
+        let env = seal(plain.clone(), Some("ctx".into()), &targets).unwrap();
+        let mut json: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&format::write(&env)).unwrap();
+        let nonce = json.remove("nonce").unwrap();
+        json.insert("nonce".into(), nonce);
+        let text = serde_json::to_vec(&json).unwrap();
+        assert!(text.windows(7).position(|w| w == b"\"nonce\"").unwrap() > text.len() / 2);
+        let (result, out) = open_text_into(&text, &holder, None, false);
+        result.unwrap();
+        assert!(out.bytes == plain);
+        assert_eq!(out.read_at_first_write, Some(text.len()));
+    }
+
+    /// Failures, each the error [`open`] gives, in its order: a changed tag
+    /// or aad is the content's; a wrong key; the text's format before the
+    /// key; reading and writing said as such.
+    #[test]
+    fn open_into_fails_as_open_does() {
+        let (secrets, targets) = keyring(1);
+        let holder = SoftwareKeys::new("test", secrets);
+        let other = SoftwareKeys::new("test", vec![KekSecret::generate()]);
+        let env = seal(large(), Some("ctx".into()), &targets).unwrap();
+        let content = |text: &[u8], keys: &dyn KeyProvider| {
+            let (result, _) = open_text_into(text, keys, None, false);
+            result.unwrap_err()
+        };
+        let mut tag = env.clone();
+        tag.tag[15] ^= 1;
+        let mut aad = env.clone();
+        aad.aad = Some("ctY".into());
+        let mut ciphertext = env.clone();
+        let last = ciphertext.ciphertext.len() - 1;
+        ciphertext.ciphertext[last] ^= 0x80;
+        for changed in [tag, aad, ciphertext] {
+            let err = content(&format::write(&changed), &holder);
+            assert!(
+                matches!(err, OpenIntoError::Open(OpenError::Content { .. })),
+                "{err}"
+            );
+        }
+        let text = format::write(&env);
+        let err = content(&text, &other);
+        assert!(
+            matches!(err, OpenIntoError::Open(OpenError::NoUsableKey { .. })),
+            "{err}"
+        );
+        // Cut inside the ciphertext, with the wrong key too: the format.
+        for keys in [&holder as &dyn KeyProvider, &other] {
+            let err = content(&text[..text.len() / 2], keys);
+            assert!(
+                matches!(err, OpenIntoError::Open(OpenError::Format(_))),
+                "{err}"
+            );
+        }
+        let (result, _) = open_text_into(&text, &holder, Some(text.len() / 2), false);
+        assert!(matches!(result, Err(OpenIntoError::Read(_))), "{result:?}");
+        let (result, _) = open_text_into(&text, &holder, None, true);
+        assert!(matches!(result, Err(OpenIntoError::Write(_))), "{result:?}");
     }
 
     #[test]

@@ -582,3 +582,114 @@ fn large_file_encrypts_file_to_file_and_opens_anywhere() {
     env.seal(&dir, &["decrypt", "piped.sealed", "--out", "piped.opened"]);
     assert!(std::fs::read(dir.join("piped.opened")).unwrap() == plain);
 }
+
+/// `decrypt --out` decrypts as it reads, into a temporary file renamed into
+/// place only once the tag verifies: a change found only at the end (the
+/// tag, the aad, the last ciphertext) leaves an earlier file of that name
+/// as it was and no temporary file behind, as do a wrong key and a cut
+/// envelope; fields in another order still open.
+#[test]
+fn decrypt_to_a_file_releases_nothing_before_the_tag_verifies() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let plain: Vec<u8> = (0..5 * 1024 * 1024 + 3u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(dir.join("big.bin"), &plain).unwrap();
+    let args = [
+        "encrypt",
+        "big.bin",
+        "--aad",
+        "scope:big",
+        "--out",
+        "big.sealed",
+    ];
+    env.seal(&dir, &args);
+    let text = std::fs::read_to_string(dir.join("big.sealed")).unwrap();
+    // Canonical text: the ciphertext's string, then the tag's, then the aad.
+    let changed = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        text.replacen(from, to, 1)
+    };
+    let tag = text.split("\"tag\": \"").nth(1).unwrap()[..22].to_owned();
+    let ct_end = text.find("\",\n  \"tag\"").unwrap();
+    let last = &text[ct_end - 8..ct_end];
+    let mut reordered: serde_json::Value = serde_json::from_str(&text).unwrap();
+    reordered["aad"] = "scope:big".into();
+    let cases = [
+        (
+            "tag.sealed",
+            changed(&tag, &crate::harness::flip_first(&tag)),
+            "authentication failed",
+        ),
+        (
+            "aad.sealed",
+            changed("\"scope:big\"", "\"scope:bog\""),
+            "authentication failed",
+        ),
+        (
+            "last.sealed",
+            changed(last, &crate::harness::flip_first(last)),
+            "authentication failed",
+        ),
+        (
+            "cut.sealed",
+            text[..text.len() / 2].to_owned(),
+            "not a valid git-seal envelope",
+        ),
+    ];
+    std::fs::write(dir.join("result"), "earlier").unwrap();
+    for (name, bad, expect) in &cases {
+        std::fs::write(dir.join(name), bad).unwrap();
+        let out = env.fails("git-seal", &dir, &["decrypt", name, "--out", "result"], 1);
+        let err = stderr(&out);
+        assert!(err.contains(name) && err.contains(expect), "{name}: {err}");
+        assert_eq!(
+            std::fs::read(dir.join("result")).unwrap(),
+            b"earlier",
+            "{name}"
+        );
+        let temps: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".git-seal-"))
+            .collect();
+        assert!(temps.is_empty(), "{name}: {temps:?} left behind");
+    }
+    // Wrong key: said before anything is decrypted.
+    let other = [
+        "encrypt",
+        "big.bin",
+        "--to",
+        "UQ0Q+jwgni+eC92lAlKSt0V6WgvD9pJhZ9hfNkLXkB8=",
+        "--out",
+        "other.sealed",
+    ];
+    env.seal(&dir, &other);
+    let out = env.fails(
+        "git-seal",
+        &dir,
+        &["decrypt", "other.sealed", "--out", "result"],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("wrapped to k_5b3de0b0f5d75424"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(dir.join("result")).unwrap(), b"earlier");
+    // Keys in another order (alphabetical: the nonce and recipients after
+    // the ciphertext) are held and opened whole.
+    let sorted = serde_json::to_string_pretty(&reordered).unwrap();
+    assert!(sorted.find("\"nonce\"") > sorted.find("\"ciphertext\""));
+    std::fs::write(dir.join("sorted.sealed"), sorted).unwrap();
+    env.seal(&dir, &["decrypt", "sorted.sealed", "--out", "result"]);
+    assert!(std::fs::read(dir.join("result")).unwrap() == plain);
+    env.seal(&dir, &["decrypt", "big.sealed", "--out", "opened"]);
+    assert!(std::fs::read(dir.join("opened")).unwrap() == plain);
+    let mode = std::fs::metadata(dir.join("opened"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "a new plaintext file is private");
+}
