@@ -15,7 +15,10 @@ use std::path::Path;
 pub(crate) struct Args {
     /// Envelope to open, or `-` for standard input.
     pub file: String,
-    /// Write the plaintext here (mode 0600) instead of standard output.
+    /// Write the plaintext here (mode 0600) instead of standard output:
+    /// decrypted as it is read into a temporary file beside it, which is
+    /// renamed into place only once the envelope authenticates (standard
+    /// output gets nothing before then either, as the file is held).
     #[arg(long, short)]
     pub out: Option<String>,
 }

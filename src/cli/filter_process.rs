@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 
 use super::error::{CommandError, CommandResult};
-use git_seal::filter::{process, Filter};
+use git_seal::filter::{process, Filter, Output, STREAM_MIN};
 
 /// Git's long-running filter process (`filter.seal.process`). Plumbing.
 #[derive(clap::Args, Debug)]
@@ -40,32 +40,57 @@ pub(crate) fn run_process(_: ProcessArgs) -> CommandResult<u8> {
     Ok(0)
 }
 
-fn stdin_bytes() -> CommandResult<Vec<u8>> {
-    let mut input = Vec::new();
-    std::io::stdin().read_to_end(&mut input)?;
-    Ok(input)
+/// Standard input up to `limit` bytes: `true` if that was all of it.
+fn stdin_up_to(limit: usize, into: &mut Vec<u8>) -> std::io::Result<bool> {
+    let read = std::io::stdin()
+        .lock()
+        .take(limit as u64)
+        .read_to_end(into)?;
+    Ok(read < limit)
 }
 
-fn write_stdout(bytes: &[u8]) -> CommandResult {
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes)?;
-    out.flush()?;
-    Ok(())
+/// The next piece of standard input into `buf` (replacing what it held):
+/// `false` at its end.
+fn stdin_piece(buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    buf.resize(1 << 20, 0);
+    let n = loop {
+        match std::io::stdin().lock().read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    buf.truncate(n);
+    Ok(n > 0)
 }
 
+/// Seal standard input: a large file as it comes (see
+/// [`Filter::clean_stream`]), so only the envelope is held.
 pub(crate) fn run_clean(args: CleanArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env();
-    let sealed = filter
-        .clean(&args.path, stdin_bytes()?)
-        .map_err(CommandError::user)?;
-    write_stdout(&sealed)?;
+    let mut head = Vec::new();
+    let sealed = if stdin_up_to(STREAM_MIN, &mut head)? {
+        filter.clean(&args.path, head).map(Output::Bytes)
+    } else {
+        filter.clean_stream(&args.path, head, &mut stdin_piece)?
+    };
+    let sealed = sealed.map_err(CommandError::user)?;
+    let mut out = std::io::stdout().lock();
+    filter.write_output(&sealed, &mut out)?;
+    out.flush()?;
     filter.finish();
     Ok(0)
 }
 
+/// Open standard input: a large envelope as it comes, holding only its
+/// ciphertext (see [`Filter::smudge_stream`]).
 pub(crate) fn run_smudge(args: SmudgeArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env();
-    let smudged = filter.smudge(&args.path, stdin_bytes()?, None);
+    let mut head = Vec::new();
+    let smudged = if stdin_up_to(STREAM_MIN, &mut head)? {
+        filter.smudge(&args.path, head, None)
+    } else {
+        filter.smudge_stream(&args.path, head, &mut stdin_piece)?
+    };
     if let Some(error) = &smudged.error {
         eprintln!("git-seal: error: {error}");
     }

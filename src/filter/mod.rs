@@ -173,6 +173,12 @@ impl Filter {
         match output {
             Output::Bytes(bytes) => w.write_all(bytes),
             Output::Blob(blob) => self.copy_blob(*blob, w),
+            Output::Spilled(file) => {
+                use std::io::Seek;
+                let mut file = file;
+                file.rewind()?;
+                std::io::copy(&mut file, w).map(drop)
+            }
         }
     }
 }
@@ -278,6 +284,9 @@ pub enum Output {
     /// the object database rather than hold it: a large file's unchanged
     /// envelope (clean), or a large envelope left sealed (smudge).
     Blob(Oid),
+    /// The text in an unnamed temporary file, as it was read: a large
+    /// envelope a one-shot smudge leaves sealed (no blob to copy from).
+    Spilled(std::fs::File),
 }
 
 /// Never prints the bytes (they may be plaintext).
@@ -286,6 +295,7 @@ impl std::fmt::Debug for Output {
         match self {
             Output::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
             Output::Blob(blob) => write!(f, "Blob({blob})"),
+            Output::Spilled(_) => write!(f, "Spilled"),
         }
     }
 }

@@ -140,18 +140,22 @@ fn respond(
             // An empty list keeps "status=success".
             pktline::write_flush(w)?;
         }
-        Ok(Output::Blob(blob)) => {
+        Ok(output @ (Output::Blob(_) | Output::Spilled(_))) => {
             pktline::write_text(w, "status=success")?;
             pktline::write_flush(w)?;
             let mut packets = pktline::Packets::new(&mut *w);
             let copied = match filter {
-                Some(filter) => filter.copy_blob(blob, &mut packets),
+                Some(filter) => filter.write_output(&output, &mut packets),
                 None => Err(io::Error::other("no repository")),
             };
             packets.finish()?;
             pktline::write_flush(w)?;
             if let Err(e) = copied {
-                eprintln!("git-seal: error: cannot read blob {blob}: {e}");
+                let what = match output {
+                    Output::Blob(blob) => format!("blob {blob}"),
+                    _ => "the envelope's text".to_owned(),
+                };
+                eprintln!("git-seal: error: cannot read {what}: {e}");
                 pktline::write_text(w, "status=error")?;
             }
             pktline::write_flush(w)?;
@@ -297,7 +301,8 @@ fn serve_with(
                 (_, Some(failed)) => (filter.prepare_smudge(&path, content, blob), Some(failed)),
                 (Some(blob), None) if streamed && filter.streams_smudge(&content) => {
                     let mut next = |buf: &mut Vec<u8>| pktline::read_data_into(&mut r, buf);
-                    let prepared = filter.prepare_smudge_stream(&path, content, blob, &mut next)?;
+                    let prepared =
+                        filter.prepare_smudge_stream(&path, content, Some(blob), &mut next)?;
                     (prepared, None)
                 }
                 (_, None) => {

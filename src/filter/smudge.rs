@@ -114,7 +114,13 @@ pub(crate) fn open_envelope(keys: &dyn KeyProvider, env: Envelope) -> (Opened, O
 impl Filter {
     /// Open `text` for `path`; `blob` is its id when Git says it.
     pub fn smudge(&mut self, path: &str, text: Vec<u8>, blob: Option<Oid>) -> Smudged {
-        match self.prepare_smudge(path, text, blob) {
+        let prepared = self.prepare_smudge(path, text, blob);
+        self.finish_smudge(prepared)
+    }
+
+    /// Open what `prepared` left to open, here.
+    fn finish_smudge(&mut self, prepared: Prepared) -> Smudged {
+        match prepared {
             Prepared::Done(smudged) => smudged,
             Prepared::Open(mut work) => {
                 let opened = match self.shared_keys() {
@@ -152,25 +158,78 @@ impl Filter {
         !self.locked.work_tree_locked && envelope::might_be_envelope(head)
     }
 
-    /// [`Filter::prepare_smudge`] of a large envelope, blob `blob`, read
-    /// as it arrives: `head`, then what `next` puts in its buffer until it
-    /// returns `false`. Only the ciphertext is held, never the text; if
-    /// the envelope stays sealed, its text is copied from `blob`.
+    /// [`Filter::prepare_smudge`] of a large envelope read as it arrives:
+    /// `head`, then what `next` puts in its buffer until it returns
+    /// `false`. Only the ciphertext is held, never the text. If the
+    /// envelope stays sealed its text is copied from `blob`, or without
+    /// one (a one-shot smudge) from an unnamed temporary file it was
+    /// written to as it came.
     pub(crate) fn prepare_smudge_stream(
         &mut self,
         path: &str,
         head: Vec<u8>,
-        blob: Oid,
+        blob: Option<Oid>,
         next: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
     ) -> std::io::Result<Prepared> {
+        use std::io::Write;
         let mut reader = envelope::Reader::new(0);
-        reader.push(&head);
+        let mut spill = match blob {
+            Some(_) => None,
+            None => Some(std::io::BufWriter::with_capacity(
+                1 << 20,
+                self.spill_file()?,
+            )),
+        };
+        let mut take = |piece: &[u8]| -> std::io::Result<()> {
+            reader.push(piece);
+            match &mut spill {
+                Some(spill) => spill.write_all(piece),
+                None => Ok(()),
+            }
+        };
+        take(&head)?;
         drop(head);
         let mut piece = Vec::new();
         while next(&mut piece)? {
-            reader.push(&piece);
+            take(&piece)?;
         }
-        Ok(self.judge(path, Output::Blob(blob), reader.finish(), Some(blob)))
+        let text = match (blob, spill) {
+            (Some(blob), _) => Output::Blob(blob),
+            (None, Some(spill)) => Output::Spilled(spill.into_inner().map_err(|e| e.into_error())?),
+            (None, None) => unreachable!("a spill is made without a blob"),
+        };
+        Ok(self.judge(path, text, reader.finish(), blob))
+    }
+
+    /// An unnamed temporary file (gone when closed, or on a crash) for an
+    /// envelope's text: in the git dir, else the system's temporary
+    /// directory. The text is the envelope's, never plaintext.
+    fn spill_file(&self) -> std::io::Result<std::fs::File> {
+        match &self.git_dir {
+            Some(dir) => tempfile::tempfile_in(dir),
+            None => tempfile::tempfile(),
+        }
+    }
+
+    /// [`Filter::smudge`] of text that comes in pieces (a one-shot smudge's
+    /// standard input past [`STREAM_MIN`](super::STREAM_MIN)): `head`, then
+    /// what `next` puts in its buffer until it returns `false`. An envelope
+    /// is read holding only its ciphertext.
+    pub fn smudge_stream(
+        &mut self,
+        path: &str,
+        mut head: Vec<u8>,
+        next: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
+    ) -> std::io::Result<Smudged> {
+        if !self.streams_smudge(&head) {
+            let mut piece = Vec::new();
+            while next(&mut piece)? {
+                head.extend_from_slice(&piece);
+            }
+            return Ok(self.smudge(path, head, None));
+        }
+        let prepared = self.prepare_smudge_stream(path, head, None, next)?;
+        Ok(self.finish_smudge(prepared))
     }
 
     fn judge(
@@ -252,7 +311,7 @@ impl Filter {
             } => {
                 let held: &[u8] = match &text {
                     Output::Bytes(text) => text,
-                    Output::Blob(_) => &[],
+                    Output::Blob(_) | Output::Spilled(_) => &[],
                 };
                 let blob = blob.or_else(|| {
                     (matches!(text, Output::Bytes(_)) && self.wants_blob_id(plaintext.len()))

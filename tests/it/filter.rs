@@ -542,6 +542,72 @@ fn one_shot_clean_and_smudge_work_without_the_process_protocol() {
     assert!(env.git(&dir, &["status", "--porcelain"]).is_empty());
 }
 
+/// The one-shot filters read a large file as it comes (the clean holds
+/// only the envelope, the smudge only the ciphertext): what is stored opens,
+/// a checkout gives the plaintext back, a touched file stays clean, and an
+/// envelope left sealed (no key, or one that fails its tag after all of it
+/// was read) is given back exactly as stored.
+#[test]
+fn one_shot_filters_stream_a_large_file_and_give_back_what_they_cannot_open() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    env.git(&dir, &["config", "--unset", "filter.seal.process"]);
+    // Past the size where both filters read in pieces.
+    let plain: Vec<u8> = (0..3 * 1024 * 1024 + 7u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
+    commit_all(&env, &dir, "big");
+    assert_sealed(&env, &dir, "secrets/big.bin", &plain);
+    let stored = env.rev(&dir, "HEAD:secrets/big.bin");
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+    assert_eq!(
+        env.rev(&dir, ":secrets/big.bin"),
+        stored,
+        "re-sealed unchanged"
+    );
+
+    std::fs::remove_file(dir.join("secrets/big.bin")).unwrap();
+    env.git(&dir, &["checkout", "--", "secrets/big.bin"]);
+    assert!(std::fs::read(dir.join("secrets/big.bin")).unwrap() == plain);
+
+    // No key here: the envelope stays, byte for byte.
+    let text = env
+        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/big.bin"])
+        .stdout;
+    let hidden = env.hide_keys();
+    std::fs::remove_file(dir.join("secrets/big.bin")).unwrap();
+    env.git(&dir, &["checkout", "--", "secrets/big.bin"]);
+    assert!(std::fs::read(dir.join("secrets/big.bin")).unwrap() == text);
+    env.restore_keys(&hidden);
+
+    // An envelope whose tag fails, found only at its end: given back as
+    // it is, with the reason.
+    let json = String::from_utf8(text.clone()).unwrap();
+    let tag = json.split("\"tag\": \"").nth(1).unwrap()[..22].to_owned();
+    let tampered = json.replacen(&tag, &crate::harness::flip_first(&tag), 1);
+    env.stage_raw(&dir, "secrets/big.bin", tampered.as_bytes());
+    std::fs::remove_file(dir.join("secrets/big.bin")).unwrap();
+    let out = env.ok("git", &dir, &["checkout", "--", "secrets/big.bin"]);
+    assert!(std::fs::read(dir.join("secrets/big.bin")).unwrap() == tampered.as_bytes());
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/big.bin") && err.contains("left it sealed"),
+        "{err}"
+    );
+    // Nothing left behind in the git dir.
+    let git_dir = dir.join(".git");
+    let strays: Vec<_> = std::fs::read_dir(&git_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp"))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?}");
+}
+
 /// Unchanged plaintext keeps its envelope only while the policy would seal
 /// it the same way: once a recovery KEK joins the path's recipients, a file
 /// Git cleans again (here after `touch`) is sealed anew to both.
