@@ -1,6 +1,7 @@
 //! Writing a file so that a crash or a `kill -9` never leaves a partial one:
 //! the bytes go to a temporary file in the same directory, are synced, and
-//! are renamed into place.
+//! are renamed into place. On Linux the temporary file has no name until
+//! it is whole, so a kill while it is written leaves nothing behind.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -84,28 +85,87 @@ fn write_with(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    {
-        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        fill(&mut buffered).map_err(fail)?;
-        buffered.flush().map_err(fail)?;
-    }
     let mode = match std::fs::metadata(path) {
         Ok(meta) => meta.permissions().mode() & 0o7777,
         Err(_) => new_mode & !umask(),
     };
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
+    let (mut file, named) = match unnamed_file(dir) {
+        Some(file) => (file, None),
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .permissions(std::fs::Permissions::from_mode(0o600))
+                .tempfile_in(dir)
+                .map_err(fail)?;
+            let (file, named) = tmp.into_parts();
+            (file, Some(named))
+        }
+    };
+    {
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+        fill(&mut buffered).map_err(fail)?;
+        buffered.flush().map_err(fail)?;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(fail)?;
     if sync {
-        tmp.as_file().sync_all().map_err(fail)?;
+        file.sync_all().map_err(fail)?;
     }
-    tmp.persist(path).map_err(|e| fail(e.error))?;
+    let named = match named {
+        Some(named) => named,
+        None => name_whole_file(&mut file, dir).map_err(fail)?,
+    };
+    named.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+/// A file in `dir` with no name yet (Linux's `O_TMPFILE`, where the file
+/// system has it): a crash or a `kill -9` while it is written leaves
+/// nothing behind, not even a temporary file with part of the content.
+#[cfg(target_os = "linux")]
+fn unnamed_file(dir: &Path) -> Option<std::fs::File> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let flags = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
+    openat(CWD, dir, flags, Mode::from_raw_mode(0o600))
+        .ok()
+        .map(std::fs::File::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unnamed_file(_dir: &Path) -> Option<std::fs::File> {
+    None
+}
+
+/// A temporary name in `dir` for `file`, an [`unnamed_file`] now written
+/// whole, to be renamed into place: linked through `/proc/self/fd`, or
+/// where that fails, copied to a named temporary file.
+fn name_whole_file(file: &mut std::fs::File, dir: &Path) -> std::io::Result<tempfile::TempPath> {
+    use std::os::fd::AsRawFd;
+    let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let linked = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .make_in(dir, |temp| {
+            use rustix::fs::{linkat, AtFlags, CWD};
+            Ok(linkat(
+                CWD,
+                fd.as_str(),
+                CWD,
+                temp,
+                AtFlags::SYMLINK_FOLLOW,
+            )?)
+        });
+    if let Ok(linked) = linked {
+        return Ok(linked.into_temp_path());
+    }
+    use std::io::Seek;
+    let mut copy = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(file.metadata()?.permissions())
+        .tempfile_in(dir)?;
+    file.rewind()?;
+    std::io::copy(file, copy.as_file_mut())?;
+    copy.as_file().sync_all()?;
+    Ok(copy.into_temp_path())
 }
 
 /// The process umask, read without changing it (Linux: /proc/self/status).
@@ -118,4 +178,78 @@ fn umask() -> u32 {
                 .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         })
         .unwrap_or(0o022)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// While the content is written the directory shows no new name (a
+    /// kill then leaves nothing); after, only the file, with its mode.
+    #[test]
+    fn the_file_has_no_name_until_it_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        write_private_with(&path, |w| {
+            w.write_all(b"part one, ")?;
+            if cfg!(target_os = "linux") {
+                assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+            }
+            w.write_all(b"part two")
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"part one, part two");
+        assert_eq!(entries(dir.path()), ["out"]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// A failed write leaves an earlier file as it was, and nothing else.
+    #[test]
+    fn a_failed_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        std::fs::write(&path, "earlier").unwrap();
+        let err = write_private_with(&path, |w| {
+            w.write_all(b"half")?;
+            Err(std::io::Error::other("the source failed"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("the source failed"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"earlier");
+        assert_eq!(entries(dir.path()), ["out"]);
+    }
+
+    /// A file that cannot be linked by its descriptor (here: one already
+    /// unlinked) is copied to a named temporary file instead.
+    #[test]
+    fn a_file_that_cannot_be_linked_is_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&gone)
+            .unwrap();
+        std::fs::remove_file(&gone).unwrap();
+        file.write_all(b"whole content").unwrap();
+        let named = name_whole_file(&mut file, dir.path()).unwrap();
+        assert_eq!(std::fs::read(&named).unwrap(), b"whole content");
+        let copied = std::fs::metadata(&named).unwrap().ino();
+        assert_ne!(copied, file.metadata().unwrap().ino(), "not a copy");
+        named.persist(dir.path().join("out")).unwrap();
+        assert_eq!(entries(dir.path()), ["out"]);
+    }
 }

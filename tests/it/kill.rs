@@ -4,6 +4,7 @@
 //! chain must verify. The seed of the random moments is printed, so a
 //! failure can be replayed.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -561,4 +562,53 @@ fn a_config_lock_left_by_a_kill_does_not_block_the_rerun() {
     env.seal(&dir, &["init", "secrets/**"]);
     assert!(!dir.join(".git/config.lock").exists());
     assert_eq!(env.git(&dir, &["config", "seal.provider"]).trim(), "file");
+}
+
+/// `decrypt --out` writes a temporary file beside its output and renames
+/// it into place once the tag verifies: killed at any moment, the output
+/// is the earlier file or the whole plaintext, never a part, no part of
+/// the plaintext is left in a temporary file, and the rerun opens the
+/// envelope.
+#[test]
+fn decrypt_to_a_file_killed_at_random_moments_leaves_the_old_file_or_the_new() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let plain: Vec<u8> = (0..16 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    write_file(&dir, "big.bin", &plain);
+    env.seal(&dir, &["encrypt", "big.bin", "--out", "big.sealed"]);
+    let args = ["decrypt", "big.sealed", "--out", "result"];
+    // Kill moments spread over about one whole run.
+    let started = std::time::Instant::now();
+    env.seal(&dir, &args);
+    let whole = started.elapsed().as_millis() as u64 + 1;
+    let mut moments = Moments::new();
+    let mut landed = 0;
+    for _ in 0..KILLS {
+        write_file(&dir, "result", b"earlier");
+        landed += usize::from(kill_during(&env, &dir, &args, moments.next(whole)));
+        let result = std::fs::read(dir.join("result")).unwrap();
+        assert!(
+            result == b"earlier" || result == plain,
+            "result is neither the earlier file nor the plaintext ({} bytes)",
+            result.len()
+        );
+    }
+    assert!(landed > 0, "no kill landed while decrypt ran");
+    env.seal(&dir, &args);
+    assert!(std::fs::read(dir.join("result")).unwrap() == plain);
+    // The temporary file has a name only once whole (Linux): a kill
+    // leaves none, or (between naming and renaming) a whole one.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with(".git-seal-") {
+            let temp = std::fs::metadata(dir.join(&name)).unwrap();
+            assert_eq!(temp.permissions().mode() & 0o777, 0o600, "{name}");
+            if cfg!(target_os = "linux") {
+                let content = std::fs::read(dir.join(&name)).unwrap();
+                assert!(content == plain, "{name}: a partial temporary file");
+            }
+        }
+    }
 }
