@@ -1,7 +1,8 @@
 //! Writing a file so that a crash or a `kill -9` never leaves a partial one:
 //! the bytes go to a temporary file in the same directory, are synced, and
-//! are renamed into place. On Linux the temporary file has no name until
-//! it is whole, so a kill while it is written leaves nothing behind.
+//! are renamed into place. On Linux the temporary file of a private file
+//! (plaintext, keys) has no name until it is whole, so a kill while it is
+//! written leaves nothing behind.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -37,7 +38,7 @@ pub(crate) fn remove_stale_temp_files(dir: &Path) {
 /// Write a file that may hold plaintext: 0600 unless it already exists (its
 /// mode is kept).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    write(path, bytes, 0o600, true)
+    write(path, bytes, 0o600, true, Temp::Unnamed)
 }
 
 /// Write a private cache or hint that the hooks rewrite on every commit:
@@ -49,13 +50,13 @@ pub fn write_hint(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    write(path, bytes, 0o600, false)
+    write(path, bytes, 0o600, false, Temp::Named)
 }
 
 /// Write a file meant to be committed: keeps an existing file's mode, else
 /// 0644 (less the umask).
 pub fn write_shared(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    write(path, bytes, 0o644, true)
+    write(path, bytes, 0o644, true, Temp::Named)
 }
 
 /// [`write_private`] of what `fill` writes, piece by piece: a file too
@@ -64,17 +65,37 @@ pub fn write_private_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), WriteError> {
-    write_with(path, 0o600, true, fill)
+    write_with(path, 0o600, true, Temp::Unnamed, fill)
 }
 
-fn write(path: &Path, bytes: &[u8], new_mode: u32, sync: bool) -> Result<(), WriteError> {
-    write_with(path, new_mode, sync, |w| w.write_all(bytes))
+/// Where a file is written before it is renamed into place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Temp {
+    /// A named temporary file.
+    Named,
+    /// A file with no name until it is whole, where the system allows
+    /// ([`unnamed_file`]): for plaintext and keys, of which a kill must
+    /// leave no part. It costs a link through `/proc` more (~6% on
+    /// `git seal lock` of 10,000 files on tmpfs), so files that hold
+    /// nothing secret keep a named one.
+    Unnamed,
+}
+
+fn write(
+    path: &Path,
+    bytes: &[u8],
+    new_mode: u32,
+    sync: bool,
+    temp: Temp,
+) -> Result<(), WriteError> {
+    write_with(path, new_mode, sync, temp, |w| w.write_all(bytes))
 }
 
 fn write_with(
     path: &Path,
     new_mode: u32,
     sync: bool,
+    temp: Temp,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), WriteError> {
     let fail = |source| WriteError {
@@ -89,7 +110,11 @@ fn write_with(
         Ok(meta) => meta.permissions().mode() & 0o7777,
         Err(_) => new_mode & !umask(),
     };
-    let (mut file, named) = match unnamed_file(dir) {
+    let unnamed = match temp {
+        Temp::Unnamed => unnamed_file(dir),
+        Temp::Named => None,
+    };
+    let (mut file, named) = match unnamed {
         Some(file) => (file, None),
         None => {
             let tmp = tempfile::Builder::new()
