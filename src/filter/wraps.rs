@@ -4,7 +4,7 @@
 //! wrap is used once (the zero wrap nonce relies on it).
 
 use std::collections::VecDeque;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 
 use crate::keys::sealing::{self, PendingWrap};
 use crate::keys::{x25519, SealError, WrapTarget};
@@ -29,6 +29,11 @@ impl Wraps {
                 if let Some(wraps) = source.take() {
                     return wraps;
                 }
+                // None ready (a busy machine starves the idle-class
+                // thread): made here, with its fixed-base tables.
+                if let Some(preparers) = source.preparers.get() {
+                    return preparers.iter().map(Preparer::prepare).collect();
+                }
             }
         } else if ahead {
             self.source = Some(WrapSource::start(targets.to_vec()));
@@ -45,6 +50,8 @@ struct WrapSource {
     targets: Vec<WrapTarget>,
     next: mpsc::Receiver<Vec<WrapSet>>,
     ready: VecDeque<WrapSet>,
+    /// The targets' preparers, once the thread has made them.
+    preparers: Arc<OnceLock<Vec<Preparer>>>,
 }
 
 /// Wrap sets per hand-over.
@@ -54,10 +61,13 @@ impl WrapSource {
     fn start(targets: Vec<WrapTarget>) -> WrapSource {
         let (tx, next) = mpsc::sync_channel(2);
         let for_thread = targets.clone();
+        let preparers = Arc::new(OnceLock::new());
+        let shared = Arc::clone(&preparers);
         std::thread::spawn(move || {
             // Never waited on: clean prepares a set itself when none is ready.
             super::run_in_background();
-            let preparers: Vec<Preparer> = for_thread.into_iter().map(Preparer::new).collect();
+            let preparers: &Vec<Preparer> =
+                shared.get_or_init(|| for_thread.into_iter().map(Preparer::new).collect());
             let prepare = || -> WrapSet { preparers.iter().map(Preparer::prepare).collect() };
             loop {
                 let working = super::Working::start();
@@ -72,6 +82,7 @@ impl WrapSource {
             targets,
             next,
             ready: VecDeque::new(),
+            preparers,
         }
     }
 
@@ -113,8 +124,6 @@ impl Preparer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::keys::software::SoftwareKeys;
     use crate::keys::{self, KeyProvider};
@@ -147,5 +156,40 @@ mod tests {
             assert_eq!(keys::open(env, &second).unwrap(), [i as u8]);
         }
         assert!(wraps.source.is_some());
+    }
+
+    /// With no set ready (the thread starved), clean makes one with the
+    /// thread's fixed-base tables, and each such set is fresh.
+    #[test]
+    fn with_none_ready_a_set_is_made_with_the_threads_tables() {
+        let kek = KekSecret::generate();
+        let targets = vec![WrapTarget::x25519(kek.public())];
+        let (_never, next) = mpsc::sync_channel(1);
+        let preparers: Arc<OnceLock<Vec<Preparer>>> = Arc::new(OnceLock::new());
+        assert!(preparers
+            .set(targets.iter().cloned().map(Preparer::new).collect())
+            .is_ok());
+        assert!(matches!(
+            &preparers.get().unwrap()[0],
+            Preparer::X25519(p) if format!("{p:?}").contains("fixed_base_table: true")
+        ));
+        let mut wraps = Wraps {
+            source: Some(WrapSource {
+                targets: targets.clone(),
+                next,
+                ready: VecDeque::new(),
+                preparers,
+            }),
+        };
+        let holder = SoftwareKeys::new("test", vec![kek]);
+        let mut ephemerals = Vec::new();
+        for i in 0..3u8 {
+            let set = wraps.take(&targets, true).unwrap();
+            let env = sealing::seal_prepared(vec![i], None, set).unwrap();
+            ephemerals.push(format!("{:?}", env.recipients[0].wrap));
+            assert_eq!(keys::open(env, &holder).unwrap(), [i]);
+        }
+        ephemerals.dedup();
+        assert_eq!(ephemerals.len(), 3, "an ephemeral key used twice");
     }
 }
