@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use git_seal::envelope;
 use git_seal::keys::software::SoftwareKeys;
-use git_seal::keys::{open, open_bytes, seal_bytes, OpenError, WrapTarget};
+use git_seal::keys::{open, open_bytes, open_into, seal_bytes, OpenError, WrapTarget};
 use git_seal::kid::Kid;
 use git_seal::secret::KekSecret;
 
@@ -154,6 +154,30 @@ fn invalid_vectors_are_refused_by_the_first_key() {
         .unwrap();
         let result: Result<Vec<u8>, OpenError> = open_bytes(&text, &holder);
         assert!(result.is_err(), "{name}: was accepted");
+    }
+}
+
+/// Opening as the text is read (`decrypt --out`) agrees with opening it
+/// whole: every valid vector gives its plaintext, every invalid one the
+/// same error.
+#[test]
+fn opening_as_it_is_read_agrees_with_opening_whole() {
+    let keys = all_keys();
+    let every = SoftwareKeys::new("test", keys.iter().map(|(_, s)| s.clone()).collect());
+    let first = SoftwareKeys::new("test", vec![keys[0].1.clone()]);
+    for (kind, holder) in [("valid", &every), ("invalid", &first)] {
+        for name in names(kind) {
+            let dir = vectors_dir().join(kind);
+            let text = fs::read(dir.join(format!("{name}.envelope"))).unwrap();
+            let whole = open_bytes(&text, holder).map_err(|e| e.to_string());
+            let mut out = Vec::new();
+            let streamed = open_into(&mut &text[..], holder, &mut out).map_err(|e| e.to_string());
+            match (whole, streamed) {
+                (Ok(plain), Ok(())) => assert!(out == plain, "{kind}/{name}: plaintext differs"),
+                (Err(a), Err(b)) => assert_eq!(a, b, "{kind}/{name}"),
+                (a, b) => panic!("{kind}/{name}: whole {a:?}, as read {b:?}"),
+            }
+        }
     }
 }
 
