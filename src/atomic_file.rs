@@ -1,7 +1,7 @@
 //! Writing a file so that a crash or a `kill -9` never leaves a partial one:
 //! the bytes go to a temporary file in the same directory, are synced, and
 //! are renamed into place. On Linux the temporary file of a private file
-//! (plaintext, keys) has no name until it is whole, so a kill while it is
+//! (plaintext, wrapped keys) has no name until it is whole, so a kill while it is
 //! written leaves nothing behind.
 
 use std::io::Write;
@@ -74,7 +74,7 @@ enum Temp {
     /// A named temporary file.
     Named,
     /// A file with no name until it is whole, where the system allows
-    /// ([`unnamed_file`]): for plaintext and keys, of which a kill must
+    /// ([`unnamed_file`]): for plaintext and wrapped keys, of which a kill must
     /// leave no part. It costs a link through `/proc` more (~6% on
     /// `git seal lock` of 10,000 files on tmpfs), so files that hold
     /// nothing secret keep a named one.
