@@ -59,6 +59,38 @@ pub fn write_shared(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     write(path, bytes, 0o644, true, Temp::Named)
 }
 
+/// Create a new file that holds a secret (a key), 0600, never replacing
+/// one: it appears whole or not at all. On Linux it is written and synced
+/// with no name ([`unnamed_file`]), then linked to `path`, which fails if
+/// `path` exists; elsewhere it is created, written and synced in place.
+pub fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Some(mut file) = unnamed_file(dir) {
+        use std::os::fd::AsRawFd;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+        use rustix::fs::{linkat, AtFlags, CWD};
+        match linkat(CWD, fd.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::EXIST => return Err(e.into()),
+            // No /proc: created in place below.
+            Err(_) => {}
+        }
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// [`write_private`] of what `fill` writes, piece by piece: a file too
 /// large to build in memory first. If `fill` fails, nothing is written.
 pub fn write_private_with(
@@ -276,5 +308,21 @@ mod tests {
         assert_ne!(copied, file.metadata().unwrap().ino(), "not a copy");
         named.persist(dir.path().join("out")).unwrap();
         assert_eq!(entries(dir.path()), ["out"]);
+    }
+
+    /// A new secret file is 0600 and whole; an existing one is never
+    /// replaced.
+    #[test]
+    fn a_new_secret_file_appears_whole_and_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        create_private(&path, b"secret\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"secret\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let err = create_private(&path, b"other\n").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"secret\n");
+        assert_eq!(entries(dir.path()), ["k.key"]);
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -245,16 +245,11 @@ impl FileKeys {
             });
         }
         let path = self.path_of(&kid);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(write_err(&path))?;
-        let mut line = secret.to_hex();
+        let mut line = zeroize::Zeroizing::new(secret.to_hex());
         line.push('\n');
-        file.write_all(line.as_bytes()).map_err(write_err(&path))?;
-        file.sync_all().map_err(write_err(&path))?;
+        // Whole or not at all: a key file cut short by a crash would read
+        // as a broken key.
+        crate::atomic_file::create_private(&path, line.as_bytes()).map_err(write_err(&path))?;
         Ok(path)
     }
 }
