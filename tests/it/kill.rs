@@ -612,3 +612,42 @@ fn decrypt_to_a_file_killed_at_random_moments_leaves_the_old_file_or_the_new() {
         }
     }
 }
+
+/// `git seal init` killed at random moments in fresh repositories: the
+/// rerun sets the repository up, and every key file in the key directory,
+/// from any run, is a whole key (written unnamed, then linked).
+#[test]
+fn init_killed_at_random_moments_leaves_only_whole_key_files() {
+    let env = Env::new();
+    let mut moments = Moments::new();
+    let mut landed = 0;
+    for i in 0..KILLS {
+        let dir = env.repo(&format!("r{i}"));
+        landed += usize::from(kill_during(
+            &env,
+            &dir,
+            &["init", "secrets/**"],
+            moments.next(150),
+        ));
+        env.seal(&dir, &["init", "secrets/**"]);
+        write_file(&dir, "secrets/s.env", b"s\n");
+        env.git(&dir, &["add", "-A"]);
+        let stored = env
+            .ok("git", &dir, &["cat-file", "-p", ":secrets/s.env"])
+            .stdout;
+        assert!(is_envelope(&stored), "r{i}: not sealed after the rerun");
+        for entry in std::fs::read_dir(&env.key_dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let hex = text
+                .strip_suffix('\n')
+                .unwrap_or_else(|| panic!("{}: {text:?}", path.display()));
+            assert!(
+                hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}: not a whole key",
+                path.display()
+            );
+        }
+    }
+    assert!(landed > 0, "no kill landed while init ran");
+}
