@@ -40,27 +40,25 @@ pub(crate) fn run_process(_: ProcessArgs) -> CommandResult<u8> {
     Ok(0)
 }
 
-/// Standard input up to `limit` bytes: `true` if that was all of it.
-fn stdin_up_to(limit: usize, into: &mut Vec<u8>) -> std::io::Result<bool> {
-    let read = std::io::stdin()
-        .lock()
-        .take(limit as u64)
-        .read_to_end(into)?;
-    Ok(read < limit)
+/// Append up to `limit` bytes of standard input to `into`: how many (fewer
+/// only at its end). Reads into spare capacity, with no zeroing first.
+fn read_stdin(limit: usize, into: &mut Vec<u8>) -> std::io::Result<usize> {
+    std::io::stdin().lock().take(limit as u64).read_to_end(into)
 }
 
-/// The next piece of standard input into `buf` (replacing what it held):
-/// `false` at its end.
-fn stdin_piece(buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    buf.resize(1 << 20, 0);
-    let n = loop {
-        match std::io::stdin().lock().read(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            other => break other?,
-        }
-    };
-    buf.truncate(n);
-    Ok(n > 0)
+/// Standard input read at a time past [`STREAM_MIN`], by clean: its
+/// per-piece work (the tag's batches, base64 lines) favours large pieces
+/// (256 MiB from a pipe: 0.72 s against 0.81 s with 64 KiB).
+const CLEAN_PIECE: usize = 1 << 20;
+/// ...and by smudge, whose decoding and spilling of each piece want it to
+/// stay in the cache (0.62 s against 0.76 s with 1 MiB).
+const SMUDGE_PIECE: usize = 64 << 10;
+
+/// The next piece of standard input, up to `size` bytes, into `buf`
+/// (replacing what it held): `false` at its end.
+fn stdin_piece(buf: &mut Vec<u8>, size: usize) -> std::io::Result<bool> {
+    buf.clear();
+    Ok(read_stdin(size, buf)? > 0)
 }
 
 /// Seal standard input: a large file as it comes (see
@@ -68,10 +66,10 @@ fn stdin_piece(buf: &mut Vec<u8>) -> std::io::Result<bool> {
 pub(crate) fn run_clean(args: CleanArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env();
     let mut head = Vec::new();
-    let sealed = if stdin_up_to(STREAM_MIN, &mut head)? {
+    let sealed = if read_stdin(STREAM_MIN, &mut head)? < STREAM_MIN {
         filter.clean(&args.path, head).map(Output::Bytes)
     } else {
-        filter.clean_stream(&args.path, head, &mut stdin_piece)?
+        filter.clean_stream(&args.path, head, &mut |buf| stdin_piece(buf, CLEAN_PIECE))?
     };
     let sealed = sealed.map_err(CommandError::user)?;
     let mut out = std::io::stdout().lock();
@@ -86,10 +84,10 @@ pub(crate) fn run_clean(args: CleanArgs) -> CommandResult<u8> {
 pub(crate) fn run_smudge(args: SmudgeArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env();
     let mut head = Vec::new();
-    let smudged = if stdin_up_to(STREAM_MIN, &mut head)? {
+    let smudged = if read_stdin(STREAM_MIN, &mut head)? < STREAM_MIN {
         filter.smudge(&args.path, head, None)
     } else {
-        filter.smudge_stream(&args.path, head, &mut stdin_piece)?
+        filter.smudge_stream(&args.path, head, &mut |buf| stdin_piece(buf, SMUDGE_PIECE))?
     };
     if let Some(error) = &smudged.error {
         eprintln!("git-seal: error: {error}");
