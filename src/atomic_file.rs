@@ -64,24 +64,17 @@ pub fn write_shared(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 /// with no name ([`unnamed_file`]), then linked to `path`, which fails if
 /// `path` exists; elsewhere it is created, written and synced in place.
 pub fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if let Some(mut file) = unnamed_file(dir) {
-        use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(mut file) = unnamed_file(dir_of(path)) {
         file.write_all(bytes)?;
         file.sync_all()?;
-        let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
-        use rustix::fs::{linkat, AtFlags, CWD};
-        match linkat(CWD, fd.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
+        match link(&file, path) {
             Ok(()) => return Ok(()),
             Err(e) if e == rustix::io::Errno::EXIST => return Err(e.into()),
             // No /proc: created in place below.
             Err(_) => {}
         }
     }
-    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -134,10 +127,7 @@ fn write_with(
         path: path.to_owned(),
         source,
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = dir_of(path);
     let mode = match std::fs::metadata(path) {
         Ok(meta) => meta.permissions().mode() & 0o7777,
         Err(_) => new_mode & !umask(),
@@ -197,20 +187,9 @@ fn unnamed_file(_dir: &Path) -> Option<std::fs::File> {
 /// whole, to be renamed into place: linked through `/proc/self/fd`, or
 /// where that fails, copied to a named temporary file.
 fn name_whole_file(file: &mut std::fs::File, dir: &Path) -> std::io::Result<tempfile::TempPath> {
-    use std::os::fd::AsRawFd;
-    let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
     let linked = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
-        .make_in(dir, |temp| {
-            use rustix::fs::{linkat, AtFlags, CWD};
-            Ok(linkat(
-                CWD,
-                fd.as_str(),
-                CWD,
-                temp,
-                AtFlags::SYMLINK_FOLLOW,
-            )?)
-        });
+        .make_in(dir, |temp| Ok(link(file, temp)?));
     if let Ok(linked) = linked {
         return Ok(linked.into_temp_path());
     }
@@ -223,6 +202,24 @@ fn name_whole_file(file: &mut std::fs::File, dir: &Path) -> std::io::Result<temp
     std::io::copy(file, copy.as_file_mut())?;
     copy.as_file().sync_all()?;
     Ok(copy.into_temp_path())
+}
+
+/// Give `file`, an [`unnamed_file`], the name `to` (which must not exist),
+/// through `/proc/self/fd` (naming it by its descriptor alone needs a
+/// privilege).
+fn link(file: &std::fs::File, to: &Path) -> rustix::io::Result<()> {
+    use rustix::fs::{linkat, AtFlags, CWD};
+    use std::os::fd::AsRawFd;
+    let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    linkat(CWD, fd.as_str(), CWD, to, AtFlags::SYMLINK_FOLLOW)
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// The process umask, read without changing it (Linux: /proc/self/status).
