@@ -6,7 +6,7 @@
 use super::cache::CleanCache;
 use zeroize::Zeroize;
 
-use super::{blob_id, open_cache, Filter, Output};
+use super::{blob_id, open_cache, read_rest, Filter, Output};
 use crate::envelope;
 use crate::keys::{self, sealing};
 use crate::kid::Kid;
@@ -99,13 +99,11 @@ impl Filter {
         mut head: Vec<u8>,
         next: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
     ) -> std::io::Result<Result<Output, String>> {
-        let mut piece = Vec::new();
         if crate::policy::is_exempt(path) || envelope::might_be_envelope(&head) {
-            while next(&mut piece)? {
-                head.extend_from_slice(&piece);
-            }
+            read_rest(&mut head, next)?;
             return Ok(self.clean(path, head).map(Output::Bytes));
         }
+        let mut piece = Vec::new();
         let mut sealing = self.start_stream(path, head.len());
         let mut mac = sealing.as_mut().ok().and_then(|s| s.mac.take());
         let mut feed = |sealing: &mut Result<Streaming, String>, data: &mut [u8]| {

@@ -265,6 +265,19 @@ pub(crate) fn helper_working() -> bool {
     HELPERS_WORKING.load(std::sync::atomic::Ordering::Relaxed) > 0
 }
 
+/// Append to `head` every piece `next` still gives (content that a
+/// streamed clean or smudge holds whole after all).
+fn read_rest(
+    head: &mut Vec<u8>,
+    next: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
+) -> std::io::Result<()> {
+    let mut piece = Vec::new();
+    while next(&mut piece)? {
+        head.extend_from_slice(&piece);
+    }
+    Ok(())
+}
+
 /// Git's blob id of `bytes` (SHA-1 of `blob <len>\0` + bytes), computed with
 /// the hardware-accelerated `sha1` crate: libgit2's collision-detecting SHA-1
 /// is several times slower on large files.

@@ -222,10 +222,7 @@ impl Filter {
         next: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
     ) -> std::io::Result<Smudged> {
         if !self.streams_smudge(&head) {
-            let mut piece = Vec::new();
-            while next(&mut piece)? {
-                head.extend_from_slice(&piece);
-            }
+            super::read_rest(&mut head, next)?;
             return Ok(self.smudge(path, head, None));
         }
         let prepared = self.prepare_smudge_stream(path, head, None, next)?;

@@ -649,11 +649,7 @@ fn decrypt_to_a_file_releases_nothing_before_the_tag_verifies() {
             b"earlier",
             "{name}"
         );
-        let temps: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".git-seal-"))
-            .collect();
+        let temps = crate::harness::names_starting(&dir, ".git-seal-");
         assert!(temps.is_empty(), "{name}: {temps:?} left behind");
     }
     // Wrong key: said before anything is decrypted.

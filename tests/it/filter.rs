@@ -599,12 +599,7 @@ fn one_shot_filters_stream_a_large_file_and_give_back_what_they_cannot_open() {
         "{err}"
     );
     // Nothing left behind in the git dir.
-    let git_dir = dir.join(".git");
-    let strays: Vec<_> = std::fs::read_dir(&git_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".tmp"))
-        .collect();
+    let strays = crate::harness::names_starting(&dir.join(".git"), ".tmp");
     assert!(strays.is_empty(), "{strays:?}");
 }
 

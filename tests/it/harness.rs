@@ -284,6 +284,15 @@ pub(crate) fn flip_first(text: &str) -> String {
     format!("{}{}", if first == 'A' { 'B' } else { 'A' }, chars.as_str())
 }
 
+/// The names of the entries of `dir` that start with `prefix`.
+pub(crate) fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
 /// Write a work-tree file, creating its directories.
 pub(crate) fn write_file(dir: &Path, path: &str, content: &[u8]) {
     let file = dir.join(path);

@@ -600,15 +600,12 @@ fn decrypt_to_a_file_killed_at_random_moments_leaves_the_old_file_or_the_new() {
     assert!(std::fs::read(dir.join("result")).unwrap() == plain);
     // The temporary file has a name only once whole (Linux): a kill
     // leaves none, or (between naming and renaming) a whole one.
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if name.starts_with(".git-seal-") {
-            let temp = std::fs::metadata(dir.join(&name)).unwrap();
-            assert_eq!(temp.permissions().mode() & 0o777, 0o600, "{name}");
-            if cfg!(target_os = "linux") {
-                let content = std::fs::read(dir.join(&name)).unwrap();
-                assert!(content == plain, "{name}: a partial temporary file");
-            }
+    for name in crate::harness::names_starting(&dir, ".git-seal-") {
+        let temp = std::fs::metadata(dir.join(&name)).unwrap();
+        assert_eq!(temp.permissions().mode() & 0o777, 0o600, "{name}");
+        if cfg!(target_os = "linux") {
+            let content = std::fs::read(dir.join(&name)).unwrap();
+            assert!(content == plain, "{name}: a partial temporary file");
         }
     }
 }
