@@ -31,6 +31,7 @@ pub(crate) fn run_process(_: ProcessArgs) -> CommandResult<u8> {
     // second write (the process protocol wants one write per response).
     use std::os::fd::AsFd;
     let stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    widen_pipes();
     process::serve(
         git_seal::filter::eager::Eager::new(std::io::stdin()),
         stdout,
@@ -39,6 +40,28 @@ pub(crate) fn run_process(_: ProcessArgs) -> CommandResult<u8> {
     .map_err(|e| CommandError::user(format!("filter-process: {e}")))?;
     Ok(0)
 }
+
+/// Give the pipes to and from Git 1 MiB each (the system's default
+/// limit for an unprivileged process; Linux's default is 64 KiB), where
+/// they are pipes and the system allows it. A large file then crosses in
+/// a sixteenth of the turns, each a wake-up of Git or of git-seal: the
+/// status of a touched 256 MiB file, whose envelope (341 MB) goes back to
+/// Git, took 1.25 s against 1.59 s (medians of 7, interleaved).
+fn widen_pipes() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        for fd in [std::io::stdin().as_fd(), std::io::stdout().as_fd()] {
+            // A failure (not a pipe, past the user's pipe quota) only
+            // costs speed.
+            let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPE_SIZE);
+        }
+    }
+}
+
+/// See [`widen_pipes`].
+#[cfg(target_os = "linux")]
+const PIPE_SIZE: usize = 1 << 20;
 
 /// Append up to `limit` bytes of standard input to `into`: how many (fewer
 /// only at its end). Reads into spare capacity, with no zeroing first.
@@ -69,6 +92,7 @@ pub(crate) fn run_clean(args: CleanArgs) -> CommandResult<u8> {
     let sealed = if read_stdin(STREAM_MIN, &mut head)? < STREAM_MIN {
         filter.clean(&args.path, head).map(Output::Bytes)
     } else {
+        widen_pipes();
         filter.clean_stream(&args.path, head, &mut |buf| stdin_piece(buf, CLEAN_PIECE))?
     };
     let sealed = sealed.map_err(CommandError::user)?;
@@ -87,6 +111,7 @@ pub(crate) fn run_smudge(args: SmudgeArgs) -> CommandResult<u8> {
     let smudged = if read_stdin(STREAM_MIN, &mut head)? < STREAM_MIN {
         filter.smudge(&args.path, head, None)
     } else {
+        widen_pipes();
         filter.smudge_stream(&args.path, head, &mut |buf| stdin_piece(buf, SMUDGE_PIECE))?
     };
     if let Some(error) = &smudged.error {

@@ -227,11 +227,17 @@ impl std::fmt::Debug for SealStream {
 impl SealStream {
     /// A fresh DEK and nonce for content bound to `aad`.
     pub fn new(aad: Option<&str>) -> SealStream {
-        use ghash::universal_hash::{KeyInit, UniversalHash};
         let mut random = Zeroizing::new([0u8; 32 + NONCE_LEN]);
         OsRng.fill_bytes(random.as_mut());
         let dek = Dek::from_bytes(random[..32].try_into().expect("32 bytes"));
         let nonce: [u8; NONCE_LEN] = random[32..].try_into().expect("nonce bytes");
+        SealStream::under(dek, nonce, aad)
+    }
+
+    /// A stream under a given DEK and nonce: only for [`Again`], which
+    /// releases its output only if it is the envelope's own.
+    fn under(dek: Dek, nonce: [u8; NONCE_LEN], aad: Option<&str>) -> SealStream {
+        use ghash::universal_hash::{KeyInit, UniversalHash};
         let gcm = Gcm::new(&dek, &nonce);
         let mut ghash = ghash::GHash::new(&gcm.h);
         let aad = aad.unwrap_or("").as_bytes();
@@ -268,6 +274,99 @@ impl SealStream {
             *t ^= m;
         }
         tag
+    }
+}
+
+/// An envelope already made, made again from its plaintext as that
+/// plaintext arrives, without reading the envelope: a large unchanged
+/// file's envelope, which Git wants back whole. Each piece is encrypted
+/// under the envelope's DEK and nonce and held; [`Again::finish`] gives the
+/// ciphertext only if its tag is the envelope's, that is, only if the
+/// plaintext is the very content that envelope sealed, so that the
+/// ciphertext is the one already made. Otherwise it decrypts what it holds
+/// back and gives the plaintext: other content's ciphertext under the same
+/// DEK and nonce (a reused nonce) never leaves it.
+pub struct Again {
+    stream: SealStream,
+    held: Wiped,
+}
+
+/// Pieces wiped when dropped: [`Again`]'s, unless given out.
+#[derive(Default)]
+struct Wiped(Vec<Vec<u8>>);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        for piece in &mut self.0 {
+            piece.zeroize();
+        }
+    }
+}
+
+/// Content is held in pieces of this size.
+const AGAIN_PIECE: usize = 1 << 20;
+
+impl std::fmt::Debug for Again {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Again")
+            .field("len", &self.stream.content.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Again {
+    /// Make again the envelope under `dek` and `nonce`, bound to `aad`.
+    pub fn new(dek: Dek, nonce: [u8; NONCE_LEN], aad: Option<&str>) -> Again {
+        Again {
+            stream: SealStream::under(dek, nonce, aad),
+            held: Wiped::default(),
+        }
+    }
+
+    /// Take the next piece of plaintext.
+    pub fn push(&mut self, mut plaintext: &[u8]) {
+        while !plaintext.is_empty() {
+            let held = &mut self.held.0;
+            let last = match held.last_mut() {
+                Some(last) if last.len() < AGAIN_PIECE => last,
+                _ => {
+                    held.push(Vec::with_capacity(AGAIN_PIECE));
+                    held.last_mut().expect("just pushed")
+                }
+            };
+            let take = plaintext.len().min(AGAIN_PIECE - last.len());
+            let start = last.len();
+            last.extend_from_slice(&plaintext[..take]);
+            self.stream.encrypt(&mut last[start..]);
+            plaintext = &plaintext[take..];
+        }
+    }
+
+    /// The content's length so far.
+    pub fn len(&self) -> u64 {
+        self.stream.content.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ciphertext, in pieces, if its tag is `tag`; else the plaintext
+    /// taken, in pieces.
+    pub fn finish(self, tag: &[u8; 16]) -> Result<Vec<Vec<u8>>, Vec<Vec<u8>>> {
+        use subtle::ConstantTimeEq;
+        let Again { stream, mut held } = self;
+        let mut held = std::mem::take(&mut held.0);
+        let (dek, nonce) = (stream.dek.clone(), stream.nonce);
+        if bool::from(stream.finish().ct_eq(tag)) {
+            return Ok(held);
+        }
+        let mut ctr = Gcm::new(&dek, &nonce).ctr(&dek);
+        for piece in &mut held {
+            use aes::cipher::StreamCipher;
+            ctr.apply_keystream(piece);
+        }
+        Err(held)
     }
 }
 
@@ -584,6 +683,92 @@ mod tests {
             let env = Envelope { ciphertext, tag: tag.into(), ..env };
             prop_assert_eq!(decrypt(env, &dek).unwrap(), plain);
         }
+    }
+
+    /// `plain` cut at `cuts` into pieces.
+    fn pieces(plain: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(plain.len())).collect();
+        cuts.push(0);
+        cuts.push(plain.len());
+        cuts.sort_unstable();
+        cuts.windows(2)
+            .map(|w| plain[w[0]..w[1]].to_vec())
+            .collect()
+    }
+
+    /// `plain` pushed to an [`Again`] under `env`'s DEK and nonce, cut
+    /// at `cuts`, and its outcome against `tag`.
+    fn again(
+        plain: &[u8],
+        cuts: &[usize],
+        dek: &Dek,
+        nonce: [u8; NONCE_LEN],
+        aad: Option<&str>,
+        tag: &[u8; 16],
+    ) -> Result<Vec<u8>, Vec<u8>> {
+        let mut again = Again::new(dek.clone(), nonce, aad);
+        for piece in pieces(plain, cuts) {
+            again.push(&piece);
+        }
+        assert_eq!(again.len(), plain.len() as u64);
+        again
+            .finish(tag)
+            .map(|c| c.concat())
+            .map_err(|p| p.concat())
+    }
+
+    proptest! {
+        /// The same content under the envelope's DEK, nonce and aad gives
+        /// that envelope's ciphertext, in pieces of any sizes.
+        #[test]
+        fn again_remakes_the_ciphertext(plain in proptest::collection::vec(any::<u8>(), 0..2048),
+                                        cuts in proptest::collection::vec(0usize..2048, 0..6),
+                                        aad in proptest::option::of(".{0,40}")) {
+            let (env, dek) = seal_keeping_dek(plain.clone(), aad.clone());
+            let made = again(&plain, &cuts, &dek, env.nonce, aad.as_deref(), &env.tag);
+            prop_assert_eq!(made.unwrap(), env.ciphertext);
+        }
+
+        /// Content that differs anywhere, another aad, nonce or tag: no
+        /// ciphertext comes out (it would reuse the nonce on other
+        /// content), and the plaintext comes back as it was.
+        #[test]
+        fn again_refuses_other_content(plain in proptest::collection::vec(any::<u8>(), 1..600),
+                                       cuts in proptest::collection::vec(0usize..600, 0..4),
+                                       bit in any::<u16>(), what in 0usize..4) {
+            let aad = Some("path:a".to_owned());
+            let (env, dek) = seal_keeping_dek(plain.clone(), aad.clone());
+            let (mut changed, mut nonce, mut tag, mut aad) = (plain.clone(), env.nonce, env.tag, aad);
+            let flip = |f: &mut [u8]| {
+                let idx = bit as usize % (f.len() * 8);
+                f[idx / 8] ^= 1 << (idx % 8);
+            };
+            match what {
+                0 => flip(&mut changed),
+                1 => flip(&mut nonce),
+                2 => flip(&mut tag),
+                _ => aad = Some("path:b".into()),
+            }
+            let made = again(&changed, &cuts, &dek, nonce, aad.as_deref(), &tag);
+            prop_assert_eq!(made.unwrap_err(), changed, "the plaintext given back");
+        }
+    }
+
+    /// Past the size where the check's GHASH moves to a thread, and past
+    /// one held piece.
+    #[test]
+    fn again_remakes_a_large_ciphertext() {
+        let plain: Vec<u8> = (0..(HASH_ON_THREAD_AFTER as usize) * 2 + 12_345)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect();
+        let (env, dek) = seal_keeping_dek(plain.clone(), None);
+        let cuts = [65_516, 1 << 20, 3 << 20, (3 << 20) + 1];
+        let made = again(&plain, &cuts, &dek, env.nonce, None, &env.tag);
+        assert!(made.unwrap() == env.ciphertext);
+        let mut other = plain;
+        *other.last_mut().unwrap() ^= 1;
+        let made = again(&other, &[1 << 20], &dek, env.nonce, None, &env.tag);
+        assert!(made.unwrap_err() == other);
     }
 
     /// Decrypt `env`'s ciphertext with [`OpenStream`], cut at `cuts`.

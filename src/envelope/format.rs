@@ -102,6 +102,21 @@ pub struct Envelope {
     pub aad: Option<String>,
 }
 
+impl Envelope {
+    /// This envelope without its ciphertext: what it takes to write its
+    /// text again around the same ciphertext made anew
+    /// ([`encrypt_again`](super::encrypt_again)).
+    pub fn frame(&self) -> Envelope {
+        Envelope {
+            recipients: self.recipients.clone(),
+            nonce: self.nonce,
+            ciphertext: Vec::new(),
+            tag: self.tag,
+            aad: self.aad.clone(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Envelope")

@@ -22,6 +22,13 @@
 //! is ignored, and a record whose text another process's append moved is
 //! caught by the blob-id check. Past [`MAX_RECORDS`] or
 //! [`MAX_TEXTS`] both files are started afresh.
+//!
+//! A third file, `seal/clean-frames-v1-<kid>`, keeps the frame of each
+//! large envelope (its text without the ciphertext: recipients, nonce, tag,
+//! aad; public data too), so that clean can make a large unchanged file's
+//! envelope again from the plaintext Git sends rather than read and inflate
+//! the blob (see [`crate::envelope::encrypt_again`], which refuses unless
+//! the plaintext is the one the frame's tag authenticates).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -44,6 +51,11 @@ const MAX_TEXT: usize = 16 << 10;
 /// Past these sizes the cache is dropped and started again.
 const MAX_RECORDS: u64 = 64 << 20;
 const MAX_TEXTS: u64 = 1 << 30;
+/// Past this size the frames file is started afresh (a frame is a few
+/// hundred bytes per recipient).
+const MAX_FRAMES: u64 = 4 << 20;
+/// A longer frame is not one (a frame with 64 recipients is ~20 KiB).
+const MAX_FRAME: usize = 64 << 10;
 
 /// What a record says of a blob: its plaintext's MAC, and where its text is.
 type Known = ([u8; MAC_LEN], TextAt);
@@ -95,6 +107,10 @@ impl MacKey {
 pub struct CleanCache {
     records_path: PathBuf,
     texts_path: PathBuf,
+    frames_path: PathBuf,
+    /// The frames file as read on first use (the last frame of a blob
+    /// counts), with the frames this process added.
+    frames: std::cell::OnceCell<HashMap<[u8; OID_LEN], Vec<u8>, OidHash>>,
     key: MacKey,
     /// The texts file, opened on first use (`None` inside: absent).
     texts: std::cell::OnceCell<Option<File>>,
@@ -193,6 +209,7 @@ impl CleanCache {
         let dir = common_dir.join("seal");
         let records_path = dir.join(format!("clean-cache-v3-{kid}"));
         let texts_path = dir.join(format!("clean-texts-v3-{kid}"));
+        let frames_path = dir.join(format!("clean-frames-v1-{kid}"));
         // Earlier formats are not read.
         for old in [
             format!("clean-cache-{kid}"),
@@ -205,10 +222,15 @@ impl CleanCache {
             let _ = fs::remove_file(&records_path);
             let _ = fs::remove_file(&texts_path);
         }
+        if too_big(&frames_path, MAX_FRAMES) {
+            let _ = fs::remove_file(&frames_path);
+        }
         let stored = fs::read(&records_path).unwrap_or_default();
         CleanCache {
             records_path,
             texts_path,
+            frames_path,
+            frames: std::cell::OnceCell::new(),
             key: MacKey(key),
             texts: std::cell::OnceCell::new(),
             stored,
@@ -324,6 +346,50 @@ impl CleanCache {
         }
     }
 
+    /// The frame of `blob` (a large envelope's text without its
+    /// ciphertext), if recorded and well formed. Only a frame whose
+    /// ciphertext is empty is one.
+    pub fn frame(&self, blob: Oid) -> Option<crate::envelope::Envelope> {
+        let oid: [u8; OID_LEN] = blob.as_bytes().try_into().ok()?;
+        let frames = self
+            .frames
+            .get_or_init(|| frames(&fs::read(&self.frames_path).unwrap_or_default()));
+        let frame = crate::envelope::parse(frames.get(&oid)?).ok()?;
+        frame.ciphertext.is_empty().then_some(frame)
+    }
+
+    /// Remember the frame of `blob`, an envelope of the plaintext recorded
+    /// for it: one append of one entry (blob id, length, the frame's
+    /// canonical text), so that concurrent writers interleave whole entries.
+    pub fn record_frame(&mut self, blob: Oid, envelope: &crate::envelope::Envelope) {
+        let Ok(oid) = <[u8; OID_LEN]>::try_from(blob.as_bytes()) else {
+            return;
+        };
+        let text = crate::envelope::write(&envelope.frame());
+        if text.len() > MAX_FRAME {
+            return;
+        }
+        if let Some(frames) = self.frames.get_mut() {
+            if frames.get(&oid) == Some(&text) {
+                return;
+            }
+            frames.insert(oid, text.clone());
+        }
+        let mut entry = Vec::with_capacity(OID_LEN + 4 + text.len());
+        entry.extend_from_slice(&oid);
+        entry.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        entry.extend_from_slice(&text);
+        if let Some(dir) = self.frames_path.parent() {
+            let _ = fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
+        if let Ok(mut file) = append(&self.frames_path) {
+            let _ = file.write_all(&entry);
+        }
+    }
+
     /// Append new texts, then the records that point at them. Failure only
     /// costs speed, so it is ignored.
     pub fn flush(&mut self) {
@@ -336,13 +402,6 @@ impl CleanCache {
                 .mode(0o700)
                 .create(dir);
         }
-        let append = |path: &Path| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-        };
         // Where our texts landed: an append leaves the file's offset at
         // the end of what it wrote, whatever other processes append. (Were
         // one write split, the blob-id check refuses the misplaced texts.)
@@ -375,6 +434,33 @@ impl CleanCache {
     }
 }
 
+/// A cache file opened to append to (made 0600 if new).
+fn append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// The entries of a frames file, the last of each blob kept; reading stops
+/// at a torn or implausible entry.
+fn frames(mut stored: &[u8]) -> HashMap<[u8; OID_LEN], Vec<u8>, OidHash> {
+    let mut frames = HashMap::default();
+    while stored.len() >= OID_LEN + 4 {
+        let (oid, rest) = stored.split_at(OID_LEN);
+        let (len, rest) = rest.split_at(4);
+        let len = u32::from_le_bytes(len.try_into().expect("4")) as usize;
+        if len > MAX_FRAME || len > rest.len() {
+            break;
+        }
+        let (text, rest) = rest.split_at(len);
+        frames.insert(oid.try_into().expect("20"), text.to_vec());
+        stored = rest;
+    }
+    frames
+}
+
 impl Drop for CleanCache {
     fn drop(&mut self) {
         self.flush();
@@ -405,6 +491,70 @@ mod tests {
         assert!(!cache.matches(blob, &cache.mac(None, &two, b"secret")));
         let other_key = CleanCache::open(tmp.path(), &kid, [2; 32].into());
         assert!(!other_key.matches(blob, &other_key.mac(None, &one, b"secret")));
+    }
+
+    fn envelope_with(nonce: u8, tag: u8, ciphertext: Vec<u8>) -> crate::envelope::Envelope {
+        use crate::envelope::{Envelope, Recipient, Wrap};
+        Envelope {
+            recipients: vec![Recipient {
+                kid: Kid::parse("k_0000000000000001").unwrap(),
+                wrap: Wrap::X25519 {
+                    ephemeral_pub: [9; 32],
+                },
+                wrapped_dek: [7; 48],
+            }],
+            nonce: [nonce; 12],
+            ciphertext,
+            tag: [tag; 16],
+            aad: Some("path:secrets/big.bin".into()),
+        }
+    }
+
+    /// A frame is the envelope without its ciphertext; it persists beside
+    /// another process's, the last of a blob counts, and a torn or
+    /// implausible entry ends the reading without harm.
+    #[test]
+    fn frames_persist_and_the_last_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kid = Kid::parse("k_0000000000000001").unwrap();
+        let (a, b) = (
+            Oid::from_bytes(&[3; 20]).unwrap(),
+            Oid::from_bytes(&[4; 20]).unwrap(),
+        );
+        let open = || CleanCache::open(tmp.path(), &kid, [1; 32].into());
+        let mut first = open();
+        let mut second = open();
+        first.record_frame(a, &envelope_with(1, 1, vec![5; 100]));
+        second.record_frame(b, &envelope_with(2, 2, vec![6; 100]));
+        first.record_frame(a, &envelope_with(3, 3, vec![]));
+        let cache = open();
+        assert_eq!(cache.frame(a), Some(envelope_with(3, 3, vec![])));
+        assert_eq!(cache.frame(b), Some(envelope_with(2, 2, vec![])));
+        assert_eq!(cache.frame(Oid::from_bytes(&[5; 20]).unwrap()), None);
+
+        // A torn last entry: the ones before it still count.
+        let path = tmp.path().join("seal/clean-frames-v1-k_0000000000000001");
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 10]).unwrap();
+        let cache = open();
+        assert_eq!(cache.frame(b), Some(envelope_with(2, 2, vec![])));
+        assert_eq!(cache.frame(a), Some(envelope_with(1, 1, vec![])));
+        // An entry that is no frame (a ciphertext, or noise) is none.
+        let mut noise = whole[..24].to_vec();
+        noise.extend(std::iter::repeat_n(b'x', whole.len() - 24));
+        std::fs::write(&path, &noise).unwrap();
+        assert_eq!(open().frame(a), None);
+        let mut full = a.as_bytes().to_vec();
+        let text = crate::envelope::write(&envelope_with(1, 1, vec![5; 3]));
+        full.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        full.extend_from_slice(&text);
+        std::fs::write(&path, &full).unwrap();
+        assert_eq!(open().frame(a), None);
+        // An implausible length ends the reading.
+        let mut long = a.as_bytes().to_vec();
+        long.extend_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &long).unwrap();
+        assert_eq!(open().frame(a), None);
     }
 
     /// A kept text is handed back only while it hashes to its blob id; a

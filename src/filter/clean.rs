@@ -88,11 +88,22 @@ pub const STREAM_MIN: usize = 1 << 20;
 impl Filter {
     /// Seal a file that comes in pieces: `head` (what was read so far),
     /// then each piece `next` puts in its buffer until it returns `false`.
-    /// Each piece is hashed for the clean cache, encrypted in place and
-    /// base64-coded onto the envelope being built, so no more than that
-    /// envelope is held. Input that may be an envelope, and git-seal's own
-    /// files, are read whole and go to [`Filter::clean`]. The input is
-    /// always read to its end, so the protocol stays in step on an error.
+    /// The input is always read to its end, so the protocol stays in step
+    /// on an error. Input that may be an envelope, and git-seal's own
+    /// files, are read whole and go to [`Filter::clean`]. Otherwise:
+    ///
+    /// - when the path's previous envelope is large and its frame is in
+    ///   the cache, each piece is encrypted under that envelope's DEK and
+    ///   nonce and held ([`envelope::Again`]), in case the file is
+    ///   unchanged (a touched file in `git status`): if the tag comes out
+    ///   the same, the ciphertext is that envelope's own, and its text is
+    ///   written around it as it is sent, rather than its blob read and
+    ///   inflated; if not, the plaintext is taken back, hashed for the
+    ///   clean cache (another candidate may hold it) and sealed anew;
+    /// - otherwise each piece is hashed for the clean cache, encrypted in
+    ///   place and base64-coded onto the envelope being built.
+    ///
+    /// Either way no more than the file once, or its envelope, is held.
     pub fn clean_stream(
         &mut self,
         path: &str,
@@ -104,39 +115,28 @@ impl Filter {
             return Ok(self.clean(path, head).map(Output::Bytes));
         }
         let mut piece = Vec::new();
-        let mut sealing = self.start_stream(path, head.len());
-        let mut mac = sealing.as_mut().ok().and_then(|s| s.mac.take());
-        let mut feed = |sealing: &mut Result<Streaming, String>, data: &mut [u8]| {
-            if let Some(mac) = &mut mac {
-                mac.update(data);
-            }
-            if let Ok(Streaming {
-                seal: Some((stream, writer)),
-                ..
-            }) = sealing
-            {
-                stream.encrypt(data);
-                writer.ciphertext(data);
-            }
-        };
-        feed(&mut sealing, &mut head);
+        let mut streaming = self.start_stream(path, head.len());
+        if let Ok(streaming) = &mut streaming {
+            streaming.feed(&mut head);
+        }
         head.zeroize();
         drop(head);
         while next(&mut piece)? {
-            feed(&mut sealing, &mut piece);
+            if let Ok(streaming) = &mut streaming {
+                streaming.feed(&mut piece);
+            }
         }
         piece.zeroize();
-        let streaming = match sealing {
-            Ok(streaming) => streaming,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mac = mac.map(|m| *m.finalize().as_bytes());
-        Ok(self.finish_stream(path, streaming, mac))
+        match streaming {
+            Ok(streaming) => Ok(self.finish_stream(path, streaming)),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     /// Everything a streamed clean needs before the first byte: the
-    /// candidates for reuse, the cache's hasher, and (when this clone may
-    /// seal) the envelope's stream and head. A clone that may not seal can
+    /// candidates for reuse, the cache's hasher, and either the frame of
+    /// the previous envelope to make again, or (when this clone may seal)
+    /// the new envelope's stream and head. A clone that may not seal can
     /// still return an unchanged file's envelope.
     fn start_stream(&mut self, path: &str, len_hint: usize) -> Result<Streaming, String> {
         let refuse = |e: &dyn std::fmt::Display| refusal(path, e);
@@ -146,60 +146,116 @@ impl Filter {
             candidates,
         } = self.context(path)?;
         let project = self.project.as_ref().map_err(|e| refuse(e))?;
-        let mac =
-            open_cache(&mut self.cache, Some(project)).map(|c| c.mac_hasher(aad.as_deref(), &kids));
+        let cache = open_cache(&mut self.cache, Some(project));
+        let mac = cache
+            .as_deref()
+            .map(|c| c.mac_hasher(aad.as_deref(), &kids));
+        let again = cache.as_deref().and_then(|cache| {
+            let (blob, frame) = candidates
+                .iter()
+                .find_map(|&blob| Some((blob, cache.frame(blob)?)))?;
+            // Same aad and recipients, else the policy changed: seal anew.
+            if frame.aad != aad || !same_kids(&frame.recipients, &kids) {
+                return None;
+            }
+            let (_, dek) = sealing::unwrap_dek(&frame, project.opener().as_ref()).ok()?;
+            let again = Box::new(envelope::Again::new(dek, frame.nonce, aad.as_deref()));
+            Some((blob, frame, again))
+        });
         let may_seal = project
             .check_install_lock()
             .map_err(|e| refuse(&e))
             .and_then(|()| {
                 kids.iter()
                     .try_for_each(|kid| project.keys().can_seal(kid).map_err(|e| refuse(&e)))
-            });
-        let may_seal =
-            may_seal.and_then(|()| project.targets_for(Some(path)).map_err(|e| refuse(&e)));
-        let seal = match may_seal {
-            Ok(targets) => {
-                let wraps = self
-                    .wraps
-                    .take(&targets, self.long_running)
-                    .map_err(|e| format!("{path}: cannot seal: {e}"))?;
-                let (stream, recipients) = sealing::seal_stream_prepared(aad.as_deref(), wraps)
-                    .map_err(|e| format!("{path}: cannot seal: {e}"))?;
-                let writer = envelope::StreamWriter::new(&recipients, &stream.nonce(), len_hint);
-                Ok((stream, writer))
-            }
-            Err(e) => Err(e),
-        };
-        let (seal, refused) = match seal {
-            Ok(seal) => (Some(seal), None),
-            Err(e) => (None, Some(e)),
+            })
+            .and_then(|()| project.targets_for(Some(path)).map_err(|e| refuse(&e)));
+        let mode = match (again, may_seal) {
+            (Some((blob, frame, again)), may_seal) => Mode::Again {
+                blob,
+                frame,
+                again,
+                may_seal,
+            },
+            (None, Ok(targets)) => Mode::Sealing(Box::new(self.new_envelope(
+                path,
+                &targets,
+                aad.as_deref(),
+                len_hint,
+            )?)),
+            (None, Err(e)) => Mode::Refused(e),
         };
         Ok(Streaming {
             aad,
             kids,
             candidates,
             mac,
-            seal,
-            refused,
+            mode,
+        })
+    }
+
+    /// The stream and head of a new envelope of `path` to `targets`.
+    fn new_envelope(
+        &mut self,
+        path: &str,
+        targets: &[keys::WrapTarget],
+        aad: Option<&str>,
+        len_hint: usize,
+    ) -> Result<NewEnvelope, String> {
+        let cannot = |e: &dyn std::fmt::Display| format!("{path}: cannot seal: {e}");
+        let wraps = self
+            .wraps
+            .take(targets, self.long_running)
+            .map_err(|e| cannot(&e))?;
+        let (stream, recipients) =
+            sealing::seal_stream_prepared(aad, wraps).map_err(|e| cannot(&e))?;
+        let writer = envelope::StreamWriter::new(&recipients, &stream.nonce(), len_hint);
+        Ok(NewEnvelope {
+            stream,
+            writer,
+            recipients,
         })
     }
 
     /// The unchanged file's envelope if a candidate holds the same
-    /// plaintext, else the new one.
-    fn finish_stream(
-        &mut self,
-        path: &str,
-        streaming: Streaming,
-        mac: Option<[u8; 32]>,
-    ) -> Result<Output, String> {
+    /// plaintext (made again as it came, else copied from its blob), else
+    /// the new one.
+    fn finish_stream(&mut self, path: &str, streaming: Streaming) -> Result<Output, String> {
         let Streaming {
             aad,
             kids,
             candidates,
-            seal,
-            refused,
-            ..
+            mac,
+            mode,
         } = streaming;
+        let mut mac = mac;
+        let mode = match mode {
+            Mode::Again {
+                blob,
+                frame,
+                again,
+                may_seal,
+            } => match again.finish(&frame.tag) {
+                Ok(ciphertext) => {
+                    self.recent.insert(path.to_owned(), blob);
+                    return Ok(Output::Framed { frame, ciphertext });
+                }
+                // Not hashed as it came: only needed now.
+                Err(plaintext) => {
+                    if let Some(mac) = &mut mac {
+                        for piece in &plaintext {
+                            mac.update(piece);
+                        }
+                    }
+                    Mode::Held {
+                        held: Held(plaintext),
+                        may_seal,
+                    }
+                }
+            },
+            mode => mode,
+        };
+        let mac = mac.map(|m| *m.finalize().as_bytes());
         let project = self.project.as_ref().map_err(|e| e.clone())?;
         let mut cache = open_cache(&mut self.cache, Some(project));
         if let (Some(mac), Some(cache)) = (&mac, cache.as_deref()) {
@@ -222,15 +278,44 @@ impl Filter {
                 return Ok(Output::Blob(blob));
             }
         }
-        let Some((stream, writer)) = seal else {
-            return Err(refused.unwrap_or_else(|| format!("{path}: cannot seal")));
+        let new = match mode {
+            Mode::Sealing(new) => *new,
+            Mode::Refused(e) => return Err(e),
+            // Changed: sealed anew from what is held, each piece let go
+            // once it is in the text.
+            Mode::Held { held, may_seal } => {
+                let len = held.0.iter().map(Vec::len).sum();
+                let mut new = self.new_envelope(path, &may_seal?, aad.as_deref(), len)?;
+                for mut piece in held.into_pieces() {
+                    new.stream.encrypt(&mut piece);
+                    new.writer.ciphertext(&piece);
+                }
+                new
+            }
+            Mode::Again { .. } => unreachable!("finished above"),
         };
+        let NewEnvelope {
+            stream,
+            writer,
+            recipients,
+        } = new;
+        let nonce = stream.nonce();
         let tag = stream.finish();
         let text = writer.finish(&tag, aad.as_deref());
         let blob = blob_id(&text);
         self.recent.insert(path.to_owned(), blob);
         if let (Some(mac), Some(cache)) = (mac, self.cache_mut()) {
             cache.record(blob, mac, &text);
+            cache.record_frame(
+                blob,
+                &envelope::Envelope {
+                    recipients,
+                    nonce,
+                    ciphertext: Vec::new(),
+                    tag,
+                    aad,
+                },
+            );
         }
         Ok(Output::Bytes(text))
     }
@@ -281,10 +366,80 @@ struct Streaming {
     candidates: Vec<Oid>,
     /// The clean cache's hash of what has come so far.
     mac: Option<blake3::Hasher>,
-    /// The new envelope's content stream and text, unless this clone may
-    /// not seal (`refused` says why).
-    seal: Option<(envelope::SealStream, envelope::StreamWriter)>,
-    refused: Option<String>,
+    mode: Mode,
+}
+
+impl Streaming {
+    /// Take the next piece of plaintext (left as ciphertext or as it was:
+    /// the caller wipes it).
+    fn feed(&mut self, data: &mut [u8]) {
+        match &mut self.mode {
+            Mode::Sealing(new) => {
+                if let Some(mac) = &mut self.mac {
+                    mac.update(data);
+                }
+                new.stream.encrypt(data);
+                new.writer.ciphertext(data);
+            }
+            // Hashed for the cache only if it was not the envelope's.
+            Mode::Again { again, .. } => again.push(data),
+            Mode::Refused(_) => {
+                if let Some(mac) = &mut self.mac {
+                    mac.update(data);
+                }
+            }
+            Mode::Held { .. } => unreachable!("only once Again is finished"),
+        }
+    }
+}
+
+/// What a streamed clean does with each piece.
+enum Mode {
+    /// Seal it into a new envelope.
+    Sealing(Box<NewEnvelope>),
+    /// Nothing: this clone may not seal (why), so only an unchanged
+    /// file's envelope can be given.
+    Refused(String),
+    /// Make `blob`'s envelope again (`frame` is its text without the
+    /// ciphertext), in case this is its plaintext. `may_seal`: the targets
+    /// to seal to if it is not.
+    Again {
+        blob: Oid,
+        frame: envelope::Envelope,
+        again: Box<envelope::Again>,
+        may_seal: Result<Vec<keys::WrapTarget>, String>,
+    },
+    /// The plaintext, held: it was not `Again`'s.
+    Held {
+        held: Held,
+        may_seal: Result<Vec<keys::WrapTarget>, String>,
+    },
+}
+
+/// A new envelope being made: its content stream, its text so far, and
+/// the recipients its DEK is wrapped to.
+struct NewEnvelope {
+    stream: envelope::SealStream,
+    writer: envelope::StreamWriter,
+    recipients: Vec<envelope::Recipient>,
+}
+
+/// A large plaintext held in pieces (wiped when dropped).
+struct Held(Vec<Vec<u8>>);
+
+impl Held {
+    /// The pieces, each to be wiped or encrypted by the taker.
+    fn into_pieces(mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for piece in &mut self.0 {
+            piece.zeroize();
+        }
+    }
 }
 
 /// Where a path's previous envelope may be: the index, else HEAD. Both are
@@ -414,13 +569,10 @@ fn reuse(
     let text = project.repo.blob(blob).ok()?;
     let env = envelope::parse(&text).ok()?;
     // Same aad and same recipients, or the policy changed: seal anew.
-    let mut wrapped_to: Vec<&Kid> = env.recipients.iter().map(|r| &r.kid).collect();
-    let mut kids: Vec<&Kid> = wanted.kids.iter().collect();
-    wrapped_to.sort_unstable_by_key(|k| k.as_str());
-    kids.sort_unstable_by_key(|k| k.as_str());
-    if env.aad.as_deref() != wanted.aad || wrapped_to != kids {
+    if env.aad.as_deref() != wanted.aad || !same_kids(&env.recipients, wanted.kids) {
         return None;
     }
+    let frame = (env.ciphertext.len() >= STREAM_MIN).then(|| env.frame());
     let opened = keys::open(env, project.opener().as_ref()).ok()?;
     let same = match (wanted.plaintext, wanted.mac, cache.as_deref()) {
         (Some(plaintext), ..) => opened == plaintext,
@@ -432,8 +584,20 @@ fn reuse(
     }
     if let (Some(mac), Some(cache)) = (wanted.mac, cache) {
         cache.record(blob, *mac, &text);
+        if let Some(frame) = frame {
+            cache.record_frame(blob, &frame);
+        }
     }
     Some(text)
+}
+
+/// Is an envelope with these recipients wrapped to exactly `kids`?
+fn same_kids(recipients: &[envelope::Recipient], kids: &[Kid]) -> bool {
+    let mut wrapped_to: Vec<&Kid> = recipients.iter().map(|r| &r.kid).collect();
+    let mut kids: Vec<&Kid> = kids.iter().collect();
+    wrapped_to.sort_unstable_by_key(|k| k.as_str());
+    kids.sort_unstable_by_key(|k| k.as_str());
+    wrapped_to == kids
 }
 
 #[cfg(test)]

@@ -179,6 +179,15 @@ impl Filter {
                 file.rewind()?;
                 std::io::copy(&mut file, w).map(drop)
             }
+            Output::Framed { frame, ciphertext } => {
+                let mut writer =
+                    crate::envelope::StreamWriter::new(&frame.recipients, &frame.nonce, 0);
+                for piece in ciphertext {
+                    writer.ciphertext(piece);
+                    writer.drain_to(w)?;
+                }
+                w.write_all(&writer.finish(&frame.tag, frame.aad.as_deref()))
+            }
         }
     }
 }
@@ -300,6 +309,12 @@ pub enum Output {
     /// The text in an unnamed temporary file, as it was read: a large
     /// envelope a one-shot smudge leaves sealed (no blob to copy from).
     Spilled(std::fs::File),
+    /// An envelope's text, written around its ciphertext (in pieces) as it
+    /// is sent: a large unchanged file's envelope made again in clean.
+    Framed {
+        frame: crate::envelope::Envelope,
+        ciphertext: Vec<Vec<u8>>,
+    },
 }
 
 /// Never prints the bytes (they may be plaintext).
@@ -309,6 +324,10 @@ impl std::fmt::Debug for Output {
             Output::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
             Output::Blob(blob) => write!(f, "Blob({blob})"),
             Output::Spilled(_) => write!(f, "Spilled"),
+            Output::Framed { ciphertext, .. } => {
+                let len: usize = ciphertext.iter().map(Vec::len).sum();
+                write!(f, "Framed({len} bytes of ciphertext)")
+            }
         }
     }
 }

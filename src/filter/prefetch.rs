@@ -310,6 +310,7 @@ fn open_blob(
             aad,
             kids,
             mac: hashed,
+            ..
         } => *hashed = mac.map(|key| key.mac(aad.as_deref(), kids, plaintext)),
         Opened::Failed(_) => {}
     }

@@ -140,7 +140,7 @@ fn respond(
             // An empty list keeps "status=success".
             pktline::write_flush(w)?;
         }
-        Ok(output @ (Output::Blob(_) | Output::Spilled(_))) => {
+        Ok(output @ (Output::Blob(_) | Output::Spilled(_) | Output::Framed { .. })) => {
             pktline::write_text(w, "status=success")?;
             pktline::write_flush(w)?;
             let mut packets = pktline::Packets::new(&mut *w);
@@ -152,10 +152,11 @@ fn respond(
             pktline::write_flush(w)?;
             if let Err(e) = copied {
                 let what = match output {
-                    Output::Blob(blob) => format!("blob {blob}"),
-                    _ => "the envelope's text".to_owned(),
+                    Output::Blob(blob) => format!("read blob {blob}"),
+                    Output::Spilled(_) => "read the envelope's text".to_owned(),
+                    _ => "write the envelope's text".to_owned(),
                 };
-                eprintln!("git-seal: error: cannot read {what}: {e}");
+                eprintln!("git-seal: error: cannot {what}: {e}");
                 pktline::write_text(w, "status=error")?;
             }
             pktline::write_flush(w)?;
@@ -429,6 +430,7 @@ mod tests {
                 aad: None,
                 kids: Vec::new(),
                 mac: None,
+                frame: None,
             }
         })
     }

@@ -38,6 +38,8 @@ pub enum Opened {
         /// The clean cache's hash of the three, when the thread that opened
         /// it had the cache's key (else it is computed when recorded).
         mac: Option<[u8; 32]>,
+        /// A large envelope's frame, for the clean cache.
+        frame: Option<Box<Envelope>>,
     },
     NoKey,
     Failed(String),
@@ -99,12 +101,14 @@ pub(crate) fn open_envelope(keys: &dyn KeyProvider, env: Envelope) -> (Opened, O
     };
     let aad = env.aad.clone();
     let kids = env.recipients.iter().map(|r| r.kid.clone()).collect();
+    let frame = (env.ciphertext.len() >= super::STREAM_MIN).then(|| Box::new(env.frame()));
     let opened = match sealing::decrypt(env, &kid, &dek) {
         Ok(plaintext) => Opened::Plain {
             plaintext,
             aad,
             kids,
             mac: None,
+            frame,
         },
         Err(e) => Opened::Failed(e.to_string()),
     };
@@ -305,10 +309,11 @@ impl Filter {
                 aad,
                 kids,
                 mac,
+                frame,
             } => {
                 let held: &[u8] = match &text {
                     Output::Bytes(text) => text,
-                    Output::Blob(_) | Output::Spilled(_) => &[],
+                    Output::Blob(_) | Output::Spilled(_) | Output::Framed { .. } => &[],
                 };
                 let blob = blob.or_else(|| {
                     (matches!(text, Output::Bytes(_)) && self.wants_blob_id(plaintext.len()))
@@ -319,8 +324,12 @@ impl Filter {
                     if let Some(cache) = self.cache_mut() {
                         let mac =
                             mac.unwrap_or_else(|| cache.mac(aad.as_deref(), &kids, &plaintext));
-                        // A large text is not kept in the cache: none to give.
+                        // A large text is not kept in the cache: none to
+                        // give, but its frame is.
                         cache.record(blob, mac, held);
+                        if let Some(frame) = frame {
+                            cache.record_frame(blob, &frame);
+                        }
                     }
                 }
                 drop(text);

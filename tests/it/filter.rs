@@ -710,6 +710,100 @@ fn large_file_is_sealed_as_it_arrives_and_round_trips() {
     assert_sealed(&env, &dir, "secrets/big.bin", &changed);
 }
 
+/// The frame file of a repository's clean cache (its one key's).
+fn frames_file(dir: &Path) -> std::path::PathBuf {
+    let names = crate::harness::names_starting(&dir.join(".git/seal"), "clean-frames-");
+    assert_eq!(names.len(), 1, "one frames file: {names:?}");
+    dir.join(".git/seal").join(&names[0])
+}
+
+/// A touched large file that did not change gets its envelope back without
+/// its blob being read: clean makes it again from the plaintext under the
+/// envelope's own DEK and nonce, and only because the tag comes out the
+/// same. A changed file gets a new DEK and a new nonce.
+#[test]
+fn large_unchanged_file_is_made_again_without_reading_its_blob() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let plain = large_content(5);
+    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
+    commit_all(&env, &dir, "big");
+    let blob = env.rev(&dir, "HEAD:secrets/big.bin");
+    assert!(std::fs::metadata(frames_file(&dir)).unwrap().len() > 0);
+
+    // The blob out of reach: only making the envelope again can give it.
+    let object = dir.join(".git/objects").join(&blob[..2]).join(&blob[2..]);
+    let aside = env.path("aside");
+    std::fs::rename(&object, &aside).unwrap();
+    std::fs::write(dir.join("secrets/big.bin"), &plain).unwrap();
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+    std::fs::rename(&aside, &object).unwrap();
+    env.git(&dir, &["add", "--renormalize", "."]);
+    assert_eq!(env.rev(&dir, ":secrets/big.bin"), blob);
+
+    // One byte changed, the length the same: a new envelope, not the old
+    // one's DEK and nonce on other content.
+    let mut changed = plain;
+    changed[1_500_000] ^= 1;
+    std::fs::write(dir.join("secrets/big.bin"), &changed).unwrap();
+    env.git(&dir, &["add", "secrets/big.bin"]);
+    let old = env.envelope_at(&dir, "HEAD:secrets/big.bin");
+    let new = env.envelope_at(&dir, ":secrets/big.bin");
+    assert_ne!(old["nonce"], new["nonce"]);
+    assert_ne!(
+        old["recipients"][0]["wrapped_dek"],
+        new["recipients"][0]["wrapped_dek"]
+    );
+    commit_all(&env, &dir, "changed");
+    assert_sealed(&env, &dir, "secrets/big.bin", &changed);
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+
+    // A clone learns the frame when it checks the file out.
+    let clone = env.clone_repo(&dir, "clone");
+    env.seal(&clone, &["init"]);
+    assert!(std::fs::read(clone.join("secrets/big.bin")).unwrap() == changed);
+    assert!(std::fs::metadata(frames_file(&clone)).unwrap().len() > 0);
+    std::fs::write(clone.join("secrets/big.bin"), &changed).unwrap();
+    assert_eq!(env.git(&clone, &["status", "--porcelain"]), "");
+}
+
+/// A frame that does not match its envelope (another nonce, another tag,
+/// or no frame at all but noise) makes nothing under the wrong nonce: the
+/// unchanged file's envelope is copied from its blob as before.
+#[test]
+fn damaged_frames_fall_back_to_the_stored_envelope() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let plain = large_content(6);
+    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
+    commit_all(&env, &dir, "big");
+    let blob = env.rev(&dir, "HEAD:secrets/big.bin");
+    let frames = frames_file(&dir);
+    let good = std::fs::read(&frames).unwrap();
+    let text = String::from_utf8_lossy(&good[24..]).into_owned();
+    let damaged = |field: &str| {
+        let value = text.split(&format!("\"{field}\": \"")).nth(1).unwrap();
+        let mut bytes = good.clone();
+        let at = good.len() - text.len() + text.find(value).unwrap();
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        bytes
+    };
+    let mut noise = good.clone();
+    noise[24..].fill(b'x');
+    for (what, bytes) in [
+        ("nonce", damaged("nonce")),
+        ("tag", damaged("tag")),
+        ("noise", noise),
+    ] {
+        std::fs::write(&frames, &bytes).unwrap();
+        std::fs::write(dir.join("secrets/big.bin"), &plain).unwrap();
+        assert_eq!(env.git(&dir, &["status", "--porcelain"]), "", "{what}");
+        env.git(&dir, &["add", "--renormalize", "."]);
+        assert_eq!(env.rev(&dir, ":secrets/big.bin"), blob, "{what}");
+    }
+    assert_sealed(&env, &dir, "secrets/big.bin", &plain);
+}
+
 #[test]
 fn large_envelope_in_the_work_tree_is_stored_as_it_is() {
     let env = Env::new();
