@@ -351,9 +351,15 @@ impl CleanCache {
     /// ciphertext is empty is one.
     pub fn frame(&self, blob: Oid) -> Option<crate::envelope::Envelope> {
         let oid: [u8; OID_LEN] = blob.as_bytes().try_into().ok()?;
-        let frames = self
-            .frames
-            .get_or_init(|| frames(&fs::read(&self.frames_path).unwrap_or_default()));
+        let frames = self.frames.get_or_init(|| {
+            let (frames, whole) = frames(&fs::read(&self.frames_path).unwrap_or_default());
+            // A torn entry (a writer killed midway) would hide every frame
+            // appended after it: start afresh, which costs only speed.
+            if !whole {
+                let _ = fs::remove_file(&self.frames_path);
+            }
+            frames
+        });
         let frame = crate::envelope::parse(frames.get(&oid)?).ok()?;
         frame.ciphertext.is_empty().then_some(frame)
     }
@@ -443,9 +449,9 @@ fn append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// The entries of a frames file, the last of each blob kept; reading stops
-/// at a torn or implausible entry.
-fn frames(mut stored: &[u8]) -> HashMap<[u8; OID_LEN], Vec<u8>, OidHash> {
+/// The entries of a frames file, the last of each blob kept, and whether
+/// the file was whole: reading stops at a torn or implausible entry.
+fn frames(mut stored: &[u8]) -> (HashMap<[u8; OID_LEN], Vec<u8>, OidHash>, bool) {
     let mut frames = HashMap::default();
     while stored.len() >= OID_LEN + 4 {
         let (oid, rest) = stored.split_at(OID_LEN);
@@ -458,7 +464,7 @@ fn frames(mut stored: &[u8]) -> HashMap<[u8; OID_LEN], Vec<u8>, OidHash> {
         frames.insert(oid.try_into().expect("20"), text.to_vec());
         stored = rest;
     }
-    frames
+    (frames, stored.is_empty())
 }
 
 impl Drop for CleanCache {
@@ -532,13 +538,19 @@ mod tests {
         assert_eq!(cache.frame(b), Some(envelope_with(2, 2, vec![])));
         assert_eq!(cache.frame(Oid::from_bytes(&[5; 20]).unwrap()), None);
 
-        // A torn last entry: the ones before it still count.
+        // A torn last entry: the ones before it still count, and the file
+        // is started afresh (what a later writer appends would be lost
+        // behind it).
         let path = tmp.path().join("seal/clean-frames-v1-k_0000000000000001");
         let whole = std::fs::read(&path).unwrap();
         std::fs::write(&path, &whole[..whole.len() - 10]).unwrap();
         let cache = open();
         assert_eq!(cache.frame(b), Some(envelope_with(2, 2, vec![])));
         assert_eq!(cache.frame(a), Some(envelope_with(1, 1, vec![])));
+        assert!(!path.exists());
+        let mut cache = open();
+        cache.record_frame(a, &envelope_with(4, 4, vec![]));
+        assert_eq!(open().frame(a), Some(envelope_with(4, 4, vec![])));
         // An entry that is no frame (a ciphertext, or noise) is none.
         let mut noise = whole[..24].to_vec();
         noise.extend(std::iter::repeat_n(b'x', whole.len() - 24));
