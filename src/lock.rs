@@ -328,7 +328,8 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
                 path: path.clone(),
                 source,
             })?;
-        atomic_file::write_shared(&file, &plaintext)?;
+        // Plaintext: no name until whole (its mode is the envelope's).
+        atomic_file::write_private(&file, &plaintext)?;
         opened.push(path);
     }
     let mut paths: Vec<String> = locked.into_iter().map(|(p, _, _)| p).collect();

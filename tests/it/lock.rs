@@ -90,15 +90,34 @@ fn lock_reports_untracked_plaintext_under_sealed_paths_and_can_include_it() {
         std::fs::read(dir.join("secrets/new.env")).unwrap(),
         b"not yet added\n"
     );
+    // Its mode survives the round trip (the plaintext is written with no
+    // name until whole, and takes the envelope's mode).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &str| {
+        std::fs::metadata(dir.join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    std::fs::set_permissions(
+        dir.join("secrets/new.env"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
     env.seal(&dir, &["lock", "--include-untracked"]);
     assert!(is_envelope(
         &std::fs::read(dir.join("secrets/new.env")).unwrap()
     ));
+    assert_eq!(mode("secrets/new.env"), 0o640);
     env.seal(&dir, &["unlock"]);
     assert_eq!(
         std::fs::read(dir.join("secrets/new.env")).unwrap(),
         b"not yet added\n"
     );
+    assert_eq!(mode("secrets/new.env"), 0o640);
+    let strays = crate::harness::names_starting(&dir.join("secrets"), ".git-seal-");
+    assert!(strays.is_empty(), "{strays:?}");
     assert_eq!(
         std::fs::read(dir.join("secrets/tracked.env")).unwrap(),
         b"tracked\n"
