@@ -64,6 +64,10 @@ pub struct SealStream {
     mask: [u8; 16],
 }
 
+/// Content held is held in pieces of this size
+/// ([`SealStream::encrypt_onto`]).
+pub const HELD_PIECE: usize = 1 << 20;
+
 /// Content past this many bytes is hashed on another thread.
 const HASH_ON_THREAD_AFTER: u64 = 4 << 20;
 /// Ciphertext handed to that thread at a time.
@@ -266,6 +270,26 @@ impl SealStream {
         self.content.hash(piece);
     }
 
+    /// Encrypt the next piece of plaintext onto the end of `held`, the
+    /// ciphertext so far in pieces of [`HELD_PIECE`]: content held, not
+    /// written as it comes.
+    pub fn encrypt_onto(&mut self, mut plaintext: &[u8], held: &mut Vec<Vec<u8>>) {
+        while !plaintext.is_empty() {
+            let last = match held.last_mut() {
+                Some(last) if last.len() < HELD_PIECE => last,
+                _ => {
+                    held.push(Vec::with_capacity(HELD_PIECE));
+                    held.last_mut().expect("just pushed")
+                }
+            };
+            let take = plaintext.len().min(HELD_PIECE - last.len());
+            let start = last.len();
+            last.extend_from_slice(&plaintext[..take]);
+            self.encrypt(&mut last[start..]);
+            plaintext = &plaintext[take..];
+        }
+    }
+
     /// The tag over everything encrypted.
     pub fn finish(self) -> [u8; 16] {
         let (hasher, len) = self.content.finish();
@@ -303,9 +327,6 @@ impl Drop for Wiped {
     }
 }
 
-/// Content is held in pieces of this size.
-const AGAIN_PIECE: usize = 1 << 20;
-
 impl std::fmt::Debug for Again {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Again")
@@ -324,22 +345,8 @@ impl Again {
     }
 
     /// Take the next piece of plaintext.
-    pub fn push(&mut self, mut plaintext: &[u8]) {
-        while !plaintext.is_empty() {
-            let held = &mut self.held.0;
-            let last = match held.last_mut() {
-                Some(last) if last.len() < AGAIN_PIECE => last,
-                _ => {
-                    held.push(Vec::with_capacity(AGAIN_PIECE));
-                    held.last_mut().expect("just pushed")
-                }
-            };
-            let take = plaintext.len().min(AGAIN_PIECE - last.len());
-            let start = last.len();
-            last.extend_from_slice(&plaintext[..take]);
-            self.stream.encrypt(&mut last[start..]);
-            plaintext = &plaintext[take..];
-        }
+    pub fn push(&mut self, plaintext: &[u8]) {
+        self.stream.encrypt_onto(plaintext, &mut self.held.0);
     }
 
     /// The content's length so far.

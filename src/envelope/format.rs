@@ -472,6 +472,32 @@ impl StreamWriter {
     }
 }
 
+/// The canonical text of `frame` (an envelope whose ciphertext is left
+/// out) around `ciphertext`, held in pieces, written to `w` as it is made:
+/// the same text as [`write`]'s, without holding it.
+pub fn write_framed(
+    frame: &Envelope,
+    ciphertext: &[Vec<u8>],
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut writer = StreamWriter::new(&frame.recipients, &frame.nonce, 0);
+    for piece in ciphertext {
+        writer.ciphertext(piece);
+        writer.drain_to(w)?;
+    }
+    w.write_all(&writer.finish(&frame.tag, frame.aad.as_deref()))
+}
+
+/// The length of [`write_framed`]'s text for `ciphertext_len` bytes of
+/// ciphertext.
+pub fn framed_len(frame: &Envelope, ciphertext_len: usize) -> usize {
+    let mut head = String::new();
+    write_head(&frame.recipients, &frame.nonce, &mut head);
+    let mut tail = String::new();
+    write_tail(&frame.tag, frame.aad.as_deref(), &mut tail);
+    head.len() + ciphertext_len.div_ceil(3) * 4 + tail.len()
+}
+
 fn field(out: &mut String, depth: usize, key: &str, value: &str, last: bool) {
     for _ in 0..depth {
         out.push_str("  ");
@@ -674,6 +700,26 @@ mod tests {
                     write(&env),
                     "{cuts:?}"
                 );
+            }
+        }
+    }
+
+    /// A frame written around ciphertext in pieces gives [`write`]'s text,
+    /// of the length [`framed_len`] says; and a frame is the envelope with
+    /// an empty ciphertext.
+    #[test]
+    fn framed_text_matches_write() {
+        for aad in [None, Some("path:a \"quoted\" é")] {
+            let mut env = sample(aad, 3);
+            for len in [0usize, 1, 2, 3, 4, 1000] {
+                env.ciphertext = (0..len as u32).map(|i| (i * 7 % 251) as u8).collect();
+                let frame = env.frame();
+                assert!(frame.ciphertext.is_empty() && frame.tag == env.tag);
+                let pieces: Vec<Vec<u8>> = env.ciphertext.chunks(7).map(<[u8]>::to_vec).collect();
+                let mut text = Vec::new();
+                write_framed(&frame, &pieces, &mut text).unwrap();
+                assert_eq!(text, write(&env), "{len}");
+                assert_eq!(framed_len(&frame, len), text.len(), "{len}");
             }
         }
     }

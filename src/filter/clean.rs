@@ -6,7 +6,7 @@
 use super::cache::CleanCache;
 use zeroize::Zeroize;
 
-use super::{blob_id, open_cache, read_rest, Filter, Output};
+use super::{blob_id, framed_blob_id, open_cache, read_rest, Filter, Output};
 use crate::envelope;
 use crate::keys::{self, sealing};
 use crate::kid::Kid;
@@ -100,10 +100,11 @@ impl Filter {
     ///   written around it as it is sent, rather than its blob read and
     ///   inflated; if not, the plaintext is taken back, hashed for the
     ///   clean cache (another candidate may hold it) and sealed anew;
-    /// - otherwise each piece is hashed for the clean cache, encrypted in
-    ///   place and base64-coded onto the envelope being built.
+    /// - otherwise each piece is hashed for the clean cache and encrypted
+    ///   onto the ciphertext held for a new envelope, whose text is written
+    ///   around it as it is sent.
     ///
-    /// Either way no more than the file once, or its envelope, is held.
+    /// Either way about the file's size is held, never its text.
     pub fn clean_stream(
         &mut self,
         path: &str,
@@ -115,7 +116,7 @@ impl Filter {
             return Ok(self.clean(path, head).map(Output::Bytes));
         }
         let mut piece = Vec::new();
-        let mut streaming = self.start_stream(path, head.len());
+        let mut streaming = self.start_stream(path);
         if let Ok(streaming) = &mut streaming {
             streaming.feed(&mut head);
         }
@@ -138,7 +139,7 @@ impl Filter {
     /// the previous envelope to make again, or (when this clone may seal)
     /// the new envelope's stream and head. A clone that may not seal can
     /// still return an unchanged file's envelope.
-    fn start_stream(&mut self, path: &str, len_hint: usize) -> Result<Streaming, String> {
+    fn start_stream(&mut self, path: &str) -> Result<Streaming, String> {
         let refuse = |e: &dyn std::fmt::Display| refusal(path, e);
         let Context {
             aad,
@@ -181,7 +182,6 @@ impl Filter {
                 path,
                 &targets,
                 aad.as_deref(),
-                len_hint,
             )?)),
             (None, Err(e)) => Mode::Refused(e),
         };
@@ -194,13 +194,12 @@ impl Filter {
         })
     }
 
-    /// The stream and head of a new envelope of `path` to `targets`.
+    /// The content stream of a new envelope of `path` to `targets`.
     fn new_envelope(
         &mut self,
         path: &str,
         targets: &[keys::WrapTarget],
         aad: Option<&str>,
-        len_hint: usize,
     ) -> Result<NewEnvelope, String> {
         let cannot = |e: &dyn std::fmt::Display| format!("{path}: cannot seal: {e}");
         let wraps = self
@@ -209,10 +208,9 @@ impl Filter {
             .map_err(|e| cannot(&e))?;
         let (stream, recipients) =
             sealing::seal_stream_prepared(aad, wraps).map_err(|e| cannot(&e))?;
-        let writer = envelope::StreamWriter::new(&recipients, &stream.nonce(), len_hint);
         Ok(NewEnvelope {
             stream,
-            writer,
+            ciphertext: Vec::new(),
             recipients,
         })
     }
@@ -281,14 +279,12 @@ impl Filter {
         let new = match mode {
             Mode::Sealing(new) => *new,
             Mode::Refused(e) => return Err(e),
-            // Changed: sealed anew from what is held, each piece let go
-            // once it is in the text.
+            // Changed: sealed anew, in place, from what is held.
             Mode::Held { held, may_seal } => {
-                let len = held.0.iter().map(Vec::len).sum();
-                let mut new = self.new_envelope(path, &may_seal?, aad.as_deref(), len)?;
-                for mut piece in held.into_pieces() {
-                    new.stream.encrypt(&mut piece);
-                    new.writer.ciphertext(&piece);
+                let mut new = self.new_envelope(path, &may_seal?, aad.as_deref())?;
+                new.ciphertext = held.into_pieces();
+                for piece in &mut new.ciphertext {
+                    new.stream.encrypt(piece);
                 }
                 new
             }
@@ -296,28 +292,26 @@ impl Filter {
         };
         let NewEnvelope {
             stream,
-            writer,
+            ciphertext,
             recipients,
         } = new;
         let nonce = stream.nonce();
         let tag = stream.finish();
-        let text = writer.finish(&tag, aad.as_deref());
-        let blob = blob_id(&text);
+        let frame = envelope::Envelope {
+            recipients,
+            nonce,
+            ciphertext: Vec::new(),
+            tag,
+            aad,
+        };
+        let blob = framed_blob_id(&frame, &ciphertext);
         self.recent.insert(path.to_owned(), blob);
         if let (Some(mac), Some(cache)) = (mac, self.cache_mut()) {
-            cache.record(blob, mac, &text);
-            cache.record_frame(
-                blob,
-                &envelope::Envelope {
-                    recipients,
-                    nonce,
-                    ciphertext: Vec::new(),
-                    tag,
-                    aad,
-                },
-            );
+            // A large text is not kept in the cache: its frame is.
+            cache.record(blob, mac, &[]);
+            cache.record_frame(blob, &frame);
         }
-        Ok(Output::Bytes(text))
+        Ok(Output::Framed { frame, ciphertext })
     }
 }
 
@@ -378,8 +372,7 @@ impl Streaming {
                 if let Some(mac) = &mut self.mac {
                     mac.update(data);
                 }
-                new.stream.encrypt(data);
-                new.writer.ciphertext(data);
+                new.stream.encrypt_onto(data, &mut new.ciphertext);
             }
             // Hashed for the cache only if it was not the envelope's.
             Mode::Again { again, .. } => again.push(data),
@@ -416,11 +409,12 @@ enum Mode {
     },
 }
 
-/// A new envelope being made: its content stream, its text so far, and
+/// A new envelope being made: its content stream, its ciphertext so far
+/// (its text is written around it as it is sent: [`Output::Framed`]), and
 /// the recipients its DEK is wrapped to.
 struct NewEnvelope {
     stream: envelope::SealStream,
-    writer: envelope::StreamWriter,
+    ciphertext: Vec<Vec<u8>>,
     recipients: Vec<envelope::Recipient>,
 }
 

@@ -180,13 +180,7 @@ impl Filter {
                 std::io::copy(&mut file, w).map(drop)
             }
             Output::Framed { frame, ciphertext } => {
-                let mut writer =
-                    crate::envelope::StreamWriter::new(&frame.recipients, &frame.nonce, 0);
-                for piece in ciphertext {
-                    writer.ciphertext(piece);
-                    writer.drain_to(w)?;
-                }
-                w.write_all(&writer.finish(&frame.tag, frame.aad.as_deref()))
+                crate::envelope::write_framed(frame, ciphertext, w)
             }
         }
     }
@@ -287,6 +281,18 @@ fn read_rest(
     Ok(())
 }
 
+/// Git's blob id of the text [`Output::Framed`] writes, made as it is
+/// written and hashed, not held.
+pub(crate) fn framed_blob_id(frame: &crate::envelope::Envelope, ciphertext: &[Vec<u8>]) -> Oid {
+    use sha1::{Digest, Sha1};
+    let len = crate::envelope::framed_len(frame, ciphertext.iter().map(Vec::len).sum());
+    let mut hasher = Sha1::new();
+    hasher.update(format!("blob {len}\0").as_bytes());
+    crate::envelope::write_framed(frame, ciphertext, &mut hasher)
+        .expect("hashing in memory does not fail");
+    Oid::from_bytes(&hasher.finalize()).expect("20-byte SHA-1")
+}
+
 /// Git's blob id of `bytes` (SHA-1 of `blob <len>\0` + bytes), computed with
 /// the hardware-accelerated `sha1` crate: libgit2's collision-detecting SHA-1
 /// is several times slower on large files.
@@ -351,6 +357,31 @@ pub(crate) fn mark_left_sealed(git_dir: &std::path::Path) -> std::io::Result<()>
 
 #[cfg(test)]
 mod tests {
+    /// The blob id of a text written around held ciphertext is that of
+    /// the whole text, as Git computes it.
+    #[test]
+    fn a_framed_texts_blob_id_is_the_whole_texts() {
+        use crate::envelope::{self, Envelope, Recipient, Wrap};
+        let env = Envelope {
+            recipients: vec![Recipient {
+                kid: crate::kid::Kid::parse("k_00000000000000aa").unwrap(),
+                wrap: Wrap::X25519 {
+                    ephemeral_pub: [3; 32],
+                },
+                wrapped_dek: [4; 48],
+            }],
+            nonce: [5; 12],
+            ciphertext: (0..100_000u32).map(|i| (i % 253) as u8).collect(),
+            tag: [6; 16],
+            aad: Some("path:big.bin".into()),
+        };
+        let pieces: Vec<Vec<u8>> = env.ciphertext.chunks(4097).map(<[u8]>::to_vec).collect();
+        let text = envelope::write(&env);
+        let git = git2::Oid::hash_object(git2::ObjectType::Blob, &text).unwrap();
+        assert_eq!(super::framed_blob_id(&env.frame(), &pieces), git);
+        assert_eq!(super::blob_id(&text), git);
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn a_background_thread_runs_in_the_idle_class() {
