@@ -105,7 +105,7 @@ pub struct Envelope {
 impl Envelope {
     /// This envelope without its ciphertext: what it takes to write its
     /// text again around the same ciphertext made anew
-    /// ([`encrypt_again`](super::encrypt_again)).
+    /// ([`Again`](super::Again)).
     pub fn frame(&self) -> Envelope {
         Envelope {
             recipients: self.recipients.clone(),

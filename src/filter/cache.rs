@@ -27,8 +27,8 @@
 //! large envelope (its text without the ciphertext: recipients, nonce, tag,
 //! aad; public data too), so that clean can make a large unchanged file's
 //! envelope again from the plaintext Git sends rather than read and inflate
-//! the blob (see [`crate::envelope::encrypt_again`], which refuses unless
-//! the plaintext is the one the frame's tag authenticates).
+//! the blob (see [`crate::envelope::Again`], which gives no ciphertext
+//! unless the plaintext is the one the frame's tag authenticates).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

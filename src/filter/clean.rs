@@ -137,7 +137,7 @@ impl Filter {
     /// Everything a streamed clean needs before the first byte: the
     /// candidates for reuse, the cache's hasher, and either the frame of
     /// the previous envelope to make again, or (when this clone may seal)
-    /// the new envelope's stream and head. A clone that may not seal can
+    /// the new envelope's content stream. A clone that may not seal can
     /// still return an unchanged file's envelope.
     fn start_stream(&mut self, path: &str) -> Result<Streaming, String> {
         let refuse = |e: &dyn std::fmt::Display| refusal(path, e);
