@@ -491,11 +491,37 @@ pub fn write_framed(
 /// The length of [`write_framed`]'s text for `ciphertext_len` bytes of
 /// ciphertext.
 pub fn framed_len(frame: &Envelope, ciphertext_len: usize) -> usize {
+    let (head, tail) = head_and_tail(frame);
+    head.len() + ciphertext_len.div_ceil(3) * 4 + tail.len()
+}
+
+/// The canonical text before and after the ciphertext.
+fn head_and_tail(frame: &Envelope) -> (String, String) {
     let mut head = String::new();
     write_head(&frame.recipients, &frame.nonce, &mut head);
     let mut tail = String::new();
     write_tail(&frame.tag, frame.aad.as_deref(), &mut tail);
-    head.len() + ciphertext_len.div_ceil(3) * 4 + tail.len()
+    (head, tail)
+}
+
+/// Is a text of `text_len` bytes that starts with `starts` and ends with
+/// `ends` the canonical text of `frame` around `ciphertext_len` bytes of
+/// ciphertext, given that it parses to that envelope? Then its frame makes
+/// it again byte for byte. (The ciphertext's base64 is canonical whenever
+/// it parses, so the text is canonical once what comes before and after
+/// it is, at the right length.) Parsing also accepts other whitespace and
+/// field orders, which a frame would not give back.
+pub fn written_as(
+    frame: &Envelope,
+    ciphertext_len: usize,
+    text_len: usize,
+    starts: &[u8],
+    ends: &[u8],
+) -> bool {
+    let (head, tail) = head_and_tail(frame);
+    text_len == framed_len(frame, ciphertext_len)
+        && starts.starts_with(head.as_bytes())
+        && ends.ends_with(tail.as_bytes())
 }
 
 fn field(out: &mut String, depth: usize, key: &str, value: &str, last: bool) {
@@ -722,6 +748,51 @@ mod tests {
                 assert_eq!(framed_len(&frame, len), text.len(), "{len}");
             }
         }
+    }
+
+    /// Only the canonical text is written as its frame gives it: other
+    /// whitespace or another field order, which parse accepts, is not.
+    #[test]
+    fn only_canonical_text_is_written_as_its_frame() {
+        let mut env = sample(Some("path:a"), 2);
+        env.ciphertext = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let frame = env.frame();
+        let len = env.ciphertext.len();
+        let text = write(&env);
+        assert!(written_as(&frame, len, text.len(), &text, &text));
+        assert!(written_as(
+            &frame,
+            len,
+            text.len(),
+            &text[..600],
+            &text[text.len() - 300..]
+        ));
+        let spaced =
+            String::from_utf8(text.clone())
+                .unwrap()
+                .replacen("\"tag\": ", "\"tag\":  ", 1);
+        assert!(parse(spaced.as_bytes()).unwrap() == env);
+        let spaced = spaced.as_bytes();
+        assert!(!written_as(&frame, len, spaced.len(), spaced, spaced));
+        let json: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let compact = serde_json::to_vec(&json).unwrap();
+        assert!(parse(&compact).unwrap() == env);
+        assert!(!written_as(&frame, len, compact.len(), &compact, &compact));
+        // The same length, fields in another order.
+        let t = String::from_utf8(text.clone()).unwrap();
+        let schema = format!("  \"schema\": \"{SCHEMA}\",\n");
+        let alg = format!("  \"alg\": \"{ALG_AES_256_GCM}\",\n");
+        assert!(t.contains(&schema) && t.contains(&alg), "{t}");
+        let swapped = t
+            .replacen(&schema, "@", 1)
+            .replacen(&alg, &schema, 1)
+            .replacen('@', &alg, 1);
+        assert_eq!(swapped.len(), t.len());
+        assert_ne!(swapped, t);
+        assert!(parse(swapped.as_bytes()).unwrap() == env);
+        let b = swapped.as_bytes();
+        assert!(!written_as(&frame, len, b.len(), b, b));
+        assert!(!written_as(&frame, len - 3, text.len(), &text, &text));
     }
 
     #[test]

@@ -12,6 +12,6 @@ pub mod reader;
 pub use crypto::{decrypt, seal, Again, ContentError, OpenStream, SealStream};
 pub use format::{
     claims_envelope, framed_len, is_envelope, might_be_envelope, parse, write, write_framed,
-    Envelope, FormatError, Recipient, StreamWriter, Wrap,
+    written_as, Envelope, FormatError, Recipient, StreamWriter, Wrap,
 };
 pub use reader::Reader;

@@ -566,7 +566,11 @@ fn reuse(
     if env.aad.as_deref() != wanted.aad || !same_kids(&env.recipients, wanted.kids) {
         return None;
     }
-    let frame = (env.ciphertext.len() >= STREAM_MIN).then(|| env.frame());
+    // A frame only where it gives the text back: a canonical one.
+    let frame = Some(env.frame()).filter(|frame| {
+        let len = env.ciphertext.len();
+        len >= STREAM_MIN && envelope::written_as(frame, len, text.len(), &text, &text)
+    });
     let opened = keys::open(env, project.opener().as_ref()).ok()?;
     let same = match (wanted.plaintext, wanted.mac, cache.as_deref()) {
         (Some(plaintext), ..) => opened == plaintext,

@@ -12,6 +12,13 @@ use crate::keys::{sealing, KeyProvider, OpenError};
 use crate::kid::Kid;
 use crate::repo::Oid;
 
+/// How much of a large envelope's text is kept from its start and from
+/// its end, to tell whether it is canonical: more than its fields before
+/// the ciphertext (a frame is at most 64 KiB) and after it (the tag and
+/// the aad). A longer one is taken for not canonical: it gets no frame.
+const HEAD_EDGE: usize = 64 << 10;
+const TAIL_EDGE: usize = 16 << 10;
+
 /// A smudge that needs a key: the envelope (taken by [`open_work`]) and the
 /// text to keep if it does not open (held, or a large one's blob).
 #[derive(Debug)]
@@ -20,6 +27,9 @@ pub struct Work {
     text: Output,
     env: Option<Envelope>,
     blob: Option<Oid>,
+    /// The text is canonical, so the envelope's frame gives it back
+    /// (checked for large envelopes only, the ones with a frame).
+    canonical: bool,
 }
 
 #[derive(Debug)]
@@ -152,7 +162,7 @@ impl Filter {
             });
         }
         let parsed = envelope::parse(&text);
-        self.judge(path, Output::Bytes(text), parsed, blob)
+        self.judge(path, Output::Bytes(text), parsed, blob, false)
     }
 
     /// Should a large smudge whose text starts with `head` be read with
@@ -184,8 +194,23 @@ impl Filter {
                 self.spill_file()?,
             )),
         };
+        // The text's two ends and length, to tell whether it is canonical.
+        let (mut first, mut last, mut len) = (Vec::new(), Vec::new(), 0);
         let mut take = |piece: &[u8]| -> std::io::Result<()> {
             reader.push(piece);
+            len += piece.len();
+            if first.len() < HEAD_EDGE {
+                first.extend_from_slice(&piece[..piece.len().min(HEAD_EDGE - first.len())]);
+            }
+            if piece.len() >= TAIL_EDGE {
+                last.clear();
+                last.extend_from_slice(&piece[piece.len() - TAIL_EDGE..]);
+            } else {
+                last.extend_from_slice(piece);
+                if last.len() > 2 * TAIL_EDGE {
+                    last.drain(..last.len() - TAIL_EDGE);
+                }
+            }
             match &mut spill {
                 Some(spill) => spill.write_all(piece),
                 None => Ok(()),
@@ -202,7 +227,12 @@ impl Filter {
             (None, Some(spill)) => Output::Spilled(spill.into_inner().map_err(|e| e.into_error())?),
             (None, None) => unreachable!("a spill is made without a blob"),
         };
-        Ok(self.judge(path, text, reader.finish(), blob))
+        let parsed = reader.finish();
+        let canonical = parsed.as_ref().is_ok_and(|env| {
+            let frame = env.frame();
+            envelope::written_as(&frame, env.ciphertext.len(), len, &first, &last)
+        });
+        Ok(self.judge(path, text, parsed, blob, canonical))
     }
 
     /// An unnamed temporary file (gone when closed, or on a crash) for an
@@ -239,6 +269,7 @@ impl Filter {
         text: Output,
         parsed: Result<Envelope, FormatError>,
         blob: Option<Oid>,
+        canonical: bool,
     ) -> Prepared {
         let done = |bytes, error| Prepared::Done(Smudged { bytes, error });
         let env = match parsed {
@@ -260,6 +291,7 @@ impl Filter {
             text,
             env: Some(env),
             blob,
+            canonical,
         })
     }
 
@@ -290,6 +322,7 @@ impl Filter {
             text: Output::Bytes(text),
             env: None,
             blob: Some(blob),
+            canonical: false,
         };
         self.complete_smudge(work, opened)
     }
@@ -301,6 +334,7 @@ impl Filter {
             text,
             env,
             blob,
+            canonical,
         } = work;
         let keep = |bytes, error| Smudged { bytes, error };
         match opened {
@@ -327,7 +361,7 @@ impl Filter {
                         // A large text is not kept in the cache: none to
                         // give, but its frame is.
                         cache.record(blob, mac, held);
-                        if let Some(frame) = frame {
+                        if let Some(frame) = frame.filter(|_| canonical) {
                             cache.record_frame(blob, &frame);
                         }
                     }
