@@ -677,13 +677,20 @@ fn large_content(seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// A sealed repository with `large_content(seed)` committed at
+/// `secrets/big.bin`: the directory and the plaintext.
+fn repo_with_large_file(env: &Env, seed: u32) -> (std::path::PathBuf, Vec<u8>) {
+    let dir = env.sealed_repo("r");
+    let plain = large_content(seed);
+    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
+    commit_all(env, &dir, "big");
+    (dir, plain)
+}
+
 #[test]
 fn large_file_is_sealed_as_it_arrives_and_round_trips() {
     let env = Env::new();
-    let dir = env.sealed_repo("r");
-    let plain = large_content(1);
-    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
-    commit_all(&env, &dir, "big");
+    let (dir, plain) = repo_with_large_file(&env, 1);
     assert_sealed(&env, &dir, "secrets/big.bin", &plain);
     let blob = env.git(&dir, &["rev-parse", "HEAD:secrets/big.bin"]);
     // Touched, re-added, and with the clean cache gone: the same envelope.
@@ -724,10 +731,7 @@ fn frames_file(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn large_unchanged_file_is_made_again_without_reading_its_blob() {
     let env = Env::new();
-    let dir = env.sealed_repo("r");
-    let plain = large_content(5);
-    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
-    commit_all(&env, &dir, "big");
+    let (dir, plain) = repo_with_large_file(&env, 5);
     let blob = env.rev(&dir, "HEAD:secrets/big.bin");
     assert!(std::fs::metadata(frames_file(&dir)).unwrap().len() > 0);
 
@@ -773,10 +777,7 @@ fn large_unchanged_file_is_made_again_without_reading_its_blob() {
 #[test]
 fn damaged_frames_fall_back_to_the_stored_envelope() {
     let env = Env::new();
-    let dir = env.sealed_repo("r");
-    let plain = large_content(6);
-    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
-    commit_all(&env, &dir, "big");
+    let (dir, plain) = repo_with_large_file(&env, 6);
     let blob = env.rev(&dir, "HEAD:secrets/big.bin");
     let frames = frames_file(&dir);
     let good = std::fs::read(&frames).unwrap();
@@ -811,10 +812,7 @@ fn damaged_frames_fall_back_to_the_stored_envelope() {
 #[test]
 fn a_large_envelope_not_in_canonical_form_is_given_back_as_stored() {
     let env = Env::new();
-    let dir = env.sealed_repo("r");
-    let plain = large_content(7);
-    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
-    commit_all(&env, &dir, "big");
+    let (dir, plain) = repo_with_large_file(&env, 7);
     let text = env
         .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/big.bin"])
         .stdout;
@@ -857,10 +855,7 @@ fn large_envelope_in_the_work_tree_is_stored_as_it_is() {
 #[test]
 fn tampered_large_envelope_releases_no_plaintext() {
     let env = Env::new();
-    let dir = env.sealed_repo("r");
-    let plain = large_content(3);
-    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
-    commit_all(&env, &dir, "big");
+    let (dir, _) = repo_with_large_file(&env, 3);
     let stored = env.git(&dir, &["cat-file", "-p", "HEAD:secrets/big.bin"]);
     let mut json: serde_json::Value = serde_json::from_str(&stored).unwrap();
     let ct = json["ciphertext"].as_str().unwrap().to_owned();
@@ -890,10 +885,7 @@ fn tampered_large_envelope_releases_no_plaintext() {
 #[test]
 fn large_envelope_left_sealed_is_written_as_stored() {
     let env = Env::new();
-    let dir = env.sealed_repo("r");
-    let plain = large_content(4);
-    crate::harness::write_file(&dir, "secrets/big.bin", &plain);
-    commit_all(&env, &dir, "big");
+    let (dir, plain) = repo_with_large_file(&env, 4);
     let stored = env
         .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/big.bin"])
         .stdout;
