@@ -64,8 +64,8 @@ pub struct SealStream {
     mask: [u8; 16],
 }
 
-/// Content held is held in pieces of this size
-/// ([`SealStream::encrypt_onto`]).
+/// Content kept in memory rather than written as it comes is kept in
+/// pieces of this size ([`SealStream::encrypt_onto`]).
 pub const HELD_PIECE: usize = 1 << 20;
 
 /// Content past this many bytes is hashed on another thread.

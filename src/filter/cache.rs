@@ -351,7 +351,13 @@ impl CleanCache {
     /// ciphertext is empty is one.
     pub fn frame(&self, blob: Oid) -> Option<crate::envelope::Envelope> {
         let oid: [u8; OID_LEN] = blob.as_bytes().try_into().ok()?;
-        let frames = self.frames.get_or_init(|| {
+        let frame = crate::envelope::parse(self.frames().get(&oid)?).ok()?;
+        frame.ciphertext.is_empty().then_some(frame)
+    }
+
+    /// The frames file, read on first use.
+    fn frames(&self) -> &HashMap<[u8; OID_LEN], Vec<u8>, OidHash> {
+        self.frames.get_or_init(|| {
             let (frames, whole) = frames(&fs::read(&self.frames_path).unwrap_or_default());
             // A torn entry (a writer killed midway) would hide every frame
             // appended after it: start afresh, which costs only speed.
@@ -359,9 +365,7 @@ impl CleanCache {
                 let _ = fs::remove_file(&self.frames_path);
             }
             frames
-        });
-        let frame = crate::envelope::parse(frames.get(&oid)?).ok()?;
-        frame.ciphertext.is_empty().then_some(frame)
+        })
     }
 
     /// Remember the frame of `blob`, an envelope of the plaintext recorded
@@ -375,21 +379,16 @@ impl CleanCache {
         if text.len() > MAX_FRAME {
             return;
         }
-        if let Some(frames) = self.frames.get_mut() {
-            if frames.get(&oid) == Some(&text) {
-                return;
-            }
-            frames.insert(oid, text.clone());
+        // Known already (each checkout of the file records it again).
+        if self.frames().get(&oid) == Some(&text) {
+            return;
         }
         let mut entry = Vec::with_capacity(OID_LEN + 4 + text.len());
         entry.extend_from_slice(&oid);
         entry.extend_from_slice(&(text.len() as u32).to_le_bytes());
         entry.extend_from_slice(&text);
-        if let Some(dir) = self.frames_path.parent() {
-            let _ = fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir);
+        if let Some(frames) = self.frames.get_mut() {
+            frames.insert(oid, text);
         }
         if let Ok(mut file) = append(&self.frames_path) {
             let _ = file.write_all(&entry);
@@ -401,12 +400,6 @@ impl CleanCache {
     pub fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
-        }
-        if let Some(dir) = self.records_path.parent() {
-            let _ = fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir);
         }
         // Where our texts landed: an append leaves the file's offset at
         // the end of what it wrote, whatever other processes append. (Were
@@ -440,8 +433,15 @@ impl CleanCache {
     }
 }
 
-/// A cache file opened to append to (made 0600 if new).
+/// A cache file opened to append to (made 0600 if new, in a directory
+/// made 0700 if missing).
 fn append(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        let _ = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
     OpenOptions::new()
         .create(true)
         .append(true)
@@ -537,11 +537,16 @@ mod tests {
         assert_eq!(cache.frame(a), Some(envelope_with(3, 3, vec![])));
         assert_eq!(cache.frame(b), Some(envelope_with(2, 2, vec![])));
         assert_eq!(cache.frame(Oid::from_bytes(&[5; 20]).unwrap()), None);
+        // A frame known already is not appended again (a checkout records
+        // each large file's frame every time).
+        let path = tmp.path().join("seal/clean-frames-v1-k_0000000000000001");
+        let size = std::fs::metadata(&path).unwrap().len();
+        open().record_frame(b, &envelope_with(2, 2, vec![7; 10]));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
 
         // A torn last entry: the ones before it still count, and the file
         // is started afresh (what a later writer appends would be lost
         // behind it).
-        let path = tmp.path().join("seal/clean-frames-v1-k_0000000000000001");
         let whole = std::fs::read(&path).unwrap();
         std::fs::write(&path, &whole[..whole.len() - 10]).unwrap();
         let cache = open();
