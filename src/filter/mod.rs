@@ -316,7 +316,7 @@ pub enum Output {
     /// envelope a one-shot smudge leaves sealed (no blob to copy from).
     Spilled(std::fs::File),
     /// An envelope's text, written around its ciphertext (in pieces) as it
-    /// is sent: a large unchanged file's envelope made again in clean.
+    /// is sent: a large file's envelope from clean, new or made again.
     Framed {
         frame: crate::envelope::Envelope,
         ciphertext: Vec<Vec<u8>>,
