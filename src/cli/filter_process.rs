@@ -25,13 +25,14 @@ pub(crate) struct SmudgeArgs {
 }
 
 pub(crate) fn run_process(_: ProcessArgs) -> CommandResult<u8> {
-    let mut filter = Filter::from_env().long_running();
+    let mut filter = Filter::from_env()
+        .long_running()
+        .before_large_files(widen_pipes);
     // Standard output as a plain file: Rust's stdout is line-buffered, which
     // would split every response after the envelope's last newline into a
     // second write (the process protocol wants one write per response).
     use std::os::fd::AsFd;
     let stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-    widen_pipes();
     process::serve(
         git_seal::filter::eager::Eager::new(std::io::stdin()),
         stdout,
@@ -46,7 +47,10 @@ pub(crate) fn run_process(_: ProcessArgs) -> CommandResult<u8> {
 /// they are pipes and the system allows it. A large file then crosses in
 /// a sixteenth of the turns, each a wake-up of Git or of git-seal: the
 /// status of a touched 256 MiB file, whose envelope (341 MB) goes back to
-/// Git, took 1.25 s against 1.59 s (medians of 7, interleaved).
+/// Git, took 1.25 s against 1.59 s (medians of 7, interleaved). Only a
+/// process that moves a large file does it: the pages of all of a user's
+/// pipes count against a limit (`pipe-user-pages-soft`), past which their
+/// new pipes are made small.
 fn widen_pipes() {
     #[cfg(target_os = "linux")]
     {

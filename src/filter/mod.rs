@@ -67,6 +67,9 @@ pub struct Filter {
     locked: smudge::Locked,
     /// This work tree's git dir, for [`LEFT_SEALED_MARKER`].
     git_dir: Option<PathBuf>,
+    /// Run once, before the first large file crosses (the process's
+    /// caller widens its pipes to Git: see [`Filter::before_large`]).
+    before_large: Option<fn()>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -109,6 +112,7 @@ impl Filter {
             wraps: wraps::Wraps::default(),
             locked: smudge::Locked::new(work_tree_locked),
             git_dir,
+            before_large: None,
         }
     }
 
@@ -116,6 +120,21 @@ impl Filter {
     pub fn long_running(mut self) -> Filter {
         self.long_running = true;
         self
+    }
+
+    /// Run `prepare` once, before the first large file is read or written
+    /// (widening the pipes to Git only in processes that move one).
+    pub fn before_large_files(mut self, prepare: fn()) -> Filter {
+        self.before_large = Some(prepare);
+        self
+    }
+
+    /// A large file is about to cross: run what
+    /// [`Filter::before_large_files`] gave, the first time.
+    pub(crate) fn before_large(&mut self) {
+        if let Some(prepare) = self.before_large.take() {
+            prepare();
+        }
     }
 
     /// Is a blob id for `len` bytes of output worth its SHA-1? For the clean

@@ -263,6 +263,7 @@ fn serve_with(
             let result = if pktline::read_up_to(&mut r, &mut content, STREAM_MIN)? {
                 filter.clean(&path, content).map(Output::Bytes)
             } else {
+                filter.before_large();
                 let mut next = |buf: &mut Vec<u8>| pktline::read_data_into(&mut r, buf);
                 filter.clean_stream(&path, content, &mut next)?
             };
@@ -285,6 +286,9 @@ fn serve_with(
         // ciphertext, and opened here rather than delayed: a worker would
         // hold it while Git sends more.
         let complete = pktline::read_up_to(&mut r, &mut content, STREAM_MIN)?;
+        if !complete {
+            filter.before_large();
+        }
         let streamed = !complete && blob.is_some() && open.is_some();
         // The tree Git checks out, the blob and the keys to open it ahead.
         let checkout = match (treeish, blob, &ahead) {
@@ -402,9 +406,14 @@ mod tests {
     /// Run `serve_with` on another thread, failing (not hanging) if it
     /// does not finish in time. Returns the output.
     fn serve_within(input: Vec<u8>, open: Job) -> Vec<u8> {
+        serve_filter_within(input, open, Filter::from_env)
+    }
+
+    /// [`serve_within`] with the filter `make` makes.
+    fn serve_filter_within(input: Vec<u8>, open: Job, make: fn() -> Filter) -> Vec<u8> {
         let (done, finished) = mpsc::channel();
         thread::spawn(move || {
-            let mut filter = Filter::from_env();
+            let mut filter = make();
             let mut output = Vec::new();
             let served = serve_with(&input[..], &mut output, &mut filter, Some(open), None);
             let _ = done.send(served.map(|()| output));
@@ -439,6 +448,34 @@ mod tests {
         list.iter()
             .map(|p| String::from_utf8_lossy(p).trim_end().to_owned())
             .collect()
+    }
+
+    /// What runs before large files runs once, and only in a session
+    /// that has one: small files leave Git's pipes as they are.
+    #[test]
+    fn before_large_files_runs_once_and_only_for_a_large_file() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        fn count() {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+        }
+        let make = || Filter::from_env().before_large_files(count);
+        let session = |contents: &[&[u8]]| {
+            let mut git = Git::default()
+                .list(&["git-filter-client", "version=2"])
+                .list(&["capability=clean", "capability=smudge"]);
+            for (i, content) in contents.iter().enumerate() {
+                let path = format!("pathname=f{i}.txt");
+                git = git.list(&["command=smudge", &path]).content(content);
+            }
+            let output = serve_filter_within(git.0, panics_on_boom(), make);
+            answers(&output).len()
+        };
+        let large = vec![b'x'; STREAM_MIN + 1];
+        session(&[b"small\n", b"also small\n"]);
+        assert_eq!(CALLS.load(Ordering::SeqCst), 0);
+        session(&[b"small\n", &large, &large]);
+        assert_eq!(CALLS.load(Ordering::SeqCst), 1);
     }
 
     #[test]
