@@ -3,6 +3,42 @@
 
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+/// A large file's content held in memory in pieces (plaintext, or
+/// ciphertext that must not leave), wiped when dropped. [`Pieces::take`]
+/// hands the pieces to a caller that encrypts or wipes them.
+#[derive(Default)]
+pub struct Pieces(Vec<Vec<u8>>);
+
+impl Pieces {
+    pub fn expose(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+
+    pub(crate) fn expose_mut(&mut self) -> &mut Vec<Vec<u8>> {
+        &mut self.0
+    }
+
+    /// The pieces, no longer wiped here.
+    pub fn take(mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Pieces {
+    fn drop(&mut self) {
+        for piece in &mut self.0 {
+            piece.zeroize();
+        }
+    }
+}
+
+impl std::fmt::Debug for Pieces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len: usize = self.0.iter().map(Vec::len).sum();
+        write!(f, "Pieces({len} bytes)")
+    }
+}
+
 /// A data-encryption key: 32 random bytes, one per envelope.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Dek([u8; 32]);

@@ -11,7 +11,7 @@ use rand_core::{OsRng, RngCore};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::format::{Envelope, Recipient, NONCE_LEN};
-use crate::secret::Dek;
+use crate::secret::{Dek, Pieces};
 
 /// The content did not authenticate under the DEK.
 #[derive(Debug, thiserror::Error)]
@@ -312,19 +312,7 @@ impl SealStream {
 /// DEK and nonce (a reused nonce) never leaves it.
 pub struct Again {
     stream: SealStream,
-    held: Wiped,
-}
-
-/// Pieces wiped when dropped: [`Again`]'s, unless given out.
-#[derive(Default)]
-struct Wiped(Vec<Vec<u8>>);
-
-impl Drop for Wiped {
-    fn drop(&mut self) {
-        for piece in &mut self.0 {
-            piece.zeroize();
-        }
-    }
+    held: Pieces,
 }
 
 impl std::fmt::Debug for Again {
@@ -340,13 +328,13 @@ impl Again {
     pub fn new(dek: Dek, nonce: [u8; NONCE_LEN], aad: Option<&str>) -> Again {
         Again {
             stream: SealStream::under(dek, nonce, aad),
-            held: Wiped::default(),
+            held: Pieces::default(),
         }
     }
 
     /// Take the next piece of plaintext.
     pub fn push(&mut self, plaintext: &[u8]) {
-        self.stream.encrypt_onto(plaintext, &mut self.held.0);
+        self.stream.encrypt_onto(plaintext, self.held.expose_mut());
     }
 
     /// The content's length so far.
@@ -359,17 +347,16 @@ impl Again {
     }
 
     /// The ciphertext, in pieces, if its tag is `tag`; else the plaintext
-    /// taken, in pieces.
-    pub fn finish(self, tag: &[u8; 16]) -> Result<Vec<Vec<u8>>, Vec<Vec<u8>>> {
+    /// taken, in pieces (still wiped when dropped).
+    pub fn finish(self, tag: &[u8; 16]) -> Result<Vec<Vec<u8>>, Pieces> {
         use subtle::ConstantTimeEq;
         let Again { stream, mut held } = self;
-        let mut held = std::mem::take(&mut held.0);
         let (dek, nonce) = (stream.dek.clone(), stream.nonce);
         if bool::from(stream.finish().ct_eq(tag)) {
-            return Ok(held);
+            return Ok(held.take());
         }
         let mut ctr = Gcm::new(&dek, &nonce).ctr(&dek);
-        for piece in &mut held {
+        for piece in held.expose_mut() {
             use aes::cipher::StreamCipher;
             ctr.apply_keystream(piece);
         }
@@ -721,7 +708,7 @@ mod tests {
         again
             .finish(tag)
             .map(|c| c.concat())
-            .map_err(|p| p.concat())
+            .map_err(|p| p.expose().concat())
     }
 
     proptest! {

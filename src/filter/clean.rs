@@ -239,16 +239,13 @@ impl Filter {
                     return Ok(Output::Framed { frame, ciphertext });
                 }
                 // Not hashed as it came: only needed now.
-                Err(plaintext) => {
+                Err(held) => {
                     if let Some(mac) = &mut mac {
-                        for piece in &plaintext {
+                        for piece in held.expose() {
                             mac.update(piece);
                         }
                     }
-                    Mode::Held {
-                        held: Held(plaintext),
-                        may_seal,
-                    }
+                    Mode::Held { held, may_seal }
                 }
             },
             mode => mode,
@@ -282,7 +279,7 @@ impl Filter {
             // Changed: sealed anew, in place, from what is held.
             Mode::Held { held, may_seal } => {
                 let mut new = self.new_envelope(path, &may_seal?, aad.as_deref())?;
-                new.ciphertext = held.into_pieces();
+                new.ciphertext = held.take();
                 for piece in &mut new.ciphertext {
                     new.stream.encrypt(piece);
                 }
@@ -404,7 +401,7 @@ enum Mode {
     },
     /// The plaintext, held: it was not `Again`'s.
     Held {
-        held: Held,
+        held: crate::secret::Pieces,
         may_seal: Result<Vec<keys::WrapTarget>, String>,
     },
 }
@@ -416,24 +413,6 @@ struct NewEnvelope {
     stream: envelope::SealStream,
     ciphertext: Vec<Vec<u8>>,
     recipients: Vec<envelope::Recipient>,
-}
-
-/// A large plaintext held in pieces (wiped when dropped).
-struct Held(Vec<Vec<u8>>);
-
-impl Held {
-    /// The pieces, each to be wiped or encrypted by the taker.
-    fn into_pieces(mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.0)
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        for piece in &mut self.0 {
-            piece.zeroize();
-        }
-    }
 }
 
 /// Where a path's previous envelope may be: the index, else HEAD. Both are
@@ -567,10 +546,9 @@ fn reuse(
         return None;
     }
     // A frame only where it gives the text back: a canonical one.
-    let frame = Some(env.frame()).filter(|frame| {
-        let len = env.ciphertext.len();
-        len >= STREAM_MIN && envelope::written_as(frame, len, text.len(), &text, &text)
-    });
+    let len = env.ciphertext.len();
+    let frame = (len >= STREAM_MIN && envelope::written_as(&env, len, text.len(), &text, &text))
+        .then(|| env.frame());
     let opened = keys::open(env, project.opener().as_ref()).ok()?;
     let same = match (wanted.plaintext, wanted.mac, cache.as_deref()) {
         (Some(plaintext), ..) => opened == plaintext,
