@@ -228,10 +228,9 @@ impl Filter {
             (None, None) => unreachable!("a spill is made without a blob"),
         };
         let parsed = reader.finish();
-        let canonical = parsed.as_ref().is_ok_and(|env| {
-            let frame = env.frame();
-            envelope::written_as(&frame, env.ciphertext.len(), len, &first, &last)
-        });
+        let canonical = parsed
+            .as_ref()
+            .is_ok_and(|env| envelope::written_as(env, env.ciphertext.len(), len, &first, &last));
         Ok(self.judge(path, text, parsed, blob, canonical))
     }
 
