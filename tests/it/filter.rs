@@ -138,9 +138,7 @@ fn branches_checkout_reset_stash_rebase_and_cherry_pick() {
     write(&dir, "secrets/db.env", "DB_PASSWORD=wip\n");
     env.git(&dir, &["stash", "-q"]);
     assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=feature\n");
-    let stashed = env
-        .ok("git", &dir, &["cat-file", "-p", "stash@{0}:secrets/db.env"])
-        .stdout;
+    let stashed = env.blob_at(&dir, "stash@{0}:secrets/db.env");
     assert!(is_envelope(&stashed), "the stash stored plaintext");
     env.git(&dir, &["stash", "pop", "-q"]);
     assert_eq!(read(&dir, "secrets/db.env"), "DB_PASSWORD=wip\n");
@@ -510,9 +508,7 @@ fn crlf_files_with_autocrlf_round_trip_exactly() {
     env.git(&dir, &["config", "core.autocrlf", "input"]);
     write(&dir, "secrets/win.txt", "line one\r\nline two\r\n");
     commit_all(&env, &dir, "crlf");
-    let stored = env
-        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/win.txt"])
-        .stdout;
+    let stored = env.blob_at(&dir, "HEAD:secrets/win.txt");
     assert!(is_envelope(&stored));
     let tmp = env.path("win.envelope");
     std::fs::write(&tmp, &stored).unwrap();
@@ -575,9 +571,7 @@ fn one_shot_filters_stream_a_large_file_and_give_back_what_they_cannot_open() {
     assert!(std::fs::read(dir.join("secrets/big.bin")).unwrap() == plain);
 
     // No key here: the envelope stays, byte for byte.
-    let text = env
-        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/big.bin"])
-        .stdout;
+    let text = env.blob_at(&dir, "HEAD:secrets/big.bin");
     let hidden = env.hide_keys();
     std::fs::remove_file(dir.join("secrets/big.bin")).unwrap();
     env.git(&dir, &["checkout", "--", "secrets/big.bin"]);
@@ -813,9 +807,7 @@ fn damaged_frames_fall_back_to_the_stored_envelope() {
 fn a_large_envelope_not_in_canonical_form_is_given_back_as_stored() {
     let env = Env::new();
     let (dir, plain) = repo_with_large_file(&env, 7);
-    let text = env
-        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/big.bin"])
-        .stdout;
+    let text = env.blob_at(&dir, "HEAD:secrets/big.bin");
     let spaced = String::from_utf8(text)
         .unwrap()
         .replacen("\"tag\": ", "\"tag\":  ", 1);
@@ -846,9 +838,7 @@ fn large_envelope_in_the_work_tree_is_stored_as_it_is() {
     let sealed = std::fs::read(dir.join("big.sealed")).unwrap();
     crate::harness::write_file(&dir, "secrets/big.sealed", &sealed);
     env.git(&dir, &["add", "secrets/big.sealed"]);
-    let stored = env
-        .ok("git", &dir, &["cat-file", "-p", ":secrets/big.sealed"])
-        .stdout;
+    let stored = env.blob_at(&dir, ":secrets/big.sealed");
     assert!(stored == sealed, "an envelope passes through unchanged");
 }
 
@@ -886,9 +876,7 @@ fn tampered_large_envelope_releases_no_plaintext() {
 fn large_envelope_left_sealed_is_written_as_stored() {
     let env = Env::new();
     let (dir, plain) = repo_with_large_file(&env, 4);
-    let stored = env
-        .ok("git", &dir, &["cat-file", "-p", "HEAD:secrets/big.bin"])
-        .stdout;
+    let stored = env.blob_at(&dir, "HEAD:secrets/big.bin");
 
     let hidden = env.hide_keys();
     std::fs::remove_file(dir.join("secrets/big.bin")).unwrap();

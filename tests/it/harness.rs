@@ -400,10 +400,16 @@ fn descendants_of(root: u32) -> Vec<u32> {
 }
 
 impl Env {
+    /// The bytes of `REV:PATH`'s blob, as stored.
+    #[track_caller]
+    pub(crate) fn blob_at(&self, dir: &Path, rev_path: &str) -> Vec<u8> {
+        self.ok("git", dir, &["cat-file", "-p", rev_path]).stdout
+    }
+
     /// `REV:PATH`'s blob as envelope JSON (failing if it is not JSON).
     #[track_caller]
     pub(crate) fn envelope_at(&self, dir: &Path, rev_path: &str) -> serde_json::Value {
-        let text = self.ok("git", dir, &["cat-file", "-p", rev_path]).stdout;
+        let text = self.blob_at(dir, rev_path);
         serde_json::from_slice(&text).unwrap_or_else(|e| {
             panic!(
                 "{rev_path} is not an envelope ({e}):\n{}",
