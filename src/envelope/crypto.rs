@@ -241,7 +241,7 @@ impl SealStream {
     /// A stream under a given DEK and nonce: only for [`Again`], which
     /// releases its output only if it is the envelope's own.
     fn under(dek: Dek, nonce: [u8; NONCE_LEN], aad: Option<&str>) -> SealStream {
-        use ghash::universal_hash::{KeyInit, UniversalHash};
+        use ghash::universal_hash::UniversalHash;
         let gcm = Gcm::new(&dek, &nonce);
         let mut ghash = ghash::GHash::new(&gcm.h);
         let aad = aad.unwrap_or("").as_bytes();
@@ -388,7 +388,6 @@ impl std::fmt::Debug for OpenStream {
 
 impl OpenStream {
     pub fn new(dek: &Dek, nonce: &[u8; NONCE_LEN]) -> OpenStream {
-        use ghash::universal_hash::KeyInit;
         let gcm = Gcm::new(dek, nonce);
         let content = Content::new(&gcm, dek, ghash::GHash::new(&gcm.h));
         OpenStream { gcm, content }
@@ -402,7 +401,7 @@ impl OpenStream {
 
     /// Whether the tag authenticates everything decrypted, bound to `aad`.
     pub fn finish(self, aad: Option<&str>, tag: &[u8; 16]) -> Result<(), ContentError> {
-        use ghash::universal_hash::{KeyInit, UniversalHash};
+        use ghash::universal_hash::UniversalHash;
         use subtle::ConstantTimeEq;
         let aad = aad.unwrap_or("").as_bytes();
         let OpenStream { gcm, content } = self;
@@ -432,7 +431,7 @@ impl OpenStream {
 
 /// `a`·`b` in GHASH's field: one block hashed under the key `b`.
 fn gf_mul(a: &[u8; 16], b: &[u8; 16]) -> Zeroizing<[u8; 16]> {
-    use ghash::universal_hash::{KeyInit, UniversalHash};
+    use ghash::universal_hash::UniversalHash;
     let mut ghash = ghash::GHash::new(b.into());
     ghash.update(&[(*a).into()]);
     Zeroizing::new(ghash.finalize().into())
@@ -476,7 +475,7 @@ impl Gcm {
         aes.encrypt_block(&mut mask);
         j0[15] = 2;
         Gcm {
-            h,
+            h: <[u8; 16]>::from(h).into(),
             mask: mask.into(),
             start: j0,
         }
