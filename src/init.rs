@@ -245,7 +245,11 @@ pub fn init(
     let chain = start_audit_chain(repo, &keks);
     // A fresh clone checked its sealed files out before the filter existed:
     // open them now if the key is here (never discarding local changes).
-    let unlocked = match Workspace::open(&root) {
+    let unlocked = match repo
+        .reopen()
+        .map_err(WorkspaceError::from)
+        .and_then(Workspace::from_repo)
+    {
         Ok(ws) if ws.active().is_ok_and(|a| ws.keys().has(&a.kid)) => lock::unlock_if_locked(&ws),
         // Without the key they stay sealed: the hooks open them after a
         // checkout once it is here.

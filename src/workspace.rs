@@ -71,6 +71,12 @@ impl Workspace {
         Workspace::from_repo(Repo::discover(start)?)
     }
 
+    /// Open the project a command was run in, as Git finds it: `GIT_DIR`
+    /// and `GIT_WORK_TREE` when set, else around the current directory.
+    pub fn here() -> Result<Workspace, WorkspaceError> {
+        Workspace::from_repo(Repo::from_env()?)
+    }
+
     /// The workspace of `repo`, refused when this clone's provider cannot
     /// serve its active KEKs (the install lock, [`Workspace::check_install_lock`]).
     pub fn from_repo(repo: Repo) -> Result<Workspace, WorkspaceError> {

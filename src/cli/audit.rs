@@ -252,7 +252,7 @@ pub(crate) struct SignerRemoveArgs {
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let repo = Repo::discover(&std::env::current_dir()?)?;
+    let repo = Repo::from_env()?;
     match args.command {
         AuditCommand::Log(args) => log(&repo, args),
         AuditCommand::Verify(args) => verify_command(&repo, args),

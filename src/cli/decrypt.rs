@@ -24,7 +24,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let project = Workspace::open(&std::env::current_dir()?).ok();
+    let project = Workspace::here().ok();
     let keys = git_seal::keys::for_opening(project.as_ref().map(Workspace::shared_keys))?;
     let name = if args.file == "-" {
         "<stdin>"

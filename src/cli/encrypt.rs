@@ -32,7 +32,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let project = Workspace::open(&std::env::current_dir()?).ok();
+    let project = Workspace::here().ok();
     let targets = if args.to.is_empty() {
         let project = project.ok_or_else(|| {
             CommandError::usage("not inside a git-seal repository, so there is no KEK to seal to")

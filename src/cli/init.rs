@@ -51,7 +51,7 @@ pub(crate) fn provider_parser(
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let repo = Repo::discover(&std::env::current_dir()?)?;
+    let repo = Repo::from_env()?;
     let options = init::Options {
         provider: args.provider,
         force: args.force,

@@ -143,7 +143,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
 }
 
 fn workspace() -> CommandResult<Workspace> {
-    Ok(Workspace::open(&std::env::current_dir()?)?)
+    Ok(Workspace::here()?)
 }
 
 fn list(args: ListArgs) -> CommandResult<u8> {
@@ -215,7 +215,7 @@ fn add(args: AddArgs) -> CommandResult<u8> {
 }
 
 fn show(args: ShowArgs) -> CommandResult<u8> {
-    let ws = Workspace::open(&std::env::current_dir()?).ok();
+    let ws = Workspace::here().ok();
     outln!("{}", kek::public_key(ws.as_ref(), &args.kid)?);
     Ok(0)
 }
@@ -347,7 +347,7 @@ fn import(args: ImportArgs) -> CommandResult<u8> {
     } else {
         outln!("git-seal: stored {} in {}", done.kid, done.path.display());
     }
-    if let Ok(ws) = Workspace::open(&std::env::current_dir()?) {
+    if let Ok(ws) = Workspace::here() {
         match ws.record(&done.kid) {
             Some(r) => outln!(
                 "git-seal: this repository lists {} as {}",

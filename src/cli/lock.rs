@@ -27,7 +27,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let ws = Workspace::open(&std::env::current_dir()?)?;
+    let ws = Workspace::here()?;
     let done = lock::lock(&ws, args.force, args.include_untracked).map_err(|e| match e {
         e @ LockError::UnstagedChanges { .. } => CommandError::from(e).with_hint(
             "stage or commit them (`git add`), stash them, or run `git seal lock --force` to discard them",

@@ -30,7 +30,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let ws = Workspace::open(&std::env::current_dir()?)?;
+    let ws = Workspace::here()?;
     let sides = merge::Sides {
         base: super::stdio::read_input(&args.base)?,
         ours: super::stdio::read_input(&args.ours)?,

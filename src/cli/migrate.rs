@@ -33,7 +33,7 @@ const NEXT: &str = "git commit -m 'Seal files the policy covers'";
 const NAMED: usize = 5;
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let ws = Workspace::open(&std::env::current_dir()?)?;
+    let ws = Workspace::here()?;
     let done = migrate::migrate(&ws).map_err(|e| match e {
         e @ MigrateError::NoFilter { .. } => {
             CommandError::from(e).with_hint("run `git seal init`, then `git seal migrate` again")

@@ -72,7 +72,7 @@ struct RemoveArgs {
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let ws = Workspace::open(&std::env::current_dir()?)?;
+    let ws = Workspace::here()?;
     match args.command {
         RecipientsCommand::List(args) => {
             let listing = recipients::list(&ws);

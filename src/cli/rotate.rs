@@ -53,7 +53,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
     // `rotate` checks the install lock itself: a custody move interrupted
     // between writing the records and moving the lock must still finish.
-    let ws = Workspace::load(git_seal::repo::Repo::discover(&std::env::current_dir()?)?)?;
+    let ws = Workspace::load(git_seal::repo::Repo::from_env()?)?;
     let done = rotate::rotate(
         &ws,
         Options {

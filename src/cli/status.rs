@@ -81,7 +81,7 @@ pub(crate) struct AuditStatus {
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let project = Workspace::open(&std::env::current_dir()?)?;
+    let project = Workspace::here()?;
     let status = collect(&project)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&status)?);

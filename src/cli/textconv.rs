@@ -25,7 +25,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
         }
     };
     let canonical = envelope::write(&env);
-    let project = Workspace::open(&std::env::current_dir()?).ok();
+    let project = Workspace::here().ok();
     let keys = git_seal::keys::for_opening(project.as_ref().map(Workspace::shared_keys))?;
     match git_seal::keys::open(env, &keys) {
         Ok(plaintext) => super::stdio::write_output(None, &plaintext)?,

@@ -24,7 +24,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let ws = Workspace::open(&std::env::current_dir()?)?;
+    let ws = Workspace::here()?;
     let unlocked = lock::unlock(&ws, args.force).map_err(|e| with_hint(&ws, e))?;
     if args.json {
         let doc = serde_json::json!({"schema": "git-seal.unlock/v1", "unlocked": unlocked});

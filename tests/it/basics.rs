@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::harness::{is_envelope, stderr, stdout, Env};
+use crate::harness::{is_envelope, stderr, stdout, write_file, Env};
 
 fn snapshot(env: &Env, dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
@@ -371,6 +371,37 @@ fn status_reports_keks_sealed_files_and_state() {
             && text.contains("work tree: unlocked"),
         "{text}"
     );
+}
+
+#[test]
+fn commands_act_on_the_repository_git_dir_and_git_work_tree_name() {
+    let mut env = Env::new();
+    let a = env.sealed_repo("a");
+    let b = env.sealed_repo("b");
+    write_file(&a, "secrets/x.env", b"X=1\n");
+    env.git(&a, &["add", "secrets"]);
+    env.git(&a, &["commit", "-q", "-m", "secret"]);
+    env.set("GIT_DIR", a.join(".git").to_str().unwrap());
+    env.set("GIT_WORK_TREE", a.to_str().unwrap());
+    // Run from inside the other repository, and from outside any.
+    for cwd in [b.clone(), env.tmp.path().to_owned()] {
+        let status = env.seal(&cwd, &["status", "--json"]);
+        let json: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(json["sealed_files"], 1, "{status}");
+        env.seal(&cwd, &["lock"]);
+        assert!(is_envelope(
+            &std::fs::read(a.join("secrets/x.env")).unwrap()
+        ));
+        env.seal(&cwd, &["unlock"]);
+        assert_eq!(std::fs::read(a.join("secrets/x.env")).unwrap(), b"X=1\n");
+        let log = env.seal(&cwd, &["audit", "log"]);
+        assert!(log.contains("secrets/x.env"), "{log}");
+    }
+    env.unset("GIT_DIR");
+    env.unset("GIT_WORK_TREE");
+    let status = env.seal(&b, &["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(json["sealed_files"], 0, "{status}");
 }
 
 #[test]
