@@ -6,14 +6,15 @@
 use crate::repo::{Repo, RepoError};
 
 /// Driver configuration, exactly as `init` writes it. `git-seal` must be on
-/// PATH (as `cargo install` arranges). `diff.seal.cachetextconv` is left
+/// PATH (as `cargo install` arranges). `--` comes before the paths Git
+/// appends or puts in, so that a file named `-x.env` is not an option. `diff.seal.cachetextconv` is left
 /// unset on purpose: Git would cache plaintext in `refs/notes/textconv`.
 pub const DRIVER_CONFIG: &[(&str, &str)] = &[
     ("filter.seal.process", "git-seal filter-process"),
-    ("filter.seal.clean", "git-seal clean %f"),
-    ("filter.seal.smudge", "git-seal smudge %f"),
+    ("filter.seal.clean", "git-seal clean -- %f"),
+    ("filter.seal.smudge", "git-seal smudge -- %f"),
     ("filter.seal.required", "true"),
-    ("diff.seal.textconv", "git-seal textconv"),
+    ("diff.seal.textconv", "git-seal textconv --"),
     // Binary to Git's plumbing diff, so `git add -p`, `reset -p` and
     // `stash -p` cannot splice the JSON lines of two envelopes (the result
     // would open for nobody); `git diff` and `log -p` still show textconv.
@@ -24,7 +25,7 @@ pub const DRIVER_CONFIG: &[(&str, &str)] = &[
     ),
     (
         "merge.seal.driver",
-        "git-seal merge %O %A %B %L %P %S %X %Y",
+        "git-seal merge -- %O %A %B %L %P %S %X %Y",
     ),
 ];
 

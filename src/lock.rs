@@ -87,22 +87,23 @@ pub struct Locked {
 
 /// Untracked (not ignored) files under paths that must be sealed, with
 /// whether each is an envelope already.
-fn untracked_sealed_paths(ws: &Workspace) -> Result<Vec<(String, bool)>, LockError> {
+fn untracked_sealed_paths(ws: &Workspace) -> Result<Vec<(String, PathBuf, bool)>, LockError> {
     let out = ws
         .repo
         .git()
         .run(&["ls-files", "--others", "--exclude-standard", "-z"])?;
     let mut found = Vec::new();
-    for path in nul_records(&out.stdout) {
-        let path = String::from_utf8_lossy(path).into_owned();
+    for name in nul_records(&out.stdout) {
+        use std::os::unix::ffi::OsStrExt;
+        let path = String::from_utf8_lossy(name).into_owned();
         if !ws.must_seal(&path)? {
             continue;
         }
-        let file = ws.root.join(&path);
+        let file = ws.root.join(std::ffi::OsStr::from_bytes(name));
         let Ok(bytes) = std::fs::read(&file) else {
             continue;
         };
-        found.push((path, envelope::is_envelope(&bytes)));
+        found.push((path, file, envelope::is_envelope(&bytes)));
     }
     Ok(found)
 }
@@ -129,7 +130,7 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
     let progress = crate::progress::Progress::new("lock", sealed.len(), "files");
     for (path, id) in &sealed {
         progress.step();
-        let file = ws.root.join(path);
+        let file = ws.work_file(path);
         let Ok(current) = std::fs::read(&file) else {
             continue;
         };
@@ -152,12 +153,11 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
         done.locked.push(path.clone());
     }
     progress.finish();
-    for (path, is_envelope) in untracked_sealed_paths(ws)? {
+    for (path, file, is_envelope) in untracked_sealed_paths(ws)? {
         if is_envelope {
             continue;
         }
         if include_untracked {
-            let file = ws.root.join(&path);
             let plaintext = std::fs::read(&file).map_err(io_error("read", file.clone()))?;
             let targets = ws.targets_for(Some(&path))?;
             let text = keys::seal_bytes(plaintext, ws.policy.aad_for(&path), &targets).map_err(
@@ -183,11 +183,16 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
                 "--pathspec-from-file=-",
                 "--pathspec-file-nul",
             ],
-            Some(&nul_list(&refresh)),
+            Some(&nul_list(&git_names(ws, &refresh))),
             &[0],
         )?;
     }
     Ok(done)
+}
+
+/// The bytes that name `paths` for Git (see [`Workspace::git_name`]).
+fn git_names<'a>(ws: &'a Workspace, paths: &'a [String]) -> Vec<&'a [u8]> {
+    paths.iter().map(|p| ws.git_name(p)).collect()
 }
 
 /// Remove the temporary files (`.git-seal-*`) that a killed run left
@@ -195,7 +200,7 @@ pub fn lock(ws: &Workspace, force: bool, include_untracked: bool) -> Result<Lock
 /// the file it was for is intact.
 fn remove_stale_temp_files<'a>(ws: &Workspace, paths: impl Iterator<Item = &'a str>) {
     let dirs: BTreeSet<PathBuf> = paths
-        .filter_map(|p| ws.root.join(p).parent().map(PathBuf::from))
+        .filter_map(|p| ws.work_file(p).parent().map(PathBuf::from))
         .collect();
     for dir in dirs {
         atomic_file::remove_stale_temp_files(&dir);
@@ -250,7 +255,7 @@ pub fn file_is_envelope(path: &std::path::Path) -> bool {
 pub fn locked_paths(ws: &Workspace) -> Result<Vec<String>, LockError> {
     let mut locked = Vec::new();
     for (path, _) in ws.sealed_index_paths()? {
-        if file_is_envelope(&ws.root.join(&path)) {
+        if file_is_envelope(&ws.work_file(&path)) {
             locked.push(path);
         }
     }
@@ -278,7 +283,7 @@ fn interrupted_unlock(ws: &Workspace) -> Result<Vec<String>, LockError> {
         .collect();
     Ok(nul_records(&text)
         .map(|p| String::from_utf8_lossy(p).into_owned())
-        .filter(|p| sealed.contains(p) && !ws.root.join(p).exists())
+        .filter(|p| sealed.contains(p) && !ws.work_file(p).exists())
         .collect())
 }
 
@@ -288,7 +293,7 @@ fn interrupted_unlock(ws: &Workspace) -> Result<Vec<String>, LockError> {
 pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     let mut locked: Vec<(String, Oid, Vec<u8>)> = Vec::new();
     for (path, id) in ws.sealed_index_paths()? {
-        let Ok(current) = std::fs::read(ws.root.join(&path)) else {
+        let Ok(current) = std::fs::read(ws.work_file(&path)) else {
             continue;
         };
         if !envelope::is_envelope(&current) {
@@ -317,11 +322,10 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
         std::fs::remove_file(&marker).map_err(io_error("remove", marker.clone()))?;
     }
     let mut opened = Vec::new();
-    for (path, is_envelope) in untracked_sealed_paths(ws)? {
+    for (path, file, is_envelope) in untracked_sealed_paths(ws)? {
         if !is_envelope {
             continue;
         }
-        let file = ws.root.join(&path);
         let text = std::fs::read(&file).map_err(io_error("read", file.clone()))?;
         let plaintext =
             keys::open_bytes(&text, ws.opener().as_ref()).map_err(|source| LockError::Open {
@@ -348,7 +352,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     // removed here; Git replaces each file itself.
     let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
     for path in &paths {
-        let file = ws.root.join(path);
+        let file = ws.work_file(path);
         if let Ok(handle) = std::fs::File::options().write(true).open(&file) {
             handle
                 .set_modified(old)
@@ -366,7 +370,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     for chunk in paths.chunks(batch.max(1)) {
         ws.repo.git().with_filters().run_with(
             &["checkout-index", "-f", "-u", "-z", "--stdin"],
-            Some(&nul_list(chunk)),
+            Some(&nul_list(&git_names(ws, chunk))),
             &[0],
         )?;
         progress.advance(chunk.len());
@@ -375,7 +379,7 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
     remove_if_present(&journal)?;
     let still: Vec<String> = paths
         .iter()
-        .filter(|p| file_is_envelope(&ws.root.join(p)))
+        .filter(|p| file_is_envelope(&ws.work_file(p)))
         .cloned()
         .collect();
     if !still.is_empty() {

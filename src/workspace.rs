@@ -1,6 +1,7 @@
 //! A repository set up for git-seal: its work tree, committed KEK metadata,
 //! policy, and the key provider this clone was installed with.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -63,6 +64,9 @@ pub struct Workspace {
     keys: Arc<dyn KeyProvider>,
     /// `keys`, then the software keys held here: see [`Workspace::opener`].
     opener: std::sync::OnceLock<Arc<dyn KeyProvider>>,
+    /// The index's paths that are not UTF-8, by their text: see
+    /// [`Workspace::git_name`].
+    odd_names: std::sync::OnceLock<HashMap<String, Vec<u8>>>,
 }
 
 impl Workspace {
@@ -132,6 +136,7 @@ impl Workspace {
         let project = Workspace {
             keys: Arc::from(provider.open(Some(&repo), &keks)?),
             opener: std::sync::OnceLock::new(),
+            odd_names: std::sync::OnceLock::new(),
             repo,
             root,
             keks,
@@ -317,6 +322,28 @@ impl Workspace {
 
     /// Index paths that must be sealed ([`Workspace::must_seal`]), with
     /// their blob ids, sorted by path.
+    /// The bytes that name `path` in the index and the work tree. git-seal
+    /// speaks of a path as text, with U+FFFD for each byte that is not
+    /// UTF-8 (as in an envelope's aad); Git's paths are bytes, which this
+    /// gives back from the index (the first such name, if several share
+    /// the text).
+    pub fn git_name<'a>(&'a self, path: &'a str) -> &'a [u8] {
+        if !path.contains(char::REPLACEMENT_CHARACTER) {
+            return path.as_bytes();
+        }
+        let names = self
+            .odd_names
+            .get_or_init(|| self.repo.index_odd_names().unwrap_or_default());
+        names.get(path).map_or(path.as_bytes(), Vec::as_slice)
+    }
+
+    /// The work-tree file at `path` (see [`Workspace::git_name`]).
+    pub fn work_file(&self, path: &str) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        self.root
+            .join(std::ffi::OsStr::from_bytes(self.git_name(path)))
+    }
+
     pub fn sealed_index_paths(&self) -> Result<Vec<(String, crate::repo::Oid)>, WorkspaceError> {
         let mut paths = Vec::new();
         for (path, id) in self.repo.index_entries()? {

@@ -2,6 +2,7 @@
 //! plumbing Git calls (configured by `git seal init`).
 
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 
 use super::error::{CommandError, CommandResult};
 use git_seal::filter::{process, Filter, Output, STREAM_MIN};
@@ -14,14 +15,14 @@ pub(crate) struct ProcessArgs {}
 #[derive(clap::Args, Debug)]
 pub(crate) struct CleanArgs {
     /// The path Git is adding (as `%f`).
-    pub path: String,
+    pub path: std::ffi::OsString,
 }
 
 /// Open standard input for PATH (`filter.seal.smudge`). Plumbing.
 #[derive(clap::Args, Debug)]
 pub(crate) struct SmudgeArgs {
     /// The path Git is checking out (as `%f`).
-    pub path: String,
+    pub path: std::ffi::OsString,
 }
 
 pub(crate) fn run_process(_: ProcessArgs) -> CommandResult<u8> {
@@ -92,12 +93,13 @@ fn stdin_piece(buf: &mut Vec<u8>, size: usize) -> std::io::Result<bool> {
 /// [`Filter::clean_stream`]), so only the envelope is held.
 pub(crate) fn run_clean(args: CleanArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env();
+    let path = filter.name_path(args.path.as_bytes());
     let mut head = Vec::new();
     let sealed = if read_stdin(STREAM_MIN, &mut head)? < STREAM_MIN {
-        filter.clean(&args.path, head).map(Output::Bytes)
+        filter.clean(&path, head).map(Output::Bytes)
     } else {
         widen_pipes();
-        filter.clean_stream(&args.path, head, &mut |buf| stdin_piece(buf, CLEAN_PIECE))?
+        filter.clean_stream(&path, head, &mut |buf| stdin_piece(buf, CLEAN_PIECE))?
     };
     let sealed = sealed.map_err(CommandError::user)?;
     let mut out = std::io::stdout().lock();
@@ -111,12 +113,13 @@ pub(crate) fn run_clean(args: CleanArgs) -> CommandResult<u8> {
 /// ciphertext (see [`Filter::smudge_stream`]).
 pub(crate) fn run_smudge(args: SmudgeArgs) -> CommandResult<u8> {
     let mut filter = Filter::from_env();
+    let path = filter.name_path(args.path.as_bytes());
     let mut head = Vec::new();
     let smudged = if read_stdin(STREAM_MIN, &mut head)? < STREAM_MIN {
-        filter.smudge(&args.path, head, None)
+        filter.smudge(&path, head, None)
     } else {
         widen_pipes();
-        filter.smudge_stream(&args.path, head, &mut |buf| stdin_piece(buf, SMUDGE_PIECE))?
+        filter.smudge_stream(&path, head, &mut |buf| stdin_piece(buf, SMUDGE_PIECE))?
     };
     if let Some(error) = &smudged.error {
         eprintln!("git-seal: error: {error}");

@@ -7,15 +7,10 @@ use std::path::Path;
 
 use super::error::{CommandError, CommandResult};
 
-pub(crate) fn read_input(path: &str) -> CommandResult<Vec<u8>> {
-    if path == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| CommandError::user(format!("cannot read standard input: {e}")))?;
-        return Ok(buf);
-    }
-    std::fs::read(path).map_err(|e| CommandError::user(format!("cannot read {path}: {e}")))
+/// A file Git names, read whole (its path need not be UTF-8).
+pub(crate) fn read_file(path: &Path) -> CommandResult<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| CommandError::user(format!("cannot read {}: {e}", path.display())))
 }
 
 /// `path` (`-`: stdin) opened for reading piece by piece.

@@ -10,12 +10,12 @@ use git_seal::workspace::Workspace;
 /// envelope JSON to everyone else. Plumbing, called by `git diff`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// The file Git wants converted.
-    pub file: String,
+    /// The file Git wants converted (a path, which need not be UTF-8).
+    pub file: std::path::PathBuf,
 }
 
 pub(crate) fn run(args: Args) -> CommandResult<u8> {
-    let text = super::stdio::read_input(&args.file)?;
+    let text = super::stdio::read_file(&args.file)?;
     let env = match envelope::parse(&text) {
         Ok(env) => env,
         // Plaintext (e.g. a work-tree file Git hands over directly) as it is.

@@ -326,9 +326,15 @@ impl Filter {
             .recipients_for(Some(path))
             .map_err(|e| refusal(path, &e))?;
         let mut candidates: Vec<Oid> = self.recent.get(path).copied().into_iter().collect();
+        // The bytes that name the path: the last path Git named with this
+        // text.
+        let named = self
+            .git_paths
+            .get(path)
+            .map_or(path.as_bytes(), Vec::as_slice);
         let prior = self
             .priors
-            .blob(&project.repo, path)
+            .blob(&project.repo, named)
             .map_err(|e| format!("{path}: {e}"))?;
         candidates.extend(prior.filter(|p| !candidates.contains(p)));
         Ok(Context {
@@ -445,7 +451,7 @@ type IndexStamp = (u64, i64, i64, u64);
 
 impl Priors {
     /// The blob `path` has in the index, else in HEAD.
-    fn blob(&mut self, repo: &Repo, path: &str) -> Result<Option<Oid>, String> {
+    fn blob(&mut self, repo: &Repo, path: &[u8]) -> Result<Option<Oid>, String> {
         let text = |e: crate::repo::RepoError| e.to_string();
         let asked = match std::mem::replace(&mut self.asked_git, true) {
             false => repo.staged_blob(path).ok(),

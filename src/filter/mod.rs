@@ -56,6 +56,10 @@ pub struct Filter {
     /// sequencer (rebase, cherry-pick) keeps the index in memory, so this is
     /// the freshest answer to "what is in the index now".
     recent: HashMap<String, Oid>,
+    /// Paths Git named that are not UTF-8: their text (U+FFFD for each
+    /// byte that is not, as everywhere in git-seal) to the bytes that name
+    /// the file, for finding it in the index and in HEAD.
+    git_paths: HashMap<String, Vec<u8>>,
     /// The clean cache, opened on first use; `None` inside when the active
     /// KEK's private half, which keys its hashes, is not here.
     cache: OnceCell<Option<CleanCache>>,
@@ -107,6 +111,7 @@ impl Filter {
             fallback_keys,
             long_running: false,
             recent: HashMap::new(),
+            git_paths: HashMap::new(),
             cache: OnceCell::new(),
             priors: clean::Priors::default(),
             wraps: wraps::Wraps::default(),
@@ -145,6 +150,20 @@ impl Filter {
 
     /// What opens envelopes here ([`Workspace::opener`]), shareable with
     /// worker threads.
+    /// The text of a path Git names by `bytes`, remembering the bytes
+    /// when they are not UTF-8, for clean to find the path's previous
+    /// envelope.
+    pub fn name_path(&mut self, bytes: &[u8]) -> String {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => {
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                self.git_paths.insert(text.clone(), bytes.to_vec());
+                text
+            }
+        }
+    }
+
     pub fn shared_keys(&self) -> Option<Arc<dyn KeyProvider>> {
         match &self.project {
             Ok(p) => Some(p.opener()),

@@ -123,17 +123,27 @@ impl<W: Write> Write for Packets<W> {
     }
 }
 
-/// Read text packets (`key=value\n`) up to a flush; `None` at end of input.
+/// Read text packets (`key=value\n`) up to a flush, as text (bytes that
+/// are not UTF-8 become U+FFFD); `None` at end of input.
 pub fn read_text_list(r: &mut impl Read) -> io::Result<Option<Vec<String>>> {
+    Ok(read_list(r)?.map(|lines| {
+        lines
+            .iter()
+            .map(|line| String::from_utf8_lossy(line).into_owned())
+            .collect()
+    }))
+}
+
+/// Read text packets up to a flush, as the bytes Git sent without their
+/// newline: Git's paths are bytes, and a `pathname=` that is not UTF-8
+/// names a file all the same. `None` at end of input.
+pub fn read_list(r: &mut impl Read) -> io::Result<Option<Vec<Vec<u8>>>> {
     let mut lines = Vec::new();
     loop {
         match read(r)? {
             Some(Packet::Flush) => return Ok(Some(lines)),
-            Some(Packet::Data(data)) => {
-                // Git's paths are bytes: a `pathname=` that is not UTF-8
-                // names a file all the same (invalid bytes become U+FFFD).
-                let mut line = String::from_utf8_lossy(&data).into_owned();
-                if line.ends_with('\n') {
+            Some(Packet::Data(mut line)) => {
+                if line.last() == Some(&b'\n') {
                     line.pop();
                 }
                 lines.push(line);

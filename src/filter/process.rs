@@ -232,8 +232,13 @@ fn serve_with(
 
     let mut pool: Option<Pool> = None;
     let mut prefetch: Option<Prefetch> = None;
+    // Delayed files opened, by path (only UTF-8 paths are delayed).
     let mut delivered: HashMap<String, Smudged> = HashMap::new();
-    while let Some(headers) = pktline::read_text_list(&mut r)? {
+    while let Some(raw_headers) = pktline::read_list(&mut r)? {
+        let headers: Vec<String> = raw_headers
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .collect();
         let value = |key: &str| {
             headers
                 .iter()
@@ -253,9 +258,17 @@ fn serve_with(
             w.flush()?;
             continue;
         }
-        let path = value("pathname").unwrap_or_default().to_owned();
+        // The path as text (U+FFFD for bytes that are not UTF-8), which
+        // the filter remembers with the bytes that name the file.
+        let named = raw_headers
+            .iter()
+            .find_map(|h| h.strip_prefix(b"pathname="))
+            .unwrap_or_default();
+        let path = filter.name_path(named);
         let blob = value("blob").and_then(|b| Oid::from_str(b).ok());
-        let can_delay = value("can-delay") == Some("1");
+        // A path that is not UTF-8 is not delayed: Git must be told it is
+        // ready by its very bytes, and two such paths can share a text.
+        let can_delay = value("can-delay") == Some("1") && std::str::from_utf8(named).is_ok();
         let treeish = value("treeish").and_then(|t| Oid::from_str(t).ok());
         let mut content = Vec::new();
         if command == "clean" {

@@ -205,18 +205,34 @@ impl Repo {
             .collect())
     }
 
+    /// The index's paths that are not UTF-8, by their text (U+FFFD for
+    /// each byte that is not; the first if several share one).
+    pub(crate) fn index_odd_names(&self) -> Result<HashMap<String, Vec<u8>>, RepoError> {
+        let index = self.inner.index()?;
+        let mut names = HashMap::new();
+        for entry in index.iter() {
+            if std::str::from_utf8(&entry.path).is_err() {
+                names.entry(path_text(&entry.path)).or_insert(entry.path);
+            }
+        }
+        Ok(names)
+    }
+
     /// The blob id of `path`'s stage-0 index entry: one lookup in the
     /// index as libgit2 last read it (see [`Repo::reread_index`]), without
     /// a map of every entry.
-    pub(crate) fn index_blob(&self, path: &str) -> Result<Option<Oid>, RepoError> {
+    pub(crate) fn index_blob(&self, path: &[u8]) -> Result<Option<Oid>, RepoError> {
         let index = self.inner.index()?;
-        Ok(index.get_path(Path::new(path), 0).map(|e| e.id))
+        Ok(index.get_path(path_of(path), 0).map(|e| e.id))
     }
 
     /// [`Repo::index_blob`], asked of `git ls-files` (which reads a large
     /// index faster than libgit2 does).
-    pub(crate) fn staged_blob(&self, path: &str) -> Result<Option<Oid>, RepoError> {
-        let out = self.git().run(&["ls-files", "--stage", "-z", "--", path])?;
+    pub(crate) fn staged_blob(&self, path: &[u8]) -> Result<Option<Oid>, RepoError> {
+        let Ok(text) = std::str::from_utf8(path) else {
+            return self.index_blob(path);
+        };
+        let out = self.git().run(&["ls-files", "--stage", "-z", "--", text])?;
         // "<mode> <id> <stage>\t<path>": a directory of that name lists
         // the files under it, which are not `path`.
         Ok(out.stdout.split(|&b| b == 0).find_map(|line| {
@@ -225,7 +241,7 @@ impl Repo {
             let [_mode, id, "0"] = meta.split(' ').collect::<Vec<_>>()[..] else {
                 return None;
             };
-            (path_text(&name[1..]) == path)
+            (&name[1..] == path)
                 .then(|| Oid::from_str(id).ok())
                 .flatten()
         }))
@@ -696,6 +712,12 @@ fn diff_trees(
     Ok(())
 }
 
+/// The path that `bytes` name (Git's paths are bytes).
+fn path_of(bytes: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
 pub(crate) fn path_text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -756,7 +778,11 @@ impl Repo {
     }
 
     /// The blob at `path` in `tree` (`None` if absent or not a blob).
-    pub(crate) fn blob_in_tree(&self, tree: Oid, path: &str) -> Result<Option<Oid>, RepoError> {
+    pub(crate) fn blob_in_tree(
+        &self,
+        tree: Oid,
+        path: impl AsRef<[u8]>,
+    ) -> Result<Option<Oid>, RepoError> {
         Ok(self
             .tree_entry(tree, path)?
             .and_then(|(id, kind)| (kind == Some(ObjectType::Blob)).then_some(id)))
@@ -765,10 +791,10 @@ impl Repo {
     fn tree_entry(
         &self,
         tree: Oid,
-        path: &str,
+        path: impl AsRef<[u8]>,
     ) -> Result<Option<(Oid, Option<ObjectType>)>, RepoError> {
         let tree = self.inner.find_tree(tree)?;
-        match tree.get_path(Path::new(path)) {
+        match tree.get_path(path_of(path.as_ref())) {
             Ok(entry) => Ok(Some((entry.id(), entry.kind()))),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
             Err(e) => Err(e.into()),

@@ -652,6 +652,100 @@ fn non_utf8_paths_are_sealed_and_checked_like_any_other() {
     );
 }
 
+/// Runs `git ARGS` (which need not be UTF-8) in `dir`, failing loudly;
+/// its standard output.
+fn git_os(env: &Env, dir: &Path, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = env.command("git", dir).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn a_sealed_file_named_in_bytes_that_are_not_utf8_behaves_like_any_other() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    let name = OsStr::from_bytes(b"secrets/\xffodd.env");
+    write_file(&dir, "secrets/plain-name.env", b"B=1\n");
+    std::fs::write(dir.join(name), b"PASSWORD=odd\n").unwrap();
+    let os = |s: &'static str| OsStr::new(s);
+    git_os(&env, &dir, &[os("add"), os("-A")]);
+    git_os(&env, &dir, &[os("commit"), os("-q"), os("-m"), os("odd")]);
+    let staged = |dir: &Path| git_os(&env, dir, &[os("ls-files"), os("-s"), os("--"), name]);
+    let before = staged(&dir);
+    // Clean finds the file's previous envelope: status is clean, and
+    // adding again stores no new envelope.
+    let status = env.git(&dir, &["status", "--porcelain"]);
+    assert_eq!(status, "", "the unchanged file shows as modified");
+    git_os(&env, &dir, &[os("add"), os("-A")]);
+    assert_eq!(staged(&dir), before, "adding again made a new envelope");
+    // Checked out again from the index (a smudge Git may delay).
+    std::fs::remove_file(dir.join(name)).unwrap();
+    git_os(&env, &dir, &[os("checkout"), os("--"), name]);
+    assert_eq!(std::fs::read(dir.join(name)).unwrap(), b"PASSWORD=odd\n");
+    // Diffed in plaintext (the diff driver is given its name).
+    std::fs::write(dir.join(name), b"PASSWORD=odd\nMORE=1\n").unwrap();
+    let diff = git_os(&env, &dir, &[os("diff")]);
+    assert!(
+        String::from_utf8_lossy(&diff).contains("+MORE=1"),
+        "{}",
+        String::from_utf8_lossy(&diff)
+    );
+    git_os(&env, &dir, &[os("commit"), os("-q"), os("-am"), os("more")]);
+    // Locked and unlocked with the others.
+    env.seal(&dir, &["lock"]);
+    assert!(is_envelope(&std::fs::read(dir.join(name)).unwrap()));
+    env.seal(&dir, &["unlock"]);
+    assert_eq!(
+        std::fs::read(dir.join(name)).unwrap(),
+        b"PASSWORD=odd\nMORE=1\n"
+    );
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), "");
+    // A clone opens it on `git seal init`.
+    let clone = env.clone_repo(&dir, "clone");
+    env.seal(&clone, &["init"]);
+    assert_eq!(
+        std::fs::read(clone.join(name)).unwrap(),
+        b"PASSWORD=odd\nMORE=1\n"
+    );
+    assert_eq!(env.git(&clone, &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn a_sealed_file_named_like_an_option_diffs_and_merges() {
+    let env = Env::new();
+    let dir = env.repo("r");
+    env.seal(&dir, &["init", "*.env"]);
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "set up"]);
+    write_file(&dir, "-x.env", b"base\n");
+    env.git(&dir, &["add", "--", "-x.env"]);
+    env.git(&dir, &["commit", "-q", "-m", "base"]);
+    write_file(&dir, "-x.env", b"base\nmore\n");
+    let diff = env.git(&dir, &["diff"]);
+    assert!(diff.contains("+more"), "{diff}");
+    env.git(&dir, &["checkout", "-q", "--", "-x.env"]);
+    env.git(&dir, &["checkout", "-q", "-b", "theirs"]);
+    write_file(&dir, "-x.env", b"THEIRS\n");
+    env.git(&dir, &["commit", "-q", "-am", "theirs"]);
+    env.git(&dir, &["checkout", "-q", "main"]);
+    write_file(&dir, "-x.env", b"OURS\n");
+    env.git(&dir, &["commit", "-q", "-am", "ours"]);
+    let out = env.run("git", &dir, &["merge", "theirs"], None);
+    assert!(!out.status.success(), "the two sides conflict");
+    let merged = String::from_utf8(std::fs::read(dir.join("-x.env")).unwrap()).unwrap();
+    assert!(
+        merged.contains("<<<<<<<") && merged.contains("OURS") && merged.contains("THEIRS"),
+        "{merged}"
+    );
+}
+
 #[test]
 fn the_audit_actor_comes_from_git_config_global_as_git_sees_it() {
     let env = Env::new();
