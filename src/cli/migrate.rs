@@ -45,7 +45,8 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             "schema": "git-seal.migrate/v1",
             "sealed": done.sealed,
             "attributes_updated": done.attributes_updated,
-            "audit_recorded": done.audit.is_ok(),
+            // Nothing sealed, nothing recorded.
+            "audit_recorded": !done.sealed.is_empty() && done.audit.is_ok(),
             "next": if done.sealed.is_empty() { None } else { Some(NEXT) },
         });
         outln!("{}", serde_json::to_string_pretty(&doc)?);

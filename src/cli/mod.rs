@@ -3,12 +3,14 @@
 
 use clap::{Parser, Subcommand};
 
-/// `println!` that returns a closed pipe as an error (which `main` counts
-/// as success) instead of panicking: a line through a locked stdout.
+/// `println!` that never panics: a line through [`to_stdout`], so that a
+/// closed pipe (`| head`) ends the output but not the command, whose exit
+/// code still says what it found.
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)?
+        let text = format!($($arg)*);
+        $crate::cli::to_stdout(|out| writeln!(out, "{text}"))?
     }};
 }
 
@@ -16,11 +18,35 @@ macro_rules! outln {
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        write!(std::io::stdout().lock(), $($arg)*)?
+        let text = format!($($arg)*);
+        $crate::cli::to_stdout(|out| out.write_all(text.as_bytes()))?
     }};
 }
 
 use error::CommandResult;
+
+/// Whether standard output's reader has gone (see [`to_stdout`]).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Write to standard output with `write`. Once its reader has gone (a
+/// closed pipe) nothing more is written, and that is not an error: the
+/// command goes on to its end and exit code (a review with findings still
+/// exits 1 under `| head`). Other write errors are returned.
+pub(crate) fn to_stdout(
+    write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    match write(&mut std::io::stdout().lock()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        done => done,
+    }
+}
 
 pub(crate) mod audit;
 pub(crate) mod check;

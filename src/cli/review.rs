@@ -88,7 +88,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             outln!("{line}");
             if args.diff {
                 match (&entry.diff, entry.no_lines) {
-                    (Some(diff), _) => std::io::stdout().lock().write_all(diff.expose())?,
+                    (Some(diff), _) => super::to_stdout(|out| out.write_all(diff.expose()))?,
                     (None, why) => outln!(
                         "    (no plaintext diff: {})",
                         why.unwrap_or("nothing to compare")

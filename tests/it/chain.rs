@@ -302,10 +302,19 @@ fn migrate_records_the_staged_envelopes() {
     env.git(&dir, &["add", "config"]);
     env.git(&dir, &["commit", "-q", "-m", "plaintext"]);
     env.seal(&dir, &["init", "config/**"]);
-    env.seal(&dir, &["migrate"]);
+    let done: serde_json::Value =
+        serde_json::from_str(&env.seal(&dir, &["migrate", "--json"])).unwrap();
+    assert_eq!(done["audit_recorded"], true, "{done}");
+    // Nothing left to migrate: no entry, and the output says none.
+    let again: serde_json::Value =
+        serde_json::from_str(&env.seal(&dir, &["migrate", "--json"])).unwrap();
+    assert_eq!(again["sealed"], serde_json::json!([]), "{again}");
+    assert_eq!(again["audit_recorded"], false, "{again}");
     let staged = env.rev(&dir, ":config/db.env");
     let log = log_json(&env, &dir);
-    let entry = log.iter().find(|e| e["event"] == "migrate").unwrap();
+    let entries: Vec<_> = log.iter().filter(|e| e["event"] == "migrate").collect();
+    assert_eq!(entries.len(), 1, "{log:?}");
+    let entry = entries[0];
     let path = &entry["data"]["paths"][0];
     assert_eq!(path["path"], "config/db.env");
     assert_eq!(path["blob"], staged.as_str(), "{entry}");

@@ -9,6 +9,11 @@ use crate::harness::{write_file, Env};
 /// Run `git-seal ARGS` with stdout a pipe whose reader goes away, once at
 /// once and once after one byte; it must exit 0 without panicking.
 fn into_closed_pipe(env: &Env, dir: &Path, args: &[&str]) {
+    into_closed_pipe_exits(env, dir, args, 0);
+}
+
+/// [`into_closed_pipe`], exiting with `code`.
+fn into_closed_pipe_exits(env: &Env, dir: &Path, args: &[&str], code: i32) {
     for read_first in [false, true] {
         let mut child = env
             .command("git-seal", dir)
@@ -26,7 +31,7 @@ fn into_closed_pipe(env: &Env, dir: &Path, args: &[&str]) {
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            out.status.success() && !err.contains("panicked"),
+            out.status.code() == Some(code) && !err.contains("panicked"),
             "`git seal {}` into a closed pipe: exit {:?}\n{err}",
             args.join(" "),
             out.status.code()
@@ -53,6 +58,23 @@ fn audit_log_check_json_and_status_into_a_closed_pipe_exit_0() {
     into_closed_pipe(&env, &dir, &["check", "--json"]);
     into_closed_pipe(&env, &dir, &["status"]);
     into_closed_pipe(&env, &dir, &["status", "--json"]);
+}
+
+#[test]
+fn findings_still_fail_the_command_when_its_output_is_cut_short() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    for i in 0..200 {
+        write_file(&dir, &format!("secrets/sealed-{i:03}.env"), b"x\n");
+    }
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "sealed"]);
+    // Plaintext under a sealed path, committed past the hooks.
+    env.stage_raw(&dir, "secrets/leak.env", b"PASSWORD=leak\n");
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "leak"]);
+    into_closed_pipe_exits(&env, &dir, &["review", "HEAD~2..HEAD"], 1);
+    into_closed_pipe_exits(&env, &dir, &["review", "--json", "HEAD~2..HEAD"], 1);
+    into_closed_pipe_exits(&env, &dir, &["check"], 1);
 }
 
 /// Every `--json` output names its schema and validates against the JSON
