@@ -493,6 +493,15 @@ fn lengths_block(aad_len: u64, len: u64) -> [u8; 16] {
     lengths
 }
 
+/// Whether `dek` authenticates an envelope's content: its tag checked over
+/// the ciphertext and aad, decrypting nothing (no plaintext, no copy). What
+/// a step checks before it changes anything, and [`decrypt`] after.
+pub fn verify(env: &Envelope, dek: &Dek) -> Result<(), ContentError> {
+    let mut stream = OpenStream::new(dek, &env.nonce);
+    stream.content.hash(&env.ciphertext);
+    stream.finish(env.aad.as_deref(), &env.tag)
+}
+
 /// Decrypt an envelope's content with its DEK, in place. On failure no
 /// plaintext is returned and the buffer is wiped.
 pub fn decrypt(env: Envelope, dek: &Dek) -> Result<Vec<u8>, ContentError> {
@@ -579,7 +588,19 @@ mod tests {
             let f = fields.into_iter().nth(bit as usize % 3).unwrap();
             let idx = (bit as usize / 3) % (f.len() * 8);
             f[idx / 8] ^= 1 << (idx % 8);
+            prop_assert!(verify(&tampered, &dek).is_err());
             prop_assert!(decrypt(tampered, &dek).is_err());
+        }
+
+        /// `verify` says what `decrypt` says, decrypting nothing.
+        #[test]
+        fn verify_accepts_what_decrypt_opens(plain in proptest::collection::vec(any::<u8>(), 0..4096),
+                                            aad in proptest::option::of(".{0,40}")) {
+            let (env, dek) = seal_keeping_dek(plain, aad.clone());
+            prop_assert!(verify(&env, &dek).is_ok());
+            let other_aad = Envelope { aad: Some(format!("{}x", aad.unwrap_or_default())), ..env.clone() };
+            prop_assert!(verify(&other_aad, &dek).is_err());
+            prop_assert!(verify(&env, &Dek::random()).is_err());
         }
     }
 

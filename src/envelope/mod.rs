@@ -9,7 +9,7 @@ pub mod crypto;
 pub mod format;
 pub mod reader;
 
-pub use crypto::{decrypt, seal, Again, ContentError, OpenStream, SealStream};
+pub use crypto::{decrypt, seal, verify, Again, ContentError, OpenStream, SealStream};
 pub use format::{
     claims_envelope, framed_len, is_envelope, might_be_envelope, parse, write, write_framed,
     written_as, Envelope, FormatError, Recipient, StreamWriter, Wrap,
