@@ -3,9 +3,10 @@
 use git_seal::keys::ProviderInfo;
 use git_seal::kid::Kid;
 use git_seal::lifecycle::rotate::{self, Options};
+use git_seal::lifecycle::LifecycleError;
 use git_seal::workspace::Workspace;
 
-use super::error::CommandResult;
+use super::error::{CommandError, CommandResult};
 use super::report::audit_warning;
 
 /// Replace an active KEK by a new version, and re-wrap the index to it.
@@ -63,7 +64,14 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             provider: args.provider,
             kms_key: args.kms_key,
         },
-    )?;
+    )
+    .map_err(|e| match &e {
+        LifecycleError::Unopened(unopened) => match unopened.hint() {
+            Some(hint) => CommandError::from(e).with_hint(hint),
+            None => e.into(),
+        },
+        _ => e.into(),
+    })?;
     if done.resumed {
         outln!("git-seal: finished the interrupted rotation");
     }

@@ -17,7 +17,7 @@ pub mod recipients;
 pub(crate) mod rekey;
 pub mod rotate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -75,6 +75,8 @@ pub enum LifecycleError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Unopened(Box<rotate::Unopened>),
 }
 
 /// A lifecycle step under way, in `<git dir>/seal/lifecycle.json`.
@@ -325,14 +327,15 @@ impl KeyState {
 }
 
 /// Re-key the index's sealed envelopes for `state` (those `decide`
-/// picks), write `state` to the work tree, and stage everything in one
-/// index update. Returns the count re-wrapped and re-encrypted and the
-/// tree of the new index.
+/// picks; `proven`: blobs [`rekey::prove`] opened already), write `state`
+/// to the work tree, and stage everything in one index update. Returns the
+/// count re-wrapped and re-encrypted and the tree of the new index.
 pub(crate) fn apply(
     ws: &Workspace,
     journal: &mut Journal,
     state: &KeyState,
     decide: &rekey::Decide<'_>,
+    proven: &HashSet<Oid>,
     label: &'static str,
 ) -> Result<(usize, usize, Oid), LifecycleError> {
     if ws
@@ -347,7 +350,7 @@ pub(crate) fn apply(
     let items = state.items(ws.sealed_index_paths()?)?;
     let keys = crate::keys::for_opening(Some(ws.shared_keys()))?;
     let progress = Progress::new(label, items.len(), "envelopes");
-    let changed = rekey::rekey(&ws.repo, &keys, items, decide, &progress)?;
+    let changed = rekey::rekey(&ws.repo, &keys, items, decide, proven, &progress)?;
     let count = |mode| changed.iter().filter(|(_, _, m)| *m == mode).count();
     if !changed.is_empty() {
         journal.rewrapped = count(rekey::Mode::Rewrap);

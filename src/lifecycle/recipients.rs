@@ -145,7 +145,14 @@ pub fn add(
     let decide = |has: &[Kid], wants: &[Kid]| {
         (wants.contains(&kid) && !has.contains(&kid)).then_some(Mode::Rewrap)
     };
-    let (rewrapped, _, tree) = apply(ws, &mut journal, &state, &decide, "recipients add")?;
+    let (rewrapped, _, tree) = apply(
+        ws,
+        &mut journal,
+        &state,
+        &decide,
+        &HashSet::new(),
+        "recipients add",
+    )?;
     let mut data = Map::new();
     data.insert("kid".into(), json!(kid));
     data.insert("paths".into(), json!(paths));
@@ -231,7 +238,14 @@ pub fn remove(
     let decide = |has: &[Kid], wants: &[Kid]| {
         (has.contains(kid) && !wants.contains(kid)).then_some(Mode::Reencrypt)
     };
-    let (_, reencrypted, tree) = apply(ws, &mut journal, &state, &decide, "recipients remove")?;
+    let (_, reencrypted, tree) = apply(
+        ws,
+        &mut journal,
+        &state,
+        &decide,
+        &HashSet::new(),
+        "recipients remove",
+    )?;
     let (history_blobs, history_paths) = readable_history(ws, kid)?;
     let mut data = Map::new();
     data.insert("kid".into(), json!(kid));

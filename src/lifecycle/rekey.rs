@@ -11,7 +11,7 @@
 //! written as one pack rather than thousands of loose objects: at 10,000
 //! envelopes those two are most of the cost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -117,49 +117,165 @@ impl Preparers {
     }
 }
 
+/// Run `work` over `items` on every core (at most eight threads, each with
+/// its own handle on the repository: libgit2's is not shared between
+/// threads), one step of `progress` each; the results come in no order.
+fn on_every_core<T: Sync, R: Send>(
+    repo: &Repo,
+    items: &[T],
+    progress: &crate::progress::Progress,
+    work: impl Fn(&Repo, &T) -> R + Sync,
+) -> Result<Vec<R>, RepoError> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(items.len()));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(items.len().max(1));
+    let repos = (0..workers)
+        .map(|_| repo.reopen())
+        .collect::<Result<Vec<Repo>, RepoError>>()?;
+    std::thread::scope(|scope| {
+        for repo in repos {
+            let (next, results, work) = (&next, &results, &work);
+            scope.spawn(move || loop {
+                let at = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(at) else { break };
+                let outcome = work(&repo, item);
+                progress.step();
+                results.lock().expect("results").push(outcome);
+            });
+        }
+    });
+    progress.finish();
+    Ok(results.into_inner().expect("results"))
+}
+
+/// Index envelopes that do not open here, found before anything changes:
+/// each distinct blob once, with every path that holds it.
+#[derive(Debug)]
+pub(crate) struct Unopened {
+    pub id: Oid,
+    pub paths: Vec<String>,
+    pub error: RekeyError,
+}
+
+/// Before a step changes anything: open every distinct envelope among
+/// `paths` that `picks` chooses by the kids it is wrapped to, as re-keying
+/// it would (the DEK unwrapped here, the content's tag checked; nothing is
+/// decrypted), on every core. Returns the blobs that opened, which
+/// [`rekey`] then need not check again, and those that did not, by path.
+pub(crate) fn prove(
+    repo: &Repo,
+    keys: &dyn KeyProvider,
+    paths: &[(String, Oid)],
+    picks: &(dyn Fn(&[Kid]) -> bool + Sync),
+    progress: &crate::progress::Progress,
+) -> Result<(HashSet<Oid>, Vec<Unopened>), RepoError> {
+    let mut at: HashMap<Oid, Vec<String>> = HashMap::new();
+    let mut distinct: Vec<(Oid, String)> = Vec::new();
+    for (path, id) in paths {
+        let holders = at.entry(*id).or_default();
+        if holders.is_empty() {
+            distinct.push((*id, path.clone()));
+        }
+        holders.push(path.clone());
+    }
+    let outcomes = on_every_core(repo, &distinct, progress, |repo, (id, path)| {
+        (*id, opens(repo, keys, *id, path, picks))
+    })?;
+    let mut proven = HashSet::new();
+    let mut failed = Vec::new();
+    for (id, outcome) in outcomes {
+        match outcome {
+            Ok(true) => {
+                proven.insert(id);
+            }
+            Ok(false) => {}
+            Err(RekeyError::Repo(e)) => return Err(e),
+            Err(error) => failed.push(Unopened {
+                id,
+                paths: at.remove(&id).unwrap_or_default(),
+                error,
+            }),
+        }
+    }
+    failed.sort_by(|a, b| a.paths.cmp(&b.paths));
+    Ok((proven, failed))
+}
+
+/// Whether blob `id` at `path` is an envelope that `picks` chooses and that
+/// opens here (`Ok(false)`: not chosen, or not an envelope).
+fn opens(
+    repo: &Repo,
+    keys: &dyn KeyProvider,
+    id: Oid,
+    path: &str,
+    picks: &(dyn Fn(&[Kid]) -> bool + Sync),
+) -> Result<bool, RekeyError> {
+    let text = repo.blob(id)?;
+    let Some(env) = parse(&text, path)? else {
+        return Ok(false);
+    };
+    let has: Vec<Kid> = env.recipients.iter().map(|r| r.kid.clone()).collect();
+    if !picks(&has) {
+        return Ok(false);
+    }
+    let open_err = |source| RekeyError::Open {
+        path: path.to_owned(),
+        kids: has.iter().map(|k| k.to_string()).collect(),
+        source,
+    };
+    let (kid, dek) = unwrap_dek(&env, keys).map_err(open_err)?;
+    envelope::verify(&env, &dek).map_err(|_| open_err(OpenError::Content { kid }))?;
+    Ok(true)
+}
+
+/// The envelope in `text`, if it is one. Any JSON layout of an envelope is
+/// re-keyed; text that fails to parse is refused only if it claims to be
+/// one (else it is plaintext, which `check` reports).
+fn parse(text: &[u8], path: &str) -> Result<Option<Envelope>, RekeyError> {
+    if !envelope::format::might_be_envelope(text) {
+        return Ok(None);
+    }
+    match envelope::parse(text) {
+        Ok(env) => Ok(Some(env)),
+        Err(_) if !envelope::format::claims_envelope(text) => Ok(None),
+        Err(source) => Err(RekeyError::Format {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// For each item whose envelope `decide` picks (given the kids it is
 /// wrapped to and the kids it should be), re-wrap or re-encrypt it to its
 /// targets with a DEK that `keys` unwraps, and write the new blob. Items
 /// whose blob is not an envelope are left alone (`check` reports them).
+/// A re-wrapped envelope's content is checked first, unless it is among
+/// `proven` (checked by [`prove`] in this process).
 /// Nothing is changed in the index here; any failure fails the whole run.
 pub(crate) fn rekey(
     repo: &Repo,
     keys: &dyn KeyProvider,
     items: Vec<Item>,
     decide: &Decide<'_>,
+    proven: &HashSet<Oid>,
     progress: &crate::progress::Progress,
 ) -> Result<Changed, RekeyError> {
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new((Vec::new(), Vec::new()));
     let preparers = Preparers::for_items(&items);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8)
-        .min(items.len().max(1));
-    // A libgit2 repository is not shared between threads: one each.
-    let repos = (0..workers)
-        .map(|_| repo.reopen())
-        .collect::<Result<Vec<Repo>, RepoError>>()?;
-    std::thread::scope(|scope| {
-        for repo in repos {
-            let (next, items, results, preparers) = (&next, &items, &results, &preparers);
-            scope.spawn(move || loop {
-                let at = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(at) else { break };
-                let outcome = one(&repo, keys, preparers, item, decide);
-                progress.step();
-                let mut results = results.lock().expect("results");
-                match outcome {
-                    Ok(Some(done)) => results.0.push(done),
-                    Ok(None) => {}
-                    Err(e) => results.1.push(e),
-                }
-            });
+    let outcomes = on_every_core(repo, &items, progress, |repo, item| {
+        one(repo, keys, &preparers, item, decide, proven)
+    })?;
+    let mut done = Vec::new();
+    let mut errors = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(Some(changed)) => done.push(changed),
+            Ok(None) => {}
+            Err(e) => errors.push(e),
         }
-    });
-    let (done, mut errors): (Vec<(String, Blob, Mode)>, Vec<RekeyError>) =
-        results.into_inner().expect("results");
-    progress.finish();
+    }
     if !errors.is_empty() {
         let count = errors.len();
         let first = errors.swap_remove(0);
@@ -202,23 +318,11 @@ fn one(
     preparers: &Preparers,
     item: &Item,
     decide: &Decide<'_>,
+    proven: &HashSet<Oid>,
 ) -> Result<Option<(String, Blob, Mode)>, RekeyError> {
     let text = repo.blob(item.id)?;
-    if !envelope::format::might_be_envelope(&text) {
+    let Some(env) = parse(&text, &item.path)? else {
         return Ok(None);
-    }
-    // Any JSON layout of an envelope is re-keyed; text that fails to parse
-    // is refused only if it claims to be one (else it is plaintext, which
-    // `check` reports).
-    let env = match envelope::parse(&text) {
-        Ok(env) => env,
-        Err(_) if !envelope::format::claims_envelope(&text) => return Ok(None),
-        Err(source) => {
-            return Err(RekeyError::Format {
-                path: item.path.clone(),
-                source,
-            })
-        }
     };
     let has: Vec<Kid> = env.recipients.iter().map(|r| r.kid.clone()).collect();
     let wants: Vec<Kid> = item.targets.iter().map(|t| t.kid().clone()).collect();
@@ -244,12 +348,13 @@ fn one(
                 }
             }
             // Prove the DEK opens the content before changing who holds it.
-            let check = env.clone();
-            decrypt(check, &kid, &dek).map_err(|source| RekeyError::Open {
-                path: item.path.clone(),
-                kids: has.iter().map(|k| k.to_string()).collect(),
-                source,
-            })?;
+            if !proven.contains(&item.id) {
+                envelope::verify(&env, &dek).map_err(|_| RekeyError::Open {
+                    path: item.path.clone(),
+                    kids: has.iter().map(|k| k.to_string()).collect(),
+                    source: OpenError::Content { kid: kid.clone() },
+                })?;
+            }
             Envelope { recipients, ..env }
         }
         Mode::Reencrypt => {

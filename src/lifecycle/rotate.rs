@@ -4,15 +4,19 @@
 //! the old KEK is retired and its key file archived, so history still
 //! opens. History itself is never rewritten.
 
+use std::collections::HashSet;
+
 use serde_json::{json, Map};
 
-use super::rekey::Mode;
+use super::rekey::{self, Mode};
 use super::{apply, Journal, KeyState, LifecycleError};
 use crate::audit::{self, entry, AuditError};
 use crate::keys::file::FileKeys;
 use crate::keys::record::{KekRecord, Status};
-use crate::keys::{self, KeyProvider, ProviderInfo};
+use crate::keys::{self, KeyError, KeyProvider, OpenError, ProviderInfo};
 use crate::kid::Kid;
+use crate::progress::Progress;
+use crate::repo::Oid;
 use crate::workspace::Workspace;
 
 #[derive(Debug, Default)]
@@ -89,7 +93,7 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
         ws.check_install_lock()?;
     }
     let resumed = journal.is_some();
-    let (mut journal, made) = match journal {
+    let (mut journal, made, proven) = match journal {
         Some(journal) => {
             for (given, planned, what) in [
                 (&options.from, &journal.from, "--from"),
@@ -119,7 +123,12 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
                     });
                 }
             }
-            (journal, None)
+            let from = journal.from.clone().expect("a rotate journal names from");
+            // What kept the interrupted run from finishing may be here
+            // still (an envelope that does not open): say that, not just
+            // "run it again".
+            let proven = prove_opens(ws, &from, Again::Finish(&journal.command))?;
+            (journal, None, proven)
         }
         None => start(ws, &options)?,
     };
@@ -164,7 +173,8 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
         Mode::Rewrap
     };
     let decide = |has: &[Kid], _wants: &[Kid]| has.contains(&from).then_some(mode);
-    let (rewrapped, reencrypted, tree) = apply(ws, &mut journal, &state, &decide, "rotate")?;
+    let (rewrapped, reencrypted, tree) =
+        apply(ws, &mut journal, &state, &decide, &proven, "rotate")?;
 
     // The install lock moves with a rotation to another provider.
     if let Some(provider) = moving_to {
@@ -202,11 +212,12 @@ pub fn rotate(ws: &Workspace, options: Options<'_>) -> Result<Rotated, Lifecycle
 }
 
 /// Check the request and record it in a new journal; make the new KEK
-/// unless `--to` names one. Returns the journal and the new KEK's record.
+/// unless `--to` names one. Returns the journal, the new KEK's record and
+/// the index blobs proven to open.
 fn start(
     ws: &Workspace,
     options: &Options<'_>,
-) -> Result<(Journal, Option<KekRecord>), LifecycleError> {
+) -> Result<(Journal, Option<KekRecord>, HashSet<Oid>), LifecycleError> {
     let from = match &options.from {
         Some(kid) => kid.clone(),
         None => default_from(ws)?,
@@ -249,7 +260,7 @@ fn start(
             stuck.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         )));
     }
-    let (to, made) = match &options.to {
+    let given_to = match &options.to {
         Some(kid) => {
             let record = ws
                 .record(kid)
@@ -277,9 +288,17 @@ fn start(
             // Something must be able to wrap to it (its public key, or
             // this clone's token).
             crate::workspace::target_among(&ws.keks, kid, &ws.shared_keys())?;
-            (kid.clone(), None)
+            Some(kid.clone())
         }
-        None if finishing => (ws.active()?.kid.clone(), None),
+        None if finishing => Some(ws.active()?.kid.clone()),
+        None => None,
+    };
+    // Every envelope to re-key must open before anything is made or
+    // written: a rotation that cannot finish must not leave a journal
+    // that says it was interrupted, nor a key that no record lists.
+    let proven = prove_opens(ws, &from, Again::Start(options))?;
+    let (to, made) = match given_to {
+        Some(kid) => (kid, None),
         None => {
             let record = new_kek(ws, options.provider, options.kms_key.as_deref())?;
             (record.kid.clone(), Some(record))
@@ -299,7 +318,244 @@ fn start(
     journal.provider = moving_to;
     journal.made = made.clone();
     journal.save(&ws.repo)?;
-    Ok((journal, made))
+    Ok((journal, made, proven))
+}
+
+/// How the user runs the rotation again, once what stopped it is fixed.
+#[derive(Clone, Copy, Debug)]
+enum Again<'a> {
+    /// A new rotation, with these options.
+    Start(&'a Options<'a>),
+    /// An interrupted one, by the command its journal names.
+    Finish(&'a str),
+}
+
+impl Again<'_> {
+    fn command(self) -> String {
+        match self {
+            Again::Finish(command) => command.to_owned(),
+            Again::Start(options) => {
+                let mut line = String::from("git seal rotate");
+                for (flag, value) in [
+                    ("--from", options.from.as_ref().map(Kid::as_str)),
+                    ("--to", options.to.as_ref().map(Kid::as_str)),
+                    ("--provider", options.provider.map(|p| p.name())),
+                    ("--kms-key", options.kms_key.as_deref()),
+                ] {
+                    if let Some(value) = value {
+                        line.push_str(&format!(" {flag} {}", shell_word(value)));
+                    }
+                }
+                if options.reencrypt {
+                    line.push_str(" --reencrypt");
+                }
+                line
+            }
+        }
+    }
+}
+
+/// Open every envelope of the index that is wrapped to `from` (each
+/// distinct blob once, on every core): the DEK unwrapped, the content's tag
+/// checked. What re-keying would refuse is refused here, before a rotation
+/// changes anything. Returns the blobs that opened.
+fn prove_opens(
+    ws: &Workspace,
+    from: &Kid,
+    again: Again<'_>,
+) -> Result<HashSet<Oid>, LifecycleError> {
+    let keys = keys::for_opening(Some(ws.shared_keys()))?;
+    let paths = ws.sealed_index_paths()?;
+    let progress = Progress::new("rotate: checking", paths.len(), "envelopes");
+    let picks = |has: &[Kid]| has.contains(from);
+    let (proven, failed) = rekey::prove(&ws.repo, &keys, &paths, &picks, &progress)?;
+    if failed.is_empty() {
+        return Ok(proven);
+    }
+    // `git restore --staged` mends a path whose envelope HEAD holds whole;
+    // `--worktree` too where the work tree holds an envelope (that one,
+    // most likely) rather than plaintext the user may have edited.
+    let head = ws.repo.head_tree_id()?;
+    let mut failures = Vec::with_capacity(failed.len());
+    for unopened in failed {
+        let mut restorable = Vec::new();
+        for path in &unopened.paths {
+            let at_head = match head {
+                Some(tree) => ws.repo.blob_in_tree(tree, path)?,
+                None => None,
+            };
+            let mend = if at_head.is_some_and(|id| id != unopened.id) {
+                let enveloped = std::fs::read(ws.root.join(path))
+                    .is_ok_and(|text| crate::envelope::format::might_be_envelope(&text));
+                Mend::Restore {
+                    worktree: enveloped,
+                }
+            } else {
+                Mend::Reseal
+            };
+            restorable.push(mend);
+        }
+        failures.push((unopened, restorable));
+    }
+    Err(LifecycleError::Unopened(Box::new(Unopened {
+        from: from.clone(),
+        resuming: match again {
+            Again::Finish(command) => Some(command.to_owned()),
+            Again::Start(_) => None,
+        },
+        again: again.command(),
+        failures,
+    })))
+}
+
+/// Envelopes of the index that a rotation must re-key but that do not
+/// open here, found before it changed anything (or before it went on with
+/// an interrupted one).
+#[derive(Debug)]
+pub struct Unopened {
+    from: Kid,
+    /// The interrupted rotation this run was to finish.
+    resuming: Option<String>,
+    /// The command that runs the rotation again.
+    again: String,
+    /// Each blob that does not open, and how to mend each of its paths.
+    failures: Vec<(rekey::Unopened, Vec<Mend>)>,
+}
+
+/// How a path whose envelope was altered is mended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mend {
+    /// HEAD holds another envelope there: put it back in the index (and in
+    /// the work tree, when that holds an envelope, not plaintext).
+    Restore { worktree: bool },
+    /// Sealed again from its plaintext.
+    Reseal,
+}
+
+impl std::fmt::Display for Unopened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (first, _) = &self.failures[0];
+        match &self.resuming {
+            Some(command) => write!(
+                f,
+                "cannot finish the interrupted `{command}`: {}",
+                first.error
+            )?,
+            None => write!(f, "cannot rotate {}: {}", self.from, first.error)?,
+        }
+        let others: Vec<&str> = self
+            .failures
+            .iter()
+            .flat_map(|(u, _)| &u.paths)
+            .skip(1)
+            .map(String::as_str)
+            .collect();
+        if !others.is_empty() {
+            let shown: Vec<&str> = others.iter().take(5).copied().collect();
+            write!(
+                f,
+                "; {} more envelope(s) of the index do not open: {}{}",
+                others.len(),
+                shown.join(", "),
+                if others.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        if self.resuming.is_none() {
+            write!(f, "; nothing was changed")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Unopened {}
+
+impl Unopened {
+    /// What to do about it, when git-seal knows: damaged envelopes are
+    /// mended from HEAD or sealed again from their plaintext; an envelope
+    /// wrapped to no key that is here is re-keyed where one is.
+    pub fn hint(&self) -> Option<String> {
+        let mut restore = Vec::new();
+        let mut restore_both = Vec::new();
+        let mut reseal = Vec::new();
+        let mut no_key = false;
+        for (unopened, mends) in &self.failures {
+            match &unopened.error {
+                rekey::RekeyError::Open {
+                    source: OpenError::NoUsableKey { .. },
+                    ..
+                } => no_key = true,
+                rekey::RekeyError::Open {
+                    source: OpenError::Content { .. } | OpenError::Key(KeyError::Unwrap { .. }),
+                    ..
+                }
+                | rekey::RekeyError::Format { .. } => {
+                    for (path, mend) in unopened.paths.iter().zip(mends) {
+                        let word = shell_word(path);
+                        match mend {
+                            Mend::Restore { worktree: false } => restore.push(word),
+                            Mend::Restore { worktree: true } => restore_both.push(word),
+                            Mend::Reseal => reseal.push(word),
+                        }
+                    }
+                }
+                // A provider's own failure (a token, KMS) names its fix.
+                _ => return None,
+            }
+        }
+        let mut fixes = Vec::new();
+        if !restore.is_empty() {
+            fixes.push(format!(
+                "put HEAD's envelope back in the index with `git restore --staged -- {}` (the work tree keeps its file)",
+                restore.join(" ")
+            ));
+        }
+        if !restore_both.is_empty() {
+            fixes.push(format!(
+                "put HEAD's envelope back with `git restore --staged --worktree -- {}`",
+                restore_both.join(" ")
+            ));
+        }
+        if !reseal.is_empty() {
+            fixes.push(format!(
+                "seal the file again from its plaintext: write the plaintext to the work tree and run `git add -- {}` (or stop tracking it: `git rm --cached -- {}`)",
+                reseal.join(" "),
+                reseal.join(" ")
+            ));
+        }
+        if no_key {
+            fixes.push(
+                "run it where a key the envelope is wrapped to is, or bring one here with `git seal kek import FILE`".to_owned(),
+            );
+        }
+        Some(format!(
+            "{}{}; then run `{}` again",
+            match restore.len() + restore_both.len() + reseal.len() {
+                0 => "",
+                1 => "the envelope was altered after it was sealed: ",
+                _ => "those envelopes were altered after they were sealed: ",
+            },
+            fixes.join("; "),
+            self.again
+        ))
+    }
+}
+
+/// `text` as one shell word: as it is when it needs no quoting, else in
+/// single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@,=%".contains(&b));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// The record of a KEK that an interrupted rotation made, when its journal

@@ -760,22 +760,53 @@ fn kek_remove_refuses_needed_keys_and_destroy_erases() {
     env.seal(&dir, &["audit", "verify"]);
 }
 
-/// A rotation that stops half-way (here: a tampered envelope in the index)
-/// is named by `doctor`, blocks other lifecycle commands, and is finished
-/// by running `git seal rotate` again, to the same new KEK.
+/// Stage an envelope whose tag no longer matches its content at `path`;
+/// with `in_work_tree`, write it to the work-tree file too (else that
+/// keeps its plaintext).
+fn stage_tampered(env: &Env, dir: &Path, path: &str, in_work_tree: bool) {
+    let text = env.git(dir, &["cat-file", "-p", &format!(":{path}")]);
+    let blob: Value = serde_json::from_str(&text).unwrap();
+    let tag = blob["tag"].as_str().unwrap();
+    let tampered = text.replace(tag, &crate::harness::flip_first(tag));
+    if in_work_tree {
+        env.stage_raw(dir, path, tampered.as_bytes());
+    } else {
+        let aside = env.path("tampered.json");
+        std::fs::write(&aside, &tampered).unwrap();
+        let id = env.git(
+            dir,
+            &["hash-object", "-w", "--no-filters", aside.to_str().unwrap()],
+        );
+        let info = format!("100644,{},{path}", id.trim());
+        env.git(dir, &["update-index", "--cacheinfo", &info]);
+    }
+}
+
+/// The names in the key directory (archive aside).
+fn key_files(env: &Env) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(&env.key_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".key"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A rotation that stops half-way (here: another git process holds the
+/// index lock when it stages its result) is named by `doctor`, blocks
+/// other lifecycle commands, and is finished by running `git seal rotate`
+/// again, to the same new KEK.
 #[test]
 fn an_interrupted_rotation_is_reported_and_finished_by_running_it_again() {
     let env = Env::new();
     let dir = repo_with_secrets(&env);
     let old = env.kid();
-    let text = env.git(&dir, &["cat-file", "-p", ":secrets/s1.env"]);
-    let blob: Value = serde_json::from_str(&text).unwrap();
-    let ciphertext = blob["ciphertext"].as_str().unwrap();
-    let tampered = text.replace(ciphertext, &crate::harness::flip_first(ciphertext));
-    env.stage_raw(&dir, "secrets/s1.env", tampered.as_bytes());
-
+    let lock = dir.join(".git/index.lock");
+    std::fs::write(&lock, "").unwrap();
     let out = env.fails("git-seal", &dir, &["rotate"], 1);
-    assert!(stderr(&out).contains("secrets/s1.env"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("index.lock"), "{}", stderr(&out));
+    std::fs::remove_file(&lock).unwrap();
     let out = env.fails("git-seal", &dir, &["doctor"], 1);
     let said = stdout(&out);
     let prefix = format!("`git seal rotate --from {old} --to ");
@@ -785,8 +816,6 @@ fn an_interrupted_rotation_is_reported_and_finished_by_running_it_again() {
     let out = env.fails("git-seal", &dir, &["recipients", "remove", &old], 1);
     assert!(stderr(&out).contains("was interrupted"), "{}", stderr(&out));
 
-    env.git(&dir, &["reset", "-q", "--", "secrets/s1.env"]);
-    env.git(&dir, &["checkout", "--", "secrets/s1.env"]);
     let out = env.seal(&dir, &["rotate"]);
     assert!(out.contains("finished the interrupted rotation"), "{out}");
     assert!(out.contains(&format!("{old} -> {new}")), "{out}");
@@ -797,6 +826,141 @@ fn an_interrupted_rotation_is_reported_and_finished_by_running_it_again() {
     );
     assert_work_tree_clean(&env, &dir);
     assert!(!stdout(&env.run("git-seal", &dir, &["doctor"], None)).contains("interrupted"));
+}
+
+/// Regression: a rotation refused for an envelope of the index that does
+/// not open (its tag altered) wrote a journal and made a key first, so
+/// every lifecycle command and `doctor` then said it "was interrupted" and
+/// should be run again, which failed the same way. It must refuse before
+/// changing anything, name the file, the kid and the fix, and the fix
+/// must work.
+#[test]
+fn rotate_refused_for_a_damaged_envelope_changes_nothing_and_names_the_fix() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    stage_tampered(&env, &dir, "secrets/s1.env", false);
+    let status = env.git(&dir, &["status", "--porcelain"]);
+    let keys = key_files(&env);
+    let records = env.git(&dir, &["ls-files", "-s", ".seal"]);
+
+    let out = env.fails("git-seal", &dir, &["rotate"], 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/s1.env")
+            && err.contains(&old)
+            && err.contains("authentication failed")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: ") && err.contains("`git restore --staged -- secrets/s1.env`"),
+        "{err}"
+    );
+    assert!(!dir.join(".git/seal/lifecycle.json").exists());
+    assert_eq!(key_files(&env), keys, "no key was made");
+    assert_eq!(env.git(&dir, &["status", "--porcelain"]), status);
+    assert_eq!(env.git(&dir, &["ls-files", "-s", ".seal"]), records);
+    assert_eq!(active(&env, &dir), old);
+    let doctor = stdout(&env.run("git-seal", &dir, &["doctor"], None));
+    assert!(!doctor.contains("interrupted"), "{doctor}");
+    // Another lifecycle command is not blocked.
+    env.seal(&dir, &["kek", "add"]);
+
+    // The fix the hint names, then the rotation.
+    env.git(&dir, &["restore", "--staged", "--", "secrets/s1.env"]);
+    let out = env.seal(&dir, &["rotate"]);
+    assert!(!out.contains("interrupted"), "{out}");
+    let new = active(&env, &dir);
+    assert_ne!(new, old);
+    assert_eq!(
+        kids_of(&env.envelope_at(&dir, ":secrets/s1.env")),
+        vec![new]
+    );
+    assert_work_tree_clean(&env, &dir);
+}
+
+/// When HEAD holds the damaged envelope too, restoring it mends nothing:
+/// the hint says to seal the file again from its plaintext, which works.
+#[test]
+fn rotate_refused_for_a_damaged_envelope_in_head_says_to_seal_it_again() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    stage_tampered(&env, &dir, "secrets/s2.env", true);
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "damaged"]);
+    let keys = key_files(&env);
+    let out = env.fails("git-seal", &dir, &["rotate", "--reencrypt"], 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/s2.env") && err.contains(&old),
+        "{err}"
+    );
+    assert!(
+        err.contains("`git add -- secrets/s2.env`")
+            && err.contains("`git seal rotate --reencrypt` again")
+            && !err.contains("git restore"),
+        "{err}"
+    );
+    assert!(!dir.join(".git/seal/lifecycle.json").exists());
+    assert_eq!(key_files(&env), keys, "no key was made");
+
+    write_file(&dir, "secrets/s2.env", b"password-2\n");
+    env.git(&dir, &["add", "--", "secrets/s2.env"]);
+    env.seal(&dir, &["rotate", "--reencrypt"]);
+    let new = active(&env, &dir);
+    assert_eq!(
+        kids_of(&env.envelope_at(&dir, ":secrets/s2.env")),
+        vec![new.clone()]
+    );
+    let out = env.seal(&dir, &["kek", "verify", &new]);
+    assert!(out.contains(", 0 did not"), "{out}");
+}
+
+/// A rotation that was interrupted, then meets an envelope that does not
+/// open, says it cannot finish and what to mend, rather than "run it
+/// again"; once mended, running it again finishes it to the same KEK.
+#[test]
+fn an_interrupted_rotation_blocked_by_a_damaged_envelope_says_what_to_mend() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    let lock = dir.join(".git/index.lock");
+    std::fs::write(&lock, "").unwrap();
+    env.fails("git-seal", &dir, &["rotate"], 1);
+    std::fs::remove_file(&lock).unwrap();
+    let journal: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".git/seal/lifecycle.json")).unwrap())
+            .unwrap();
+    let command = journal["command"].as_str().unwrap().to_owned();
+    let new = journal["to"].as_str().unwrap().to_owned();
+
+    stage_tampered(&env, &dir, "secrets/s0.env", true);
+    let out = env.fails("git-seal", &dir, &["rotate"], 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot finish the interrupted `{command}`"))
+            && err.contains("secrets/s0.env")
+            && err.contains(&old),
+        "{err}"
+    );
+    assert!(
+        err.contains("`git restore --staged --worktree -- secrets/s0.env`")
+            && err.contains(&format!("then run `{command}` again")),
+        "{err}"
+    );
+    assert!(!err.contains("nothing was changed"), "{err}");
+
+    env.git(
+        &dir,
+        &["restore", "--staged", "--worktree", "--", "secrets/s0.env"],
+    );
+    let out = env.seal(&dir, &["rotate"]);
+    assert!(out.contains("finished the interrupted rotation"), "{out}");
+    assert!(out.contains(&format!("{old} -> {new}")), "{out}");
+    assert_eq!(active(&env, &dir), new);
+    assert!(!dir.join(".git/seal/lifecycle.json").exists());
+    assert_work_tree_clean(&env, &dir);
 }
 
 /// On a terminal, `kek remove --destroy` erases only once the kid is typed
