@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod chain;
 pub mod coverage;
 pub mod entry;
+pub mod fate;
 #[cfg(test)]
 pub(crate) mod lab;
 pub mod log;

@@ -1,6 +1,7 @@
 //! `git seal decrypt`: open one envelope outside the filter.
 
 use super::error::{CommandError, CommandResult};
+use git_seal::audit::fate::Fates;
 use git_seal::keys::KeyError;
 use git_seal::keys::{OpenError, OpenIntoError};
 use git_seal::workspace::Workspace;
@@ -51,7 +52,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
                 Some(OpenIntoError::Read(e)) => {
                     Err(CommandError::user(format!("cannot read {name}: {e}")))
                 }
-                Some(OpenIntoError::Open(e)) => Err(open_error(name, e)),
+                Some(OpenIntoError::Open(e)) => Err(open_error(project.as_ref(), name, e)),
                 _ => Ok(written?),
             }?;
         }
@@ -68,7 +69,7 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
             let plaintext = parsed
                 .map_err(OpenError::from)
                 .and_then(|env| git_seal::keys::open(env, &keys))
-                .map_err(|e| open_error(name, e))?;
+                .map_err(|e| open_error(project.as_ref(), name, e))?;
             super::stdio::write_output(None, &plaintext)?;
         }
     }
@@ -76,14 +77,30 @@ pub(crate) fn run(args: Args) -> CommandResult<u8> {
 }
 
 /// Why `name` did not open, with the fix.
-fn open_error(name: &str, e: OpenError) -> CommandError {
+fn open_error(project: Option<&Workspace>, name: &str, e: OpenError) -> CommandError {
+    const INSTALL: &str =
+        "install the KEK's key file in the key directory (GIT_SEAL_KEY_DIR) or put it in GIT_SEAL_KEK";
     let err = CommandError::user(format!("cannot open {name}: {e}"));
     match e {
         // A provider that said why (a token, KMS): its reason names the fix.
         OpenError::NoUsableKey { why: Some(_), .. } => err,
-        OpenError::NoUsableKey { .. } => err.with_hint(
-            "install the KEK's key file in the key directory (GIT_SEAL_KEY_DIR) or put it in GIT_SEAL_KEK",
-        ),
+        OpenError::NoUsableKey { ref wrapped_to, .. } => {
+            // A KEK that was removed or destroyed: installing it is not
+            // the plain answer, and may be no answer at all.
+            let explained =
+                project.and_then(|ws| Fates::read(&ws.repo, &ws.keks).explain(wrapped_to, INSTALL));
+            match explained {
+                Some(explained) => {
+                    let err =
+                        CommandError::user(format!("cannot open {name}: {e}; {}", explained.says));
+                    match explained.fix {
+                        Some(fix) => err.with_hint(fix),
+                        None => err,
+                    }
+                }
+                None => err.with_hint(INSTALL),
+            }
+        }
         OpenError::Format(_) => err.with_hint("the file is not a valid git-seal envelope v1"),
         OpenError::Content { .. } | OpenError::Key(KeyError::Unwrap { .. }) => {
             err.with_hint("the envelope was altered after sealing; restore it from history")

@@ -1,5 +1,6 @@
 //! `git seal unlock`: re-check-out sealed files once a key is available.
 
+use git_seal::audit::fate::{Explained, Fates};
 use git_seal::keys::OpenError;
 use git_seal::lock::{self, LockError};
 use git_seal::workspace::Workspace;
@@ -49,10 +50,34 @@ fn with_hint(ws: &Workspace, e: LockError) -> CommandError {
             source: OpenError::Key(_),
             ..
         } => return e.into(),
-        LockError::NoKey { .. } => format!(
-            "install the key ({} provider) and run `git seal unlock` again",
-            ws.provider.name()
-        ),
+        LockError::NoKey { source, .. } => {
+            let install = format!(
+                "install the key ({} provider) and run `git seal unlock` again",
+                ws.provider.name()
+            );
+            // A KEK that was removed or destroyed: say so, rather than
+            // only "install the key", which may be no answer at all.
+            let explained = match source {
+                OpenError::NoUsableKey {
+                    wrapped_to,
+                    why: None,
+                    ..
+                } => Fates::read(&ws.repo, &ws.keks).explain(wrapped_to, &install),
+                _ => None,
+            };
+            match explained {
+                None => install,
+                Some(Explained { says, fix: None }) => says,
+                Some(Explained {
+                    says,
+                    fix: Some(fix),
+                }) if fix == install => format!("{says}; {fix}"),
+                Some(Explained {
+                    says,
+                    fix: Some(fix),
+                }) => format!("{says}; {fix}, then run `git seal unlock` again"),
+            }
+        }
         _ => return e.into(),
     };
     CommandError::from(e).with_hint(hint)

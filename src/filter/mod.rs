@@ -188,10 +188,18 @@ impl Filter {
             let _ = mark_left_sealed(git_dir);
         }
         let keys = self.shared_keys();
-        self.locked.summary(|| {
-            keys.map(|k| (k.available(), k.problem()))
-                .unwrap_or_default()
-        })
+        let project = self.project.as_ref().ok();
+        self.locked.summary(
+            || {
+                keys.map(|k| (k.available(), k.problem()))
+                    .unwrap_or_default()
+            },
+            |kids, install| {
+                project.and_then(|ws| {
+                    crate::audit::fate::Fates::read(&ws.repo, &ws.keks).explain(kids, install)
+                })
+            },
+        )
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use super::{blob_id, Filter, Output};
+use crate::audit::fate::Explained;
 use crate::envelope::{self, Envelope, FormatError};
 use crate::keys::{sealing, KeyProvider, OpenError};
 use crate::kid::Kid;
@@ -419,6 +420,9 @@ impl Filter {
     }
 }
 
+/// What to do about files left locked for want of a key.
+const INSTALL: &str = "install the key, then run `git seal unlock`";
+
 /// Files smudge left sealed in the work tree, and why.
 pub(super) struct Locked {
     /// `git seal lock` locked this work tree: envelopes stay by request.
@@ -444,9 +448,12 @@ impl Locked {
     /// kids usable here (asked only when the line names them).
     /// `here` gives the kids usable here and why a provider serves none
     /// (a token that is not here, a wrong PIN), if one says.
+    /// `explain` says what became of KEKs that were removed or destroyed
+    /// (given `INSTALL`, the advice for one simply not installed here).
     pub(super) fn summary(
         &self,
         here: impl FnOnce() -> (Vec<Kid>, Option<String>),
+        explain: impl FnOnce(&[Kid], &str) -> Option<Explained>,
     ) -> Option<String> {
         let first = self.paths.first()?;
         let n = self.paths.len();
@@ -454,6 +461,7 @@ impl Locked {
         if self.work_tree_locked {
             return Some(format!("git-seal: {n} sealed {files} left locked (this work tree is locked; `git seal unlock` opens them)"));
         }
+        let wrapped_to: Vec<Kid> = self.kids.iter().cloned().collect();
         let kids: Vec<&str> = self.kids.iter().map(Kid::as_str).collect();
         let (here, problem) = here();
         let here = if here.is_empty() {
@@ -462,8 +470,22 @@ impl Locked {
             here.iter().map(Kid::as_str).collect::<Vec<_>>().join(", ")
         };
         let problem = problem.map(|p| format!("; {p}")).unwrap_or_default();
+        // A KEK that was removed or destroyed: say so, rather than only
+        // "install the key", which may be no answer at all.
+        let advice = match explain(&wrapped_to, INSTALL) {
+            None => INSTALL.to_owned(),
+            Some(Explained { says, fix: None }) => says,
+            Some(Explained {
+                says,
+                fix: Some(fix),
+            }) if fix == INSTALL => format!("{says}; {fix}"),
+            Some(Explained {
+                says,
+                fix: Some(fix),
+            }) => format!("{says}; {fix}, then run `git seal unlock`"),
+        };
         Some(format!(
-            "git-seal: warning: {n} sealed {files} left locked (e.g. {first}): no usable key (wrapped to {}; keys here: {here}{problem}); install the key, then run `git seal unlock`",
+            "git-seal: warning: {n} sealed {files} left locked (e.g. {first}): no usable key (wrapped to {}; keys here: {here}{problem}); {advice}",
             kids.join(", ")
         ))
     }

@@ -1003,3 +1003,125 @@ fn destroy_on_a_terminal_asks_for_the_kid() {
     assert!(!archived.exists(), "erased once confirmed");
     assert_eq!(status_of(&kek_list(&env, &dir), &old), "removed");
 }
+
+/// The `YYYY-MM-DD` that follows `marker` in `text`, checked to be a date.
+#[track_caller]
+fn date_after(text: &str, marker: &str) -> String {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in {text}"));
+    let date = &text[at + marker.len()..][..10];
+    let b = date.as_bytes();
+    assert!(
+        b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 {
+            *c == b'-'
+        } else {
+            c.is_ascii_digit()
+        }),
+        "{marker:?} is not followed by a date: {text}"
+    );
+    date.to_owned()
+}
+
+/// Regression: history sealed only to a KEK that `kek remove --destroy`
+/// erased said "install the KEK's key file" (decrypt) and "install the key,
+/// then run `git seal unlock`" (checkout), as for a key merely not
+/// installed here. It must say that the KEK was destroyed, when and how,
+/// and that this history cannot be opened; a KEK simply not installed
+/// here keeps the usual advice.
+#[test]
+fn history_sealed_to_a_destroyed_kek_says_it_was_destroyed() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    env.seal(&dir, &["rotate"]);
+    env.git(&dir, &["commit", "-q", "-m", "rotate"]);
+    env.seal(&dir, &["kek", "remove", &old, "--destroy", "--yes"]);
+    env.git(&dir, &["commit", "-q", "-m", "destroy"]);
+
+    let sealed = env.blob_at(&dir, "HEAD~2:secrets/s0.env");
+    let out = env.run("git-seal", &dir, &["decrypt", "-"], Some(&sealed));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let marker = format!("{old} was destroyed on ");
+    date_after(&err, &marker);
+    assert!(
+        err.contains("`git seal kek remove --destroy`") && err.contains("cannot be opened"),
+        "{err}"
+    );
+    assert!(!err.contains("install"), "{err}");
+
+    let out = env.ok("git", &dir, &["checkout", "-q", "HEAD~2"]);
+    let err = stderr(&out);
+    date_after(&err, &marker);
+    assert!(
+        err.contains("left locked") && !err.contains("install the key"),
+        "{err}"
+    );
+    let out = env.fails("git-seal", &dir, &["unlock"], 1);
+    let err = stderr(&out);
+    date_after(&err, &marker);
+    assert!(!err.contains("install the key"), "{err}");
+    env.git(&dir, &["checkout", "-q", "main"]);
+
+    // The active KEK, merely not installed here: the usual advice.
+    let sealed = env.blob_at(&dir, "HEAD:secrets/s0.env");
+    let hidden = env.hide_keys();
+    let out = env.run("git-seal", &dir, &["decrypt", "-"], Some(&sealed));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("hint: install the KEK's key file") && !err.contains("destroyed"),
+        "{err}"
+    );
+    env.restore_keys(&hidden);
+}
+
+/// History sealed to a KEK that was removed (not destroyed) whose private
+/// half is not here: the message says it was removed and how to bring a
+/// surviving copy here; doing that opens it.
+#[test]
+fn history_sealed_to_a_removed_kek_says_what_can_still_be_done() {
+    let env = Env::new();
+    let dir = repo_with_secrets(&env);
+    let old = env.kid();
+    env.seal(&dir, &["rotate"]);
+    env.git(&dir, &["commit", "-q", "-m", "rotate"]);
+    env.seal(&dir, &["kek", "remove", &old]);
+    env.git(&dir, &["commit", "-q", "-m", "remove"]);
+    // Its key file lives on elsewhere (a backup), not here.
+    let archived = env.key_dir.join("archive").join(format!("{old}.key"));
+    let backup = env.path("backup.key");
+    std::fs::rename(&archived, &backup).unwrap();
+
+    let sealed = env.blob_at(&dir, "HEAD~2:secrets/s1.env");
+    let out = env.run("git-seal", &dir, &["decrypt", "-"], Some(&sealed));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    date_after(&err, &format!("{old} was removed on "));
+    assert!(
+        err.contains("`git seal kek remove`") && err.contains("still opens"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: bring its private half here")
+            && err.contains(&format!("`git seal kek export {old} --out FILE`"))
+            && err.contains("`git seal kek import FILE`"),
+        "{err}"
+    );
+    assert!(!err.contains("destroyed"), "{err}");
+
+    let out = env.ok("git", &dir, &["checkout", "-q", "HEAD~2"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{old} was removed on ")) && err.contains("`git seal unlock`"),
+        "{err}"
+    );
+    env.git(&dir, &["checkout", "-q", "main"]);
+
+    // What the hint says works.
+    env.seal(&dir, &["kek", "import", backup.to_str().unwrap()]);
+    let out = env.run("git-seal", &dir, &["decrypt", "-"], Some(&sealed));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "password-1\n");
+}
