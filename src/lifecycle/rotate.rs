@@ -378,7 +378,7 @@ fn prove_opens(
     let head = ws.repo.head_tree_id()?;
     let mut failures = Vec::with_capacity(failed.len());
     for unopened in failed {
-        let mut restorable = Vec::new();
+        let mut mends = Vec::new();
         for path in &unopened.paths {
             let at_head = match head {
                 Some(tree) => ws.repo.blob_in_tree(tree, path)?,
@@ -393,9 +393,9 @@ fn prove_opens(
             } else {
                 Mend::Reseal
             };
-            restorable.push(mend);
+            mends.push(mend);
         }
-        failures.push((unopened, restorable));
+        failures.push((unopened, mends));
     }
     Err(LifecycleError::Unopened(Box::new(Unopened {
         from: from.clone(),
