@@ -160,11 +160,62 @@ pub fn must_seal<E>(
 /// over the ones above it. Files are added root first ([`SealAttributes::add`]).
 #[derive(Clone, Debug, Default)]
 pub struct SealAttributes {
-    rules: Vec<(globset::GlobMatcher, bool)>,
+    rules: Vec<AttributeRule>,
     /// Macros defined so far (Git reads them from the root file only).
     macros: std::collections::HashMap<String, Vec<String>>,
     /// Patterns of the root file that set `filter=seal`, in file order.
     pub patterns: Vec<String>,
+}
+
+/// One line of a `.gitattributes` file that sets or unsets `filter`.
+#[derive(Clone, Debug)]
+struct AttributeRule {
+    matcher: globset::GlobMatcher,
+    /// The matcher's regular expression, for [`SealAttributes::narrowed_from`].
+    regex: String,
+    /// The directory of its file (`""`: the root) and its pattern there.
+    dir: String,
+    pattern: String,
+    /// `filter=seal` (else the line unsets `filter` or sets another one).
+    sealed: bool,
+}
+
+impl AttributeRule {
+    /// How approvals and findings name a sealing line: `attribute:PATTERN`
+    /// for the root file, `attribute:DIR/.gitattributes:PATTERN` for a
+    /// nested one.
+    fn file(&self) -> String {
+        if self.dir.is_empty() {
+            ".gitattributes".to_owned()
+        } else {
+            format!("{}/.gitattributes", self.dir)
+        }
+    }
+
+    fn item(&self) -> String {
+        if self.dir.is_empty() {
+            format!("attribute:{}", self.pattern)
+        } else {
+            format!("attribute:{}/.gitattributes:{}", self.dir, self.pattern)
+        }
+    }
+}
+
+/// A sealing `.gitattributes` line that a newer set of files no longer
+/// seals everything of ([`SealAttributes::narrowed_from`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Narrowed {
+    /// The line as an approval item (`attribute:PATTERN`, or
+    /// `attribute:DIR/.gitattributes:PATTERN` for a nested file).
+    pub item: String,
+    /// A path it sealed that is no longer sealed; `None` when the rules
+    /// were too involved to tell, and every sealing line of the old files
+    /// is taken as narrowed (a trusted signer approves, or the new lines
+    /// are made simpler).
+    pub example: Option<String>,
+    /// The `.gitattributes` file that now decides that path (the one the
+    /// line was in, when no line decides it any more).
+    pub file: String,
 }
 
 /// How deep macros may nest before a definition is taken as a loop.
@@ -207,10 +258,16 @@ impl SealAttributes {
                 continue;
             };
             if let Ok(glob) = glob_in(dir, &pattern) {
-                self.rules.push((glob.compile_matcher(), sealed));
                 if sealed && dir.is_empty() {
                     self.patterns.push(pattern.clone());
                 }
+                self.rules.push(AttributeRule {
+                    matcher: glob.compile_matcher(),
+                    regex: glob.regex().to_owned(),
+                    dir: dir.to_owned(),
+                    pattern,
+                    sealed,
+                });
             }
         }
     }
@@ -243,9 +300,209 @@ impl SealAttributes {
         self.rules
             .iter()
             .rev()
-            .find(|(glob, _)| glob.is_match(path))
-            .is_some_and(|(_, sealed)| *sealed)
+            .find(|rule| rule.matcher.is_match(path))
+            .is_some_and(|rule| rule.sealed)
     }
+
+    /// Do both give every path the same `filter` lines, in the same order
+    /// (so they seal the same paths)?
+    pub fn same_rules(&self, other: &SealAttributes) -> bool {
+        self.rules.len() == other.rules.len()
+            && self
+                .rules
+                .iter()
+                .zip(&other.rules)
+                .all(|(a, b)| (&a.dir, &a.pattern, a.sealed) == (&b.dir, &b.pattern, b.sealed))
+    }
+
+    /// The sealing lines of `before` that these files no longer seal
+    /// everything of: for each, a path (the shortest found) that `before`
+    /// seals by that line and that neither these files nor one of
+    /// `sealed_globs` (the policy's, which still seal) seal, git-seal's
+    /// own files aside ([`is_exempt`]). This is about every path there
+    /// could be, not only the ones a tree has, so a line that narrows a
+    /// pattern (`vault/v1* -filter` after `vault/** filter=seal`, a
+    /// nested `* -filter`, a macro that unsets `filter`) is found before a
+    /// file under it exists.
+    ///
+    /// Every pattern is a regular language over path bytes; one automaton
+    /// runs them all at once, and a walk of its states finds, for each
+    /// state, which patterns a path ending there matches.
+    pub fn narrowed_from(&self, before: &SealAttributes, sealed_globs: &[String]) -> Vec<Narrowed> {
+        if self.same_rules(before) || !before.rules.iter().any(|r| r.sealed) {
+            return Vec::new();
+        }
+        let everything = || {
+            let mut found: Vec<Narrowed> = Vec::new();
+            for rule in before.rules.iter().filter(|r| r.sealed) {
+                if !found.iter().any(|n| n.item == rule.item()) {
+                    found.push(Narrowed {
+                        item: rule.item(),
+                        example: None,
+                        file: rule.file(),
+                    });
+                }
+            }
+            found
+        };
+        let globs: Vec<String> = sealed_globs
+            .iter()
+            .filter_map(|g| Some(glob_for(g).ok()?.regex().to_owned()))
+            .collect();
+        let regexes: Vec<&str> = before
+            .rules
+            .iter()
+            .chain(&self.rules)
+            .map(|r| r.regex.as_str())
+            .chain(globs.iter().map(String::as_str))
+            .chain([EXEMPT, VALID_PATH])
+            .collect();
+        let bounds = Bounds {
+            before: before.rules.len(),
+            now: before.rules.len() + self.rules.len(),
+        };
+        let sealed = |at: usize| {
+            if at < bounds.before {
+                before.rules[at].sealed
+            } else {
+                self.rules[at - bounds.before].sealed
+            }
+        };
+        match lost_paths(&regexes, &bounds, sealed) {
+            Some(lost) => {
+                let mut found: Vec<Narrowed> = Vec::new();
+                for (rule, decides, path) in lost {
+                    let item = before.rules[rule].item();
+                    if !found.iter().any(|n| n.item == item) {
+                        let file = match decides {
+                            Some(at) => self.rules[at - bounds.before].file(),
+                            None => before.rules[rule].file(),
+                        };
+                        found.push(Narrowed {
+                            item,
+                            example: Some(path),
+                            file,
+                        });
+                    }
+                }
+                found
+            }
+            None => everything(),
+        }
+    }
+}
+
+/// [`is_exempt`] as a regular expression.
+const EXEMPT: &str = r"(?-u)^(?:\.gitattributes|\.seal/(?s:.)*)$";
+
+/// A path Git can store: names that are not empty, `.` or `..`, joined by
+/// single slashes (so a pattern's odd corner, such as `vault/**/*`
+/// matching `vault/`, is no path to report).
+const VALID_PATH: &str =
+    r"(?-u)^(?:[^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)(?:/(?:[^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))*$";
+
+/// Where each group of patterns ends in the list given to [`lost_paths`]:
+/// `before`'s lines up to `before`, then the new lines up to `now`, then
+/// what seals or exempts whatever the lines say (the policy's globs,
+/// git-seal's own files), then last [`VALID_PATH`].
+struct Bounds {
+    before: usize,
+    now: usize,
+}
+
+/// States the walk of [`lost_paths`] may visit before it gives up.
+const MAX_STATES: usize = 20_000;
+
+/// For each line of `before` that seals some path the new lines do not
+/// (nor a policy glob): that line's index, the index of the new line that
+/// decides the path (if one does) and the shortest such path found.
+/// `None` when the automaton grew too large to tell.
+fn lost_paths(
+    regexes: &[&str],
+    bounds: &Bounds,
+    sealed: impl Fn(usize) -> bool,
+) -> Option<Vec<(usize, Option<usize>, String)>> {
+    use regex_automata::hybrid::dfa::DFA;
+    use regex_automata::hybrid::LazyStateID;
+    use regex_automata::util::{start, syntax};
+    use regex_automata::{Anchored, MatchKind};
+    use std::collections::{HashMap, VecDeque};
+
+    let dfa = DFA::builder()
+        .configure(
+            DFA::config()
+                .match_kind(MatchKind::All)
+                .cache_capacity(16 << 20),
+        )
+        .syntax(syntax::Config::new().utf8(false).dot_matches_new_line(true))
+        .thompson(regex_automata::nfa::thompson::Config::new().utf8(false))
+        .build_many(regexes)
+        .ok()?;
+    let mut cache = dfa.create_cache();
+    let start = dfa
+        .start_state(&mut cache, &start::Config::new().anchored(Anchored::Yes))
+        .ok()?;
+    // Letters first, so the paths found read like paths.
+    let bytes: Vec<u8> = (b'a'..=b'z')
+        .chain(b'0'..=b'9')
+        .chain(*b"/._-")
+        .chain(
+            (1..=255u8)
+                .filter(|b| !b.is_ascii_lowercase() && !b.is_ascii_digit() && !b"/._-".contains(b)),
+        )
+        .collect();
+    let mut came_from: HashMap<LazyStateID, (LazyStateID, u8)> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    let mut lost: Vec<(usize, Option<usize>, String)> = Vec::new();
+    let path_to = |came_from: &HashMap<LazyStateID, (LazyStateID, u8)>, mut at: LazyStateID| {
+        let mut path = Vec::new();
+        while let Some(&(from, byte)) = came_from.get(&at) {
+            path.push(byte);
+            at = from;
+        }
+        path.reverse();
+        String::from_utf8_lossy(&path).into_owned()
+    };
+    let valid = regexes.len() - 1;
+    while let Some(state) = queue.pop_front() {
+        let end = dfa.next_eoi_state(&mut cache, state).ok()?;
+        if end.is_match() {
+            let (mut was, mut now, mut kept, mut path) = (None, None, false, false);
+            for i in 0..dfa.match_len(&cache, end) {
+                let at = dfa.match_pattern(&cache, end, i).as_usize();
+                if at < bounds.before {
+                    was = was.max(Some(at));
+                } else if at < bounds.now {
+                    now = now.max(Some(at));
+                } else if at < valid {
+                    kept = true; // a policy glob still seals it, or it is exempt
+                } else {
+                    path = true;
+                }
+            }
+            if let Some(rule) = was.filter(|&r| path && sealed(r)) {
+                if !kept && !now.is_some_and(&sealed) && !lost.iter().any(|(r, ..)| *r == rule) {
+                    lost.push((rule, now, path_to(&came_from, state)));
+                }
+            }
+        }
+        for &byte in &bytes {
+            let next = dfa.next_state(&mut cache, state, byte).ok()?;
+            if next.is_dead() || next == start || came_from.contains_key(&next) {
+                continue;
+            }
+            if next.is_quit() || came_from.len() >= MAX_STATES {
+                return None;
+            }
+            came_from.insert(next, (state, byte));
+            queue.push_back(next);
+        }
+        // A cleared cache renames its states: what was walked means nothing.
+        if cache.clear_count() > 0 {
+            return None;
+        }
+    }
+    Some(lost)
 }
 
 /// A line's pattern (unquoted) and the rest of the line. A pattern in
@@ -584,6 +841,81 @@ mod tests {
         assert!(attrs.seals("secrets/public/a.env"));
         assert!(attrs.seals("config/sub/x.env"));
         assert!(!attrs.seals("x.env"));
+    }
+
+    #[test]
+    fn narrowed_from_finds_any_line_that_unseals_a_path() {
+        let base = "vault/** filter=seal diff=seal merge=seal\n/.gitattributes !filter\n/.seal/** !filter\n";
+        let parse = |text: &str, nested: &[(&str, &str)]| {
+            let mut attrs = SealAttributes::parse(text);
+            for (dir, text) in nested {
+                attrs.add(dir, text);
+            }
+            attrs
+        };
+        let before = parse(base, &[]);
+        let narrowed = |now: &SealAttributes, globs: &[&str]| {
+            let globs: Vec<String> = globs.iter().map(|g| g.to_string()).collect();
+            now.narrowed_from(&before, &globs)
+                .into_iter()
+                .map(|n| (n.item, n.example, n.file))
+                .collect::<Vec<_>>()
+        };
+        let at = |path: &str, file: &str| {
+            vec![(
+                "attribute:vault/**".to_owned(),
+                Some(path.to_owned()),
+                file.to_owned(),
+            )]
+        };
+        let root = ".gitattributes";
+        for line in [
+            "vault/v1* -filter",
+            "vault/v1* !filter",
+            "vault/v1* filter=lfs",
+        ] {
+            let now = parse(&format!("{base}{line}\n"), &[]);
+            assert_eq!(narrowed(&now, &[]), at("vault/v1", root), "{line}");
+        }
+        let now = parse(&format!("[attr]plain -filter\n{base}*.png plain\n"), &[]);
+        assert_eq!(narrowed(&now, &[]), at("vault/.png", root));
+        let now = parse(base, &[("vault/n", "* -filter\n")]);
+        assert_eq!(
+            narrowed(&now, &[]),
+            at("vault/n/a", "vault/n/.gitattributes")
+        );
+        // The line gone altogether.
+        let now = parse("/.gitattributes !filter\n", &[]);
+        assert_eq!(narrowed(&now, &[]), at("vault/a", root));
+
+        // Not narrowed: an override that a later line undoes, one that
+        // only touches git-seal's own files or paths the policy seals,
+        // more sealing, and the same lines.
+        let now = parse(&format!("vault/v1* -filter\n{base}"), &[]);
+        assert_eq!(narrowed(&now, &[]), vec![]);
+        let now = parse(&format!("{base}/.seal/** -filter\n"), &[]);
+        assert_eq!(narrowed(&now, &[]), vec![]);
+        let now = parse(&format!("{base}vault/v1* -filter\n"), &[]);
+        assert_eq!(narrowed(&now, &["vault/**"]), vec![]);
+        let now = parse(
+            &format!("{base}*.env filter=seal\n"),
+            &[("a", "* filter=seal\n")],
+        );
+        assert_eq!(narrowed(&now, &[]), vec![]);
+        assert_eq!(narrowed(&before, &[]), vec![]);
+        // A nested file's own sealing line, dropped, is named by its file.
+        let nested = parse(base, &[("docs", "keys/** filter=seal\n")]);
+        assert_eq!(
+            before
+                .narrowed_from(&nested, &[])
+                .into_iter()
+                .map(|n| (n.item, n.example))
+                .collect::<Vec<_>>(),
+            vec![(
+                "attribute:docs/.gitattributes:keys/**".to_owned(),
+                Some("docs/keys/a".to_owned())
+            )]
+        );
     }
 
     #[test]

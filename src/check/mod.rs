@@ -27,6 +27,7 @@ mod walk;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use serde::Serialize;
 
@@ -49,16 +50,28 @@ fn weakened(
     commit: Option<String>,
 ) -> Vec<Finding> {
     let mut found = Vec::new();
-    for (item, file) in now.weakened_from(before) {
+    for rules::Weakening {
+        item,
+        file,
+        narrowed,
+    } in now.weakened_from(before)
+    {
         if approvals.get().policy(&item) {
             continue;
         }
+        let what = match narrowed {
+            Some(Some(path)) => format!(
+                "narrows {item} that the parent commit had: a path such as `{path}` is no longer sealed"
+            ),
+            Some(None) => format!("may narrow {item} that the parent commit had (its .gitattributes rules are too involved to tell)"),
+            None => format!("drops {item} that the parent commit had"),
+        };
         found.push(Finding {
             commit: commit.clone(),
-            path: file.to_owned(),
+            path: file,
             kind: Kind::Weakened,
             message: format!(
-                "drops {item} that the parent commit had (once sealed, stays sealed); a trusted signer approves it with `git seal audit approve policy '{item}'`, or put it back"
+                "{what} (once sealed, stays sealed); a trusted signer approves it with `git seal audit approve policy '{item}'`, or put it back"
             ),
         });
     }
@@ -117,7 +130,7 @@ fn unsealed_message(path: &str) -> String {
 fn stays_sealed(
     repo: &Repo,
     commits: &[Oid],
-    walk: &Walk<'_>,
+    walk: &mut Walk<'_>,
     facts: &[BlobFacts],
     available: &[crate::kid::Kid],
     context: &Context<'_>,
@@ -125,28 +138,32 @@ fn stays_sealed(
 ) -> Result<Vec<Finding>, RepoError> {
     // A parent in the range has its rules from the walk already; only a
     // parent outside it (the range's base) is read here, once per tree.
+    // Both sides carry their nested `.gitattributes` files: a nested
+    // `* -filter` narrows sealing as a root line does.
     let index: HashMap<Oid, usize> = commits.iter().enumerate().map(|(i, c)| (*c, i)).collect();
-    let mut outside: HashMap<Oid, Rules> = HashMap::new();
+    let mut outside: HashMap<Oid, Rc<Rules>> = HashMap::new();
     let mut findings = Vec::new();
     for (at, commit) in commits.iter().enumerate() {
         let Some(parent) = repo.parents(*commit)?.first().copied() else {
             continue;
         };
         let before = match index.get(&parent) {
-            Some(&i) => &walk.rules[walk.commit_rules[i]],
+            Some(&i) => walk.full_rules(i)?,
             None => {
                 let tree = repo.commit_tree_id(parent)?;
-                match outside.entry(tree) {
-                    std::collections::hash_map::Entry::Occupied(e) => &*e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        &*e.insert(tree_rules(repo, tree, available)?)
+                match outside.get(&tree) {
+                    Some(rules) => rules.clone(),
+                    None => {
+                        let rules = Rc::new(tree_rules(repo, tree, available)?);
+                        outside.insert(tree, rules.clone());
+                        rules
                     }
                 }
             }
         };
-        let now = &walk.rules[walk.commit_rules[at]];
+        let now = walk.full_rules(at)?;
         let label = Some(commit.to_string());
-        findings.extend(weakened(now, before, approvals, label.clone()));
+        findings.extend(weakened(&now, &before, approvals, label.clone()));
         for (path, old, new) in repo.changed_files(Some(parent), *commit)? {
             let (Some(old), Some(new)) = (old, new) else {
                 continue;
@@ -259,7 +276,7 @@ pub fn check_commits(
     findings.extend(stays_sealed(
         repo,
         &commits,
-        &walk,
+        &mut walk,
         &facts,
         &available,
         context,
@@ -453,8 +470,14 @@ pub(crate) fn check_index(
 ) -> Result<Vec<Finding>, RepoError> {
     let available = crate::keys::kids_here();
     let opener = crate::keys::here().ok();
-    let is_rule_file =
-        |p: &str| p == policy::PATH || p == ".gitattributes" || p.starts_with(".seal/keys/");
+    // A nested `.gitattributes` is a rule file too: it can narrow what
+    // the root one seals.
+    let is_rule_file = |p: &str| {
+        p == policy::PATH
+            || p == ".gitattributes"
+            || p.ends_with("/.gitattributes")
+            || p.starts_with(".seal/keys/")
+    };
     // What differs from HEAD, by Git's own tree-to-index comparison (no
     // map of HEAD's whole tree).
     let index_changes = repo.index_changes()?;
@@ -506,6 +529,16 @@ pub(crate) fn check_index(
         records,
         &available,
     );
+    // With the staged nested `.gitattributes` files, as `check` will read
+    // this commit. When the commit changes no rule file, `entries` holds
+    // none of them, as HEAD's rules below do not: the two are the same.
+    let rules = rules::add_nested(
+        repo,
+        rules,
+        entries
+            .iter()
+            .filter_map(|(path, id)| Some((path.strip_suffix("/.gitattributes")?, *id))),
+    )?;
     let mut findings: Vec<Finding> = rules
         .problems()
         .iter()

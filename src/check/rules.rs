@@ -17,6 +17,18 @@ use crate::kid::Kid;
 use crate::policy::{self, Policy, SealAttributes};
 use crate::repo::{EntryKind, Oid, Repo, RepoError};
 
+/// A rule that a commit dropped or narrowed ([`Rules::weakened_from`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Weakening {
+    /// The approval item (`sealed:GLOB`, `attribute:PATTERN`, …).
+    pub(crate) item: String,
+    /// The file that weakened it.
+    pub(crate) file: String,
+    /// Narrowed rather than dropped: a path no longer sealed by it, if
+    /// one was found ([`policy::Narrowed::example`]).
+    pub(crate) narrowed: Option<Option<String>>,
+}
+
 /// The rules one tree (or the index) carries.
 #[derive(Clone, Debug)]
 pub struct Rules {
@@ -115,22 +127,43 @@ impl Rules {
         rules
     }
 
-    /// What these rules dropped that `before` had, as approval items:
-    /// `sealed:GLOB` (a policy glob), `attribute:PATTERN` (a root
-    /// `.gitattributes` pattern that sealed), `recipient:KID`, and
-    /// `bind_path_aad`; each with the file it is in.
-    pub(crate) fn weakened_from(&self, before: &Rules) -> Vec<(String, &'static str)> {
+    /// What these rules dropped or narrowed that `before` had, as
+    /// approval items: `sealed:GLOB` (a policy glob), `attribute:PATTERN`
+    /// (a root `.gitattributes` pattern that sealed, dropped, or narrowed
+    /// by any `.gitattributes` line so that a path it sealed is not sealed
+    /// any more; `attribute:DIR/.gitattributes:PATTERN` for a nested
+    /// file's), `recipient:KID`, and `bind_path_aad`. Both must carry
+    /// their nested `.gitattributes` files ([`tree_rules`]) for a nested
+    /// file's narrowing to show.
+    pub(crate) fn weakened_from(&self, before: &Rules) -> Vec<Weakening> {
         let (now, was) = (&self.policy.file, &before.policy.file);
         let mut dropped = Vec::new();
+        let mut drop = |item: String, file: &str, narrowed: Option<Option<String>>| {
+            if !dropped.iter().any(|d: &Weakening| d.item == item) {
+                dropped.push(Weakening {
+                    item,
+                    file: file.to_owned(),
+                    narrowed,
+                });
+            }
+        };
         for glob in &was.sealed {
             if !now.sealed.contains(glob) {
-                dropped.push((format!("sealed:{glob}"), policy::PATH));
+                drop(format!("sealed:{glob}"), policy::PATH, None);
             }
         }
         for pattern in &before.attributes.patterns {
             if !self.attributes.patterns.contains(pattern) {
-                dropped.push((format!("attribute:{pattern}"), ".gitattributes"));
+                drop(format!("attribute:{pattern}"), ".gitattributes", None);
             }
+        }
+        // A line that unsets `filter` (or a nested file, a macro, a
+        // deleted line) can narrow a pattern that is still there.
+        for narrowed in self
+            .attributes
+            .narrowed_from(&before.attributes, &now.sealed)
+        {
+            drop(narrowed.item, &narrowed.file, Some(narrowed.example));
         }
         let kids = |file: &crate::policy::PolicyFile| -> Vec<Kid> {
             file.recipients
@@ -140,13 +173,12 @@ impl Rules {
         };
         let kept = kids(now);
         for kid in kids(was) {
-            let item = format!("recipient:{kid}");
-            if !kept.contains(&kid) && !dropped.iter().any(|(i, _)| *i == item) {
-                dropped.push((item, policy::PATH));
+            if !kept.contains(&kid) {
+                drop(format!("recipient:{kid}"), policy::PATH, None);
             }
         }
         if was.bind_path_aad && !now.bind_path_aad {
-            dropped.push(("bind_path_aad".to_owned(), policy::PATH));
+            drop("bind_path_aad".to_owned(), policy::PATH, None);
         }
         dropped
     }
@@ -342,11 +374,19 @@ pub(crate) fn rules_with_nested<'a>(
     files: impl Iterator<Item = (&'a str, Oid)>,
     available: &[Kid],
 ) -> Result<Rules, RepoError> {
-    let mut rules = Rules::load(repo, &rule_files(repo, tree)?, available)?;
-    let mut nested: Vec<(&str, Oid)> = files
-        .filter_map(|(path, id)| Some((path.strip_suffix("/.gitattributes")?, id)))
-        .collect();
-    // Parents before children, as Git reads them.
+    let rules = Rules::load(repo, &rule_files(repo, tree)?, available)?;
+    let nested = files.filter_map(|(path, id)| Some((path.strip_suffix("/.gitattributes")?, id)));
+    add_nested(repo, rules, nested)
+}
+
+/// `rules` with the nested `.gitattributes` files (directory, blob) added,
+/// parents before children as Git reads them.
+pub(super) fn add_nested<'a>(
+    repo: &Repo,
+    mut rules: Rules,
+    nested: impl Iterator<Item = (&'a str, Oid)>,
+) -> Result<Rules, RepoError> {
+    let mut nested: Vec<(&str, Oid)> = nested.collect();
     nested.sort_by_key(|(dir, _)| dir.matches('/').count());
     for (dir, id) in nested {
         let text = repo.with_blob(id, |b| String::from_utf8_lossy(b).into_owned())?;

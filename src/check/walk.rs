@@ -4,10 +4,11 @@
 //! reader threads with their own repository handles.
 
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use super::blob::BlobFacts;
 use super::finding::{Finding, Kind};
-use super::rules::{rule_files, Rules};
+use super::rules::{add_nested, rule_files, Rules};
 use crate::kid::Kid;
 use crate::repo::{EntryKind, Oid, Repo, RepoError};
 
@@ -28,6 +29,16 @@ pub(super) struct Walk<'a> {
     pub(super) rules: Vec<Rules>,
     /// Each commit's rules (its root rule files), by commit index.
     pub(super) commit_rules: Vec<usize>,
+    /// Each commit's nested `.gitattributes` files (directory, blob), by
+    /// commit index: with `commit_rules`, all of its attributes.
+    commit_nested: Vec<Rc<[(String, Oid)]>>,
+    /// The nested `.gitattributes` files under each tree met (directory
+    /// relative to the tree, `""` for its own), so a tree the walk skips
+    /// as seen still tells its commit what it holds.
+    tree_attributes: HashMap<Oid, Rc<[(String, Oid)]>>,
+    /// A commit's whole rules ([`Walk::full_rules`]) by what they are
+    /// made of, built once each.
+    full: HashMap<(usize, Rc<[(String, Oid)]>), Rc<Rules>>,
     /// Blob ids to their index in `blobs`.
     pub(super) blob_seen: HashMap<Oid, usize>,
     rules_by_files: HashMap<[Option<Oid>; 3], usize>,
@@ -52,6 +63,9 @@ impl<'a> Walk<'a> {
             available,
             rules: Vec::new(),
             commit_rules: Vec::new(),
+            commit_nested: Vec::new(),
+            tree_attributes: HashMap::new(),
+            full: HashMap::new(),
             rules_by_files: HashMap::new(),
             nested: HashMap::new(),
             seen_trees: HashSet::new(),
@@ -84,7 +98,14 @@ impl<'a> Walk<'a> {
             }
         };
         self.commit_rules.push(rules);
-        self.tree(index, rules, String::new(), tree)
+        self.tree(index, rules, String::new(), tree)?;
+        let nested: Rc<[(String, Oid)]> = self.tree_attributes[&tree]
+            .iter()
+            .filter(|(dir, _)| !dir.is_empty())
+            .cloned()
+            .collect();
+        self.commit_nested.push(nested);
+        Ok(())
     }
 
     fn tree(
@@ -98,6 +119,7 @@ impl<'a> Walk<'a> {
             return Ok(());
         }
         let items = self.repo.tree_items(tree)?;
+        let mut attributes: Vec<(String, Oid)> = Vec::new();
         // A nested .gitattributes governs this directory and everything
         // below it (the root one is part of the commit's rules already).
         let nested = items
@@ -108,14 +130,29 @@ impl<'a> Walk<'a> {
             _ => rules,
         };
         for item in items {
+            let name_len = item.name.len();
             let path = if dir.is_empty() {
                 item.name
             } else {
                 format!("{dir}/{}", item.name)
             };
             match item.kind {
-                EntryKind::Tree => self.tree(commit, rules, path, item.id)?,
+                EntryKind::Tree => {
+                    let name = path[path.len() - name_len..].to_owned();
+                    self.tree(commit, rules, path, item.id)?;
+                    // Relative to this tree: the same tree may sit at
+                    // another path in another commit.
+                    for (sub, id) in self.tree_attributes[&item.id].iter() {
+                        attributes.push(match sub.is_empty() {
+                            true => (name.clone(), *id),
+                            false => (format!("{name}/{sub}"), *id),
+                        });
+                    }
+                }
                 EntryKind::Blob => {
+                    if path.ends_with("/.gitattributes") || path == ".gitattributes" {
+                        attributes.push((String::new(), item.id));
+                    }
                     if !self.seen_pairs.insert((rules, path.clone(), item.id)) {
                         continue;
                     }
@@ -135,6 +172,7 @@ impl<'a> Walk<'a> {
                 EntryKind::Other => {}
             }
         }
+        self.tree_attributes.insert(tree, attributes.into());
         Ok(())
     }
 }
@@ -170,6 +208,28 @@ impl Walk<'_> {
             }
         }
         Ok(Some(rules))
+    }
+
+    /// All the rules the commit at `commit` (an index into the walk's
+    /// commits) carries: its root rule files with every nested
+    /// `.gitattributes` file added, as [`super::tree_rules`] reads them.
+    /// What "once sealed, stays sealed" compares with the parent's.
+    pub(super) fn full_rules(&mut self, commit: usize) -> Result<Rc<Rules>, RepoError> {
+        let key = (
+            self.commit_rules[commit],
+            self.commit_nested[commit].clone(),
+        );
+        if let Some(rules) = self.full.get(&key) {
+            return Ok(rules.clone());
+        }
+        let root = self.rules[key.0].clone();
+        let rules = Rc::new(add_nested(
+            self.repo,
+            root,
+            key.1.iter().map(|(dir, id)| (dir.as_str(), *id)),
+        )?);
+        self.full.insert(key, rules.clone());
+        Ok(rules)
     }
 
     fn nested_rules(&mut self, rules: usize, dir: &str, file: Oid) -> Result<usize, RepoError> {
