@@ -920,3 +920,202 @@ fn seal_files_stay_plaintext_even_where_a_late_attribute_line_filters_them() {
     let policy = env.git(&dir, &["cat-file", "-p", ":.seal/policy.json"]);
     assert!(policy.contains("*.pem"), "{policy}");
 }
+
+/// A repository whose root `.gitattributes` seals `vault/**` by a line the
+/// user added (not a policy glob), with `vault/v0.txt` committed sealed.
+fn vault_repo(env: &Env, name: &str) -> std::path::PathBuf {
+    let dir = env.sealed_repo(name);
+    append_attributes(&dir, "vault/** filter=seal diff=seal merge=seal\n");
+    write_file(&dir, "vault/v0.txt", b"MARKER_V0\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "vault"]);
+    assert!(is_envelope(&env.blob_at(&dir, "HEAD:vault/v0.txt")));
+    dir
+}
+
+fn append_attributes(dir: &Path, lines: &str) {
+    let path = dir.join(".gitattributes");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}{lines}")).unwrap();
+}
+
+/// `git commit` is refused by pre-commit; returns its stderr, and leaves
+/// HEAD where it was.
+#[track_caller]
+fn refused(env: &Env, dir: &Path) -> String {
+    let head = env.rev(dir, "HEAD");
+    let out = env.fails("git", dir, &["commit", "-q", "-m", "refused"], 1);
+    assert_eq!(env.rev(dir, "HEAD"), head, "the refused commit was made");
+    crate::harness::stderr(&out)
+}
+
+/// `git seal check` fails; returns its findings (stdout).
+#[track_caller]
+fn check_fails(env: &Env, dir: &Path) -> String {
+    crate::harness::stdout(&env.fails("git-seal", dir, &["check"], 1))
+}
+
+#[test]
+fn a_gitattributes_line_that_unsets_filter_under_a_sealed_pattern_is_weakened() {
+    let env = Env::new();
+    let dir = vault_repo(&env, "r");
+    let sealed = env.rev(&dir, "HEAD");
+    for (lines, file) in [
+        ("vault/v1* -filter\n", "vault/v1.txt"),
+        ("vault/v1* !filter\n", "vault/v1.txt"),
+        ("vault/v1* filter=other\n", "vault/v1.txt"),
+        // A macro defined in the root file that unsets `filter`.
+        (
+            "[attr]nofilter -filter\nvault/v3* nofilter\n",
+            "vault/v3.txt",
+        ),
+    ] {
+        append_attributes(&dir, lines);
+        write_file(&dir, file, b"MARKER_V1\n");
+        env.git(&dir, &["add", "-A"]);
+        let err = refused(&env, &dir);
+        assert!(
+            err.contains(".gitattributes: narrows attribute:vault/**"),
+            "{lines}: {err}"
+        );
+        // CI catches the same commit made without the hook.
+        env.git(&dir, &["commit", "-q", "--no-verify", "-m", "override"]);
+        assert_eq!(env.blob_at(&dir, &format!("HEAD:{file}")), b"MARKER_V1\n");
+        let found = check_fails(&env, &dir);
+        let head = env.rev(&dir, "HEAD");
+        assert!(
+            found.contains(&format!(
+                "{head}: .gitattributes: narrows attribute:vault/** that the parent commit had"
+            )),
+            "{lines}: {found}"
+        );
+        env.git(&dir, &["reset", "-q", "--hard", &sealed]);
+    }
+
+    // Lines that leave every sealed path sealed are no finding: a line
+    // about other paths, one that a later line overrides, more sealing.
+    append_attributes(
+        &dir,
+        "docs/** -filter\nvault/tmp* -filter\nvault/** filter=seal diff=seal merge=seal\n*.key filter=seal diff=seal merge=seal\n",
+    );
+    write_file(&dir, "docs/readme.txt", b"public\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "harmless attributes"]);
+    env.ok("git-seal", &dir, &["check"]);
+}
+
+#[test]
+fn a_nested_gitattributes_that_unsets_filter_is_weakened_in_check_as_in_pre_commit() {
+    let env = Env::new();
+    let dir = vault_repo(&env, "r");
+    write_file(&dir, "vault/n/old.txt", b"MARKER_OLD\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "old"]);
+    assert!(is_envelope(&env.blob_at(&dir, "HEAD:vault/n/old.txt")));
+
+    write_file(&dir, "vault/n/.gitattributes", b"* -filter\n");
+    write_file(&dir, "vault/n/new.txt", b"MARKER_NEW\n");
+    env.git(&dir, &["add", "-A"]);
+    let err = refused(&env, &dir);
+    assert!(
+        err.contains("vault/n/.gitattributes: narrows attribute:vault/**"),
+        "{err}"
+    );
+    env.git(
+        &dir,
+        &["commit", "-q", "--no-verify", "-m", "nested override"],
+    );
+    let found = check_fails(&env, &dir);
+    assert!(
+        found.contains("vault/n/.gitattributes: narrows attribute:vault/**"),
+        "{found}"
+    );
+
+    // The envelope already there turned into plaintext under the nested
+    // file: `unsealed` as well.
+    env.git(&dir, &["add", "--renormalize", "vault/n/old.txt"]);
+    env.git(
+        &dir,
+        &["commit", "-q", "--no-verify", "-m", "old in plaintext"],
+    );
+    assert_eq!(env.blob_at(&dir, "HEAD:vault/n/old.txt"), b"MARKER_OLD\n");
+    let found = check_fails(&env, &dir);
+    let head = env.rev(&dir, "HEAD");
+    assert!(
+        found.contains(&format!(
+            "{head}: vault/n/old.txt: was sealed in the parent commit"
+        )),
+        "{found}"
+    );
+}
+
+#[test]
+fn an_override_committed_before_the_plaintext_file_is_weakened_where_it_came_in() {
+    let env = Env::new();
+    let (dir, _server) = env.served_repo("r");
+    append_attributes(&dir, "vault/** filter=seal diff=seal merge=seal\n");
+    write_file(&dir, "vault/v0.txt", b"MARKER_V0\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "vault"]);
+    env.git(&dir, &["push", "-q", "origin", "main"]);
+
+    // The override alone: no file it unseals exists yet.
+    append_attributes(&dir, "vault/v1* -filter\n");
+    env.git(&dir, &["add", "-A"]);
+    let err = refused(&env, &dir);
+    assert!(err.contains("narrows attribute:vault/**"), "{err}");
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "override"]);
+    let override_commit = env.rev(&dir, "HEAD");
+    // The next commit's rules are the weakened ones: they pass it.
+    write_file(&dir, "vault/v1.txt", b"MARKER_V1\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "-m", "plaintext"]);
+    assert_eq!(env.blob_at(&dir, "HEAD:vault/v1.txt"), b"MARKER_V1\n");
+    let found = check_fails(&env, &dir);
+    assert!(
+        found.contains(&format!(
+            "{override_commit}: .gitattributes: narrows attribute:vault/**"
+        )),
+        "{found}"
+    );
+    let out = env.run("git", &dir, &["push", "origin", "main"], None);
+    assert!(!out.status.success(), "the server took it");
+
+    // A trusted signer's approval is the explicit decision. The server
+    // judges by its own rules too, which still seal the file: that takes
+    // an approval of the path as well.
+    env.seal(&dir, &["audit", "approve", "policy", "attribute:vault/**"]);
+    env.ok("git-seal", &dir, &["check"]);
+    env.seal(&dir, &["audit", "approve", "unseal-path", "vault/v1.txt"]);
+    env.seal(&dir, &["audit", "sync", "origin"]);
+    env.git(&dir, &["push", "-q", "origin", "main"]);
+}
+
+#[test]
+fn a_merge_cannot_bring_in_an_override_of_a_sealed_pattern() {
+    let env = Env::new();
+    let dir = vault_repo(&env, "r");
+    env.git(&dir, &["checkout", "-q", "-b", "side"]);
+    append_attributes(&dir, "vault/v1* -filter\n");
+    write_file(&dir, "vault/v1.txt", b"MARKER_V1\n");
+    env.git(&dir, &["add", "-A"]);
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "override"]);
+    env.git(&dir, &["checkout", "-q", "main"]);
+    write_file(&dir, "README", b"diverged\n");
+    env.git(&dir, &["commit", "-q", "-am", "diverge"]);
+
+    let head = env.rev(&dir, "HEAD");
+    let out = env.fails("git", &dir, &["merge", "-q", "--no-edit", "side"], 1);
+    let err = crate::harness::stderr(&out);
+    assert!(err.contains("narrows attribute:vault/**"), "{err}");
+    assert_eq!(env.rev(&dir, "HEAD"), head, "the merge was committed");
+    env.git(&dir, &["commit", "-q", "--no-verify", "--no-edit"]);
+    let merge = env.rev(&dir, "HEAD");
+    let found = check_fails(&env, &dir);
+    assert!(
+        found.contains(&format!(
+            "{merge}: .gitattributes: narrows attribute:vault/**"
+        )),
+        "{found}"
+    );
+}
