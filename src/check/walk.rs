@@ -23,6 +23,9 @@ pub(super) struct Pair {
     pub(super) link: bool,
 }
 
+/// Nested `.gitattributes` files, as (directory, blob).
+type Nested = Rc<[(String, Oid)]>;
+
 pub(super) struct Walk<'a> {
     repo: &'a Repo,
     available: &'a [Kid],
@@ -31,14 +34,14 @@ pub(super) struct Walk<'a> {
     pub(super) commit_rules: Vec<usize>,
     /// Each commit's nested `.gitattributes` files (directory, blob), by
     /// commit index: with `commit_rules`, all of its attributes.
-    commit_nested: Vec<Rc<[(String, Oid)]>>,
+    commit_nested: Vec<Nested>,
     /// The nested `.gitattributes` files under each tree met (directory
     /// relative to the tree, `""` for its own), so a tree the walk skips
     /// as seen still tells its commit what it holds.
-    tree_attributes: HashMap<Oid, Rc<[(String, Oid)]>>,
+    tree_attributes: HashMap<Oid, Nested>,
     /// A commit's whole rules ([`Walk::full_rules`]) by what they are
     /// made of, built once each.
-    full: HashMap<(usize, Rc<[(String, Oid)]>), Rc<Rules>>,
+    full: HashMap<(usize, Nested), Rc<Rules>>,
     /// Blob ids to their index in `blobs`.
     pub(super) blob_seen: HashMap<Oid, usize>,
     rules_by_files: HashMap<[Option<Oid>; 3], usize>,
@@ -99,7 +102,7 @@ impl<'a> Walk<'a> {
         };
         self.commit_rules.push(rules);
         self.tree(index, rules, String::new(), tree)?;
-        let nested: Rc<[(String, Oid)]> = self.tree_attributes[&tree]
+        let nested: Nested = self.tree_attributes[&tree]
             .iter()
             .filter(|(dir, _)| !dir.is_empty())
             .cloned()
