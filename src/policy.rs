@@ -919,6 +919,34 @@ mod tests {
     }
 
     #[test]
+    fn narrowed_from_decides_a_typical_file_with_many_lfs_lines() {
+        let mut text = String::from("* text=auto\n*.sh text eol=lf\n");
+        for ext in [
+            "png", "jpg", "gif", "psd", "zip", "tar.gz", "mp4", "pdf", "bin", "iso", "dll", "so",
+            "jar", "wasm", "ttf", "woff2", "sqlite", "parquet", "onnx", "pt",
+        ] {
+            text.push_str(&format!("*.{ext} filter=lfs diff=lfs merge=lfs -text\n"));
+        }
+        text.push_str("vault/** filter=seal diff=seal merge=seal\n\"config/prod env/*.yaml\" filter=seal\n/.gitattributes !filter\n/.seal/** !filter\n");
+        let before = SealAttributes::parse(&text);
+        let now = SealAttributes::parse(&format!(
+            "{text}*.webp filter=lfs diff=lfs merge=lfs -text\n"
+        ));
+        let started = std::time::Instant::now();
+        let found = now.narrowed_from(&before, &[]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // `config/prod env/*.yaml` cannot end in `.webp`: not narrowed.
+        let items: Vec<(&str, Option<&str>)> = found
+            .iter()
+            .map(|n| (n.item.as_str(), n.example.as_deref()))
+            .collect();
+        assert_eq!(items, vec![("attribute:vault/**", Some("vault/.webp"))]);
+        // The same line before the sealing ones narrows nothing.
+        let now = SealAttributes::parse(&format!("*.webp filter=lfs\n{text}"));
+        assert_eq!(now.narrowed_from(&before, &[]), vec![]);
+    }
+
+    #[test]
     fn gitattributes_last_line_wins() {
         let attrs = SealAttributes::parse(
             "# comment\nsecrets/** filter=seal diff=seal merge=seal\n*.env filter=seal\nsecrets/public.txt -filter\n/.seal/** !filter !diff !merge\n*.png binary\n",
