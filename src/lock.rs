@@ -52,8 +52,12 @@ pub enum LockError {
         #[source]
         source: OpenError,
     },
-    #[error("{} file(s) stayed locked (damaged envelope or no key): {}", .paths.len(), .paths.join(", "))]
-    StayedLocked { paths: Vec<String> },
+    #[error("{} file(s) stayed locked: {}", .paths.len(), .why.join("; "))]
+    StayedLocked {
+        paths: Vec<String>,
+        /// Per path, why its envelope did not open (path, kid, cause).
+        why: Vec<String>,
+    },
     #[error("cannot seal {path}: {source}")]
     Seal {
         path: String,
@@ -383,7 +387,22 @@ pub fn unlock(ws: &Workspace, force: bool) -> Result<Vec<String>, LockError> {
         .cloned()
         .collect();
     if !still.is_empty() {
-        return Err(LockError::StayedLocked { paths: still });
+        // Why each did not open, as opening it again says (the kid it is
+        // wrapped to and the cause).
+        let why = still
+            .iter()
+            .map(|path| {
+                let reason = std::fs::read(ws.work_file(path))
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| {
+                        keys::open_bytes(&text, ws.opener().as_ref()).map_err(|e| e.to_string())
+                    })
+                    .err()
+                    .unwrap_or_else(|| "it opens now: run `git seal unlock` again".to_owned());
+                format!("{path}: {reason}")
+            })
+            .collect();
+        return Err(LockError::StayedLocked { paths: still, why });
     }
     paths.extend(opened);
     Ok(paths)

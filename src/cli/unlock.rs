@@ -78,6 +78,9 @@ fn with_hint(ws: &Workspace, e: LockError) -> CommandError {
                 }) => format!("{says}; {fix}, then run `git seal unlock` again"),
             }
         }
+        LockError::StayedLocked { .. } => {
+            "a damaged envelope: put back the stored one (`git checkout HEAD -- PATH`) or one from history (`git log -- PATH`); a missing key: install it, then run `git seal unlock` again".to_owned()
+        }
         _ => return e.into(),
     };
     CommandError::from(e).with_hint(hint)

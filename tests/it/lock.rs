@@ -148,3 +148,35 @@ fn lock_and_migrate_with_more_paths_than_fit_in_argv() {
     let sample = std::fs::read(dir.join(format!("{deep}/f{:05}.env", n - 1))).unwrap();
     assert_eq!(sample, format!("{}\n", n - 1).into_bytes());
 }
+
+#[test]
+fn unlock_says_why_a_damaged_envelope_stayed_locked_and_how_to_mend_it() {
+    let env = Env::new();
+    let dir = env.sealed_repo("r");
+    write_file(&dir, "secrets/a.env", b"A=1\n");
+    env.git(&dir, &["add", "secrets"]);
+    env.git(&dir, &["commit", "-q", "-m", "a"]);
+    let good = env.git(&dir, &["cat-file", "-p", ":secrets/a.env"]);
+    // The tag's first character changed: the text stays canonical.
+    let at = good.find("\"tag\": \"").unwrap() + "\"tag\": \"".len();
+    let flipped = if good[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let bad = format!("{}{flipped}{}", &good[..at], &good[at + 1..]);
+    env.stage_raw(&dir, "secrets/a.env", bad.as_bytes());
+    env.git(&dir, &["commit", "-q", "--no-verify", "-m", "damaged"]);
+    env.seal(&dir, &["lock", "--force"]);
+    let out = env.fails("git-seal", &dir, &["unlock"], 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("secrets/a.env: authentication failed")
+            && err.contains(&env.kid())
+            && err.contains("git checkout HEAD -- PATH"),
+        "{err}"
+    );
+    assert!(is_envelope(
+        &std::fs::read(dir.join("secrets/a.env")).unwrap()
+    ));
+}
