@@ -49,6 +49,25 @@ pub struct Explained {
     pub fix: Option<String>,
 }
 
+/// The advice for an envelope none of whose keys is here: `install` when
+/// nothing is known of its KEKs' fate, else what became of them and what
+/// can still be done, then `again` (e.g. "run `git seal unlock` again")
+/// unless that is installing.
+pub fn advice(explained: Option<Explained>, install: &str, again: &str) -> String {
+    match explained {
+        None => install.to_owned(),
+        Some(Explained { says, fix: None }) => says,
+        Some(Explained {
+            says,
+            fix: Some(fix),
+        }) if fix == install => format!("{says}; {fix}"),
+        Some(Explained {
+            says,
+            fix: Some(fix),
+        }) => format!("{says}; {fix}, then {again}"),
+    }
+}
+
 impl Fates {
     /// From the audit chain here (`kek-remove` and `kek-destroy` entries)
     /// and `records` (the statuses `removed` and `retired`). A chain that

@@ -1,6 +1,6 @@
 //! `git seal unlock`: re-check-out sealed files once a key is available.
 
-use git_seal::audit::fate::{Explained, Fates};
+use git_seal::audit::fate::{advice, Fates};
 use git_seal::keys::OpenError;
 use git_seal::lock::{self, LockError};
 use git_seal::workspace::Workspace;
@@ -65,18 +65,7 @@ fn with_hint(ws: &Workspace, e: LockError) -> CommandError {
                 } => Fates::read(&ws.repo, &ws.keks).explain(wrapped_to, &install),
                 _ => None,
             };
-            match explained {
-                None => install,
-                Some(Explained { says, fix: None }) => says,
-                Some(Explained {
-                    says,
-                    fix: Some(fix),
-                }) if fix == install => format!("{says}; {fix}"),
-                Some(Explained {
-                    says,
-                    fix: Some(fix),
-                }) => format!("{says}; {fix}, then run `git seal unlock` again"),
-            }
+            advice(explained, &install, "run `git seal unlock` again")
         }
         LockError::StayedLocked { .. } => {
             "a damaged envelope: put back the stored one (`git checkout HEAD -- PATH`) or one from history (`git log -- PATH`); a missing key: install it, then run `git seal unlock` again".to_owned()

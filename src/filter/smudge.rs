@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use super::{blob_id, Filter, Output};
-use crate::audit::fate::Explained;
+use crate::audit::fate::{self, Explained};
 use crate::envelope::{self, Envelope, FormatError};
 use crate::keys::{sealing, KeyProvider, OpenError};
 use crate::kid::Kid;
@@ -472,18 +472,11 @@ impl Locked {
         let problem = problem.map(|p| format!("; {p}")).unwrap_or_default();
         // A KEK that was removed or destroyed: say so, rather than only
         // "install the key", which may be no answer at all.
-        let advice = match explain(&wrapped_to, INSTALL) {
-            None => INSTALL.to_owned(),
-            Some(Explained { says, fix: None }) => says,
-            Some(Explained {
-                says,
-                fix: Some(fix),
-            }) if fix == INSTALL => format!("{says}; {fix}"),
-            Some(Explained {
-                says,
-                fix: Some(fix),
-            }) => format!("{says}; {fix}, then run `git seal unlock`"),
-        };
+        let advice = fate::advice(
+            explain(&wrapped_to, INSTALL),
+            INSTALL,
+            "run `git seal unlock`",
+        );
         Some(format!(
             "git-seal: warning: {n} sealed {files} left locked (e.g. {first}): no usable key (wrapped to {}; keys here: {here}{problem}); {advice}",
             kids.join(", ")
